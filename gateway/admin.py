@@ -1,0 +1,173 @@
+"""``gateway-admin``: the operator's commands (spec/operator.md).
+
+Every command exits non-zero with a one-line reason on failure and prints JSON on success.
+Commands run their store functions directly (no reactor): each is one short transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.config import Config, load_config
+from gateway.errors import GatewayError
+from gateway.keys import hash_key, new_key
+from gateway.model import Channel
+from gateway.store import create_db_engine
+from gateway.store.billers import create_biller, insert_api_key
+from gateway.store.migrate import migrate
+
+BILLER_ID = r"[a-z0-9][a-z0-9_\-]{0,31}"
+# Half-width katakana without small kana, digits, capitals, space and ( ) - . /
+KANA = r"[\uFF66\uFF70-\uFF9FA-Z0-9 ().\-/]{1,40}"
+
+
+class Failure(Exception):
+    """A one-line reason to print before exiting with status 1."""
+
+
+def _now() -> datetime:
+    return datetime.fromtimestamp(time.time(), UTC)
+
+
+def _channels(text: str) -> frozenset[Channel]:
+    try:
+        return frozenset(Channel(c.strip()) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise Failure(f"--channels: {text!r} must list cvs, payeasy, transfer") from None
+
+
+def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    before, after = migrate(create_db_engine(config.database.url, 1))
+    return {"from": before, "to": after}
+
+
+def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    if not re.fullmatch(BILLER_ID, args.id):
+        raise Failure(f"--id: {args.id!r} must be 1-32 of a-z, 0-9, '_' or '-'")
+    if not 1 <= len(args.name) <= 100:
+        raise Failure("--name: must be 1-100 characters")
+    if not re.fullmatch(KANA, args.kana):
+        raise Failure(
+            f"--kana: {args.kana!r} must be 1-40 half-width katakana (no small kana),"
+            " capitals, digits, space or ( ) - . /"
+        )
+    channels = _channels(args.channels)
+    off = sorted(channels - config.channels)
+    if off:
+        raise Failure(f"--channels: {', '.join(off)} is not enabled in the configuration")
+    if args.payeasy_institution and not re.fullmatch(r"\d{5}", args.payeasy_institution):
+        raise Failure("--payeasy-institution: must be 5 digits")
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        biller = create_biller(
+            conn,
+            biller_id=args.id,
+            name=args.name,
+            kana=args.kana,
+            channels=channels,
+            payeasy_institution_code=args.payeasy_institution,
+            now=_now(),
+        )
+    return {
+        "biller_id": biller.biller_id,
+        "code": biller.code,
+        "name": biller.name,
+        "kana": biller.kana,
+        "channels": sorted(biller.channels),
+        "payeasy_institution_code": biller.payeasy_institution_code
+        or (config.mpn.institution_code if config.mpn else None),
+        "created_at": biller.created_at.isoformat(),
+    }
+
+
+def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    if bool(args.biller) == bool(args.admin):
+        raise Failure("key create: give exactly one of --biller ID or --admin")
+    key_id, key = new_key()
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        insert_api_key(
+            conn,
+            key_id=key_id,
+            key_hash=hash_key(key),
+            biller_id=args.biller,
+            is_admin=bool(args.admin),
+            now=_now(),
+        )
+    return {
+        "key_id": key_id,
+        "key": key,
+        "biller_id": args.biller,
+        "admin": bool(args.admin),
+        "note": "shown once: store it now",
+    }
+
+
+def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:
+    from gateway.tls import make_certs
+
+    paths = make_certs(Path(args.dir), now=_now(), overwrite=args.force)
+    return {name: str(path) for name, path in sorted(paths.items())}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
+    p.add_argument("-c", "--config", default="conf/gateway.toml", help="the gateway's TOML file")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the schema").set_defaults(fn=cmd_migrate)
+
+    biller = sub.add_parser("biller", help="billers").add_subparsers(dest="action", required=True)
+    bc = biller.add_parser("create", help="add a biller")
+    bc.add_argument("--id", required=True)
+    bc.add_argument("--name", required=True)
+    bc.add_argument("--kana", required=True, help="half-width katakana, e.g. ｶﾞｽｺｳｼｬ")
+    bc.add_argument("--channels", default="cvs,payeasy,transfer")
+    bc.add_argument(
+        "--payeasy-institution",
+        default=None,
+        help="the biller's own 収納機関番号 (default: mpn.institution_code)",
+    )
+    bc.set_defaults(fn=cmd_biller_create)
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    kc = key.add_parser("create", help="issue an API key (printed once)")
+    kc.add_argument("--biller")
+    kc.add_argument("--admin", action="store_true")
+    kc.set_defaults(fn=cmd_key_create)
+
+    certs = sub.add_parser("certs", help="TLS").add_subparsers(dest="action", required=True)
+    cm = certs.add_parser("make", help="write a development CA and certificates")
+    cm.add_argument("dir")
+    cm.add_argument("--force", action="store_true", help="overwrite existing files")
+    cm.set_defaults(fn=cmd_certs_make, needs_config=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load_config(args.config) if getattr(args, "needs_config", True) else None
+        result = args.fn(config, args)
+    except (Failure, GatewayError, FileExistsError, OSError) as e:
+        print(f"gateway-admin: {e}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        print(f"gateway-admin: database error: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""Bills: what a biller registers, cancels and reissues through the merchant API.
+
+Each operation is one store interaction: the Idempotency-Key claim, the change, the new
+version of the bill and its outbox event commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from twisted.internet.interfaces import IReactorTime
+
+from gateway import ledger
+from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
+from gateway.config import Config
+from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, TransitionError
+from gateway.model import JST, Bill, Biller, BillStatus, Channel, Customer, Principal, Tax
+from gateway.networks import Issuer
+from gateway.store import Store
+from gateway.store.billers import get_biller
+from gateway.store.bills import (
+    Identifiers,
+    NewBill,
+    get_bill,
+    insert_bill,
+    insert_slip,
+    list_bills,
+    save_bill,
+)
+from gateway.store.events import append_event, list_events
+from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
+from gateway.validation import Fields
+
+BILL_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
+CUSTOMER_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
+EMAIL = r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+"
+PHONE = r"0[0-9]{9,10}"
+MAX_EVENTS_PAGE = 500
+
+
+@dataclass(frozen=True)
+class BillRequest:
+    bill_no: str
+    amount: int
+    due_date: date
+    channels: frozenset[Channel]
+    customer: Customer
+    tax: Tax
+    description: str | None
+
+    def fingerprint(self) -> str:
+        """Identifies the fields as sent, to tell a replay from a conflicting reuse."""
+        doc = asdict(self)
+        doc["channels"] = sorted(self.channels)
+        doc["due_date"] = self.due_date.isoformat()
+        blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _check_amount_and_due(
+    f: Fields,
+    amount: int | None,
+    due: date | None,
+    channels: frozenset[Channel],
+    limits: Mapping[Channel, int],
+    today: date,
+    max_due_days: int,
+) -> None:
+    if amount is not None and channels:
+        ceiling = min(limits.get(c, 0) for c in channels)
+        if ceiling and amount > ceiling:
+            f.bad(
+                "amount",
+                f"must not exceed {ceiling} yen for channels {', '.join(sorted(channels))}",
+            )
+    if due is not None:
+        if due < today:
+            f.bad("due_date", f"{due.isoformat()} is in the past (today is {today.isoformat()})")
+        elif due > today + timedelta(days=max_due_days):
+            f.bad("due_date", f"must be within {max_due_days} days from today")
+
+
+def parse_bill_request(
+    body: object, *, limits: Mapping[Channel, int], today: date, max_due_days: int
+) -> BillRequest:
+    f = Fields(body)
+    bill_no = f.string(
+        "bill_no",
+        required=True,
+        max_len=64,
+        pattern=BILL_NO,
+        hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    )
+    amount = f.integer("amount", required=True, low=1, high=9_999_999_999)
+    due = f.day("due_date", required=True)
+    channels: set[Channel] = set()
+    raw_channels = f.string_list("channels", required=True)
+    if raw_channels is not None:
+        if not raw_channels:
+            f.bad("channels", "must name at least one channel")
+        for i, name in enumerate(raw_channels):
+            try:
+                channel = Channel(name)
+            except ValueError:
+                f.bad(f"channels[{i}]", f"{name!r} is not one of cvs, payeasy, transfer")
+                continue
+            if channel in channels:
+                f.bad(f"channels[{i}]", f"{name} is listed twice")
+            if channel not in limits:
+                f.bad(f"channels[{i}]", f"the {name} network is not enabled on this gateway")
+            channels.add(channel)
+    customer = Customer()
+    c = f.obj("customer")
+    if c is not None:
+        customer = Customer(
+            customer_no=c.string(
+                "customer_no",
+                max_len=64,
+                pattern=CUSTOMER_NO,
+                hint="1-64 letters, digits, '.', '_' or '-'",
+            ),
+            name=c.string("name", max_len=100),
+            kana=c.string("kana", max_len=100),
+            email=c.string("email", max_len=254, pattern=EMAIL, hint="an e-mail address"),
+            phone=c.string(
+                "phone",
+                max_len=11,
+                pattern=PHONE,
+                hint="a Japanese phone number, digits only (e.g. 09012345678)",
+            ),
+        )
+        c.finish()
+    if Channel.TRANSFER in channels and customer.customer_no is None:
+        f.bad("customer.customer_no", "is required for the transfer channel (it names the mandate)")
+    tax = Tax()
+    t = f.obj("tax")
+    if t is not None:
+        taxable = t.boolean("taxable", required=True)
+        tax_amount = t.integer("tax_amount", low=0, high=9_999_999_999)
+        t.finish()
+        if taxable is not None:
+            tax = Tax(taxable, tax_amount or 0)
+            if not taxable and tax_amount:
+                t.bad("tax_amount", "must be 0 when the bill is not taxable")
+            elif amount is not None and tax.tax_amount >= amount:
+                t.bad("tax_amount", "must be less than amount")
+    description = f.string("description", max_len=200)
+    f.finish()
+    _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
+    f.raise_if_invalid()
+    assert bill_no is not None and amount is not None and due is not None
+    return BillRequest(bill_no, amount, due, frozenset(channels), customer, tax, description)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(JST).isoformat(timespec="seconds")
+
+
+def bill_json(bill: Bill, public_url: str, issuer: Issuer) -> dict[str, Any]:
+    """The bill as the API, the events feed and webhooks show it."""
+    doc: dict[str, Any] = {
+        "bill_no": bill.bill_no,
+        "status": bill.status.value,
+        "version": bill.version,
+        "amount": bill.amount,
+        "due_date": bill.due_date.isoformat() if bill.due_date else None,
+        "reissue": bill.reissue,
+        "channels": sorted(bill.channels),
+        "double_paid": bill.double_paid,
+        "late": bill.late,
+        "customer": {k: v for k, v in asdict(bill.customer).items() if v is not None},
+        "tax": {"taxable": bill.tax.taxable, "tax_amount": bill.tax.tax_amount},
+        "description": bill.description,
+    }
+    if bill.slip is not None:
+        doc["cvs"] = {
+            "barcode": bill.slip.barcode,
+            "stamp": bill.slip.stamp,
+            "human_readable": issuer.human_readable(bill.slip.barcode),
+        }
+    if bill.payeasy is not None:
+        doc["payeasy"] = {
+            "institution_code": bill.payeasy.institution_code,
+            "customer_number": bill.payeasy.customer_number,
+            "confirmation_number": bill.payeasy.confirmation_number,
+        }
+    doc["page_url"] = f"{public_url}/p/{bill.page_token}"
+    doc["created_at"] = _iso(bill.created_at)
+    doc["updated_at"] = _iso(bill.updated_at)
+    return doc
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"b{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if not raw.startswith("b"):
+            raise ValueError(raw)
+        return int(raw[1:])
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest(
+            [FieldError("cursor", "is not a cursor this API returned")], 400
+        ) from None
+
+
+def _dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class BillService:
+    def __init__(
+        self,
+        store: Store,
+        clock: IReactorTime,
+        config: Config,
+        issuer: Issuer,
+        new_token: Callable[[], str] | None = None,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.issuer = issuer
+        self.public_url = config.api.public_url
+        # 192 random bits: a page URL cannot be guessed.
+        self.new_token = new_token or (lambda: secrets.token_urlsafe(24))
+
+    def render(self, bill: Bill) -> dict[str, Any]:
+        return bill_json(bill, self.public_url, self.issuer)
+
+    def _event(
+        self,
+        conn: Connection,
+        bill: Bill,
+        type: str,
+        now: datetime,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        data: dict[str, Any] = {"bill": self.render(bill)}
+        if extra:
+            data.update(extra)
+        append_event(
+            conn,
+            biller_id=bill.biller_id,
+            event_id="evt_" + secrets.token_hex(12),
+            type=type,
+            data=data,
+            now=now,
+        )
+
+    def _biller(self, conn: Connection, principal: Principal) -> Biller:
+        if principal.biller_id is None:
+            raise NotFound("biller (use a biller's API key)")
+        return get_biller(conn, principal.biller_id)
+
+    async def create(
+        self, principal: Principal, body: object, claim: IdempotencyClaim | None
+    ) -> StoredResponse:
+        today = clock_today(self.clock)
+        request = parse_bill_request(
+            body,
+            limits=self.issuer.channel_limits(),
+            today=today,
+            max_due_days=self.config.bills.max_due_days,
+        )
+        now = clock_now(self.clock)
+        token = self.new_token()
+
+        def effect(conn: Connection) -> StoredResponse:
+            biller = self._biller(conn, principal)
+            missing = sorted(request.channels - biller.channels)
+            if missing:
+                raise InvalidRequest(
+                    [
+                        FieldError(
+                            "channels",
+                            f"biller {biller.biller_id} does not collect through "
+                            f"{', '.join(missing)}",
+                        )
+                    ]
+                )
+
+            def identify(serial: int) -> Identifiers:
+                slip = payeasy = None
+                if Channel.CVS in request.channels:
+                    slip = self.issuer.slip(
+                        biller,
+                        serial,
+                        reissue=0,
+                        amount=request.amount,
+                        due_date=request.due_date,
+                        tax=request.tax,
+                        today=today,
+                    )
+                if Channel.PAYEASY in request.channels:
+                    payeasy = self.issuer.payeasy_numbers(biller, serial)
+                return Identifiers(slip, payeasy)
+
+            new = NewBill(
+                biller.biller_id,
+                request.bill_no,
+                request.amount,
+                request.due_date,
+                request.channels,
+                request.customer,
+                request.tax,
+                request.description,
+                token,
+                request.fingerprint(),
+            )
+            bill, created = insert_bill(conn, new, now, identify)
+            if created:
+                self._event(conn, bill, "bill.created", now)
+            return StoredResponse(201 if created else 200, _dumps(self.render(bill)))
+
+        return await self.store.run_interaction(
+            "bills.create", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+        )
+
+    async def get(self, principal: Principal, bill_no: str) -> dict[str, Any]:
+        def txn(conn: Connection) -> Bill:
+            found = get_bill(conn, principal.biller_id or "", bill_no)
+            if found is None:
+                raise NotFound(f"bill {bill_no}")
+            return found[1]
+
+        return self.render(await self.store.run_interaction("bills.get", txn))
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        status: BillStatus | None,
+        updated_since: datetime | None,
+        cursor: str | None,
+        limit: int,
+    ) -> dict[str, Any]:
+        after_id = decode_cursor(cursor) if cursor else 0
+        rows = await self.store.run_interaction(
+            "bills.list",
+            list_bills,
+            principal.biller_id or "",
+            status=status,
+            updated_since=updated_since,
+            after_id=after_id,
+            limit=limit + 1,
+        )
+        page = rows[:limit]
+        return {
+            "data": [self.render(bill) for _, bill in page],
+            "next_cursor": encode_cursor(page[-1][0]) if len(rows) > limit else None,
+        }
+
+    async def cancel(
+        self, principal: Principal, bill_no: str, body: object, claim: IdempotencyClaim | None
+    ) -> StoredResponse:
+        if body is not None:
+            f = Fields(body)
+            f.finish()
+            f.raise_if_invalid()
+        now = clock_now(self.clock)
+
+        def effect(conn: Connection) -> StoredResponse:
+            bill_id, bill = self._locked(conn, principal, bill_no)
+            try:
+                outcome = ledger.cancel_bill(bill, now=now)
+            except TransitionError as e:
+                raise Conflict(f"bill {bill_no} cannot be cancelled: {e.reason}") from None
+            if outcome.bill_changed and outcome.bill is not None:
+                save_bill(conn, bill_id, bill, outcome.bill)
+                self._event(conn, outcome.bill, "bill.cancelled", now)
+            return StoredResponse(200, _dumps(self.render(outcome.bill or bill)))
+
+        return await self.store.run_interaction(
+            "bills.cancel", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+        )
+
+    async def reissue(
+        self, principal: Principal, bill_no: str, body: object, claim: IdempotencyClaim | None
+    ) -> StoredResponse:
+        today = clock_today(self.clock)
+        f = Fields(body if body is not None else {})
+        amount = f.integer("amount", low=1, high=9_999_999_999)
+        due = f.day("due_date")
+        f.finish()
+        f.raise_if_invalid()
+        now = clock_now(self.clock)
+
+        def effect(conn: Connection) -> StoredResponse:
+            bill_id, bill = self._locked(conn, principal, bill_no)
+            new_amount = bill.amount if amount is None else amount
+            new_due = bill.due_date if due is None else due
+            check = Fields({})
+            _check_amount_and_due(
+                check,
+                new_amount,
+                new_due if due is not None else None,
+                bill.channels,
+                self.issuer.channel_limits(),
+                today,
+                self.config.bills.max_due_days,
+            )
+            if bill.tax.taxable and bill.tax.tax_amount >= new_amount:
+                check.bad("amount", "must be more than the bill's tax_amount")
+            check.raise_if_invalid()
+            slip = None
+            if Channel.CVS in bill.channels:
+                biller = self._biller(conn, principal)
+                if bill.reissue >= 9:
+                    raise Conflict(
+                        f"bill {bill_no} was reissued 9 times: a barcode has one "
+                        "reissue digit; register a new bill"
+                    )
+                slip = self.issuer.slip(
+                    biller,
+                    bill_id,
+                    reissue=bill.reissue + 1,
+                    amount=new_amount,
+                    due_date=new_due,
+                    tax=bill.tax,
+                    today=today,
+                )
+            try:
+                outcome = ledger.reissue_bill(
+                    bill, slip=slip, amount=new_amount, due_date=new_due, today=today, now=now
+                )
+            except TransitionError as e:
+                raise Conflict(f"bill {bill_no} cannot be reissued: {e.reason}") from None
+            assert outcome.bill is not None
+            save_bill(conn, bill_id, bill, outcome.bill)
+            if slip is not None:
+                insert_slip(conn, bill_id, slip, now)
+            self._event(conn, outcome.bill, "bill.reissued", now)
+            return StoredResponse(200, _dumps(self.render(outcome.bill)))
+
+        return await self.store.run_interaction(
+            "bills.reissue", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+        )
+
+    def _locked(self, conn: Connection, principal: Principal, bill_no: str) -> tuple[int, Bill]:
+        found = get_bill(conn, principal.biller_id or "", bill_no, for_update=True)
+        if found is None:
+            raise NotFound(f"bill {bill_no}")
+        return found
+
+    async def events(self, principal: Principal, *, after: int, limit: int) -> dict[str, Any]:
+        rows = await self.store.run_interaction(
+            "events.list", list_events, principal.biller_id or "", after, limit
+        )
+        return {
+            "data": [
+                {
+                    "id": e.event_id,
+                    "seq": e.seq,
+                    "type": e.type,
+                    "created_at": _iso(e.created_at),
+                    "data": e.data,
+                }
+                for e in rows
+            ],
+            "next_after": rows[-1].seq if rows else after,
+        }

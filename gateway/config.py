@@ -1,0 +1,378 @@
+"""The daemon's configuration: TOML (spec/operator.md) parsed once into frozen objects.
+
+Every key is checked: an unknown key, a wrong type or a bad value raises :class:`ConfigError`
+with the key's dotted path, before anything listens. Relative paths (and a relative SQLite
+database file) are taken relative to the configuration file. ``docs/config.md`` documents every
+option; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from twisted.internet.endpoints import clientFromString, serverFromString
+
+from gateway.errors import ConfigError
+from gateway.model import Channel
+from gateway.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str
+    pool_size: int
+    migrate_on_start: bool
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    listen: str
+    public_url: str
+    idempotency_ttl: timedelta
+    max_page_size: int
+    auth_cache_seconds: float
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca: Path
+    certificate: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class BillsConfig:
+    max_due_days: int
+    expiry_interval: float
+
+
+@dataclass(frozen=True)
+class CvsLinkConfig:
+    listen: str
+    heartbeat_timeout: float
+
+
+@dataclass(frozen=True)
+class CvsFilesConfig:
+    inbox: Path
+
+
+@dataclass(frozen=True)
+class CvsConfig:
+    company_code: str
+    ceiling: int
+    stamp_thresholds: tuple[StampThreshold, ...]
+    link: CvsLinkConfig | None
+    files: CvsFilesConfig | None
+
+
+@dataclass(frozen=True)
+class MpnConfig:
+    institution_code: str
+    connect: str
+    center_code: str
+    confirmation_digits: int
+    max_amount: int
+
+
+@dataclass(frozen=True)
+class ZenginConfig:
+    outbox: Path
+    inbox: Path
+    max_amount: int
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path | None
+    database: DatabaseConfig
+    api: ApiConfig
+    metrics: MetricsConfig
+    tls: TLSConfig | None
+    bills: BillsConfig
+    cvs: CvsConfig | None
+    mpn: MpnConfig | None
+    zengin: ZenginConfig | None
+
+    @property
+    def channels(self) -> frozenset[Channel]:
+        """The payment channels whose network section is present."""
+        on = {Channel.CVS: self.cvs, Channel.PAYEASY: self.mpn, Channel.TRANSFER: self.zengin}
+        return frozenset(channel for channel, section in on.items() if section is not None)
+
+
+_MISSING: Any = object()
+
+
+class _Table:
+    """One TOML table being read: typed getters that name the key's path, and a final check
+    that no key was left unread (a misspelt key must not be silently ignored)."""
+
+    def __init__(self, raw: object, path: str, base: Path) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(path, f"must be a table, not {type(raw).__name__}")
+        self.raw: Mapping[str, Any] = raw
+        self.path = path
+        self.base = base
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def _get(self, name: str, kind: type | tuple[type, ...], kind_name: str, default: Any) -> Any:
+        self.seen.add(name)
+        if name not in self.raw:
+            if default is _MISSING:
+                raise ConfigError(self.key(name), "is required")
+            return default
+        value = self.raw[name]
+        # bool is an int in Python; TOML keeps them apart and so do we.
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ConfigError(self.key(name), f"must be {kind_name}, not a boolean")
+        if not isinstance(value, kind):
+            raise ConfigError(self.key(name), f"must be {kind_name}, not {type(value).__name__}")
+        return value
+
+    def string(
+        self, name: str, default: Any = _MISSING, pattern: str | None = None, hint: str = ""
+    ) -> str:
+        value: str = self._get(name, str, "a string", default)
+        if pattern is not None and value is not default and not re.fullmatch(pattern, value):
+            raise ConfigError(self.key(name), f"{value!r} is not {hint or pattern}")
+        return value
+
+    def integer(
+        self, name: str, default: Any = _MISSING, low: int | None = None, high: int | None = None
+    ) -> int:
+        value: int = self._get(name, int, "an integer", default)
+        if low is not None and value < low:
+            raise ConfigError(self.key(name), f"{value} is below the minimum {low}")
+        if high is not None and value > high:
+            raise ConfigError(self.key(name), f"{value} is above the maximum {high}")
+        return value
+
+    def number(self, name: str, default: Any = _MISSING, low: float = 0.0) -> float:
+        value = self._get(name, (int, float), "a number", default)
+        if value <= low:
+            raise ConfigError(self.key(name), f"{value} must be greater than {low:g}")
+        return float(value)
+
+    def boolean(self, name: str, default: Any = _MISSING) -> bool:
+        value: bool = self._get(name, bool, "true or false", default)
+        return value
+
+    def day(self, name: str) -> date:
+        value = self._get(name, (date, str), "a date (YYYY-MM-DD)", _MISSING)
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ConfigError(self.key(name), f"{value!r} is not a date (YYYY-MM-DD)") from None
+        if not isinstance(value, date) or hasattr(value, "hour"):
+            raise ConfigError(self.key(name), "must be a date (YYYY-MM-DD), not a date-time")
+        return value
+
+    def path_value(self, name: str, default: Any = _MISSING) -> Path:
+        value = self.string(name, default)
+        if not value:
+            raise ConfigError(self.key(name), "must not be empty")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (self.base / path)
+
+    def endpoint(self, name: str, *, client: bool, default: Any = _MISSING) -> str:
+        value = self.string(name, default)
+        try:
+            # Parsing builds an endpoint object without touching the network or a reactor.
+            if client:
+                clientFromString(None, value)
+            else:
+                serverFromString(None, value)
+        except Exception as e:
+            raise ConfigError(self.key(name), f"{value!r} is not a Twisted endpoint: {e}") from None
+        return value
+
+    def table(self, name: str, required: bool = False) -> _Table | None:
+        self.seen.add(name)
+        if name not in self.raw:
+            if required:
+                raise ConfigError(self.key(name), "is required")
+            return None
+        return _Table(self.raw[name], self.key(name), self.base)
+
+    def array_of_tables(self, name: str) -> list[_Table] | None:
+        self.seen.add(name)
+        if name not in self.raw:
+            return None
+        value = self.raw[name]
+        if not isinstance(value, list):
+            raise ConfigError(self.key(name), "must be an array of tables ([[...]])")
+        return [_Table(item, f"{self.key(name)}[{i}]", self.base) for i, item in enumerate(value)]
+
+    def done(self) -> None:
+        for name in self.raw:
+            if name not in self.seen:
+                raise ConfigError(self.key(name), "unknown key")
+
+
+def _section(
+    parent: _Table, name: str, read: Callable[[_Table], T], required: bool = False
+) -> T | None:
+    table = parent.table(name, required)
+    if table is None:
+        return None
+    value = read(table)
+    table.done()
+    return value
+
+
+def _database(t: _Table) -> DatabaseConfig:
+    url = t.string("url", "sqlite:///var/gateway.sqlite3")
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(t.key("url"), f"{url!r} is not a database URL") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(t.key("url"), "only sqlite and postgresql databases are supported")
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+        raise ConfigError(t.key("url"), "use the psycopg driver: postgresql+psycopg://...")
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if db in ("", ":memory:"):
+            raise ConfigError(t.key("url"), "an SQLite database must be a file")
+        if not Path(db).is_absolute():
+            url = parsed.set(database=str(t.base / db)).render_as_string(hide_password=False)
+    pool_size = t.integer("pool_size", 10, low=1, high=200)
+    return DatabaseConfig(url, pool_size, t.boolean("migrate_on_start", False))
+
+
+def _api(t: _Table) -> ApiConfig:
+    listen = t.endpoint("listen", client=False)
+    public_url = t.string("public_url").rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+        raise ConfigError(t.key("public_url"), f"{public_url!r} is not an http(s) base URL")
+    ttl = t.integer("idempotency_ttl_hours", 24, low=24, high=24 * 30)
+    return ApiConfig(
+        listen=listen,
+        public_url=public_url,
+        idempotency_ttl=timedelta(hours=ttl),
+        max_page_size=t.integer("max_page_size", 100, low=1, high=1000),
+        auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=3600)),
+    )
+
+
+def _tls(t: _Table) -> TLSConfig:
+    return TLSConfig(t.path_value("ca"), t.path_value("certificate"), t.path_value("key"))
+
+
+def _bills(t: _Table) -> BillsConfig:
+    return BillsConfig(
+        max_due_days=t.integer("max_due_days", 365, low=1, high=3650),
+        expiry_interval=t.number("expiry_interval", 300.0),
+    )
+
+
+def _cvs(t: _Table) -> CvsConfig:
+    company_code = t.string("company_code", pattern=r"\d{6}", hint="a 6-digit company code")
+    ceiling = t.integer("ceiling", 300_000, low=1, high=999_999)
+    thresholds: tuple[StampThreshold, ...] = DEFAULT_STAMP_THRESHOLDS
+    items = t.array_of_tables("stamp_thresholds")
+    if items is not None:
+        read = []
+        for item in items:
+            read.append(
+                StampThreshold(item.day("effective_from"), item.integer("threshold", low=1))
+            )
+            item.done()
+        if not read:
+            raise ConfigError(t.key("stamp_thresholds"), "must list at least one threshold")
+        thresholds = tuple(sorted(read, key=lambda s: s.effective_from))
+        if len({s.effective_from for s in thresholds}) != len(thresholds):
+            raise ConfigError(t.key("stamp_thresholds"), "two thresholds share a date")
+
+    def link(s: _Table) -> CvsLinkConfig:
+        return CvsLinkConfig(s.endpoint("listen", client=False), s.number("heartbeat_timeout", 60))
+
+    def files(s: _Table) -> CvsFilesConfig:
+        return CvsFilesConfig(s.path_value("inbox"))
+
+    return CvsConfig(
+        company_code, ceiling, thresholds, _section(t, "link", link), _section(t, "files", files)
+    )
+
+
+def _mpn(t: _Table) -> MpnConfig:
+    return MpnConfig(
+        institution_code=t.string("institution_code", pattern=r"\d{5}", hint="5 digits"),
+        connect=t.endpoint("connect", client=True),
+        center_code=t.string("center_code", pattern=r"\d{4}", hint="4 digits"),
+        confirmation_digits=t.integer("confirmation_digits", 6, low=4, high=6),
+        max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
+    )
+
+
+def _zengin(t: _Table) -> ZenginConfig:
+    return ZenginConfig(
+        outbox=t.path_value("outbox"),
+        inbox=t.path_value("inbox"),
+        max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
+    )
+
+
+def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
+    """Check and freeze an already-decoded TOML document."""
+    root = _Table(raw, "", base)
+    database = _section(root, "database", _database)
+    if database is None:
+        database = _database(_Table({}, "database", base))
+    api = _section(root, "api", _api, required=True)
+    metrics = _section(
+        root, "metrics", lambda t: MetricsConfig(t.endpoint("listen", client=False)), required=True
+    )
+    bills = _section(root, "bills", _bills) or _bills(_Table({}, "bills", base))
+    config = Config(
+        source=source,
+        database=database,
+        api=api,  # type: ignore[arg-type]
+        metrics=metrics,  # type: ignore[arg-type]
+        tls=_section(root, "tls", _tls),
+        bills=bills,
+        cvs=_section(root, "cvs", _cvs),
+        mpn=_section(root, "mpn", _mpn),
+        zengin=_section(root, "zengin", _zengin),
+    )
+    root.done()
+    return config
+
+
+def load_config(path: Path | str) -> Config:
+    """Read, check and freeze the configuration file at ``path``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("", f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{path} is not valid TOML: {e}") from None
+    return parse_config(raw, path.resolve().parent, path.resolve())

@@ -1,0 +1,1 @@
+"""Mappers: pure bytes ⇄ canonical-model functions; no I/O, no clock, no Twisted."""

@@ -1,0 +1,250 @@
+"""The canonical model (DESIGN.md §3): plain, frozen values shared by every network.
+
+Nothing here does I/O, reads a clock or imports Twisted. Money is ``int`` yen. Timestamps are
+timezone-aware; business dates are ``datetime.date`` in Japan Standard Time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from enum import StrEnum
+
+JST = timezone(timedelta(hours=9), "JST")
+
+
+def business_date(at: datetime) -> date:
+    """The Japanese business date of an aware timestamp."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: every timestamp in the gateway is timezone-aware")
+    return at.astimezone(JST).date()
+
+
+class Channel(StrEnum):
+    CVS = "cvs"
+    PAYEASY = "payeasy"
+    TRANSFER = "transfer"
+
+
+class BillStatus(StrEnum):
+    OPEN = "open"
+    PAID = "paid"  # a preliminary (速報 / 消込) or otherwise unconfirmed payment
+    CONFIRMED = "confirmed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    VOIDED = "voided"
+
+
+class MessageKind(StrEnum):
+    """What a collection message says about one real payment, whatever the network."""
+
+    PRELIMINARY = "preliminary"  # CVS 速報, MPN 消込 (and 再送確認)
+    CONFIRMATION = "confirmation"  # CVS 確報, MPN day close, transfer result 0
+    VOID = "void"  # CVS 速報取消, MPN 取消
+    FAILURE = "failure"  # transfer result other than 0: no money moved
+
+
+class RefundReason(StrEnum):
+    DOUBLE_PAYMENT = "double_payment"
+    PAID_AFTER_CANCEL = "paid_after_cancel"
+    AMOUNT_MISMATCH = "amount_mismatch"
+    UNKNOWN_BILL = "unknown_bill"
+
+
+class RefundStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class AnomalyKind(StrEnum):
+    """Messages that contradict what the ledger knows; recorded and counted, never applied."""
+
+    VOID_AFTER_CONFIRMATION = "void_after_confirmation"
+    CONFIRMATION_AFTER_VOID = "confirmation_after_void"
+    VOID_WITHOUT_PAYMENT = "void_without_payment"
+    CONFLICTING_DUPLICATE = "conflicting_duplicate"  # same event key, different content
+
+
+class EventType(StrEnum):
+    """The outbox events of spec/merchant-api.md."""
+
+    BILL_CREATED = "bill.created"
+    BILL_REISSUED = "bill.reissued"
+    BILL_CANCELLED = "bill.cancelled"
+    BILL_EXPIRED = "bill.expired"
+    PAYMENT_PRELIMINARY = "payment.preliminary"
+    PAYMENT_CONFIRMED = "payment.confirmed"
+    PAYMENT_VOIDED = "payment.voided"
+    TRANSFER_FAILED = "transfer.failed"
+    BILL_DOUBLE_PAID = "bill.double_paid"
+    REFUND_CASE_OPENED = "refund_case.opened"
+    SETTLEMENT_CREATED = "settlement.created"
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_no: str | None = None
+    name: str | None = None
+    kana: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
+class Tax:
+    taxable: bool = False
+    tax_amount: int = 0
+
+
+@dataclass(frozen=True)
+class Slip:
+    """One issued convenience-store slip: a barcode and what it promises."""
+
+    reissue: int
+    barcode: str
+    amount: int
+    due_date: date | None
+    stamp: bool
+
+
+@dataclass(frozen=True)
+class PayEasyNumbers:
+    institution_code: str  # 収納機関番号, 5 digits
+    customer_number: str  # お客様番号, up to 20 digits, unique within the institution
+    confirmation_number: str  # 確認番号, 4-6 digits, random per bill
+
+
+@dataclass(frozen=True)
+class Bill:
+    """A bill as the biller registered it, with what the gateway derived from it."""
+
+    biller_id: str
+    bill_no: str
+    amount: int
+    due_date: date | None
+    channels: frozenset[Channel]
+    customer: Customer
+    tax: Tax
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    status: BillStatus = BillStatus.OPEN
+    version: int = 1
+    reissue: int = 0
+    double_paid: bool = False
+    late: bool = False
+    slip: Slip | None = None  # the current CVS slip, when the bill has the cvs channel
+    payeasy: PayEasyNumbers | None = None
+    page_token: str = ""
+
+    @property
+    def live(self) -> bool:
+        """Whether a customer may still pay it through a channel that asks first (MPN, page)."""
+        return self.status is BillStatus.OPEN
+
+    def changed(self, now: datetime, **changes: object) -> Bill:
+        """A new version of the bill: every change raises ``version`` by one."""
+        return dataclasses.replace(
+            self,
+            version=self.version + 1,
+            updated_at=now,
+            **changes,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class CollectionEvent:
+    """One message as received from a network, before it is applied.
+
+    ``event_key`` identifies the real payment it is about (DESIGN.md §3); with ``channel`` and
+    ``kind`` it is unique in the store, which is what makes every resend harmless.
+    """
+
+    channel: Channel
+    kind: MessageKind
+    event_key: str
+    amount: int
+    paid_at: datetime
+    received_at: datetime
+    source: str  # "link:cvs", "file:NAME:LINE", "poll:agency"
+    raw: bytes
+    bill_key: str  # how the message names its bill: CVS bill key, お客様番号, Zengin customer no
+    slip_reissue: int | None = None  # the reissue digit of the slip used, for CVS
+    transfer_date: date | None = None
+    store: str | None = None  # chain + store code, or bank code + channel
+    detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_id: str
+    biller_id: str
+    bill_no: str | None  # None for a payment whose bill is unknown
+    channel: Channel
+    event_key: str
+    amount: int
+    paid_at: datetime
+    status: PaymentStatus
+    created_at: datetime
+    confirmed_at: datetime | None = None
+    voided_at: datetime | None = None
+    transfer_date: date | None = None
+    late: bool = False
+    store: str | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status is not PaymentStatus.VOIDED
+
+
+@dataclass(frozen=True)
+class RefundCase:
+    case_id: str
+    biller_id: str | None
+    bill_no: str | None
+    payment_id: str
+    reason: RefundReason
+    amount: int
+    opened_at: datetime
+    status: RefundStatus = RefundStatus.OPEN
+    resolution: str | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: AnomalyKind
+    channel: Channel
+    event_key: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Biller:
+    biller_id: str
+    code: str  # 5 digits: the biller's part of every barcode free field and お客様番号
+    name: str
+    kana: str
+    channels: frozenset[Channel]
+    payeasy_institution_code: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an API key belongs to: one biller, or the operator (admin)."""
+
+    key_id: str
+    biller_id: str | None
+    is_admin: bool
+
+    @property
+    def scope(self) -> str:
+        """The namespace of this caller's idempotency keys."""
+        return f"biller:{self.biller_id}" if self.biller_id else f"admin:{self.key_id}"

@@ -1,0 +1,1 @@
+"""The merchant API (spec/merchant-api.md) on twisted.web."""

@@ -1,0 +1,342 @@
+"""A small JSON HTTP framework on twisted.web: routes, auth, limits, problems, metrics.
+
+* A request body over the limit is refused with 413 as soon as its ``Content-Length`` is
+  known (or as soon as a chunked body passes it), without buffering it.
+* Every error is ``application/problem+json`` (RFC 9457) naming the field.
+* Handlers are coroutines; each request is counted and timed by route template and status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from io import BytesIO
+from typing import Any
+from urllib.parse import unquote
+
+from prometheus_client import Counter, Histogram
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+
+from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, StoreError
+from gateway.keys import Authenticator
+from gateway.model import Principal
+from gateway.store.idempotency import IdempotencyClaim, StoredResponse
+
+log = Logger()
+
+JSON_LIMIT = 1024 * 1024  # spec: a JSON body over 1 MiB is 413
+CSV_LIMIT = 64 * 1024 * 1024  # spec: a CSV body over 64 MiB is 413
+
+HTTP_REQUESTS = Counter(
+    "gateway_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "gateway_http_request_duration_seconds",
+    "Time from a request's arrival to its response, by route template and method.",
+    ["route", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class ApiRequest(server.Request):
+    """A request that refuses an oversized body early instead of buffering it."""
+
+    too_large = False
+    limit = JSON_LIMIT
+
+    def gotLength(self, length: int | None) -> None:
+        ctype = (self.requestHeaders.getRawHeaders(b"content-type") or [b""])[0]
+        self.limit = CSV_LIMIT if ctype.lower().startswith(b"text/csv") else JSON_LIMIT
+        if length is not None and length > self.limit:
+            self.too_large = True
+            self.content = BytesIO()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        assert self.content is not None
+        if self.content.tell() + len(data) > self.limit:
+            self.too_large = True
+            self.content = BytesIO()
+            return
+        super().handleContentChunk(data)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, doc: Any, status: int = 200) -> Response:
+        return cls(status, json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
+
+    @classmethod
+    def stored(cls, stored: StoredResponse) -> Response:
+        headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
+        return cls(stored.status, stored.body.encode(), headers=headers)
+
+
+class Problem(Exception):
+    """An error answer: RFC 9457 problem details."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str = "",
+        errors: Sequence[FieldError] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(title)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.errors = tuple(errors)
+        self.headers = dict(headers or {})
+
+    def response(self) -> Response:
+        doc: dict[str, Any] = {
+            "type": f"https://gateway.invalid/problems/{self.status}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail or self.title,
+        }
+        if self.errors:
+            doc["errors"] = [{"field": e.field, "message": e.message} for e in self.errors]
+        resp = Response.json(doc, self.status)
+        resp.content_type = "application/problem+json"
+        resp.headers.update(self.headers)
+        return resp
+
+
+def problem_for(error: BaseException) -> Problem | None:
+    """Map the core's typed errors to HTTP problems; None for an unexpected error."""
+    if isinstance(error, Problem):
+        return error
+    if isinstance(error, InvalidRequest):
+        return Problem(error.status, error.title, str(error), error.errors)
+    if isinstance(error, NotFound):
+        return Problem(404, "Not found", f"{error.what} not found")
+    if isinstance(error, Conflict):
+        errors = [FieldError(error.field, error.detail)] if error.field else []
+        return Problem(409, "Conflict", error.detail, errors)
+    if isinstance(error, StoreError):
+        return Problem(503, "Service unavailable", str(error), headers={"Retry-After": "5"})
+    return None
+
+
+@dataclass
+class Call:
+    """One request as a handler sees it."""
+
+    request: ApiRequest
+    params: dict[str, str]
+    principal: Principal | None
+    body: bytes
+
+    def query(self, name: str) -> str | None:
+        values = self.request.args.get(name.encode())
+        return values[0].decode("utf-8", "replace") if values else None
+
+    def json_body(self, required: bool = True) -> object:
+        if not self.body.strip():
+            if required:
+                raise Problem(
+                    400,
+                    "The request is malformed",
+                    "a JSON body is required",
+                    [FieldError("body", "is required")],
+                )
+            return None
+        ctype = (self.request.getHeader("content-type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            raise Problem(415, "Unsupported media type", "send Content-Type: application/json")
+        try:
+            return json.loads(self.body.decode("utf-8"), parse_constant=_refuse_constant)
+        except (UnicodeDecodeError, ValueError) as e:
+            raise Problem(
+                400,
+                "The request is malformed",
+                f"the body is not valid JSON: {e}",
+                [FieldError("body", "is not valid JSON")],
+            ) from None
+
+    def idempotency(self) -> IdempotencyClaim | None:
+        key = self.request.getHeader("idempotency-key")
+        if key is None:
+            return None
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise Problem(
+                400,
+                "The request is malformed",
+                "bad Idempotency-Key",
+                [FieldError("Idempotency-Key", "must be 1-255 printable characters")],
+            )
+        assert self.principal is not None
+        digest = hashlib.sha256()
+        for part in (self.request.method, self.request.path, self.body):
+            digest.update(part)
+            digest.update(b"\x00")
+        return IdempotencyClaim(self.principal.scope, key, digest.hexdigest())
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+Handler = Callable[[Call], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: bytes
+    template: str  # "/v1/bills/{bill_no}": the metric label
+    handler: Handler
+    auth: bool = True
+    regex: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template)
+        object.__setattr__(self, "regex", re.compile(pattern + "$"))
+
+
+class Router(resource.Resource):
+    """Dispatches every path itself (isLeaf) so that unknown paths are problem+json too."""
+
+    isLeaf = True
+
+    def __init__(self, routes: Sequence[Route], authenticator: Authenticator | None) -> None:
+        super().__init__()
+        self.routes = list(routes)
+        self.authenticator = authenticator
+
+    def render(self, request: server.Request) -> Any:
+        assert isinstance(request, ApiRequest)
+        started = time.perf_counter()
+        d = ensureDeferred(self._dispatch(request))
+        d.addErrback(self._unexpected, request)
+        d.addCallback(self._write, request, started)
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return server.NOT_DONE_YET
+
+    def _match(self, request: ApiRequest) -> tuple[Route | None, dict[str, str], str]:
+        path = request.path.decode("ascii", "replace")
+        allowed = []
+        for route in self.routes:
+            m = route.regex.match(path)
+            if m:
+                if route.method == request.method or (
+                    request.method == b"HEAD" and route.method == b"GET"
+                ):
+                    return route, {k: unquote(v) for k, v in m.groupdict().items()}, path
+                allowed.append(route)
+        if allowed:
+            methods = ", ".join(sorted({r.method.decode() for r in allowed}))
+            raise Problem(405, "Method not allowed", f"use {methods}", headers={"Allow": methods})
+        return None, {}, path
+
+    async def _dispatch(self, request: ApiRequest) -> tuple[str, Response]:
+        label = "unmatched"
+        try:
+            route, params, path = self._match(request)
+            if route is None:
+                raise Problem(404, "Not found", f"no resource at {path}")
+            label = route.template
+            if request.too_large:
+                raise Problem(
+                    413, "Payload too large", f"the body is larger than {request.limit} bytes"
+                )
+            principal = await self._authenticate(request) if route.auth else None
+            assert request.content is not None
+            request.content.seek(0)
+            call = Call(request, params, principal, request.content.read())
+            return label, await route.handler(call)
+        except Exception as e:
+            problem = problem_for(e)
+            if problem is None:
+                raise
+            return label, problem.response()
+
+    async def _authenticate(self, request: ApiRequest) -> Principal:
+        header = request.getHeader("authorization") or ""
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Problem(
+                401,
+                "Unauthorized",
+                "send Authorization: Bearer <API key>",
+                headers={"WWW-Authenticate": 'Bearer realm="gateway"'},
+            )
+        assert self.authenticator is not None
+        principal = await self.authenticator.authenticate(key.strip())
+        if principal is None:
+            raise Problem(
+                401,
+                "Unauthorized",
+                "the API key is unknown or revoked",
+                headers={"WWW-Authenticate": 'Bearer realm="gateway"'},
+            )
+        return principal
+
+    def _unexpected(self, failure: Failure, request: ApiRequest) -> tuple[str, Response]:
+        log.failure(
+            "Unhandled error answering {method} {route}",
+            failure,
+            method=request.method.decode(),
+            route=request.path.decode()[:100],
+        )
+        return "unmatched", Problem(
+            500, "Internal server error", "the error was logged; try again later"
+        ).response()
+
+    def _write(self, result: tuple[str, Response], request: ApiRequest, started: float) -> None:
+        label, response = result
+        method = request.method.decode("ascii", "replace")
+        HTTP_REQUESTS.labels(
+            label, method if label != "unmatched" else "other", str(response.status)
+        ).inc()
+        HTTP_SECONDS.labels(label, method if label != "unmatched" else "other").observe(
+            time.perf_counter() - started
+        )
+        if request.finished or request._disconnected:
+            return
+        request.setResponseCode(response.status)
+        request.setHeader(
+            "Content-Type",
+            response.content_type + "; charset=utf-8"
+            if response.content_type.endswith("json")
+            else response.content_type,
+        )
+        request.setHeader("Cache-Control", "no-store")
+        request.setHeader("X-Content-Type-Options", "nosniff")
+        for name, value in response.headers.items():
+            request.setHeader(name, value)
+        if response.status == 413:
+            request.setHeader("Connection", "close")
+        request.write(response.body)
+        request.finish()
+
+
+def make_site(root: resource.Resource, timeout: float = 60.0) -> server.Site:
+    site = server.Site(root, timeout=timeout)
+    site.requestFactory = ApiRequest
+    site.displayTracebacks = False
+    return site
+
+
+def as_deferred(coro: Awaitable[Any]) -> Deferred[Any]:
+    return ensureDeferred(coro)  # type: ignore[arg-type]

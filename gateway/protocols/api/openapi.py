@@ -1,0 +1,358 @@
+"""The OpenAPI 3.1 document served at ``/v1/openapi.json``.
+
+It describes what the server really does; ``tests/test_openapi.py`` runs schemathesis against
+the running daemon with it, so a route or a status code that drifts from it fails the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _problems(*codes: int) -> dict[str, Any]:
+    return {str(code): PROBLEM for code in codes}
+
+
+def _op(
+    summary: str,
+    ok: dict[str, Any],
+    *problems: int,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    idempotent: bool = False,
+    op_id: str = "",
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {**ok}}
+    op["responses"].update(_problems(401, 403, 404, 500, *problems))
+    parameters = list(params or [])
+    if idempotent:
+        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    return op
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+BILL_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+TIMESTAMP = {"type": "string", "format": "date-time"}
+
+SCHEMAS: dict[str, Any] = {
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "Customer": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "customer_no": {"type": "string", "pattern": BILL_NO_PATTERN},
+            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "kana": {"type": "string", "minLength": 1, "maxLength": 100},
+            "email": {"type": "string", "maxLength": 254, "format": "email"},
+            "phone": {"type": "string", "pattern": r"^0[0-9]{9,10}$"},
+        },
+    },
+    "Tax": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["taxable"],
+        "properties": {
+            "taxable": {"type": "boolean"},
+            "tax_amount": {"type": "integer", "minimum": 0},
+        },
+    },
+    "BillCreate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["bill_no", "amount", "due_date", "channels"],
+        "properties": {
+            "bill_no": {"type": "string", "pattern": BILL_NO_PATTERN},
+            "amount": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 9_999_999_999,
+                "description": "yen; at most the CVS ceiling (300,000) with cvs",
+            },
+            "due_date": DATE,
+            "channels": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string", "enum": ["cvs", "payeasy", "transfer"]},
+            },
+            "customer": {"$ref": "#/components/schemas/Customer"},
+            "tax": {"$ref": "#/components/schemas/Tax"},
+            "description": {"type": "string", "minLength": 1, "maxLength": 200},
+        },
+    },
+    "Reissue": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "amount": {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
+            "due_date": DATE,
+        },
+    },
+    "Cancel": {"type": "object", "additionalProperties": False, "properties": {}},
+    "Bill": {
+        "type": "object",
+        "required": [
+            "bill_no",
+            "status",
+            "version",
+            "amount",
+            "due_date",
+            "reissue",
+            "channels",
+            "double_paid",
+            "late",
+            "customer",
+            "tax",
+            "page_url",
+            "created_at",
+            "updated_at",
+        ],
+        "properties": {
+            "bill_no": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["open", "paid", "confirmed", "expired", "cancelled"],
+            },
+            "version": {"type": "integer", "minimum": 1},
+            "amount": {"type": "integer"},
+            "due_date": {"type": ["string", "null"], "format": "date"},
+            "reissue": {"type": "integer", "minimum": 0, "maximum": 9},
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "double_paid": {"type": "boolean"},
+            "late": {"type": "boolean"},
+            "customer": {"type": "object"},
+            "tax": {"type": "object"},
+            "description": {"type": ["string", "null"]},
+            "cvs": {
+                "type": "object",
+                "required": ["barcode", "stamp", "human_readable"],
+                "properties": {
+                    "barcode": {"type": "string", "pattern": r"^91[0-9]{42}$"},
+                    "stamp": {"type": "boolean"},
+                    "human_readable": {"type": "string"},
+                },
+            },
+            "payeasy": {
+                "type": "object",
+                "required": ["institution_code", "customer_number", "confirmation_number"],
+                "properties": {
+                    "institution_code": {"type": "string", "pattern": r"^[0-9]{5}$"},
+                    "customer_number": {"type": "string", "pattern": r"^[0-9]{1,20}$"},
+                    "confirmation_number": {"type": "string", "pattern": r"^[0-9]{4,6}$"},
+                },
+            },
+            "page_url": {"type": "string", "format": "uri"},
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        },
+    },
+    "BillPage": {
+        "type": "object",
+        "required": ["data", "next_cursor"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Bill"}},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Event": {
+        "type": "object",
+        "required": ["id", "seq", "type", "created_at", "data"],
+        "properties": {
+            "id": {"type": "string"},
+            "seq": {"type": "integer", "minimum": 1},
+            "type": {"type": "string"},
+            "created_at": TIMESTAMP,
+            "data": {"type": "object"},
+        },
+    },
+    "EventPage": {
+        "type": "object",
+        "required": ["data", "next_after"],
+        "properties": {
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+            "next_after": {"type": "integer", "minimum": 0},
+        },
+    },
+}
+
+
+def openapi_document(public_url: str) -> dict[str, Any]:
+    bill_no = {
+        "name": "bill_no",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": BILL_NO_PATTERN},
+    }
+    bill = {"$ref": "#/components/schemas/Bill"}
+    bill_ok = _json(bill, "The bill")
+    optional_body = {
+        "required": False,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reissue"}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Collection gateway merchant API",
+            "version": "1.0.0",
+            "description": "Register bills once; collect them at convenience stores, through "
+            "Pay-easy and by account transfer. Errors are application/problem+json.",
+        },
+        "servers": [{"url": public_url}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/bills": {
+                "post": _op(
+                    "Register a bill",
+                    {
+                        "201": _json(bill, "Created"),
+                        "200": _json(bill, "The same bill_no with identical fields: the bill"),
+                    },
+                    400,
+                    409,
+                    413,
+                    415,
+                    422,
+                    body={
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/BillCreate"}
+                            }
+                        },
+                    },
+                    idempotent=True,
+                    op_id="createBill",
+                ),
+                "get": _op(
+                    "List bills, oldest first, paged",
+                    {"200": _json({"$ref": "#/components/schemas/BillPage"}, "A page")},
+                    400,
+                    params=[
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {
+                                "type": "string",
+                                "enum": ["open", "paid", "confirmed", "expired", "cancelled"],
+                            },
+                        },
+                        {"name": "updated_since", "in": "query", "schema": TIMESTAMP},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        },
+                    ],
+                    op_id="listBills",
+                ),
+            },
+            "/v1/bills/{bill_no}": {
+                "get": _op("Read a bill", {"200": bill_ok}, params=[bill_no], op_id="getBill"),
+            },
+            "/v1/bills/{bill_no}/cancel": {
+                "post": _op(
+                    "Cancel an unpaid bill",
+                    {"200": bill_ok},
+                    400,
+                    409,
+                    413,
+                    415,
+                    422,
+                    params=[bill_no],
+                    idempotent=True,
+                    op_id="cancelBill",
+                    body={
+                        "required": False,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Cancel"}}
+                        },
+                    },
+                ),
+            },
+            "/v1/bills/{bill_no}/reissue": {
+                "post": _op(
+                    "Issue a new slip (reissue digit + 1) with a new amount or due date",
+                    {"200": bill_ok},
+                    400,
+                    409,
+                    413,
+                    415,
+                    422,
+                    params=[bill_no],
+                    idempotent=True,
+                    body=optional_body,
+                    op_id="reissueBill",
+                ),
+            },
+            "/v1/events": {
+                "get": _op(
+                    "Events in seq order after a seq",
+                    {"200": _json({"$ref": "#/components/schemas/EventPage"}, "A page")},
+                    400,
+                    params=[
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                    ],
+                    op_id="listEvents",
+                ),
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "parameters": {
+                "IdempotencyKey": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                },
+            },
+            "responses": {
+                "Problem": {
+                    "description": "An error (RFC 9457)",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {"$ref": "#/components/schemas/Problem"}
+                        }
+                    },
+                },
+            },
+            "schemas": SCHEMAS,
+        },
+    }

@@ -1,0 +1,118 @@
+"""The merchant API's routes (spec/merchant-api.md): bills and the events feed."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from gateway.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
+from gateway.errors import FieldError
+from gateway.model import BillStatus, Principal
+from gateway.protocols.api.http import Call, Problem, Response, Route
+from gateway.protocols.api.openapi import openapi_document
+from gateway.validation import parse_timestamp
+
+
+def _biller(call: Call) -> Principal:
+    principal = call.principal
+    assert principal is not None
+    if principal.biller_id is None:
+        raise Problem(403, "Forbidden", "bills belong to billers: use a biller's API key")
+    return principal
+
+
+def _bill_no(call: Call) -> str:
+    bill_no = call.params["bill_no"]
+    if not re.fullmatch(BILL_NO, bill_no):
+        # Same answer as an unknown bill: nothing to learn from the shape of a bill_no.
+        raise Problem(404, "Not found", f"bill {bill_no[:64]} not found")
+    return bill_no
+
+
+def _int_query(call: Call, name: str, default: int, low: int, high: int) -> int:
+    raw = call.query(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise Problem(
+            400,
+            "The request is malformed",
+            f"{name} must be an integer {low}-{high}",
+            [FieldError(name, f"must be an integer from {low} to {high}")],
+        )
+    return value
+
+
+def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
+    openapi = Response.json(openapi_document(bills.public_url))
+
+    async def create_bill(call: Call) -> Response:
+        principal = _biller(call)
+        body = call.json_body()
+        return Response.stored(await bills.create(principal, body, call.idempotency()))
+
+    async def get_bill(call: Call) -> Response:
+        return Response.json(await bills.get(_biller(call), _bill_no(call)))
+
+    async def list_bills(call: Call) -> Response:
+        principal = _biller(call)
+        status = None
+        raw_status = call.query("status")
+        if raw_status:
+            try:
+                status = BillStatus(raw_status)
+            except ValueError:
+                allowed = ", ".join(s.value for s in BillStatus)
+                raise Problem(
+                    400,
+                    "The request is malformed",
+                    f"status must be one of {allowed}",
+                    [FieldError("status", f"must be one of {allowed}")],
+                ) from None
+        since = call.query("updated_since")
+        updated_since = parse_timestamp(since, "updated_since") if since else None
+        limit = _int_query(call, "limit", min(50, max_page_size), 1, max_page_size)
+        page = await bills.list(
+            principal,
+            status=status,
+            updated_since=updated_since,
+            cursor=call.query("cursor") or None,
+            limit=limit,
+        )
+        return Response.json(page)
+
+    async def cancel_bill(call: Call) -> Response:
+        principal = _biller(call)
+        bill_no = _bill_no(call)
+        body = call.json_body(required=False)
+        return Response.stored(await bills.cancel(principal, bill_no, body, call.idempotency()))
+
+    async def reissue_bill(call: Call) -> Response:
+        principal = _biller(call)
+        bill_no = _bill_no(call)
+        body = call.json_body(required=False)
+        return Response.stored(await bills.reissue(principal, bill_no, body, call.idempotency()))
+
+    async def list_events(call: Call) -> Response:
+        principal = _biller(call)
+        after = _int_query(call, "after", 0, 0, 2**62)
+        limit = _int_query(call, "limit", 100, 1, MAX_EVENTS_PAGE)
+        return Response.json(await bills.events(principal, after=after, limit=limit))
+
+    async def get_openapi(call: Call) -> Response:
+        return openapi
+
+    routes: list[tuple[bytes, str, Any, bool]] = [
+        (b"GET", "/v1/openapi.json", get_openapi, False),
+        (b"POST", "/v1/bills", create_bill, True),
+        (b"GET", "/v1/bills", list_bills, True),
+        (b"GET", "/v1/bills/{bill_no}", get_bill, True),
+        (b"POST", "/v1/bills/{bill_no}/cancel", cancel_bill, True),
+        (b"POST", "/v1/bills/{bill_no}/reissue", reissue_bill, True),
+        (b"GET", "/v1/events", list_events, True),
+    ]
+    return [Route(method, template, handler, auth) for method, template, handler, auth in routes]

@@ -1,0 +1,87 @@
+"""The one composition root: ``make_service(config, reactor)``.
+
+Children start in this order (and stop in reverse, so listeners close first and work in flight
+reaches the store before it stops): store, periodic jobs, metrics listener, merchant API listener.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gateway.bills import BillService
+from gateway.clock import now
+from gateway.config import Config
+from gateway.keys import Authenticator
+from gateway.networks import Issuer
+from gateway.protocols.api.http import Router, make_site
+from gateway.protocols.api.routes import api_routes
+from gateway.protocols.ops import ops_site
+from gateway.store import Store
+from gateway.store.idempotency import purge_expired
+from gateway.store.migrate import head_revision, migrate
+
+log = Logger()
+
+
+class StoreService(Service):
+    """Starts the store's thread pool first and stops it last."""
+
+    def __init__(self, store: Store, migrate_on_start: bool) -> None:
+        self.store = store
+        self.migrate_on_start = migrate_on_start
+
+    def startService(self) -> None:
+        if self.migrate_on_start:
+            before, after = migrate(self.store.engine)
+            log.info("Schema migrated from {before} to {after}", before=before, after=after)
+        self.store.start()
+        super().startService()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        self.store.stop()
+        log.info("Store stopped")
+        return None
+
+
+def make_service(config: Config, reactor: Any) -> MultiService:
+    top = MultiService()
+    store = Store.from_url(config.database.url, reactor, config.database.pool_size)
+    StoreService(store, config.database.migrate_on_start).setServiceParent(top)
+
+    def purge_idempotency_keys() -> Deferred[int]:
+        cutoff = now(reactor) - config.api.idempotency_ttl - timedelta(hours=1)
+        return store.run_interaction("idempotency.purge", purge_expired, cutoff)
+
+    purge = TimerService(3600, purge_idempotency_keys)
+    purge.clock = reactor
+    purge.setServiceParent(top)
+
+    async def readiness() -> dict[str, str]:
+        try:
+            current = await store.ping()
+        except Exception as e:
+            return {"store": f"unavailable: {type(e).__name__}"}
+        if not current:
+            return {"store": f"schema is not at {head_revision()}: run gateway-admin migrate"}
+        return {"store": "ok"}
+
+    def ready() -> Deferred[dict[str, str]]:
+        return Deferred.fromCoroutine(readiness())
+
+    strports.service(
+        config.metrics.listen, ops_site(ready, reactor), reactor=reactor
+    ).setServiceParent(top)
+
+    bills = BillService(store, reactor, config, Issuer(config))
+    auth = Authenticator(store, reactor, config.api.auth_cache_seconds)
+    api = make_site(Router(api_routes(bills, config.api.max_page_size), auth))
+    strports.service(config.api.listen, api, reactor=reactor).setServiceParent(top)
+    return top

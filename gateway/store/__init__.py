@@ -1,0 +1,170 @@
+"""One Store: synchronous SQLAlchemy Core transactions run on a dedicated thread pool.
+
+Every database access goes through :meth:`Store.run_interaction` (Synapse's pattern): the caller
+passes a short ``desc`` (the metric label) and a function ``fn(conn, *args)`` that runs inside
+one transaction on a pool thread; the Deferred fires with its result after the commit. A function
+that raises rolls the whole transaction back.
+
+SQLite gets one thread (it has one writer anyway) with WAL and ``BEGIN IMMEDIATE``; PostgreSQL
+gets ``database.pool_size`` threads and as many connections.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from prometheus_client import Counter, Histogram
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from gateway.errors import StoreError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+log = Logger()
+
+INTERACTION_SECONDS = Histogram(
+    "gateway_store_interaction_duration_seconds",
+    "Time spent in one store interaction (transaction), by description.",
+    ["desc"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+INTERACTION_ERRORS = Counter(
+    "gateway_store_interaction_errors_total",
+    "Store interactions that raised (after retries), by description.",
+    ["desc"],
+)
+INTERACTION_RETRIES = Counter(
+    "gateway_store_interaction_retries_total",
+    "Store interactions retried after a serialization failure, deadlock or busy database.",
+    ["desc"],
+)
+
+# PostgreSQL: serialization_failure, deadlock_detected. SQLite: "database is locked".
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+_MAX_ATTEMPTS = 5
+
+
+def create_db_engine(url: str, pool_size: int = 10) -> Engine:
+    """An engine set up for the gateway: durable SQLite (WAL) or pooled PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" below decide when a transaction starts.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")  # a committed payment survives a power cut
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            # Take the write lock up front: no deadlock upgrading a read lock later.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+
+
+def _retryable(e: DBAPIError) -> bool:
+    sqlstate = getattr(e.orig, "sqlstate", None)
+    if sqlstate in _RETRYABLE_SQLSTATES:
+        return True
+    return isinstance(e, OperationalError) and "database is locked" in str(e.orig)
+
+
+class Store:
+    """The one gateway to the database. Start it before use, stop it at shutdown."""
+
+    def __init__(
+        self, engine: Engine, reactor: IReactorThreads, threads: int | None = None
+    ) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._reactor = reactor
+        if threads is None:
+            threads = 1 if self.dialect == "sqlite" else engine.pool.size()  # type: ignore[attr-defined]
+        self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="gateway-store")
+        self.running = False
+
+    @classmethod
+    def from_url(cls, url: str, reactor: IReactorThreads, pool_size: int = 10) -> Store:
+        return cls(create_db_engine(url, pool_size), reactor)
+
+    def start(self) -> None:
+        if not self.running:
+            self._pool.start()
+            self.running = True
+
+    def stop(self) -> None:
+        """Wait for interactions in flight to finish, then close every connection."""
+        if self.running:
+            self.running = False
+            self._pool.stop()
+        self.engine.dispose()
+
+    def run_interaction(
+        self,
+        desc: str,
+        fn: Callable[Concatenate[Connection, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[R]:
+        """Run ``fn(conn, *args, **kwargs)`` in one transaction on the store's thread pool."""
+        if not self.running:
+            raise StoreError("the store is not running")
+        return deferToThreadPool(
+            self._reactor,
+            self._pool,
+            self._run,  # type: ignore[arg-type]
+            desc,
+            fn,
+            *args,
+            **kwargs,
+        )
+
+    def _run(self, desc: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        started = time.perf_counter()
+        try:
+            for attempt in range(1, _MAX_ATTEMPTS + 1):
+                try:
+                    with self.engine.begin() as conn:
+                        return fn(conn, *args, **kwargs)
+                except DBAPIError as e:
+                    if attempt == _MAX_ATTEMPTS or not _retryable(e):
+                        raise
+                    INTERACTION_RETRIES.labels(desc).inc()
+                    time.sleep(0.005 * 2**attempt)
+            raise AssertionError("unreachable")
+        except Exception:
+            INTERACTION_ERRORS.labels(desc).inc()
+            raise
+        finally:
+            INTERACTION_SECONDS.labels(desc).observe(time.perf_counter() - started)
+
+    def ping(self) -> Deferred[bool]:
+        """True when the database answers and the schema is at the newest migration."""
+        from gateway.store.migrate import schema_is_current
+
+        return self.run_interaction("store.ping", schema_is_current)
+
+
+def ping_sql(conn: Connection) -> None:
+    conn.execute(text("SELECT 1"))

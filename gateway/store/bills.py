@@ -1,0 +1,247 @@
+"""Bills and the slips (barcodes) issued for them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from gateway.errors import Conflict
+from gateway.model import (
+    Bill,
+    BillStatus,
+    Channel,
+    Customer,
+    PayEasyNumbers,
+    Slip,
+    Tax,
+)
+from gateway.store.schema import bill_slips, bills
+
+
+@dataclass(frozen=True)
+class NewBill:
+    """What the core hands the store for a new bill (identifiers come after the insert)."""
+
+    biller_id: str
+    bill_no: str
+    amount: int
+    due_date: date | None
+    channels: frozenset[Channel]
+    customer: Customer
+    tax: Tax
+    description: str | None
+    page_token: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Identifiers:
+    slip: Slip | None
+    payeasy: PayEasyNumbers | None
+
+
+def _bill(row: Row) -> Bill:
+    slip = None
+    if row.barcode is not None:
+        slip = Slip(row.reissue, row.barcode, row.amount, row.due_date, bool(row.stamp))
+    payeasy = None
+    if row.payeasy_customer_number is not None:
+        payeasy = PayEasyNumbers(
+            row.payeasy_institution_code,
+            row.payeasy_customer_number,
+            row.payeasy_confirmation_number,
+        )
+    return Bill(
+        biller_id=row.biller_id,
+        bill_no=row.bill_no,
+        amount=row.amount,
+        due_date=row.due_date,
+        channels=frozenset(Channel(c) for c in row.channels.split(",") if c),
+        customer=Customer(
+            row.customer_no,
+            row.customer_name,
+            row.customer_kana,
+            row.customer_email,
+            row.customer_phone,
+        ),
+        tax=Tax(bool(row.taxable), row.tax_amount),
+        description=row.description,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        status=BillStatus(row.status),
+        version=row.version,
+        reissue=row.reissue,
+        double_paid=bool(row.double_paid),
+        late=bool(row.late),
+        slip=slip,
+        payeasy=payeasy,
+        page_token=row.page_token,
+    )
+
+
+def _state_values(bill: Bill) -> dict[str, Any]:
+    """The columns a transition may change."""
+    values: dict[str, Any] = {
+        "amount": bill.amount,
+        "due_date": bill.due_date,
+        "status": bill.status.value,
+        "version": bill.version,
+        "reissue": bill.reissue,
+        "double_paid": bill.double_paid,
+        "late": bill.late,
+        "updated_at": bill.updated_at,
+        "barcode": bill.slip.barcode if bill.slip else None,
+        "stamp": bill.slip.stamp if bill.slip else False,
+    }
+    return values
+
+
+def insert_bill(
+    conn: Connection, new: NewBill, now: datetime, identify: Callable[[int], Identifiers]
+) -> tuple[Bill, bool]:
+    """Store a new bill, or find the one with the same ``bill_no``.
+
+    Returns ``(bill, created)``. The same ``bill_no`` with a different fingerprint is a
+    :class:`Conflict`. ``identify(serial)`` derives the barcode and Pay-easy numbers from the
+    bill's serial (its row id), which is known only after the insert.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(bills)
+        .values(
+            biller_id=new.biller_id,
+            bill_no=new.bill_no,
+            amount=new.amount,
+            due_date=new.due_date,
+            channels=",".join(sorted(new.channels)),
+            customer_no=new.customer.customer_no,
+            customer_name=new.customer.name,
+            customer_kana=new.customer.kana,
+            customer_email=new.customer.email,
+            customer_phone=new.customer.phone,
+            taxable=new.tax.taxable,
+            tax_amount=new.tax.tax_amount,
+            description=new.description,
+            status=BillStatus.OPEN.value,
+            version=1,
+            reissue=0,
+            double_paid=False,
+            late=False,
+            stamp=False,
+            page_token=new.page_token,
+            fingerprint=new.fingerprint,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["biller_id", "bill_no"])
+        .returning(bills.c.id)
+    )
+    serial = conn.execute(stmt).scalar()
+    if serial is None:
+        row = conn.execute(
+            select(bills).where(bills.c.biller_id == new.biller_id, bills.c.bill_no == new.bill_no)
+        ).one()
+        if row.fingerprint != new.fingerprint:
+            raise Conflict(
+                f"bill {new.bill_no} already exists with different fields", field="bill_no"
+            )
+        return _bill(row), False
+    ids = identify(int(serial))
+    values: dict[str, Any] = {}
+    if ids.slip is not None:
+        values.update(
+            barcode=ids.slip.barcode,
+            cvs_bill_key=ids.slip.barcode[2:29],
+            stamp=ids.slip.stamp,
+        )
+        insert_slip(conn, int(serial), ids.slip, now)
+    if ids.payeasy is not None:
+        values.update(
+            payeasy_institution_code=ids.payeasy.institution_code,
+            payeasy_customer_number=ids.payeasy.customer_number,
+            payeasy_confirmation_number=ids.payeasy.confirmation_number,
+        )
+    if values:
+        conn.execute(update(bills).where(bills.c.id == serial).values(**values))
+    return _bill(conn.execute(select(bills).where(bills.c.id == serial)).one()), True
+
+
+def insert_slip(conn: Connection, bill_id: int, slip: Slip, now: datetime) -> None:
+    conn.execute(
+        bill_slips.insert().values(
+            bill_id=bill_id,
+            reissue=slip.reissue,
+            barcode=slip.barcode,
+            amount=slip.amount,
+            due_date=slip.due_date,
+            stamp=slip.stamp,
+            issued_at=now,
+        )
+    )
+
+
+def get_bill(
+    conn: Connection, biller_id: str, bill_no: str, *, for_update: bool = False
+) -> tuple[int, Bill] | None:
+    """The bill and its serial, or None. ``for_update`` locks the row on PostgreSQL."""
+    stmt = select(bills).where(bills.c.biller_id == biller_id, bills.c.bill_no == bill_no)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
+    return None if row is None else (row.id, _bill(row))
+
+
+def list_slips(conn: Connection, bill_id: int) -> list[Slip]:
+    rows = conn.execute(
+        select(bill_slips).where(bill_slips.c.bill_id == bill_id).order_by(bill_slips.c.reissue)
+    )
+    return [Slip(r.reissue, r.barcode, r.amount, r.due_date, bool(r.stamp)) for r in rows]
+
+
+def save_bill(conn: Connection, bill_id: int, before: Bill, after: Bill) -> None:
+    """Write a new version of a bill, refusing a lost update (optimistic check on version)."""
+    result = conn.execute(
+        update(bills)
+        .where(bills.c.id == bill_id, bills.c.version == before.version)
+        .values(**_state_values(after))
+    )
+    if result.rowcount != 1:
+        raise Conflict(f"bill {before.bill_no} was changed concurrently; try again")
+
+
+def list_bills(
+    conn: Connection,
+    biller_id: str,
+    *,
+    status: BillStatus | None,
+    updated_since: datetime | None,
+    after_id: int,
+    limit: int,
+) -> list[tuple[int, Bill]]:
+    conditions = [bills.c.biller_id == biller_id, bills.c.id > after_id]
+    if status is not None:
+        conditions.append(bills.c.status == status.value)
+    if updated_since is not None:
+        conditions.append(bills.c.updated_at >= updated_since)
+    rows = conn.execute(
+        select(bills).where(and_(*conditions)).order_by(bills.c.id).limit(limit)
+    ).all()
+    return [(r.id, _bill(r)) for r in rows]
+
+
+def find_by_payeasy(
+    conn: Connection, institution_code: str, customer_number: str
+) -> tuple[int, Bill] | None:
+    row = conn.execute(
+        select(bills).where(
+            or_(bills.c.payeasy_institution_code == institution_code),
+            bills.c.payeasy_customer_number == customer_number,
+        )
+    ).first()
+    return None if row is None else (row.id, _bill(row))

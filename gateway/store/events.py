@@ -1,0 +1,72 @@
+"""The events outbox: written in the same transaction as the change it describes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
+
+from gateway.store.schema import billers, events
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    biller_id: str
+    seq: int
+    type: str
+    created_at: datetime
+    data: Mapping[str, Any]
+
+
+def append_event(
+    conn: Connection,
+    *,
+    biller_id: str,
+    event_id: str,
+    type: str,
+    data: Mapping[str, Any],
+    now: datetime,
+) -> int:
+    """Add one event; returns its per-biller ``seq``.
+
+    The ``UPDATE ... RETURNING`` on the biller row hands out the next number and holds the row
+    lock until commit, so one biller's events commit in ``seq`` order with no gap: a reader that
+    keeps the last ``seq`` it saw never misses one. Call it last in a transaction, to hold the
+    lock as briefly as possible.
+    """
+    seq = conn.execute(
+        update(billers)
+        .where(billers.c.biller_id == biller_id)
+        .values(last_event_seq=billers.c.last_event_seq + 1)
+        .returning(billers.c.last_event_seq)
+    ).scalar_one()
+    conn.execute(
+        events.insert().values(
+            event_id=event_id,
+            biller_id=biller_id,
+            seq=seq,
+            type=type,
+            created_at=now,
+            data=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+        )
+    )
+    return int(seq)
+
+
+def list_events(conn: Connection, biller_id: str, after: int, limit: int) -> list[StoredEvent]:
+    rows = conn.execute(
+        select(events)
+        .where(events.c.biller_id == biller_id, events.c.seq > after)
+        .order_by(events.c.seq)
+        .limit(limit)
+    ).all()
+    return [
+        StoredEvent(r.event_id, r.biller_id, r.seq, r.type, r.created_at, json.loads(r.data))
+        for r in rows
+    ]

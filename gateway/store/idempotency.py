@@ -1,0 +1,90 @@
+"""Idempotency-Key records, claimed in the same transaction as the effect they guard.
+
+The record is inserted with ``ON CONFLICT DO NOTHING`` before the effect runs. On PostgreSQL a
+second transaction with the same key waits on the unique index until the first commits, then
+finds the stored response and replays it: two concurrent requests, one effect. A request that
+fails rolls back with its record, so a rejected request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gateway.errors import Conflict
+from gateway.store.schema import idempotency_keys
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    scope: str
+    key: str
+    request_hash: str
+
+
+def _insert_ignore(conn: Connection):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(idempotency_keys).on_conflict_do_nothing()
+
+
+def run_idempotent(
+    conn: Connection,
+    claim: IdempotencyClaim | None,
+    now: datetime,
+    ttl: timedelta,
+    effect: Callable[[Connection], StoredResponse],
+) -> StoredResponse:
+    if claim is None:
+        return effect(conn)
+    key_match = (idempotency_keys.c.scope == claim.scope) & (
+        idempotency_keys.c.idempotency_key == claim.key
+    )
+    for _ in range(2):
+        inserted = conn.execute(
+            _insert_ignore(conn).values(
+                scope=claim.scope,
+                idempotency_key=claim.key,
+                request_hash=claim.request_hash,
+                status_code=0,
+                response_body="",
+                created_at=now,
+            )
+        ).rowcount
+        if inserted:
+            response = effect(conn)
+            conn.execute(
+                update(idempotency_keys)
+                .where(key_match)
+                .values(status_code=response.status, response_body=response.body)
+            )
+            return response
+        row = conn.execute(select(idempotency_keys).where(key_match)).one()
+        if row.created_at < now - ttl:
+            # Expired but not yet purged: the key is free again.
+            conn.execute(delete(idempotency_keys).where(key_match))
+            continue
+        if row.request_hash != claim.request_hash:
+            raise Conflict(
+                "this Idempotency-Key was already used with a different request",
+                field="Idempotency-Key",
+            )
+        return StoredResponse(row.status_code, row.response_body, replayed=True)
+    raise AssertionError("unreachable: an expired key was deleted and could not be claimed")
+
+
+def purge_expired(conn: Connection, before: datetime) -> int:
+    return conn.execute(
+        delete(idempotency_keys).where(idempotency_keys.c.created_at < before)
+    ).rowcount

@@ -1,0 +1,173 @@
+"""The database schema (SQLAlchemy Core). Alembic migrations are written from it.
+
+Uniqueness that the business depends on lives here, not only in Python: one bill_no per biller,
+one お客様番号 per 収納機関番号, one bill key per barcode, one ``seq`` per biller in the outbox.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware (UTC) datetimes out, on every backend.
+
+    SQLite has no time zones, so values are stored as naive UTC there; PostgreSQL stores
+    ``timestamptz``. A naive datetime is refused: every timestamp in the gateway is aware.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+billers = Table(
+    "billers",
+    metadata,
+    Column("biller_id", String(32), primary_key=True),
+    # The 5-digit code inside barcodes and お客様番号, assigned at onboarding, never reused.
+    Column("code", String(5), nullable=False, unique=True),
+    Column("name", String(100), nullable=False),
+    Column("kana", String(40), nullable=False),
+    Column("channels", String(40), nullable=False),
+    Column("payeasy_institution_code", String(5)),
+    # Last outbox seq handed out for this biller: the row lock on it makes seq gap-free and in
+    # commit order per biller.
+    Column("last_event_seq", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id")),
+    Column("is_admin", Boolean, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+bills = Table(
+    "bills",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("bill_no", String(64), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("due_date", Date),
+    Column("channels", String(40), nullable=False),
+    Column("customer_no", String(64)),
+    Column("customer_name", String(100)),
+    Column("customer_kana", String(100)),
+    Column("customer_email", String(254)),
+    Column("customer_phone", String(20)),
+    Column("taxable", Boolean, nullable=False),
+    Column("tax_amount", BigInteger, nullable=False),
+    Column("description", String(200)),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("reissue", Integer, nullable=False),
+    Column("double_paid", Boolean, nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("barcode", String(44)),
+    # company code + free field (barcode digits 3-29): what a store payment names its bill by.
+    Column("cvs_bill_key", String(27), unique=True),
+    Column("stamp", Boolean, nullable=False),
+    Column("payeasy_institution_code", String(5)),
+    Column("payeasy_customer_number", String(20)),
+    Column("payeasy_confirmation_number", String(6)),
+    Column("page_token", String(64), nullable=False, unique=True),
+    # SHA-256 of the fields the biller sent: "same bill_no, identical fields" is a replay.
+    Column("fingerprint", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("biller_id", "bill_no"),
+    UniqueConstraint("payeasy_institution_code", "payeasy_customer_number"),
+    Index(None, "biller_id", "updated_at", "id"),
+    Index(None, "biller_id", "status", "id"),
+)
+
+bill_slips = Table(
+    "bill_slips",
+    metadata,
+    Column("bill_id", BigId, ForeignKey("bills.id"), primary_key=True),
+    Column("reissue", Integer, primary_key=True),
+    Column("barcode", String(44), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("due_date", Date),
+    Column("stamp", Boolean, nullable=False),
+    Column("issued_at", UTCDateTime, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    # "biller:<id>" or "admin:<key_id>": keys are scoped to whoever sent them.
+    Column("scope", String(64), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response_body", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "created_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),  # global order
+    Column("event_id", String(40), nullable=False, unique=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # gap-free per biller
+    Column("type", String(40), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("data", Text, nullable=False),
+    UniqueConstraint("biller_id", "seq"),
+)

@@ -1,0 +1,32 @@
+"""``twistd gateway``: options and the call into the composition root."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+
+
+class Options(usage.Options):
+    optParameters: ClassVar = [
+        ["config", "c", "conf/gateway.toml", "The gateway's TOML configuration."]
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self.config: Config = load_config(self["config"])
+        except ConfigError as e:
+            # twistd prints this and exits non-zero: nothing has listened yet.
+            raise usage.UsageError(f"configuration error: {e}") from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from gateway.service import make_service
+
+    return make_service(options.config, reactor)
