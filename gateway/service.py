@@ -9,11 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from twisted.application import strports
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from gateway.bills import BillService
 from gateway.clock import now
@@ -51,6 +53,53 @@ class StoreService(Service):
         return None
 
 
+class ListenerService(Service):
+    """Listens on a Twisted endpoint string; exposes the bound port (``tcp:0`` in tests).
+
+    A listener that cannot bind stops the reactor: a daemon that is not listening where the
+    operator said must not look healthy.
+    """
+
+    def __init__(
+        self, name: str, description: str, factory: IProtocolFactory, reactor: Any
+    ) -> None:
+        self.name = name
+        self.description = description
+        self.factory = factory
+        self.reactor = reactor
+        self.port: IListeningPort | None = None
+        self.listening: Deferred[IListeningPort] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.listening = serverFromString(self.reactor, self.description).listen(self.factory)
+
+        def bound(port: IListeningPort) -> IListeningPort:
+            self.port = port
+            log.info("{name} listening on {address}", name=self.name, address=port.getHost())
+            return port
+
+        def failed(failure: Failure) -> Failure:
+            log.critical(
+                "{name} cannot listen on {description}: {error}",
+                name=self.name,
+                description=self.description,
+                error=failure.getErrorMessage(),
+            )
+            if self.reactor.running:
+                self.reactor.stop()
+            return failure
+
+        self.listening.addCallbacks(bound, failed)
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()
+        return None
+
+
 def make_service(config: Config, reactor: Any) -> MultiService:
     top = MultiService()
     store = Store.from_url(config.database.url, reactor, config.database.pool_size)
@@ -76,12 +125,12 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     def ready() -> Deferred[dict[str, str]]:
         return Deferred.fromCoroutine(readiness())
 
-    strports.service(
-        config.metrics.listen, ops_site(ready, reactor), reactor=reactor
+    ListenerService(
+        "metrics", config.metrics.listen, ops_site(ready, reactor), reactor
     ).setServiceParent(top)
 
     bills = BillService(store, reactor, config, Issuer(config))
     auth = Authenticator(store, reactor, config.api.auth_cache_seconds)
     api = make_site(Router(api_routes(bills, config.api.max_page_size), auth))
-    strports.service(config.api.listen, api, reactor=reactor).setServiceParent(top)
+    ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
     return top

@@ -53,7 +53,8 @@ def run_idempotent(
     )
     for _ in range(2):
         inserted = conn.execute(
-            _insert_ignore(conn).values(
+            _insert_ignore(conn)
+            .values(
                 scope=claim.scope,
                 idempotency_key=claim.key,
                 request_hash=claim.request_hash,
@@ -61,8 +62,10 @@ def run_idempotent(
                 response_body="",
                 created_at=now,
             )
-        ).rowcount
-        if inserted:
+            # rowcount is not reliable for ON CONFLICT DO NOTHING across drivers; RETURNING is.
+            .returning(idempotency_keys.c.scope)
+        ).first()
+        if inserted is not None:
             response = effect(conn)
             conn.execute(
                 update(idempotency_keys)

@@ -1,0 +1,300 @@
+"""Run the real gateway for a benchmark: a scratch database, a config, a biller, a key, twistd.
+
+Everything goes through the product's own entry points, as an operator would use them:
+``gateway-admin migrate``, ``biller create``, ``key create``, then ``twistd -n gateway`` as a
+subprocess, ready when the metrics listener's ``/readyz`` answers 200.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = ROOT / "conf" / "gateway.example.toml"
+BILLER_ID = "bench"
+
+
+class BenchFailure(Exception):
+    """A reason for the benchmark to exit 1."""
+
+
+def venv_command(name: str) -> str:
+    """A console script of the virtualenv that runs this benchmark (twistd, gateway-admin)."""
+    beside = Path(sys.executable).with_name(name)
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise BenchFailure(f"{name} not found beside {sys.executable} nor on PATH")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# --- the scratch database --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScratchDatabase:
+    url: str  # what the gateway's config and the benchmark's own engines use
+    backend: str  # "sqlite" or "postgresql"
+
+
+@contextmanager
+def scratch_database(server_url: str | None, tmp: Path) -> Iterator[ScratchDatabase]:
+    """SQLite in ``tmp``, or a fresh ``gateway_bench_<pid>`` on ``server_url``'s server.
+
+    The PostgreSQL database is dropped on the way out, whatever happened (``WITH (FORCE)``
+    closes connections a dead daemon may have left behind).
+    """
+    if server_url is None:
+        yield ScratchDatabase(f"sqlite:///{tmp / 'gateway.sqlite3'}", "sqlite")
+        return
+    server = make_url(server_url)
+    if server.get_backend_name() != "postgresql":
+        raise BenchFailure(
+            f"--database-url must be a postgresql+psycopg:// URL, not {server_url!r}"
+            " (SQLite is the default: a file in a temporary directory)"
+        )
+    name = f"gateway_bench_{os.getpid()}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        print(f"created database {name}", file=sys.stderr)
+        try:
+            url = server.set(database=name).render_as_string(hide_password=False)
+            yield ScratchDatabase(url, "postgresql")
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            print(f"dropped database {name}", file=sys.stderr)
+    finally:
+        admin.dispose()
+
+
+def durability_settings(url: str) -> str:
+    """One line naming the settings that decide what a commit costs, for the report."""
+    if make_url(url).get_backend_name() == "sqlite":
+        # What gateway.store.create_db_engine sets on every connection (daemon and benchmark).
+        return "sqlite: journal_mode=WAL, synchronous=FULL, BEGIN IMMEDIATE"
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            names = ("server_version", "fsync", "synchronous_commit", "wal_sync_method")
+            values = [f"{n}={conn.execute(text(f'SHOW {n}')).scalar_one()}" for n in names]
+    finally:
+        engine.dispose()
+    return "postgresql: " + ", ".join(values)
+
+
+# --- the config ------------------------------------------------------------------------------
+
+
+def toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_SECTION = re.compile(r"^\s*\[([A-Za-z0-9_.]+)\]\s*(#.*)?$")
+_KEY = re.compile(r"^(\s*)([A-Za-z0-9_]+)(\s*=\s*)(.*)$")
+
+
+def set_toml_values(source: str, values: Mapping[tuple[str, str], str]) -> str:
+    """``source`` with ``key = ...`` of ``[section]`` replaced by a TOML value, for each entry.
+
+    Line-based, for the example config's flat ``key = value  # comment`` lines; every entry must
+    be found, and the result is parsed back to check it.
+    """
+    section = ""
+    found: set[tuple[str, str]] = set()
+    lines = []
+    for line in source.splitlines():
+        if m := _SECTION.match(line):
+            section = m.group(1)
+        elif (k := _KEY.match(line)) and (section, k.group(2)) in values:
+            where = (section, k.group(2))
+            line = f"{k.group(1)}{k.group(2)}{k.group(3)}{values[where]}"
+            found.add(where)
+        lines.append(line)
+    missing = sorted(set(values) - found)
+    if missing:
+        raise BenchFailure(f"{EXAMPLE_CONFIG} has no {missing}: update bench/_daemon.py")
+    result = "\n".join(lines) + "\n"
+    tomllib.loads(result)
+    return result
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A configured gateway (schema migrated, one biller, one key), not yet running."""
+
+    workdir: Path
+    config_path: Path
+    api_port: int
+    metrics_port: int
+    api_key: str
+    pool_size: int
+
+    def daemon(self) -> Daemon:
+        return Daemon(self)
+
+
+def admin(config_path: Path, *args: str) -> dict[str, Any]:
+    """Run ``gateway-admin -c CONFIG ARGS...`` and return the JSON it prints."""
+    done = subprocess.run(
+        [venv_command("gateway-admin"), "-c", str(config_path), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchFailure(
+            f"gateway-admin {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}"
+        )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def prepare(workdir: Path, database_url: str) -> Gateway:
+    """Write the config (the example's, with a database and two free ports), migrate, onboard."""
+    api_port, metrics_port = free_port(), free_port()
+    while metrics_port == api_port:
+        metrics_port = free_port()
+    config = set_toml_values(
+        EXAMPLE_CONFIG.read_text(encoding="utf-8"),
+        {
+            ("database", "url"): toml_string(database_url),
+            ("api", "listen"): toml_string(f"tcp:{api_port}:interface=127.0.0.1"),
+            ("api", "public_url"): toml_string(f"http://127.0.0.1:{api_port}"),
+            ("metrics", "listen"): toml_string(f"tcp:{metrics_port}:interface=127.0.0.1"),
+        },
+    )
+    config_path = workdir / "gateway.toml"
+    config_path.write_text(config, encoding="utf-8")
+    pool_size = int(tomllib.loads(config)["database"]["pool_size"])
+    admin(config_path, "migrate")
+    admin(
+        config_path,
+        "biller",
+        "create",
+        "--id",
+        BILLER_ID,
+        "--name",
+        "Bench",
+        "--kana",
+        "ﾍﾞﾝﾁ",
+        "--channels",
+        "cvs,payeasy",
+    )
+    key = admin(config_path, "key", "create", "--biller", BILLER_ID)["key"]
+    return Gateway(workdir, config_path, api_port, metrics_port, str(key), pool_size)
+
+
+# --- the daemon ------------------------------------------------------------------------------
+
+
+class Daemon:
+    """``twistd -n gateway`` as a subprocess; a context manager that always stops it."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.log_path = gateway.workdir / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Daemon:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    venv_command("twistd"),
+                    "-n",
+                    "--pidfile=",
+                    "gateway",
+                    "-c",
+                    str(self.gateway.config_path),
+                ],
+                cwd=self.gateway.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self.process is not None
+        url = f"http://127.0.0.1:{self.gateway.metrics_port}/readyz"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise BenchFailure(
+                    f"the daemon exited {self.process.returncode} before it was ready:\n"
+                    + self.log_tail()
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise BenchFailure(f"{url} did not answer 200 within {timeout:.0f}s:\n" + self.log_tail())
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, then wait (SIGKILL after ``timeout``). Safe to call twice."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"the daemon ignored SIGTERM for {timeout:.0f}s: SIGKILL", file=sys.stderr)
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text_ = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no daemon log)"
+        return "\n".join(text_.splitlines()[-lines:])

@@ -1,0 +1,210 @@
+"""Shared fixtures.
+
+The suite runs on SQLite (a file in the test's temp dir). With GATEWAY_TEST_DATABASE_URL set
+(e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test) every test that needs a database gets
+a database of its own on that server, created and dropped around it, so runs cannot collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from gateway.admin import main as admin_main
+from gateway.config import Config, load_config
+from gateway.model import JST
+from gateway.store import create_db_engine
+from gateway.store.migrate import migrate
+
+DB_ENV = "GATEWAY_TEST_DATABASE_URL"
+
+
+def on_postgres() -> bool:
+    return bool(os.environ.get(DB_ENV))
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    base = os.environ.get(DB_ENV)
+    if not base:
+        yield f"sqlite:///{tmp_path}/gateway.sqlite3"
+        return
+    name = "gwtest_" + secrets.token_hex(6)
+    server = create_engine(base, isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with server.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        server.dispose()
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    engine = create_db_engine(database_url, 1)
+    migrate(engine)
+    engine.dispose()
+    return database_url
+
+
+def jst_today() -> date:
+    from datetime import datetime
+
+    return datetime.now(JST).date()
+
+
+def due(days: int = 30) -> str:
+    return (jst_today() + timedelta(days=days)).isoformat()
+
+
+def config_text(
+    database_url: str,
+    api: str = "tcp:0:interface=127.0.0.1",
+    metrics: str = "tcp:0:interface=127.0.0.1",
+    public_url: str = "http://127.0.0.1:8080",
+    extra: str = "",
+) -> str:
+    return f"""
+[database]
+url = "{database_url}"
+pool_size = 4
+
+[api]
+listen = "{api}"
+public_url = "{public_url}"
+auth_cache_seconds = 0
+
+[metrics]
+listen = "{metrics}"
+
+[cvs]
+company_code = "987654"
+ceiling = 300000
+
+[mpn]
+institution_code = "58191"
+connect = "tcp:127.0.0.1:7002"
+center_code = "0001"
+
+[zengin]
+outbox = "var/outbox/zengin"
+inbox = "var/inbox/zengin"
+{extra}
+"""
+
+
+def admin(config_path: Path, *args: str) -> dict[str, Any]:
+    """Run a gateway-admin command in-process; fail the test on a non-zero exit."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = admin_main(["-c", str(config_path), *args])
+    assert rc == 0, f"gateway-admin {' '.join(args)} failed"
+    result: dict[str, Any] = json.loads(out.getvalue())
+    return result
+
+
+@dataclass
+class Biller:
+    biller_id: str
+    code: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"}
+
+
+def onboard(config_path: Path, biller_id: str, channels: str = "cvs,payeasy,transfer") -> Biller:
+    made = admin(
+        config_path,
+        "biller",
+        "create",
+        "--id",
+        biller_id,
+        "--name",
+        f"{biller_id} 株式会社",
+        "--kana",
+        "ﾃｽﾄ",
+        "--channels",
+        channels,
+    )
+    key = admin(config_path, "key", "create", "--biller", biller_id)
+    return Biller(biller_id, made["code"], key["key"])
+
+
+@dataclass
+class Running:
+    config: Config
+    config_path: Path
+    api: str
+    metrics: str
+
+    def onboard(self, biller_id: str, channels: str = "cvs,payeasy,transfer") -> Biller:
+        return onboard(self.config_path, biller_id, channels)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        who: Biller | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any, Any]:
+        """(status, decoded JSON or text, response headers)."""
+        h = dict(who.headers) if who else {}
+        h.update(headers or {})
+        data = (
+            raw
+            if raw is not None
+            else (json.dumps(body, ensure_ascii=False).encode() if body is not None else None)
+        )
+        resp = await treq.request(method, self.api + path, headers=h, data=data)
+        content = await resp.content()
+        ctype = resp.headers.getRawHeaders("content-type", [""])[0]
+        decoded: Any = json.loads(content) if "json" in ctype else content.decode()
+        return resp.code, decoded, resp.headers
+
+
+@pytest_twisted.async_yield_fixture
+async def gateway(tmp_path: Path, migrated_url: str) -> AsyncIterator[Running]:
+    """The real service (make_service) in this process, listening on 127.0.0.1:0."""
+    from twisted.internet import reactor  # noqa: TID251 - tests drive the real reactor
+
+    from gateway.service import make_service
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(migrated_url), encoding="utf-8")
+    config = load_config(path)
+    top = make_service(config, reactor)
+    top.startService()
+    api = top.getServiceNamed("api")
+    metrics = top.getServiceNamed("metrics")
+    api_port = await api.listening  # type: ignore[attr-defined]
+    metrics_port = await metrics.listening  # type: ignore[attr-defined]
+    try:
+        yield Running(
+            config,
+            path,
+            f"http://127.0.0.1:{api_port.getHost().port}",
+            f"http://127.0.0.1:{metrics_port.getHost().port}",
+        )
+    finally:
+        await top.stopService()
