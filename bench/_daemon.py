@@ -39,6 +39,11 @@ class BenchFailure(Exception):
     """A reason for the benchmark to exit 1."""
 
 
+def say(message: str) -> None:
+    """Progress, on stderr: stdout is for the report."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def venv_command(name: str) -> str:
     """A console script of the virtualenv that runs this benchmark (twistd, gateway-admin)."""
     beside = Path(sys.executable).with_name(name)
@@ -88,14 +93,14 @@ def scratch_database(server_url: str | None, tmp: Path) -> Iterator[ScratchDatab
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-        print(f"created database {name}", file=sys.stderr)
+        say(f"created database {name}")
         try:
             url = server.set(database=name).render_as_string(hide_password=False)
             yield ScratchDatabase(url, "postgresql")
         finally:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            print(f"dropped database {name}", file=sys.stderr)
+            say(f"dropped database {name}")
     finally:
         admin.dispose()
 
@@ -287,14 +292,20 @@ class Daemon:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                print(f"the daemon ignored SIGTERM for {timeout:.0f}s: SIGKILL", file=sys.stderr)
+                say(f"the daemon ignored SIGTERM for {timeout:.0f}s: SIGKILL")
                 process.kill()
                 process.wait()
         return process.returncode
+
+    def stopped_cleanly(self) -> bool:
+        """twistd logs this after a clean shutdown (then re-raises SIGTERM on itself: exit -15)."""
+        return "Server Shut Down." in self.log_tail(5)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
             text_ = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return "(no daemon log)"
-        return "\n".join(text_.splitlines()[-lines:])
+        # Access-log lines (one per request) would hide the lines that say what went wrong.
+        kept = [line for line in text_.splitlines() if '#info] "127.0.0.1" - - [' not in line]
+        return "\n".join(kept[-lines:])

@@ -116,7 +116,10 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:
     from gateway.tls import make_certs
 
-    paths = make_certs(Path(args.dir), now=_now(), overwrite=args.force)
+    try:
+        paths = make_certs(Path(args.dir), now=_now(), overwrite=args.force)
+    except FileExistsError as e:
+        raise Failure(f"certs make: {e.filename} already exists; --force overwrites") from None
     return {name: str(path) for name, path in sorted(paths.items())}
 
 

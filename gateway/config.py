@@ -8,6 +8,7 @@ option; keep the two in step.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -173,6 +174,8 @@ class _Table:
 
     def number(self, name: str, default: Any = _MISSING, low: float = 0.0) -> float:
         value = self._get(name, (int, float), "a number", default)
+        if not math.isfinite(value):
+            raise ConfigError(self.key(name), f"{value} is not a finite number")
         if value <= low:
             raise ConfigError(self.key(name), f"{value} must be greater than {low:g}")
         return float(value)
@@ -196,19 +199,22 @@ class _Table:
         value = self.string(name, default)
         if not value:
             raise ConfigError(self.key(name), "must not be empty")
-        path = Path(value).expanduser()
+        try:
+            path = Path(value).expanduser()
+        except RuntimeError as e:
+            raise ConfigError(self.key(name), f"{value!r}: {e}") from None
         return path if path.is_absolute() else (self.base / path)
 
     def endpoint(self, name: str, *, client: bool, default: Any = _MISSING) -> str:
         value = self.string(name, default)
         try:
             # Parsing builds an endpoint object without touching the network or a reactor.
-            if client:
-                clientFromString(None, value)
-            else:
-                serverFromString(None, value)
+            endpoint = clientFromString(None, value) if client else serverFromString(None, value)
         except Exception as e:
             raise ConfigError(self.key(name), f"{value!r} is not a Twisted endpoint: {e}") from None
+        port = getattr(endpoint, "_port", None)  # TCP endpoints: refuse what cannot be bound
+        if isinstance(port, int) and not (1 if client else 0) <= port <= 65535:
+            raise ConfigError(self.key(name), f"{value!r}: port {port} is out of range")
         return value
 
     def table(self, name: str, required: bool = False) -> _Table | None:
@@ -253,7 +259,7 @@ def _database(t: _Table) -> DatabaseConfig:
         raise ConfigError(t.key("url"), f"{url!r} is not a database URL") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(t.key("url"), "only sqlite and postgresql databases are supported")
-    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "psycopg":
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername != "postgresql+psycopg":
         raise ConfigError(t.key("url"), "use the psycopg driver: postgresql+psycopg://...")
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database or ""
@@ -269,7 +275,13 @@ def _api(t: _Table) -> ApiConfig:
     listen = t.endpoint("listen", client=False)
     public_url = t.string("public_url").rstrip("/")
     parts = urlsplit(public_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.query
+        or parts.fragment
+        or "#" in public_url
+    ):
         raise ConfigError(t.key("public_url"), f"{public_url!r} is not an http(s) base URL")
     ttl = t.integer("idempotency_ttl_hours", 24, low=24, high=24 * 30)
     return ApiConfig(
@@ -293,7 +305,7 @@ def _bills(t: _Table) -> BillsConfig:
 
 
 def _cvs(t: _Table) -> CvsConfig:
-    company_code = t.string("company_code", pattern=r"\d{6}", hint="a 6-digit company code")
+    company_code = t.string("company_code", pattern=r"[0-9]{6}", hint="a 6-digit company code")
     ceiling = t.integer("ceiling", 300_000, low=1, high=999_999)
     thresholds: tuple[StampThreshold, ...] = DEFAULT_STAMP_THRESHOLDS
     items = t.array_of_tables("stamp_thresholds")
@@ -323,9 +335,9 @@ def _cvs(t: _Table) -> CvsConfig:
 
 def _mpn(t: _Table) -> MpnConfig:
     return MpnConfig(
-        institution_code=t.string("institution_code", pattern=r"\d{5}", hint="5 digits"),
+        institution_code=t.string("institution_code", pattern=r"[0-9]{5}", hint="5 digits"),
         connect=t.endpoint("connect", client=True),
-        center_code=t.string("center_code", pattern=r"\d{4}", hint="4 digits"),
+        center_code=t.string("center_code", pattern=r"[0-9]{4}", hint="4 digits"),
         confirmation_digits=t.integer("confirmation_digits", 6, low=4, high=6),
         max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
     )
@@ -373,6 +385,8 @@ def load_config(path: Path | str) -> Config:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError("", f"configuration file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError("", f"{path} is not valid TOML: {e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("", f"{path} is not valid UTF-8 TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError("", f"{path} cannot be read: {e.strerror or e}") from None
     return parse_config(raw, path.resolve().parent, path.resolve())

@@ -6,6 +6,8 @@ reaches the store before it stops): store, periodic jobs, metrics listener, merc
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +55,12 @@ class StoreService(Service):
         return None
 
 
+def _exit_failure() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 class ListenerService(Service):
     """Listens on a Twisted endpoint string; exposes the bound port (``tcp:0`` in tests).
 
@@ -79,16 +87,16 @@ class ListenerService(Service):
             log.info("{name} listening on {address}", name=self.name, address=port.getHost())
             return port
 
-        def failed(failure: Failure) -> Failure:
+        def failed(failure: Failure) -> None:
             log.critical(
                 "{name} cannot listen on {description}: {error}",
                 name=self.name,
                 description=self.description,
                 error=failure.getErrorMessage(),
             )
-            if self.reactor.running:
-                self.reactor.stop()
-            return failure
+            # twistd has no exit status of its own: shut down cleanly, then exit 1.
+            self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failure)
+            self.reactor.callWhenRunning(self.reactor.stop)
 
         self.listening.addCallbacks(bound, failed)
 

@@ -212,7 +212,7 @@ async def test_error_responses_are_problem_json(
 @pytest_twisted.ensureDeferred
 async def test_authentication_is_required(gateway: Running) -> None:
     acme = gateway.onboard("acme")
-    status, problem, headers = await gateway.request("GET", "/v1/bills")
+    status, _problem, headers = await gateway.request("GET", "/v1/bills")
     assert status == 401 and headers.getRawHeaders("www-authenticate")
     status, _, _ = await gateway.request(
         "GET", "/v1/bills", headers={"Authorization": "Bearer gw_wrong"}
@@ -311,7 +311,7 @@ async def test_cancel(gateway: Running) -> None:
     assert status == 200 and bill["status"] == "cancelled" and bill["version"] == 2
     status, again, _ = await gateway.request("POST", "/v1/bills/INV-2026-000123/cancel", acme)
     assert status == 200 and again["version"] == 2  # nothing changed the second time
-    status, problem, _ = await gateway.request(
+    status, _problem, _ = await gateway.request(
         "POST", "/v1/bills/INV-2026-000123/reissue", acme, {"amount": 6000}
     )
     assert status == 409
