@@ -463,6 +463,7 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
         if counts != {k: v for k, v in expected.items() if v}:
             raise BenchFailure(f"rows by phase {counts}, expected {expected}")
         check_same_shape(engine)
+        stored += "; API, raw and batched rows alike (columns set, types, lengths)"
         durability = durability_settings(db.url)
     finally:
         engine.dispose()

@@ -81,9 +81,16 @@ class Fields:
     def integer(
         self, key: str, *, required: bool = False, low: int | None = None, high: int | None = None
     ) -> int | None:
-        value = self._get(key, (int,), "an integer", required)
+        value = self._get(key, (int, float), "an integer", required)
         if value is _MISSING:
             return None
+        if isinstance(value, float):
+            # JSON has one number type: 5400.0 is the integer 5400 (as JSON Schema says);
+            # 5400.5 is not an amount of yen.
+            if not value.is_integer() or abs(value) > 2**53:
+                self.malformed.append(FieldError(self.name(key), "must be an integer"))
+                return None
+            value = int(value)
         if (low is not None and value < low) or (high is not None and value > high):
             self.bad(key, f"must be between {low} and {high}")
             return None

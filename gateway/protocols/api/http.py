@@ -31,6 +31,7 @@ from gateway.store.idempotency import IdempotencyClaim, StoredResponse
 
 log = Logger()
 
+IDEMPOTENCY_KEY = re.compile(r"[!-~](?:[ -~]{0,253}[!-~])?")
 JSON_LIMIT = 1024 * 1024  # spec: a JSON body over 1 MiB is 413
 CSV_LIMIT = 64 * 1024 * 1024  # spec: a CSV body over 64 MiB is 413
 
@@ -179,12 +180,12 @@ class Call:
         key = self.request.getHeader("idempotency-key")
         if key is None:
             return None
-        if not 1 <= len(key) <= 255 or not key.isprintable():
+        if not IDEMPOTENCY_KEY.fullmatch(key):
             raise Problem(
                 400,
                 "The request is malformed",
                 "bad Idempotency-Key",
-                [FieldError("Idempotency-Key", "must be 1-255 printable characters")],
+                [FieldError("Idempotency-Key", "must be 1-255 printable ASCII characters")],
             )
         assert self.principal is not None
         digest = hashlib.sha256()

@@ -203,7 +203,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def openapi_document(public_url: str) -> dict[str, Any]:
+def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any]:
     bill_no = {
         "name": "bill_no",
         "in": "path",
@@ -264,11 +264,15 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                             },
                         },
                         {"name": "updated_since", "in": "query", "schema": TIMESTAMP},
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": r"^[0-9]{1,18}$"},
+                        },
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                            "schema": {"type": "integer", "minimum": 1, "maximum": max_page_size},
                         },
                     ],
                     op_id="listBills",
@@ -340,7 +344,7 @@ def openapi_document(public_url: str) -> dict[str, Any]:
                     "name": "Idempotency-Key",
                     "in": "header",
                     "required": False,
-                    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                    "schema": {"type": "string", "pattern": r"^[!-~]([ -~]{0,253}[!-~])?$"},
                 },
             },
             "responses": {

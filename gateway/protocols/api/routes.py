@@ -31,7 +31,7 @@ def _bill_no(call: Call) -> str:
 
 def _int_query(call: Call, name: str, default: int, low: int, high: int) -> int:
     raw = call.query(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -48,7 +48,7 @@ def _int_query(call: Call, name: str, default: int, low: int, high: int) -> int:
 
 
 def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
-    openapi = Response.json(openapi_document(bills.public_url))
+    openapi = Response.json(openapi_document(bills.public_url, max_page_size))
 
     async def create_bill(call: Call) -> Response:
         principal = _biller(call)
@@ -62,7 +62,7 @@ def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
         principal = _biller(call)
         status = None
         raw_status = call.query("status")
-        if raw_status:
+        if raw_status is not None:
             try:
                 status = BillStatus(raw_status)
             except ValueError:
@@ -74,13 +74,13 @@ def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
                     [FieldError("status", f"must be one of {allowed}")],
                 ) from None
         since = call.query("updated_since")
-        updated_since = parse_timestamp(since, "updated_since") if since else None
+        updated_since = parse_timestamp(since, "updated_since") if since is not None else None
         limit = _int_query(call, "limit", min(50, max_page_size), 1, max_page_size)
         page = await bills.list(
             principal,
             status=status,
             updated_since=updated_since,
-            cursor=call.query("cursor") or None,
+            cursor=call.query("cursor"),
             limit=limit,
         )
         return Response.json(page)

@@ -1,0 +1,50 @@
+"""The OpenAPI document matches what the running daemon does (schemathesis, every check)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import BIN, admin_cli, start_daemon, write_config
+
+pytestmark = pytest.mark.e2e
+
+
+def test_schemathesis_finds_no_mismatch(tmp_path: Path, database_url: str) -> None:
+    config, api_port, metrics_port = write_config(tmp_path, database_url)
+    admin_cli(config, "migrate")
+    admin_cli(config, "biller", "create", "--id", "st", "--name", "Schema", "--kana", "ｽｷｰﾏ")
+    key = json.loads(admin_cli(config, "key", "create", "--biller", "st").stdout)["key"]
+    daemon = start_daemon(config, api_port, metrics_port)
+    try:
+        daemon.wait_healthy()
+        run = subprocess.run(
+            [
+                str(BIN / "schemathesis"),
+                "--config-file",
+                str(Path(__file__).with_name("schemathesis.toml")),
+                "run",
+                f"{daemon.api}/v1/openapi.json",
+                "--checks",
+                "all",
+                "-H",
+                f"Authorization: Bearer {key}",
+                "--max-examples",
+                "40",
+                "--seed",
+                "20261123",
+                "--request-timeout",
+                "10",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+        assert "No issues found" in run.stdout or " passed" in run.stdout, run.stdout[-3000:]
+    finally:
+        assert daemon.stop() == 0
