@@ -27,7 +27,7 @@ def daemon(tmp_path: Path, database_url: str) -> Iterator[Daemon]:
     assert json.loads(admin_cli(config, "migrate").stdout)["to"]
     running = start_daemon(config, api_port, metrics_port)
     try:
-        running.wait_healthy()
+        running.wait()
         yield running
     finally:
         running.stop()
@@ -129,7 +129,7 @@ def test_readyz_is_false_until_the_schema_is_migrated(tmp_path: Path, database_u
     config, api_port, metrics_port = write_config(tmp_path, database_url)
     daemon = start_daemon(config, api_port, metrics_port)
     try:
-        daemon.wait_healthy()
+        daemon.wait()
         status, doc, _ = http("GET", daemon.metrics + "/readyz")
         assert status == 503 and doc["ready"] is False
         assert "gateway-admin migrate" in doc["checks"]["store"]
@@ -143,7 +143,7 @@ def test_migrate_on_start(tmp_path: Path, database_url: str) -> None:
     config, api_port, metrics_port = write_config(tmp_path, database_url, migrate_on_start=True)
     daemon = start_daemon(config, api_port, metrics_port)
     try:
-        daemon.wait_healthy()
+        daemon.wait()
         assert http("GET", daemon.metrics + "/readyz")[0] == 200
     finally:
         assert daemon.stop() == 0
