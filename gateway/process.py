@@ -76,7 +76,12 @@ class DaemonProcess:
 
     @classmethod
     def start(
-        cls, config: Path, api_port: int, metrics_port: int, log: Path | None = None
+        cls,
+        config: Path,
+        api_port: int,
+        metrics_port: int,
+        log: Path | None = None,
+        twistd_args: tuple[str, ...] = (),
     ) -> DaemonProcess:
         log = log or config.parent / "twistd.log"
         daemon = cls(
@@ -84,7 +89,15 @@ class DaemonProcess:
         )
         with log.open("wb") as out:
             daemon.proc = subprocess.Popen(
-                [str(BIN / "twistd"), "-n", "--pidfile=", "gateway", "-c", str(config)],
+                [
+                    str(BIN / "twistd"),
+                    *twistd_args,
+                    "-n",
+                    "--pidfile=",
+                    "gateway",
+                    "-c",
+                    str(config),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=config.parent,
