@@ -167,9 +167,13 @@ def insert_bill(
             payeasy_customer_number=ids.payeasy.customer_number,
             payeasy_confirmation_number=ids.payeasy.confirmation_number,
         )
-    if values:
-        conn.execute(update(bills).where(bills.c.id == serial).values(**values))
-    return _bill(conn.execute(select(bills).where(bills.c.id == serial)).one()), True
+    if values:  # write the identifiers and read the row back in one statement
+        row = conn.execute(
+            update(bills).where(bills.c.id == serial).values(**values).returning(bills)
+        ).one()
+    else:
+        row = conn.execute(select(bills).where(bills.c.id == serial)).one()
+    return _bill(row), True
 
 
 def insert_slip(conn: Connection, bill_id: int, slip: Slip, now: datetime) -> None:
