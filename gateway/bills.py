@@ -6,11 +6,10 @@ version of the bill and its outbox event commit together or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -22,7 +21,17 @@ from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import Config
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, TransitionError
-from gateway.model import JST, Bill, Biller, BillStatus, Channel, Customer, Principal, Tax
+from gateway.model import (
+    JST,
+    Bill,
+    Biller,
+    BillStatus,
+    BillTerms,
+    Channel,
+    Customer,
+    Principal,
+    Tax,
+)
 from gateway.networks import Issuer
 from gateway.store import Store
 from gateway.store.billers import get_biller
@@ -44,25 +53,6 @@ CUSTOMER_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 EMAIL = r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+"
 PHONE = r"0[0-9]{9,10}"
 MAX_EVENTS_PAGE = 500
-
-
-@dataclass(frozen=True)
-class BillRequest:
-    bill_no: str
-    amount: int
-    due_date: date
-    channels: frozenset[Channel]
-    customer: Customer
-    tax: Tax
-    description: str | None
-
-    def fingerprint(self) -> str:
-        """Identifies the fields as sent, to tell a replay from a conflicting reuse."""
-        doc = asdict(self)
-        doc["channels"] = sorted(self.channels)
-        doc["due_date"] = self.due_date.isoformat()
-        blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _check_amount_and_due(
@@ -90,7 +80,7 @@ def _check_amount_and_due(
 
 def parse_bill_request(
     body: object, *, limits: Mapping[Channel, int], today: date, max_due_days: int
-) -> BillRequest:
+) -> BillTerms:
     f = Fields(body)
     bill_no = f.string(
         "bill_no",
@@ -157,7 +147,7 @@ def parse_bill_request(
     _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
     f.raise_if_invalid()
     assert bill_no is not None and amount is not None and due is not None
-    return BillRequest(bill_no, amount, due, frozenset(channels), customer, tax, description)
+    return BillTerms(bill_no, amount, due, frozenset(channels), customer, tax, description)
 
 
 def _iso(at: datetime) -> str:
@@ -301,18 +291,7 @@ class BillService:
                     payeasy = self.issuer.payeasy_numbers(biller, serial)
                 return Identifiers(slip, payeasy)
 
-            new = NewBill(
-                biller.biller_id,
-                request.bill_no,
-                request.amount,
-                request.due_date,
-                request.channels,
-                request.customer,
-                request.tax,
-                request.description,
-                token,
-                request.fingerprint(),
-            )
+            new = NewBill(biller.biller_id, request, token)
             bill, created = insert_bill(conn, new, now, identify)
             if created:
                 self._event(conn, bill, "bill.created", now)

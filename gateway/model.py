@@ -7,6 +7,8 @@ timezone-aware; business dates are ``datetime.date`` in Japan Standard Time.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
@@ -118,6 +120,27 @@ class PayEasyNumbers:
     institution_code: str  # 収納機関番号, 5 digits
     customer_number: str  # お客様番号, up to 20 digits, unique within the institution
     confirmation_number: str  # 確認番号, 4-6 digits, random per bill
+
+
+@dataclass(frozen=True)
+class BillTerms:
+    """What a biller asks to collect: the fields of a new bill, as sent."""
+
+    bill_no: str
+    amount: int
+    due_date: date
+    channels: frozenset[Channel]
+    customer: Customer
+    tax: Tax
+    description: str | None
+
+    def fingerprint(self) -> str:
+        """Identifies the terms, to tell a replay of a bill_no from a conflicting reuse."""
+        doc = dataclasses.asdict(self)
+        doc["channels"] = sorted(self.channels)
+        doc["due_date"] = self.due_date.isoformat()
+        blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
@@ -15,6 +15,7 @@ from gateway.errors import Conflict
 from gateway.model import (
     Bill,
     BillStatus,
+    BillTerms,
     Channel,
     Customer,
     PayEasyNumbers,
@@ -29,15 +30,8 @@ class NewBill:
     """What the core hands the store for a new bill (identifiers come after the insert)."""
 
     biller_id: str
-    bill_no: str
-    amount: int
-    due_date: date | None
-    channels: frozenset[Channel]
-    customer: Customer
-    tax: Tax
-    description: str | None
+    terms: BillTerms
     page_token: str
-    fingerprint: str
 
 
 @dataclass(frozen=True)
@@ -112,22 +106,24 @@ def insert_bill(
     bill's serial (its row id), which is known only after the insert.
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    terms = new.terms
+    fingerprint = terms.fingerprint()
     stmt = (
         dialect.insert(bills)
         .values(
             biller_id=new.biller_id,
-            bill_no=new.bill_no,
-            amount=new.amount,
-            due_date=new.due_date,
-            channels=",".join(sorted(new.channels)),
-            customer_no=new.customer.customer_no,
-            customer_name=new.customer.name,
-            customer_kana=new.customer.kana,
-            customer_email=new.customer.email,
-            customer_phone=new.customer.phone,
-            taxable=new.tax.taxable,
-            tax_amount=new.tax.tax_amount,
-            description=new.description,
+            bill_no=terms.bill_no,
+            amount=terms.amount,
+            due_date=terms.due_date,
+            channels=",".join(sorted(terms.channels)),
+            customer_no=terms.customer.customer_no,
+            customer_name=terms.customer.name,
+            customer_kana=terms.customer.kana,
+            customer_email=terms.customer.email,
+            customer_phone=terms.customer.phone,
+            taxable=terms.tax.taxable,
+            tax_amount=terms.tax.tax_amount,
+            description=terms.description,
             status=BillStatus.OPEN.value,
             version=1,
             reissue=0,
@@ -135,7 +131,7 @@ def insert_bill(
             late=False,
             stamp=False,
             page_token=new.page_token,
-            fingerprint=new.fingerprint,
+            fingerprint=fingerprint,
             created_at=now,
             updated_at=now,
         )
@@ -145,11 +141,13 @@ def insert_bill(
     serial = conn.execute(stmt).scalar()
     if serial is None:
         row = conn.execute(
-            select(bills).where(bills.c.biller_id == new.biller_id, bills.c.bill_no == new.bill_no)
+            select(bills).where(
+                bills.c.biller_id == new.biller_id, bills.c.bill_no == terms.bill_no
+            )
         ).one()
-        if row.fingerprint != new.fingerprint:
+        if row.fingerprint != fingerprint:
             raise Conflict(
-                f"bill {new.bill_no} already exists with different fields", field="bill_no"
+                f"bill {terms.bill_no} already exists with different fields", field="bill_no"
             )
         return _bill(row), False
     ids = identify(int(serial))

@@ -231,7 +231,6 @@ class Router(resource.Resource):
         d = ensureDeferred(self._dispatch(request))
         d.addErrback(self._unexpected, request)
         d.addCallback(self._write, request, started)
-        request.notifyFinish().addErrback(lambda _: d.cancel())
         return server.NOT_DONE_YET
 
     def _match(self, request: ApiRequest) -> tuple[Route | None, dict[str, str], str]:
@@ -314,6 +313,8 @@ class Router(resource.Resource):
             time.perf_counter() - started
         )
         if request.finished or request._disconnected:
+            # The client went away; its transaction (if any) committed or rolled back on its
+            # own, and a retry with the same Idempotency-Key gets the stored answer.
             return
         request.setResponseCode(response.status)
         request.setHeader(

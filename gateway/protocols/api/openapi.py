@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.bills import MAX_EVENTS_PAGE
+
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
@@ -34,6 +36,10 @@ def _op(
     if body is not None:
         op["requestBody"] = body
     return op
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -255,25 +261,18 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                     {"200": _json({"$ref": "#/components/schemas/BillPage"}, "A page")},
                     400,
                     params=[
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {
+                        _query(
+                            "status",
+                            {
                                 "type": "string",
                                 "enum": ["open", "paid", "confirmed", "expired", "cancelled"],
                             },
-                        },
-                        {"name": "updated_since", "in": "query", "schema": TIMESTAMP},
-                        {
-                            "name": "cursor",
-                            "in": "query",
-                            "schema": {"type": "string", "pattern": r"^[0-9]{1,18}$"},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": max_page_size},
-                        },
+                        ),
+                        _query("updated_since", TIMESTAMP),
+                        _query("cursor", {"type": "string", "pattern": r"^[0-9]{1,18}$"}),
+                        _query(
+                            "limit", {"type": "integer", "minimum": 1, "maximum": max_page_size}
+                        ),
                     ],
                     op_id="listBills",
                 ),
@@ -322,16 +321,10 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                     {"200": _json({"$ref": "#/components/schemas/EventPage"}, "A page")},
                     400,
                     params=[
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                        },
+                        _query("after", {"type": "integer", "minimum": 0}),
+                        _query(
+                            "limit", {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE}
+                        ),
                     ],
                     op_id="listEvents",
                 ),
