@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -242,8 +242,19 @@ def find_by_payeasy(
 ) -> tuple[int, Bill] | None:
     row = conn.execute(
         select(bills).where(
-            or_(bills.c.payeasy_institution_code == institution_code),
+            bills.c.payeasy_institution_code == institution_code,
             bills.c.payeasy_customer_number == customer_number,
         )
     ).first()
+    return None if row is None else (row.id, _bill(row))
+
+
+def find_by_cvs_key(
+    conn: Connection, bill_key: str, *, for_update: bool = False
+) -> tuple[int, Bill] | None:
+    """The bill a store payment names: company code + free field (barcode digits 3-29)."""
+    stmt = select(bills).where(bills.c.cvs_bill_key == bill_key)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = conn.execute(stmt).first()
     return None if row is None else (row.id, _bill(row))

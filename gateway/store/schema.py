@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -170,4 +171,78 @@ events = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("data", Text, nullable=False),
     UniqueConstraint("biller_id", "seq"),
+)
+
+# Every collection message as first received. (channel, event_key, kind) is the identity of a
+# message: a resend, an overlapping file or a re-polled window hits this unique key and changes
+# nothing. This table is the dedup gate of the whole ledger.
+collection_messages = Table(
+    "collection_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("event_key", String(96), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("paid_at", UTCDateTime, nullable=False),
+    Column("source", String(200), nullable=False),  # "link:cvs-agency", "file:NAME", "poll:…"
+    Column("line", Integer),  # record or line number inside a file
+    Column("raw", LargeBinary, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("outcome", String(24), nullable=False),  # applied, anomaly, unknown_bill, …
+    UniqueConstraint("channel", "event_key", "kind"),
+)
+
+# One real payment: (channel, event_key) is unique, so two daemons cannot count it twice.
+payments = Table(
+    "payments",
+    metadata,
+    Column("payment_id", String(40), primary_key=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id")),
+    Column("bill_id", BigId, ForeignKey("bills.id")),
+    Column("channel", String(16), nullable=False),
+    Column("event_key", String(96), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("paid_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("late", Boolean, nullable=False),
+    Column("store", String(40)),
+    Column("transfer_date", Date),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("confirmed_at", UTCDateTime),
+    Column("voided_at", UTCDateTime),
+    UniqueConstraint("channel", "event_key"),
+    Index(None, "bill_id"),
+    Index(None, "biller_id", "created_at"),
+)
+
+refund_cases = Table(
+    "refund_cases",
+    metadata,
+    Column("case_id", String(40), primary_key=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id")),
+    Column("bill_id", BigId, ForeignKey("bills.id")),
+    Column("payment_id", String(40), ForeignKey("payments.payment_id"), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("resolution", String(32)),
+    Column("note", String(500)),
+    Column("resolved_at", UTCDateTime),
+    UniqueConstraint("payment_id", "reason"),
+    Index(None, "biller_id", "status"),
+)
+
+# Messages that contradict the ledger (a void after a confirmation...): kept, never applied.
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", BigId, ForeignKey("collection_messages.id"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("event_key", String(96), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("detail", String(500), nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
 )
