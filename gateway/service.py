@@ -24,6 +24,7 @@ from gateway.clock import now
 from gateway.config import Config
 from gateway.keys import Authenticator
 from gateway.networks import Issuer
+from gateway.payments import PaymentService
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.ops import ops_site
@@ -139,6 +140,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
 
     bills = BillService(store, reactor, config, Issuer(config))
     auth = Authenticator(store, reactor, config.api.auth_cache_seconds)
-    api = make_site(Router(api_routes(bills, config.api.max_page_size), auth))
+    payments = PaymentService(store, reactor)
+    api = make_site(Router(api_routes(bills, payments, config.api.max_page_size), auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
     return top

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -167,8 +167,11 @@ def list_payments(
     since: datetime | None = None,
     channel: Channel | None = None,
     status: PaymentStatus | None = None,
+    after: tuple[datetime, str] | None = None,
     limit: int = 100,
 ) -> list[Payment]:
+    """A biller's payments, oldest first; ``after`` is the (created_at, payment_id) of the
+    last row of the previous page."""
     conditions = [payments.c.biller_id == biller_id]
     if bill_id is not None:
         conditions.append(payments.c.bill_id == bill_id)
@@ -178,6 +181,13 @@ def list_payments(
         conditions.append(payments.c.channel == channel.value)
     if status is not None:
         conditions.append(payments.c.status == status.value)
+    if after is not None:
+        conditions.append(
+            or_(
+                payments.c.created_at > after[0],
+                and_(payments.c.created_at == after[0], payments.c.payment_id > after[1]),
+            )
+        )
     rows = conn.execute(
         select(payments, bills.c.bill_no)
         .select_from(payments.outerjoin(bills, payments.c.bill_id == bills.c.id))
@@ -222,8 +232,8 @@ def list_refund_cases(
 def resolve_refund_case(
     conn: Connection, biller_id: str, case_id: str, resolution: str, note: str | None, now: datetime
 ) -> RefundCase | None:
-    """Resolve an open case; None when the biller has no such case. Resolving twice keeps
-    the first resolution."""
+    """Resolve an open case; None when the biller has no such case. A case resolved already
+    keeps its first resolution (the caller compares)."""
     conn.execute(
         update(refund_cases)
         .where(

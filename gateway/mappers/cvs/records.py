@@ -1,15 +1,21 @@
 """The 120-byte records of CVS result files and of the real-time link (spec/cvs.md §2, §3).
 
-Schemas only: every field is an adapter of :mod:`gateway.mappers.fields`, every struct is exactly
+Schemas, and the §2 definitions every CVS mapper shares (the event key). Every field is an adapter of :mod:`gateway.mappers.fields`, every struct is exactly
 :data:`RECORD_LENGTH` bytes and ends with ``Terminated``. The mapper parses them field by field
 (:func:`gateway.mappers.fields.parse_fields`) so that every bad field of a record is reported.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import date, datetime, time
+
 from construct import Struct, Terminated
 
 from gateway.mappers.fields import chars, const, date8, digits, filler, kana, numeric
+from gateway.model import JST
+
+NETWORK = "cvs"
 
 RECORD_LENGTH = 120
 
@@ -66,5 +72,26 @@ END = Struct(
 #: Which schema a record's first byte announces.
 BY_TYPE = {HEADER_TYPE: HEADER, DATA_TYPE: DATA, TRAILER_TYPE: TRAILER, END_TYPE: END}
 
-for _schema in BY_TYPE.values():
-    assert _schema.sizeof() == RECORD_LENGTH, _schema
+
+HHMM = re.compile(r"(?:[01][0-9]|2[0-3])[0-5][0-9]")
+
+
+def ymd(day: date) -> str:
+    """YYYYMMDD, the year always 4 digits."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def make_event_key(
+    barcode: str, paid_on: date, paid_time: str, chain_code: str, store_code: str
+) -> str:
+    """§2: barcode + 収納日 + 収納時刻 + chain code (6 digits) + store code (7 digits).
+
+    Shorter codes (the agency CSV's 3-digit chains) are zero-padded on the left, so every source
+    of the same payment gives the same key.
+    """
+    return barcode + ymd(paid_on) + paid_time + chain_code.zfill(6) + store_code.zfill(7)
+
+
+def paid_at(paid_on: date, paid_time: str) -> datetime:
+    """収納日 + 収納時刻 (HHMM) as an aware datetime in JST."""
+    return datetime.combine(paid_on, time(int(paid_time[:2]), int(paid_time[2:])), tzinfo=JST)

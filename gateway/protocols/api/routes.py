@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from gateway.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
 from gateway.errors import FieldError
-from gateway.model import BillStatus, Principal
+from gateway.model import BillStatus, Channel, PaymentStatus, Principal, RefundStatus
+from gateway.payments import PaymentService
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.openapi import openapi_document
 from gateway.validation import parse_timestamp
+
+E = TypeVar("E", bound=Enum)
 
 
 def _biller(call: Call) -> Principal:
@@ -47,7 +51,23 @@ def _int_query(call: Call, name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
+def _enum_query(call: Call, name: str, enum: type[E]) -> E | None:
+    raw = call.query(name)
+    if raw is None:
+        return None
+    try:
+        return enum(raw)
+    except ValueError:
+        allowed = ", ".join(str(e.value) for e in enum)
+        raise Problem(
+            400,
+            "The request is malformed",
+            f"{name} must be one of {allowed}",
+            [FieldError(name, f"must be one of {allowed}")],
+        ) from None
+
+
+def api_routes(bills: BillService, payments: PaymentService, max_page_size: int) -> list[Route]:
     openapi = Response.json(openapi_document(bills.public_url, max_page_size))
 
     async def create_bill(call: Call) -> Response:
@@ -60,19 +80,7 @@ def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
 
     async def list_bills(call: Call) -> Response:
         principal = _biller(call)
-        status = None
-        raw_status = call.query("status")
-        if raw_status is not None:
-            try:
-                status = BillStatus(raw_status)
-            except ValueError:
-                allowed = ", ".join(s.value for s in BillStatus)
-                raise Problem(
-                    400,
-                    "The request is malformed",
-                    f"status must be one of {allowed}",
-                    [FieldError("status", f"must be one of {allowed}")],
-                ) from None
+        status = _enum_query(call, "status", BillStatus)
         since = call.query("updated_since")
         updated_since = parse_timestamp(since, "updated_since") if since is not None else None
         limit = _int_query(call, "limit", min(50, max_page_size), 1, max_page_size)
@@ -103,6 +111,34 @@ def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
         limit = _int_query(call, "limit", 100, 1, MAX_EVENTS_PAGE)
         return Response.json(await bills.events(principal, after=after, limit=limit))
 
+    async def bill_payments(call: Call) -> Response:
+        return Response.json(await payments.for_bill(_biller(call), _bill_no(call)))
+
+    async def list_payments(call: Call) -> Response:
+        principal = _biller(call)
+        since = call.query("since")
+        page = await payments.list(
+            principal,
+            since=parse_timestamp(since, "since") if since is not None else None,
+            channel=_enum_query(call, "channel", Channel),
+            status=_enum_query(call, "status", PaymentStatus),
+            cursor=call.query("cursor"),
+            limit=_int_query(call, "limit", min(50, max_page_size), 1, max_page_size),
+        )
+        return Response.json(page)
+
+    async def list_refund_cases(call: Call) -> Response:
+        principal = _biller(call)
+        status = _enum_query(call, "status", RefundStatus)
+        limit = _int_query(call, "limit", min(50, max_page_size), 1, max_page_size)
+        return Response.json(await payments.refund_cases(principal, status, limit))
+
+    async def resolve_refund_case(call: Call) -> Response:
+        principal = _biller(call)
+        return Response.json(
+            await payments.resolve(principal, call.params["case_id"], call.json_body())
+        )
+
     async def get_openapi(call: Call) -> Response:
         return openapi
 
@@ -114,5 +150,9 @@ def api_routes(bills: BillService, max_page_size: int) -> list[Route]:
         (b"POST", "/v1/bills/{bill_no}/cancel", cancel_bill, True),
         (b"POST", "/v1/bills/{bill_no}/reissue", reissue_bill, True),
         (b"GET", "/v1/events", list_events, True),
+        (b"GET", "/v1/bills/{bill_no}/payments", bill_payments, True),
+        (b"GET", "/v1/payments", list_payments, True),
+        (b"GET", "/v1/refund-cases", list_refund_cases, True),
+        (b"POST", "/v1/refund-cases/{case_id}/resolve", resolve_refund_case, True),
     ]
     return [Route(method, template, handler, auth) for method, template, handler, auth in routes]
