@@ -76,6 +76,19 @@ class CvsLinkConfig:
 @dataclass(frozen=True)
 class CvsFilesConfig:
     inbox: Path
+    poll_interval: float
+
+
+@dataclass(frozen=True)
+class CvsAgencyConfig:
+    url: str
+    user_id: str
+    password: str
+    interval: float
+    lookback_days: int
+    margin_days: int
+    max_backoff: float
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class CvsConfig:
     stamp_thresholds: tuple[StampThreshold, ...]
     link: CvsLinkConfig | None
     files: CvsFilesConfig | None
+    agency: CvsAgencyConfig | None
 
 
 @dataclass(frozen=True)
@@ -326,10 +340,31 @@ def _cvs(t: _Table) -> CvsConfig:
         return CvsLinkConfig(s.endpoint("listen", client=False), s.number("heartbeat_timeout", 60))
 
     def files(s: _Table) -> CvsFilesConfig:
-        return CvsFilesConfig(s.path_value("inbox"))
+        return CvsFilesConfig(s.path_value("inbox"), s.number("poll_interval", 5.0))
+
+    def agency(s: _Table) -> CvsAgencyConfig:
+        url = s.string("url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(s.key("url"), f"{url!r} is not an http(s) URL")
+        return CvsAgencyConfig(
+            url=url,
+            user_id=s.string("user_id"),
+            password=s.string("password"),
+            interval=s.number("interval", 300.0),
+            lookback_days=s.integer("lookback_days", 7, low=0, high=366),
+            margin_days=s.integer("margin_days", 2, low=0, high=366),
+            max_backoff=s.number("max_backoff", 3600.0),
+            timeout=s.number("timeout", 30.0),
+        )
 
     return CvsConfig(
-        company_code, ceiling, thresholds, _section(t, "link", link), _section(t, "files", files)
+        company_code,
+        ceiling,
+        thresholds,
+        _section(t, "link", link),
+        _section(t, "files", files),
+        _section(t, "agency", agency),
     )
 
 
@@ -374,6 +409,8 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         zengin=_section(root, "zengin", _zengin),
     )
     root.done()
+    if config.cvs is not None and config.cvs.link is not None and config.tls is None:
+        raise ConfigError("cvs.link", "the link is mutual TLS: the [tls] section is required")
     return config
 
 

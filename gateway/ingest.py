@@ -26,6 +26,8 @@ from gateway import ledger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.model import (
+    Anomaly,
+    AnomalyKind,
     Bill,
     Channel,
     CollectionEvent,
@@ -121,6 +123,24 @@ class Ingest:
         if message_id is None:
             MESSAGES.labels(event.channel.value, event.kind.value, "duplicate").inc()
             return "duplicate"
+        if event.kind is MessageKind.CORRECTION:
+            # A network's own correction of an amount is kept for an operator: applying it
+            # silently would change a payment the biller has already been told about.
+            record_anomaly(
+                conn,
+                message_id,
+                Anomaly(
+                    AnomalyKind.AMOUNT_CORRECTION,
+                    event.channel,
+                    event.event_key,
+                    f"the network corrects the amount to {event.amount} yen",
+                ),
+                now,
+            )
+            ANOMALIES.labels(event.channel.value, AnomalyKind.AMOUNT_CORRECTION.value).inc()
+            set_outcome(conn, message_id, "anomaly")
+            MESSAGES.labels(event.channel.value, event.kind.value, "anomaly").inc()
+            return "anomaly"
         found, biller_id = self._locate(conn, event)
         bill_id, bill = found if found is not None else (None, None)
         if bill_id is not None and bill is not None:

@@ -50,6 +50,7 @@ class MessageKind(StrEnum):
     CONFIRMATION = "confirmation"  # CVS 確報, MPN day close, transfer result 0
     VOID = "void"  # CVS 速報取消, MPN 取消
     FAILURE = "failure"  # transfer result other than 0: no money moved
+    CORRECTION = "correction"  # the agency corrects an amount (CSV kind 22): for review
 
 
 class RefundReason(StrEnum):
@@ -71,6 +72,7 @@ class AnomalyKind(StrEnum):
     CONFIRMATION_AFTER_VOID = "confirmation_after_void"
     VOID_WITHOUT_PAYMENT = "void_without_payment"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"  # same event key, different content
+    AMOUNT_CORRECTION = "amount_correction"  # a correction the ledger does not apply by itself
 
 
 class EventType(StrEnum):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +23,9 @@ from twisted.python.failure import Failure
 from gateway.bills import BillService
 from gateway.clock import now
 from gateway.config import Config
+from gateway.ingest import Ingest
 from gateway.keys import Authenticator
-from gateway.networks import Issuer
+from gateway.networks import CvsNetwork, Issuer
 from gateway.payments import PaymentService
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.routes import api_routes
@@ -70,7 +72,11 @@ class ListenerService(Service):
     """
 
     def __init__(
-        self, name: str, description: str, factory: IProtocolFactory, reactor: Any
+        self,
+        name: str,
+        description: str,
+        factory: IProtocolFactory | Callable[[], Deferred[IListeningPort]],
+        reactor: Any,
     ) -> None:
         self.name = name
         self.description = description
@@ -81,7 +87,11 @@ class ListenerService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.listening = serverFromString(self.reactor, self.description).listen(self.factory)
+        if IProtocolFactory.providedBy(self.factory):
+            endpoint = serverFromString(self.reactor, self.description)
+            self.listening = endpoint.listen(self.factory)
+        else:
+            self.listening = self.factory()  # e.g. a TLS listener built by a network
 
         def bound(port: IListeningPort) -> IListeningPort:
             self.port = port
@@ -143,4 +153,10 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     payments = PaymentService(store, reactor)
     api = make_site(Router(api_routes(bills, payments, config.api.max_page_size), auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
+
+    # The networks: their pollers and watchers, then their listeners (which stop first).
+    ingest = Ingest(store, reactor, bills.render, config.cvs.company_code if config.cvs else None)
+    if config.cvs is not None:
+        for network_service in CvsNetwork(config.cvs, config.tls, ingest, reactor).services():
+            network_service.setServiceParent(top)
     return top

@@ -115,8 +115,9 @@ def test_example_file_loads_with_every_value_it_states() -> None:
                 StampThreshold(date(1989, 4, 1), 30_000),
                 StampThreshold(date(2014, 4, 1), 50_000),
             ),
-            link=CvsLinkConfig(listen="tcp:7001:interface=127.0.0.1", heartbeat_timeout=60.0),
-            files=CvsFilesConfig(inbox=conf / "var" / "inbox" / "cvs"),
+            link=None,
+            files=CvsFilesConfig(inbox=conf / "var" / "inbox" / "cvs", poll_interval=5.0),
+            agency=None,
         ),
         mpn=MpnConfig(
             institution_code="58191",
@@ -199,14 +200,16 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
 
 def test_network_sections_get_their_defaults() -> None:
     config = parse_config(
-        cfg(cvs={**CVS, "link": {"listen": "tcp:7001"}}, mpn=MPN, zengin=ZENGIN), BASE
+        cfg(cvs={**CVS, "link": {"listen": "tcp:7001"}, "files": {"inbox": "in"}}, mpn=MPN,
+            zengin=ZENGIN, tls=TLS), BASE
     )
     assert config.cvs == CvsConfig(
         company_code="987654",
         ceiling=300_000,
         stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
         link=CvsLinkConfig(listen="tcp:7001", heartbeat_timeout=60.0),
-        files=None,
+        files=CvsFilesConfig(inbox=BASE / "in", poll_interval=5.0),
+        agency=None,
     )
     assert config.mpn is not None
     assert (config.mpn.confirmation_digits, config.mpn.max_amount) == (6, 9_999_999)
@@ -348,6 +351,7 @@ def test_numbers_accept_integers_and_floats() -> None:
         cfg(
             bills={"expiry_interval": 0.5},
             cvs={**CVS, "link": {"listen": "tcp:1", "heartbeat_timeout": 5}},
+            tls=TLS,
         ),
         BASE,
     )
@@ -773,11 +777,17 @@ def test_duplicate_key_is_invalid_toml(tmp_path: Path) -> None:
 
 def test_error_inside_a_loaded_file_names_the_key(tmp_path: Path) -> None:
     target = load_example_with(
-        tmp_path, 'listen = "tcp:7001:interface=127.0.0.1"', 'listen = "tcp:x"'
+        tmp_path, 'listen = "tcp:9464:interface=127.0.0.1"', 'listen = "tcp:x"'
     )
     with pytest.raises(ConfigError) as info:
         load_config(target)
-    assert info.value.path == "cvs.link.listen"
+    assert info.value.path == "metrics.listen"
+
+
+def test_the_link_needs_tls() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg(cvs={**CVS, "link": {"listen": "tcp:7001"}}), BASE)
+    assert info.value.path == "cvs.link"
 
 
 def test_file_that_is_not_utf8_raises_config_error(tmp_path: Path) -> None:
@@ -839,7 +849,7 @@ def test_relative_paths_resolve_against_the_file_directory(
         certificate=etc / ".." / "shared" / "gateway.pem",
         key=Path("/abs/gateway.key"),
     )
-    assert config.cvs is not None and config.cvs.files == CvsFilesConfig(etc / "inbox" / "cvs")
+    assert config.cvs is not None and config.cvs.files == CvsFilesConfig(etc / "inbox" / "cvs", 5.0)
     assert config.zengin is not None
     assert (config.zengin.outbox, config.zengin.inbox) == (etc / "out", etc / "in")
     assert config.channels == {Channel.CVS, Channel.TRANSFER}

@@ -38,7 +38,7 @@ def pay(
     engine = create_db_engine(running.config.database.url, 1)
     ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, "987654")  # type: ignore[arg-type]
     with engine.begin() as conn:
-        outcome = ingest.apply(conn, Received(event), NOW, NOW.date())
+        outcome = ingest.apply(conn, Received(event), at, at.date())
     engine.dispose()
     return outcome
 

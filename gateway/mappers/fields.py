@@ -300,8 +300,8 @@ def _fields(schema: Struct) -> list[tuple[str, Construct]]:
 
 
 def record_size(schema: Struct) -> int:
-    """The length in bytes of a record of ``schema``."""
-    return int(schema.sizeof())
+    """The length in bytes of a record of ``schema`` (``Terminated`` has no size in construct)."""
+    return sum(int(field.sizeof()) for _, field in _fields(schema))
 
 
 def parse_fields(

@@ -4,6 +4,8 @@ The 120-byte result record (速報 / 確報 / 速報取消), result files of suc
 CSV pulled over HTTPS. Pure: bytes in, frozen values or :class:`~gateway.errors.RecordError` /
 :class:`~gateway.errors.FileErrors` out; no I/O, no clock (``received_at`` is passed in).
 
+The agency CSV lives in :mod:`gateway.mappers.cvs.agency` and is re-exported here.
+
 Record and line numbers are 1-based and count every record of a file (the header is record 1) or
 every line of a CSV (the header row is line 1).
 """
@@ -19,6 +21,15 @@ from typing import Any
 
 from gateway.errors import FileErrors, RecordError
 from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.agency import (
+    AGENCY_KINDS,
+    AgencyError,
+    AgencyRow,
+    agency_row_to_canonical,
+    build_agency_csv,
+    build_agency_error,
+    parse_agency_csv,
+)
 from gateway.mappers.cvs.records import (
     BY_TYPE,
     DATA,
@@ -37,6 +48,27 @@ from gateway.mappers.cvs.records import (
 )
 from gateway.mappers.fields import build_fields, parse_fields, shown
 from gateway.model import Channel, CollectionEvent, MessageKind
+
+__all__ = [
+    "AGENCY_KINDS",
+    "CHAINS",
+    "AgencyError",
+    "AgencyRow",
+    "RecordKind",
+    "ResultFile",
+    "ResultRecord",
+    "agency_row_to_canonical",
+    "build_agency_csv",
+    "build_agency_error",
+    "build_file",
+    "build_record",
+    "chain_name",
+    "parse_agency_csv",
+    "parse_file",
+    "parse_record",
+    "split_records",
+    "to_canonical",
+]
 
 MAX_AMOUNT = barcode.MAX_AMOUNT
 EOF_BYTE = b"\x1a"
@@ -300,6 +332,11 @@ def parse_file(data: bytes, *, source: str = "", ceiling: int = MAX_AMOUNT) -> R
         if schema is None:
             reason = "unknown record type; expected 1 (header), 2 (data), 8 (trailer) or 9 (end)"
             errors.append(RecordError(NETWORK, no, "record_type", shown(kind), reason))
+            if len(raw) != RECORD_LENGTH:
+                reason = f"a record has {RECORD_LENGTH} bytes; record {no} has {len(raw)}"
+                errors.append(
+                    RecordError(NETWORK, no, "record", shown(raw[:RECORD_LENGTH]), reason)
+                )
             continue
         order.append((no, kind))
         if schema is DATA:
@@ -361,4 +398,3 @@ def build_file(
     out.append(build_fields(TRAILER, trailer, network=NETWORK, record=len(records) + 2))
     out.append(build_fields(END, {}, network=NETWORK, record=len(records) + 3))
     return b"".join(r + separator for r in out) + (EOF_BYTE if eof else b"")
-

@@ -1,7 +1,8 @@
 """The 120-byte records of CVS result files and of the real-time link (spec/cvs.md §2, §3).
 
-Schemas, and the §2 definitions every CVS mapper shares (the event key). Every field is an adapter of :mod:`gateway.mappers.fields`, every struct is exactly
-:data:`RECORD_LENGTH` bytes and ends with ``Terminated``. The mapper parses them field by field
+Schemas, and the §2 definitions every CVS mapper shares (the event key). Every field is an adapter
+of :mod:`gateway.mappers.fields`; every struct is exactly :data:`RECORD_LENGTH` bytes and ends
+with ``Terminated``. The mapper parses them field by field
 (:func:`gateway.mappers.fields.parse_fields`) so that every bad field of a record is reported.
 """
 
