@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.config import Config, load_config
-from gateway.errors import GatewayError
+from gateway.errors import FileErrors, GatewayError
 from gateway.keys import hash_key, new_key
 from gateway.model import Channel
 from gateway.store import create_db_engine
@@ -113,6 +113,42 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply a CVS result file as if it had arrived in the inbox (all records or none)."""
+    from functools import partial
+
+    from gateway.bills import bill_json
+    from gateway.ingest import Ingest, Received
+    from gateway.mappers.cvs import barcode
+    from gateway.mappers.cvs.mapper import parse_file
+    from gateway.model import JST
+    from gateway.networks import Issuer
+
+    path = Path(args.file)
+    data = path.read_bytes()
+    try:
+        parsed = parse_file(data, source=path.name, ceiling=barcode.MAX_AMOUNT)
+    except FileErrors as e:
+        raise Failure(
+            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
+        ) from None
+    now = _now()
+    render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
+    ingest = Ingest(
+        None,
+        None,
+        render,
+        config.cvs.company_code if config.cvs else None,
+    )
+    events = parsed.events(name=path.name, received_at=now)
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        summary = ingest.apply_all(
+            conn, [Received(e, n) for n, e in enumerate(events, 2)], now, now.astimezone(JST).date()
+        )
+    return {"file": str(path), "records": len(events), "outcomes": summary}
+
+
 def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:
     from gateway.tls import make_certs
 
@@ -147,6 +183,13 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--biller")
     kc.add_argument("--admin", action="store_true")
     kc.set_defaults(fn=cmd_key_create)
+
+    imp = sub.add_parser("import", help="load a file by hand").add_subparsers(
+        dest="kind", required=True
+    )
+    ic = imp.add_parser("cvs", help="a CVS result file (spec/cvs.md §3)")
+    ic.add_argument("file")
+    ic.set_defaults(fn=cmd_import_cvs)
 
     certs = sub.add_parser("certs", help="TLS").add_subparsers(dest="action", required=True)
     cm = certs.add_parser("make", help="write a development CA and certificates")

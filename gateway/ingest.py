@@ -87,10 +87,13 @@ class Received:
 
 
 class Ingest:
+    """``apply``/``apply_all`` run inside a caller's transaction (the admin command uses them
+    directly); ``apply_file``/``committer`` need the daemon's store and clock."""
+
     def __init__(
         self,
-        store: Store,
-        clock: IReactorTime,
+        store: Store | None,
+        clock: IReactorTime | None,
         render_bill: Callable[[Bill], Any],
         cvs_company_code: str | None,
         new_id: Callable[[str], str] | None = None,
@@ -251,15 +254,19 @@ class Ingest:
     # -- from the reactor ---------------------------------------------------------------------
 
     def apply_file(self, messages: Sequence[Received], desc: str) -> Deferred[dict[str, int]]:
+        assert self.store is not None and self.clock is not None
         return self.store.run_interaction(
             desc, self.apply_all, messages, clock_now(self.clock), clock_today(self.clock)
         )
 
     def committer(self, desc: str) -> GroupCommitter[Received, str]:
-        def apply_one(conn: Connection, received: Received) -> str:
-            return self.apply(conn, received, clock_now(self.clock), clock_today(self.clock))
+        assert self.store is not None and self.clock is not None
+        store, clock = self.store, self.clock
 
-        return GroupCommitter(self.store, desc, apply_one)
+        def apply_one(conn: Connection, received: Received) -> str:
+            return self.apply(conn, received, clock_now(clock), clock_today(clock))
+
+        return GroupCommitter(store, desc, apply_one)
 
 
 class GroupCommitter(Generic[T, R]):

@@ -36,7 +36,7 @@ def pay(
         store=f"000020-{store}",
     )
     engine = create_db_engine(running.config.database.url, 1)
-    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, "987654")  # type: ignore[arg-type]
+    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, "987654")
     with engine.begin() as conn:
         outcome = ingest.apply(conn, Received(event), at, at.date())
     engine.dispose()

@@ -12,9 +12,9 @@ line number) or :class:`AgencyError` out. Re-exported by :mod:`gateway.mappers.c
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from gateway.errors import FileErrors, GatewayError, RecordError
@@ -42,7 +42,7 @@ _MESSAGE_KINDS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class AgencyRow:
     kind: str  # "01", "02", "03", "12" (post-office transfer), "22" (its correction)
     paid_on: date
@@ -236,9 +236,14 @@ def build_agency_csv(rows: Iterable[AgencyRow]) -> bytes:
             line = text.encode("cp932")
         except UnicodeEncodeError:
             raise RecordError(NETWORK, no, "chain_name", name, "not encodable in CP932") from None
-        _, errors = _parse_row(line, no, MAX_AMOUNT)
+        parsed, errors = _parse_row(line, no, MAX_AMOUNT)
         if errors:
             raise errors[0]
+        for field in dataclasses.fields(AgencyRow):  # e.g. a character CP932 reads back otherwise
+            value = getattr(row, field.name)
+            if getattr(parsed, field.name) != value:
+                reason = "would not read back the same"
+                raise RecordError(NETWORK, no, field.name, str(value), reason)
         out.append(line + b"\r\n")
     return b"".join(out)
 

@@ -1,0 +1,214 @@
+"""CVS result files into the ledger: the shared vector, by hand, twice, in overlapping halves,
+and through the watched inbox of the running service."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from sqlalchemy import insert, select
+from twisted.internet.task import deferLater
+
+from gateway.config import load_config
+from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.mapper import build_file, parse_file
+from gateway.model import JST
+from gateway.store import create_db_engine
+from gateway.store.schema import anomalies, bill_slips, bills, collection_messages, payments
+from tests.conftest import Running, admin, config_text, onboard
+
+FIXTURES = Path(__file__).parent / "fixtures" / "cvs"
+VECTOR = FIXTURES / "result_file.txt"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["result_file.txt"]
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=JST)
+
+
+def seed_vector_bills(url: str) -> None:
+    """The vector's barcodes belong to billers 00001 and 00002, bills with serials 1234 and 7:
+    store exactly those bills (row id = serial), with the slips the barcodes describe."""
+    engine = create_db_engine(url, 1)
+    with engine.begin() as conn:
+        for payment in EXPECTED["payments"]:
+            code = barcode.parse(payment["barcode"])
+            biller = {"00001": "acme", "00002": "beta"}[code.free_field[:5]]
+            serial = int(code.free_field[5:])
+            conn.execute(
+                insert(bills).values(
+                    id=serial,
+                    biller_id=biller,
+                    bill_no=f"V-{serial}",
+                    amount=code.amount,
+                    due_date=code.due,
+                    channels="cvs",
+                    taxable=False,
+                    tax_amount=0,
+                    status="open",
+                    version=1,
+                    reissue=code.reissue,
+                    double_paid=False,
+                    late=False,
+                    barcode=code.digits,
+                    cvs_bill_key=code.bill_key,
+                    stamp=code.stamp,
+                    page_token=f"tok-{serial}",
+                    fingerprint="f",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+            conn.execute(
+                insert(bill_slips).values(
+                    bill_id=serial,
+                    reissue=code.reissue,
+                    barcode=code.digits,
+                    amount=code.amount,
+                    due_date=code.due,
+                    stamp=code.stamp,
+                    issued_at=NOW,
+                )
+            )
+    engine.dispose()
+
+
+def ledger(url: str) -> dict[str, Any]:
+    engine = create_db_engine(url, 1)
+    with engine.connect() as conn:
+        pays = {r.event_key: (r.status, r.transfer_date) for r in conn.execute(select(payments))}
+        states = {r.bill_no: r.status for r in conn.execute(select(bills))}
+        messages = len(conn.execute(select(collection_messages)).all())
+        odd = [r.kind for r in conn.execute(select(anomalies))]
+    engine.dispose()
+    return {"payments": pays, "bills": states, "messages": messages, "anomalies": odd}
+
+
+def expected_payments() -> dict[str, tuple[str, date | None]]:
+    return {
+        "".join(p["event_key"]): (
+            p["final_status"],
+            date.fromisoformat(p["transfer_date"]) if "transfer_date" in p else None,
+        )
+        for p in EXPECTED["payments"]
+    }
+
+
+@pytest.fixture
+def configured(tmp_path: Path, migrated_url: str) -> Path:
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(migrated_url), encoding="utf-8")
+    onboard(path, "acme", "cvs")
+    onboard(path, "beta", "cvs")
+    seed_vector_bills(migrated_url)
+    return path
+
+
+def test_the_vector_file_gives_what_expected_json_says(configured: Path, migrated_url: str) -> None:
+    result = admin(configured, "import", "cvs", str(VECTOR))
+    assert result["records"] == EXPECTED["data_records"] == 4
+    assert result["outcomes"] == {"applied": 4}
+    state = ledger(migrated_url)
+    assert state["payments"] == expected_payments()
+    assert state["bills"] == {"V-1234": "confirmed", "V-7": "open"}
+    assert state["anomalies"] == []
+
+    again = admin(configured, "import", "cvs", str(VECTOR))
+    assert again["outcomes"] == {"duplicate": 4}
+    assert ledger(migrated_url) == state
+
+
+def test_two_overlapping_halves_give_the_same_ledger(
+    configured: Path, migrated_url: str, tmp_path: Path
+) -> None:
+    parsed = parse_file(VECTOR.read_bytes())
+    first = build_file(
+        parsed.file_date, parsed.company_code, parsed.agency_name, parsed.records[:3]
+    )
+    second = build_file(
+        parsed.file_date,
+        parsed.company_code,
+        parsed.agency_name,
+        parsed.records[1:],
+        separator=b"",
+        eof=True,
+    )
+    (tmp_path / "a.txt").write_bytes(first)
+    (tmp_path / "b.txt").write_bytes(second)
+    assert admin(configured, "import", "cvs", str(tmp_path / "a.txt"))["outcomes"] == {"applied": 3}
+    assert admin(configured, "import", "cvs", str(tmp_path / "b.txt"))["outcomes"] == {
+        "duplicate": 2,
+        "applied": 1,
+    }
+    state = ledger(migrated_url)
+    assert state["payments"] == expected_payments()
+    assert state["messages"] == 4
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("invalid_*.txt")))
+def test_an_invalid_file_is_refused_whole(configured: Path, migrated_url: str, name: str) -> None:
+    from gateway.admin import main
+
+    assert main(["-c", str(configured), "import", "cvs", str(FIXTURES / name)]) == 1
+    assert ledger(migrated_url)["messages"] == 0
+
+
+@pytest_twisted.async_yield_fixture
+async def watching(tmp_path: Path, migrated_url: str) -> AsyncIterator[Running]:
+    from twisted.internet import reactor  # noqa: TID251
+
+    from gateway.service import make_service
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        config_text(migrated_url, extra='[cvs.files]\ninbox = "inbox"\npoll_interval = 0.1\n'),
+        encoding="utf-8",
+    )
+    onboard(path, "acme", "cvs")
+    onboard(path, "beta", "cvs")
+    seed_vector_bills(migrated_url)
+    config = load_config(path)
+    top = make_service(config, reactor)
+    top.startService()
+    api = await top.getServiceNamed("api").listening  # type: ignore[attr-defined]
+    try:
+        yield Running(config, path, f"http://127.0.0.1:{api.getHost().port}", "")
+    finally:
+        await top.stopService()
+
+
+async def settle(inbox: Path, name: str) -> Path:
+    from twisted.internet import reactor  # noqa: TID251
+
+    for _ in range(100):
+        for folder in ("done", "rejected"):
+            if (inbox / folder / name).exists():
+                return inbox / folder
+        await deferLater(reactor, 0.05)
+    raise AssertionError(f"{name} was not taken from the inbox")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_inbox_applies_files_and_sets_refused_ones_aside(watching: Running) -> None:
+    inbox = watching.config.source.parent / "inbox"  # type: ignore[union-attr]
+    url = watching.config.database.url
+    (inbox / "bad.txt").write_bytes((FIXTURES / "invalid_trailer_sum.txt").read_bytes())
+    assert (await settle(inbox, "bad.txt")).name == "rejected"
+    report = (inbox / "rejected" / "bad.txt.report.txt").read_text()
+    assert "nothing of this file was applied" in report and "trailer" in report
+    assert ledger(url)["messages"] == 0
+
+    (inbox / ".upload.part").write_bytes(VECTOR.read_bytes())
+    (inbox / ".upload.part").rename(inbox / "kakuho-20261202.txt")
+    assert (await settle(inbox, "kakuho-20261202.txt")).name == "done"
+    assert (
+        "applied: 4 message(s)" in (inbox / "done" / "kakuho-20261202.txt.report.txt").read_text()
+    )
+    assert ledger(url)["payments"] == expected_payments()
+
+    (inbox / "kakuho-20261202.txt").write_bytes(VECTOR.read_bytes())  # the same file again
+    assert (await settle(inbox, "kakuho-20261202.txt.1")).name == "done"
+    assert "duplicate 4" in (inbox / "done" / "kakuho-20261202.txt.1.report.txt").read_text()
+    assert ledger(url)["messages"] == 4
