@@ -212,3 +212,45 @@ async def test_the_inbox_applies_files_and_sets_refused_ones_aside(watching: Run
     assert (await settle(inbox, "kakuho-20261202.txt.1")).name == "done"
     assert "duplicate 4" in (inbox / "done" / "kakuho-20261202.txt.1.report.txt").read_text()
     assert ledger(url)["messages"] == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_agency_csv_and_result_file_name_the_same_payments(
+    configured: Path, migrated_url: str
+) -> None:
+    from twisted.internet import reactor  # noqa: TID251
+
+    from gateway.bills import bill_json
+    from gateway.ingest import Ingest
+    from gateway.networks import CvsNetwork, Issuer
+    from gateway.store import Store
+
+    config = load_config(configured)
+    assert config.cvs is not None
+    store = Store.from_url(migrated_url, reactor, 2)
+    store.start()
+    try:
+        ingest = Ingest(
+            store, reactor, lambda b: bill_json(b, config.api.public_url, Issuer(config)), "987654"
+        )
+        network = CvsNetwork(config.cvs, None, ingest, reactor)
+        result = await network.apply_agency_csv((FIXTURES / "agency.csv").read_bytes(), "poll:test")
+        # the four payments of the vector, a post-office transfer (12) for an unknown bill of
+        # an unknown biller, and its correction (22), kept for an operator
+        assert result.accepted, result.report
+        assert "applied 4" in result.report and "unknown_bill 1" in result.report
+        assert "anomaly 1" in result.report
+        refused = await network.apply_agency_csv(
+            (FIXTURES / "agency_error.csv").read_bytes(), "poll:test"
+        )
+        assert not refused.accepted and "E0101" in refused.report
+    finally:
+        store.stop()
+    state = ledger(migrated_url)
+    post_office = {k: v for k, v in state["payments"].items() if k not in expected_payments()}
+    assert {k: v for k, v in state["payments"].items() if k in expected_payments()} == (
+        expected_payments()
+    )
+    assert list(post_office.values()) == [("confirmed", date(2026, 12, 9))]
+    assert state["anomalies"] == ["amount_correction"]
+    assert admin(configured, "import", "cvs", str(VECTOR))["outcomes"] == {"duplicate": 4}
