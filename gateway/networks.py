@@ -26,7 +26,12 @@ from gateway.config import Config, CvsConfig, TLSConfig
 from gateway.errors import FileErrors, RecordError
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
-from gateway.mappers.cvs.agency import AgencyError, agency_row_to_canonical, parse_agency_csv
+from gateway.mappers.cvs.agency import (
+    AgencyError,
+    agency_lines,
+    agency_row_to_canonical,
+    parse_agency_csv,
+)
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
 from gateway.model import Biller, Channel, MessageKind, PayEasyNumbers, Slip, Tax
 from gateway.protocols.inbox import FileResult
@@ -168,10 +173,7 @@ class CvsNetwork:
         except FileErrors as e:
             return succeed(FileResult(False, _file_report(e)))
         received_at = now(self.reactor)
-        # The parser skips the header and blank lines; keep each row's own bytes and line.
-        lines = [(no, raw) for no, raw in enumerate(data.splitlines()[1:], 2) if raw.strip()]
-        if len(lines) != len(rows):
-            raise AssertionError("agency CSV rows and lines disagree")
+        lines = agency_lines(data)  # each row's line number and bytes, as the parser saw them
         messages = []
         for (line, raw), row in zip(lines, rows, strict=True):
             event = agency_row_to_canonical(

@@ -17,6 +17,7 @@ from gateway.mappers.cvs.barcode import Barcode
 from gateway.mappers.cvs.mapper import (
     AgencyError,
     AgencyRow,
+    agency_lines,
     agency_row_to_canonical,
     build_agency_csv,
     build_agency_error,
@@ -241,6 +242,22 @@ def test_only_a_22_may_disagree_with_the_barcode_amount() -> None:
     assert [e.field for e in info.value.errors] == ["amount"]
     cells[0] = "22"
     assert parse_agency_csv(csv_of(",".join(cells)))[0].amount == 11_000
+
+
+def test_agency_lines_are_the_rows_raw_text() -> None:
+    body = CSV.replace(b"\r\n02,", b"\r\n\r\n02,")  # a blank line 4 is left out
+    rows = parse_agency_csv(body)
+    lines = agency_lines(body)
+    assert [no for no, _ in lines] == [2, 3, 5, 6, 7, 8]
+    assert [raw for _, raw in lines] == LINES[1:]
+    assert len(rows) == len(lines)
+
+
+def test_a_carriage_return_inside_a_row_is_refused() -> None:
+    body = CSV.replace("ローソン".encode("cp932"), "ロー\rソン".encode("cp932"), 1)
+    with pytest.raises(FileErrors) as info:
+        parse_agency_csv(body)
+    assert [(e.record, e.field) for e in info.value.errors] == [(2, "row")]
 
 
 def test_header_only_and_missing_header() -> None:

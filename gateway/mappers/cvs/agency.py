@@ -195,6 +195,12 @@ def _lines(data: bytes) -> list[bytes]:
     return lines[:-1] if lines[-1] == b"" else lines
 
 
+def agency_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(line number, bytes without CRLF) of every row after the header, blank lines left out:
+    the raw text of each row :func:`parse_agency_csv` returns, in the same order."""
+    return [(no, line) for no, line in enumerate(_lines(data)[1:], 2) if line.strip()]
+
+
 def parse_agency_csv(
     data: bytes, *, source: str = "", ceiling: int = MAX_AMOUNT
 ) -> list[AgencyRow]:
@@ -209,9 +215,10 @@ def parse_agency_csv(
     elif lines[0].count(b",") != _AGENCY_COLUMNS - 1 or lines[0][:2].isdigit():
         errors.append(RecordError(NETWORK, 1, "header", shown(lines[0]), "not the header row"))
     rows: list[AgencyRow] = []
-    for no, line in enumerate(lines[1:], 2):
-        if not line.strip():
-            continue  # a blank line is not a row
+    for no, line in agency_lines(data):
+        if b"\r" in line:
+            errors.append(RecordError(NETWORK, no, "row", shown(line), "a CR inside a line"))
+            continue
         row, row_errors = _parse_row(line, no, ceiling)
         errors += row_errors
         if row is not None:

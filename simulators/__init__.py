@@ -1,0 +1,1 @@
+"""Simulators of the payment networks' peers, for the demo and the tests."""

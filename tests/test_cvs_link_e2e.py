@@ -1,0 +1,263 @@
+"""The 速報 link against the real daemon (twistd subprocess) over mutual TLS.
+
+- SIGKILL the daemon several times while the agency streams: every acknowledged record is
+  stored, no record is stored twice, and in the end every record is in the ledger.
+- Two daemons on one database receive the same records at the same time: each payment once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from sqlalchemy import func, select
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_record
+from gateway.model import JST
+from gateway.process import DaemonProcess, admin, free_port, http
+from gateway.store import create_db_engine
+from gateway.store.schema import collection_messages, payments
+from gateway.tls import TLSFiles
+from simulators.cvs_link import AgencyLink, start_agency_link
+from tests.conftest import config_text, due
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Site:
+    """One configured gateway (config, certificates, ports), started as often as needed."""
+
+    config: Path
+    api_port: int
+    metrics_port: int
+    link_port: int
+    tls: Path
+    starts: int = 0
+
+    def start(self) -> DaemonProcess:
+        self.starts += 1
+        return DaemonProcess.start(
+            self.config,
+            self.api_port,
+            self.metrics_port,
+            log=self.config.parent / f"twistd-{self.starts}.log",
+        )
+
+    def agency_tls(self) -> TLSFiles:
+        return TLSFiles(
+            self.tls / "ca.pem", self.tls / "cvs-agency.pem", self.tls / "cvs-agency.key"
+        )
+
+
+def make_site(root: Path, database_url: str, tls: Path | None = None) -> Site:
+    root.mkdir(parents=True, exist_ok=True)
+    api, metrics, link = free_port(), free_port(), free_port()
+    tls = tls or root / "tls"
+    text = config_text(
+        database_url,
+        api=f"tcp:{api}:interface=127.0.0.1",
+        metrics=f"tcp:{metrics}:interface=127.0.0.1",
+        public_url=f"http://127.0.0.1:{api}",
+        extra=f'[tls]\nca = "{tls}/ca.pem"\ncertificate = "{tls}/gateway.pem"\n'
+        f'key = "{tls}/gateway.key"\n\n[cvs.link]\n'
+        f'listen = "tcp:{link}:interface=127.0.0.1"\n',
+    )
+    path = root / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return Site(path, api, metrics, link, tls)
+
+
+def records_for(barcodes: Sequence[str], per_bill: int) -> list[bytes]:
+    """``per_bill`` distinct 速報 for each barcode (other stores, other minutes)."""
+    day = datetime.now(JST).date()
+    out = []
+    for n, code in enumerate(barcodes):
+        for k in range(per_bill):
+            out.append(
+                build_record(
+                    ResultRecord(
+                        kind=RecordKind.PRELIMINARY,
+                        paid_on=day,
+                        paid_time=f"{(n % 24):02d}{k:02d}",
+                        barcode=code,
+                        store_code=f"{n * 10 + k:07d}",
+                        customer_segment="  ",
+                        data_date=day,
+                        transfer_date=None,
+                        accounting_date=None,
+                        chain_code="000010",
+                    )
+                )
+            )
+    return out
+
+
+def stored_keys(database_url: str) -> list[str]:
+    engine = create_db_engine(database_url, 1)
+    with engine.connect() as conn:
+        keys = [r.event_key for r in conn.execute(select(payments.c.event_key))]
+    engine.dispose()
+    return keys
+
+
+def count(database_url: str, table: Any) -> int:
+    engine = create_db_engine(database_url, 1)
+    with engine.connect() as conn:
+        n = int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+    engine.dispose()
+    return n
+
+
+def event_key(record: bytes) -> str:
+    from gateway.mappers.cvs.mapper import parse_record
+
+    return parse_record(record).event_key
+
+
+def prepare(site: Site, bills: int) -> list[str]:
+    admin(site.config, "migrate")
+    admin(site.config, "certs", "make", str(site.tls))
+    admin(
+        site.config,
+        "biller",
+        "create",
+        "--id",
+        "acme",
+        "--name",
+        "Acme",
+        "--kana",
+        "ｱｸﾒ",
+        "--channels",
+        "cvs",
+    )
+    key = json.loads(admin(site.config, "key", "create", "--biller", "acme").stdout)["key"]
+    daemon = site.start()
+    try:
+        daemon.wait("/readyz")
+        codes = []
+        for i in range(bills):
+            status, bill, _ = http(
+                "POST",
+                daemon.api + "/v1/bills",
+                {"bill_no": f"K-{i}", "amount": 1000 + i, "due_date": due(30), "channels": ["cvs"]},
+                {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+            )
+            assert status == 201, bill
+            codes.append(bill["cvs"]["barcode"])
+    finally:
+        daemon.stop()
+    return codes
+
+
+async def all_acked(ds: list[Deferred[str]], timeout: float = 90) -> list[str]:
+    from twisted.internet import reactor  # noqa: TID251
+
+    done = DeferredList(ds, fireOnOneErrback=True, consumeErrors=True)
+    done.addTimeout(timeout, reactor)
+    return [result for _, result in await done]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkill_while_streaming_loses_and_doubles_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    from twisted.internet import reactor  # noqa: TID251
+
+    site = make_site(tmp_path, database_url)
+    codes = await deferToThread(prepare, site, 40)
+    records = records_for(codes, 3)  # 120 payments
+    daemon = site.start()
+    await deferToThread(daemon.wait, "/readyz")
+    link: AgencyLink = start_agency_link(
+        reactor,
+        f"tcp:127.0.0.1:{site.link_port}",
+        site.agency_tls(),
+        "localhost",
+        retry_delay=0.2,
+        heartbeat_interval=5,
+    )
+    try:
+        acked_keys: set[str] = set()
+        pending: list[Deferred[str]] = []
+
+        async def feed() -> None:
+            """Stream the records over a few seconds, as stores report payments."""
+            for record in records:
+                d = link.send(record)
+                d.addCallback(
+                    lambda result, key=event_key(record): (acked_keys.add(key), result)[1]
+                )
+                pending.append(d)
+                await deferLater(reactor, 0.025)
+
+        feeding = Deferred.fromCoroutine(feed())
+        in_flight_at_kills = []
+        for _ in range(3):
+            await deferLater(reactor, 0.5)
+            assert daemon.proc is not None
+            daemon.proc.send_signal(signal.SIGKILL)
+            await deferToThread(daemon.proc.wait, 30)
+            in_flight_at_kills.append(len(records) - len(acked_keys))
+            stored = await deferToThread(stored_keys, database_url)
+            assert acked_keys <= set(stored), "an acknowledged record was lost"
+            assert len(stored) == len(set(stored)), "a record was stored twice"
+            daemon = site.start()
+            await deferToThread(daemon.wait, "/readyz")
+        await feeding
+        results = await all_acked(pending)
+        assert results == ["00"] * len(records)
+        assert all(n > 0 for n in in_flight_at_kills), in_flight_at_kills  # killed mid-stream
+    finally:
+        await link.stop()
+        await deferToThread(daemon.stop)
+    stored = stored_keys(database_url)
+    assert sorted(stored) == sorted(event_key(r) for r in records)
+    assert count(database_url, collection_messages) == len(records)
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_daemons_on_one_database_store_each_payment_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    from twisted.internet import reactor  # noqa: TID251
+
+    first = make_site(tmp_path / "one", database_url)
+    codes = await deferToThread(prepare, first, 30)
+    second = make_site(tmp_path / "two", database_url, tls=first.tls)
+    records = records_for(codes, 2)
+    daemons = [first.start(), second.start()]
+    links = []
+    try:
+        for daemon in daemons:
+            await deferToThread(daemon.wait, "/readyz")
+        for site in (first, second):
+            links.append(
+                start_agency_link(
+                    reactor,
+                    f"tcp:127.0.0.1:{site.link_port}",
+                    site.agency_tls(),
+                    "localhost",
+                    retry_delay=0.2,
+                )
+            )
+        pending = [link.send(r) for r in records for link in links]
+        assert await all_acked(pending) == ["00"] * (2 * len(records))
+    finally:
+        for link in links:
+            await link.stop()
+        for daemon in daemons:
+            await deferToThread(daemon.stop)
+    stored = stored_keys(database_url)
+    assert sorted(stored) == sorted(event_key(r) for r in records)
+    assert count(database_url, collection_messages) == len(records)
