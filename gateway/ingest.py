@@ -10,7 +10,7 @@ messages arriving while one commit runs go into the next one; files are applied 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, TypeVar
@@ -35,20 +35,22 @@ from gateway.model import (
     MessageKind,
     Payment,
     RefundCase,
+    Slip,
     business_date,
 )
 from gateway.store import Store
-from gateway.store.bills import find_by_cvs_key, list_slips, save_bill
-from gateway.store.events import append_event
+from gateway.store.bills import bills_by_cvs_keys, slips_of_bills, update_bills
+from gateway.store.events import append_events
 from gateway.store.ledger import (
-    bill_payments,
-    biller_by_code,
-    open_refund_case,
-    payments_by_key,
-    record_anomaly,
-    record_message,
-    save_payment,
-    set_outcome,
+    billers_by_codes,
+    insert_payments,
+    open_refund_cases,
+    payments_by_keys,
+    payments_of_bills,
+    record_anomalies,
+    record_messages,
+    set_outcomes,
+    update_payments,
 )
 from gateway.views import payment_json, refund_case_json
 
@@ -86,9 +88,38 @@ class Received:
     line: int | None = None
 
 
+class _Batch:
+    """The state of one group while it is applied in memory, then written set by set."""
+
+    def __init__(self) -> None:
+        self.bills: dict[int, Bill] = {}  # current state of each locked bill
+        self.changed_bills: dict[int, Bill] = {}
+        self.payments: dict[int, list[Payment]] = {}  # per bill, current states
+        self.unknown: dict[str, list[Payment]] = {}  # per event key, for unknown bills
+        self.new_payments: dict[str, tuple[Payment, int | None]] = {}
+        self.changed_payments: dict[str, Payment] = {}
+        self.cases: list[tuple[RefundCase, int | None]] = []
+        self.anomalies: list[tuple[int, Anomaly]] = []
+        self.events: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
+        self.outcomes: list[tuple[int, str]] = []
+        self.bill_ids: dict[str, int] = {}  # bill key -> bill id, for the locked bills
+        self.slips: dict[int, list[Slip]] = {}
+        self.billers: dict[str, str] = {}  # biller code -> biller id, for unknown bills
+        self.known: set[str] = set()  # payment ids already in the store
+
+    def keep_payment(self, payment: Payment, bill_id: int | None) -> None:
+        if payment.payment_id in self.new_payments:
+            self.new_payments[payment.payment_id] = (payment, bill_id)
+        elif payment.payment_id in self.known:
+            self.changed_payments[payment.payment_id] = payment
+        else:
+            self.new_payments[payment.payment_id] = (payment, bill_id)
+
+
 class Ingest:
-    """``apply``/``apply_all`` run inside a caller's transaction (the admin command uses them
-    directly); ``apply_file``/``committer`` need the daemon's store and clock."""
+    """Applies collection messages to the ledger inside a caller's transaction
+    (:meth:`apply_group`), or from the reactor through the store (:meth:`apply_file`,
+    :meth:`committer`, which need the daemon's store and clock)."""
 
     def __init__(
         self,
@@ -106,52 +137,86 @@ class Ingest:
 
     # -- inside a transaction ---------------------------------------------------------------
 
-    def _locate(
-        self, conn: Connection, event: CollectionEvent
-    ) -> tuple[tuple[int, Bill] | None, str | None]:
-        """The bill a message names (locked), and its biller even when the bill is unknown."""
-        if event.channel is Channel.CVS:
-            found = find_by_cvs_key(conn, event.bill_key, for_update=True)
-            if found is not None:
-                return found, found[1].biller_id
-            if event.bill_key[:6] == self.cvs_company_code:
-                return None, biller_by_code(conn, event.bill_key[6:11])
-            return None, None
-        raise NotImplementedError(f"no bill lookup for channel {event.channel}")
-
     def apply(self, conn: Connection, received: Received, now: datetime, today: date) -> str:
         """Store and apply one message; returns its outcome."""
-        event = received.event
-        message_id = record_message(conn, event, received.line)
-        if message_id is None:
-            MESSAGES.labels(event.channel.value, event.kind.value, "duplicate").inc()
-            return "duplicate"
+        return self.apply_group(conn, [received], now, today)[0]
+
+    def apply_all(
+        self, conn: Connection, messages: Sequence[Received], now: datetime, today: date
+    ) -> dict[str, int]:
+        """Apply a whole file in the caller's transaction (all or nothing); a summary."""
+        summary: dict[str, int] = {}
+        for outcome in self.apply_group(conn, messages, now, today):
+            summary[outcome] = summary.get(outcome, 0) + 1
+        return summary
+
+    def apply_group(
+        self, conn: Connection, group: Sequence[Received], now: datetime, today: date
+    ) -> list[str]:
+        """Store and apply messages in their order; one outcome per message.
+
+        Reads and writes are set-based (one statement per table), and the state machine runs
+        in memory in message order, so a group costs about as many statements as one message.
+        """
+        ids = record_messages(conn, [(r.event, r.line) for r in group])
+        fresh: list[tuple[int, CollectionEvent]] = []
+        outcomes: list[str | int] = []
+        for received in group:
+            e = received.event
+            message_id = ids.pop((e.channel.value, e.kind.value, e.event_key), None)
+            if message_id is None:
+                MESSAGES.labels(e.channel.value, e.kind.value, "duplicate").inc()
+                outcomes.append("duplicate")
+            else:
+                fresh.append((message_id, e))
+                outcomes.append(message_id)
+        batch = self._load(conn, [e for _, e in fresh])
+        results = {mid: self._apply(batch, mid, e, now, today) for mid, e in fresh}
+        self._write(conn, batch, now)
+        return [results[o] if isinstance(o, int) else o for o in outcomes]
+
+    def _load(self, conn: Connection, fresh: Sequence[CollectionEvent]) -> _Batch:
+        batch = _Batch()
+        cvs = [
+            e for e in fresh if e.channel is Channel.CVS and e.kind is not MessageKind.CORRECTION
+        ]
+        found = bills_by_cvs_keys(conn, [e.bill_key for e in cvs])
+        batch.bills = {bill_id: bill for bill_id, bill in found.values()}
+        batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
+        batch.payments = payments_of_bills(conn, {i: b.bill_no for i, b in batch.bills.items()})
+        batch.slips = slips_of_bills(conn, list(batch.bills))
+        unknown = [e for e in cvs if e.bill_key not in found]
+        batch.unknown = payments_by_keys(conn, Channel.CVS, [e.event_key for e in unknown])
+        codes = [e.bill_key[6:11] for e in unknown if e.bill_key[:6] == self.cvs_company_code]
+        batch.billers = billers_by_codes(conn, sorted(set(codes)))
+        batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
+        batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
+        return batch
+
+    def _apply(
+        self, batch: _Batch, message_id: int, event: CollectionEvent, now: datetime, today: date
+    ) -> str:
         if event.kind is MessageKind.CORRECTION:
             # A network's own correction of an amount is kept for an operator: applying it
             # silently would change a payment the biller has already been told about.
-            record_anomaly(
-                conn,
-                message_id,
-                Anomaly(
-                    AnomalyKind.AMOUNT_CORRECTION,
-                    event.channel,
-                    event.event_key,
-                    f"the network corrects the amount to {event.amount} yen",
-                ),
-                now,
+            anomaly = Anomaly(
+                AnomalyKind.AMOUNT_CORRECTION,
+                event.channel,
+                event.event_key,
+                f"the network corrects the amount to {event.amount} yen",
             )
-            ANOMALIES.labels(event.channel.value, AnomalyKind.AMOUNT_CORRECTION.value).inc()
-            set_outcome(conn, message_id, "anomaly")
-            MESSAGES.labels(event.channel.value, event.kind.value, "anomaly").inc()
-            return "anomaly"
-        found, biller_id = self._locate(conn, event)
-        bill_id, bill = found if found is not None else (None, None)
-        if bill_id is not None and bill is not None:
-            known = bill_payments(conn, bill_id, bill.bill_no)
-            slips = list_slips(conn, bill_id)
-            bill = self._expire_if_paid_late(conn, bill_id, bill, event, now)
+            return self._finish(batch, message_id, event, "anomaly", anomalies=[anomaly])
+        bill_id = batch.bill_ids.get(event.bill_key)
+        if bill_id is not None:
+            bill: Bill | None = self._expire_if_paid_late(batch, bill_id, event, now)
+            known = batch.payments[bill_id]
+            biller_id: str | None = batch.bills[bill_id].biller_id
+            slips = batch.slips[bill_id]
         else:
-            known, slips = payments_by_key(conn, event.channel, event.event_key), []
+            bill, known, slips = None, batch.unknown.setdefault(event.event_key, []), []
+            biller_id = None
+            if event.bill_key[:6] == self.cvs_company_code:
+                biller_id = batch.billers.get(event.bill_key[6:11])
         outcome = ledger.apply_message(
             bill,
             known,
@@ -162,20 +227,17 @@ class Ingest:
             now=now,
             new_id=self.new_id,
         )
-        known_ids = {p.payment_id for p in known}
         for payment in outcome.payments:
-            save_payment(conn, payment, bill_id, new=payment.payment_id not in known_ids)
+            batch.keep_payment(payment, bill_id)
+            current = [p for p in known if p.payment_id != payment.payment_id]
+            known[:] = [*current, payment]
         for case in outcome.refund_cases:
-            open_refund_case(conn, case, bill_id)
+            batch.cases.append((case, bill_id))
             REFUND_CASES.labels(case.reason.value).inc()
-        for anomaly in outcome.anomalies:
-            record_anomaly(conn, message_id, anomaly, now)
-            ANOMALIES.labels(anomaly.channel.value, anomaly.kind.value).inc()
-        after = outcome.bill
-        if outcome.bill_changed and bill_id is not None and bill is not None and after:
-            save_bill(conn, bill_id, bill, after)
+        if outcome.bill_changed and bill_id is not None and outcome.bill is not None:
+            batch.bills[bill_id] = batch.changed_bills[bill_id] = outcome.bill
         if biller_id is not None:
-            self._events(conn, biller_id, outcome, known, now)
+            self._events(batch, biller_id, outcome, known)
         result = (
             "duplicate"
             if outcome.duplicate
@@ -185,41 +247,48 @@ class Ingest:
             if bill is None
             else "applied"
         )
-        set_outcome(conn, message_id, result)
+        return self._finish(batch, message_id, event, result, anomalies=outcome.anomalies)
+
+    def _finish(
+        self,
+        batch: _Batch,
+        message_id: int,
+        event: CollectionEvent,
+        result: str,
+        anomalies: Sequence[Anomaly] = (),
+    ) -> str:
+        for anomaly in anomalies:
+            batch.anomalies.append((message_id, anomaly))
+            ANOMALIES.labels(anomaly.channel.value, anomaly.kind.value).inc()
+        batch.outcomes.append((message_id, result))
         MESSAGES.labels(event.channel.value, event.kind.value, result).inc()
         return result
 
     def _expire_if_paid_late(
-        self, conn: Connection, bill_id: int, bill: Bill, event: CollectionEvent, now: datetime
+        self, batch: _Batch, bill_id: int, event: CollectionEvent, now: datetime
     ) -> Bill:
         """A bill still open but past its due date on the day it was paid had expired:
         record that first (the expiry job may not have run yet), so the payment is late."""
+        bill = batch.bills[bill_id]
         if event.kind not in (MessageKind.PRELIMINARY, MessageKind.CONFIRMATION):
             return bill
         expired = ledger.expire_bill(bill, today=business_date(event.paid_at), now=now)
         if not expired.bill_changed or expired.bill is None:
             return bill
-        save_bill(conn, bill_id, bill, expired.bill)
-        append_event(
-            conn,
-            biller_id=bill.biller_id,
-            event_id=self.new_id("evt"),
-            type=EventType.BILL_EXPIRED.value,
-            data={"bill": self.render_bill(expired.bill)},
-            now=now,
+        batch.bills[bill_id] = batch.changed_bills[bill_id] = expired.bill
+        batch.events.setdefault(bill.biller_id, []).append(
+            (
+                self.new_id("evt"),
+                EventType.BILL_EXPIRED.value,
+                {"bill": self.render_bill(expired.bill)},
+            )
         )
         return expired.bill
 
     def _events(
-        self,
-        conn: Connection,
-        biller_id: str,
-        outcome: ledger.Outcome,
-        known: Sequence[Payment],
-        now: datetime,
+        self, batch: _Batch, biller_id: str, outcome: ledger.Outcome, known: Sequence[Payment]
     ) -> None:
         by_id = {p.payment_id: p for p in known}
-        by_id.update({p.payment_id: p for p in outcome.payments})
         cases: dict[str, RefundCase] = {c.case_id: c for c in outcome.refund_cases}
         bill_doc = self.render_bill(outcome.bill) if outcome.bill is not None else None
         for event in outcome.events:
@@ -230,26 +299,21 @@ class Ingest:
                 data["refund_case"] = refund_case_json(cases[event.case_id])
             if event.detail:
                 data["detail"] = dict(event.detail)
-            if event.type.value == "bill.double_paid":
+            if event.type is EventType.BILL_DOUBLE_PAID:
                 DOUBLE_PAID.inc()
-            append_event(
-                conn,
-                biller_id=biller_id,
-                event_id=self.new_id("evt"),
-                type=event.type.value,
-                data=data,
-                now=now,
+            batch.events.setdefault(biller_id, []).append(
+                (self.new_id("evt"), event.type.value, data)
             )
 
-    def apply_all(
-        self, conn: Connection, messages: Sequence[Received], now: datetime, today: date
-    ) -> dict[str, int]:
-        """Apply a whole file in the caller's transaction: all or nothing."""
-        summary: dict[str, int] = {}
-        for received in messages:
-            outcome = self.apply(conn, received, now, today)
-            summary[outcome] = summary.get(outcome, 0) + 1
-        return summary
+    def _write(self, conn: Connection, batch: _Batch, now: datetime) -> None:
+        insert_payments(conn, list(batch.new_payments.values()))
+        update_payments(conn, list(batch.changed_payments.values()))
+        open_refund_cases(conn, batch.cases)
+        record_anomalies(conn, batch.anomalies, now)
+        update_bills(conn, list(batch.changed_bills.items()))
+        set_outcomes(conn, batch.outcomes)
+        for biller_id in sorted(batch.events):  # last: the seq row locks, in a fixed order
+            append_events(conn, biller_id, batch.events[biller_id], now)
 
     # -- from the reactor ---------------------------------------------------------------------
 
@@ -263,19 +327,25 @@ class Ingest:
         assert self.store is not None and self.clock is not None
         store, clock = self.store, self.clock
 
-        def apply_one(conn: Connection, received: Received) -> str:
-            return self.apply(conn, received, clock_now(clock), clock_today(clock))
+        def apply_many(conn: Connection, group: list[Received]) -> list[str]:
+            return self.apply_group(conn, group, clock_now(clock), clock_today(clock))
 
-        return GroupCommitter(store, desc, apply_one)
+        return GroupCommitter(store, desc, apply_many)
 
 
 class GroupCommitter(Generic[T, R]):
     """Commits items in groups: everything submitted while one group's transaction runs goes
-    into the next transaction. Each item runs in its own savepoint, so one failing item does
-    not take the others down; if the commit itself fails, every item of the group fails."""
+    into the next transaction. ``apply(conn, items)`` handles a whole group at once; if it
+    raises, the group is rolled back to a savepoint and applied again one item at a time, each
+    in its own savepoint, so one bad item does not take the others down. If the commit itself
+    fails, every item of the group fails."""
 
     def __init__(
-        self, store: Store, desc: str, apply: Callable[[Connection, T], R], max_group: int = 1000
+        self,
+        store: Store,
+        desc: str,
+        apply: Callable[[Connection, list[T]], list[R]],
+        max_group: int = 1000,
     ) -> None:
         self.store = store
         self.desc = desc
@@ -333,15 +403,23 @@ class GroupCommitter(Generic[T, R]):
         d.addBoth(next_group)
 
     def _run_group(self, conn: Connection, items: list[T]) -> list[R | Failure]:
-        results: list[R | Failure] = []
+        whole = conn.begin_nested()
+        try:
+            results = self.apply(conn, items)
+        except Exception:
+            whole.rollback()
+        else:
+            whole.commit()
+            return list(results)
+        one_by_one: list[R | Failure] = []
         for item in items:
             savepoint = conn.begin_nested()
             try:
-                result = self.apply(conn, item)
+                (result,) = self.apply(conn, [item])
             except Exception:
                 savepoint.rollback()
-                results.append(Failure())
+                one_by_one.append(Failure())
             else:
                 savepoint.commit()
-                results.append(result)
-        return results
+                one_by_one.append(result)
+        return one_by_one

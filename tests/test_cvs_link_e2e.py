@@ -199,7 +199,7 @@ async def test_sigkill_while_streaming_loses_and_doubles_nothing(
                     lambda result, key=event_key(record): (acked_keys.add(key), result)[1]
                 )
                 pending.append(d)
-                await deferLater(reactor, 0.025)
+                await deferLater(reactor, 0.07)  # ~8 s: longer than three restarts
 
         feeding = Deferred.fromCoroutine(feed())
         in_flight_at_kills = []

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -199,12 +199,6 @@ def get_bill(
     return None if row is None else (row.id, _bill(row))
 
 
-def list_slips(conn: Connection, bill_id: int) -> list[Slip]:
-    rows = conn.execute(
-        select(bill_slips).where(bill_slips.c.bill_id == bill_id).order_by(bill_slips.c.reissue)
-    )
-    return [Slip(r.reissue, r.barcode, r.amount, r.due_date, bool(r.stamp)) for r in rows]
-
 
 def save_bill(conn: Connection, bill_id: int, before: Bill, after: Bill) -> None:
     """Write a new version of a bill, refusing a lost update (optimistic check on version)."""
@@ -249,12 +243,42 @@ def find_by_payeasy(
     return None if row is None else (row.id, _bill(row))
 
 
-def find_by_cvs_key(
-    conn: Connection, bill_key: str, *, for_update: bool = False
-) -> tuple[int, Bill] | None:
-    """The bill a store payment names: company code + free field (barcode digits 3-29)."""
-    stmt = select(bills).where(bills.c.cvs_bill_key == bill_key)
-    if for_update:
-        stmt = stmt.with_for_update()
-    row = conn.execute(stmt).first()
-    return None if row is None else (row.id, _bill(row))
+def bills_by_cvs_keys(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, Bill]]:
+    """The bills store payments name (company code + free field), locked in id order (so two
+    daemons locking overlapping sets cannot deadlock)."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        select(bills)
+        .where(bills.c.cvs_bill_key.in_(sorted(set(keys))))
+        .order_by(bills.c.id)
+        .with_for_update()
+    )
+    return {r.cvs_bill_key: (r.id, _bill(r)) for r in rows}
+
+
+def slips_of_bills(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[Slip]]:
+    found: dict[int, list[Slip]] = {bill_id: [] for bill_id in bill_ids}
+    if bill_ids:
+        rows = conn.execute(
+            select(bill_slips)
+            .where(bill_slips.c.bill_id.in_(list(bill_ids)))
+            .order_by(bill_slips.c.bill_id, bill_slips.c.reissue)
+        )
+        for r in rows:
+            found[r.bill_id].append(Slip(r.reissue, r.barcode, r.amount, r.due_date, bool(r.stamp)))
+    return found
+
+
+def update_bills(conn: Connection, changed: Sequence[tuple[int, Bill]]) -> None:
+    """Write new versions of bills the caller holds locked."""
+    if changed:
+        conn.execute(
+            update(bills)
+            .where(bills.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in _state_values(changed[0][1])}),
+            [
+                {"b_id": bill_id, **{f"b_{k}": v for k, v in _state_values(bill).items()}}
+                for bill_id, bill in changed
+            ],
+        )

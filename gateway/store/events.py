@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,3 +70,36 @@ def list_events(conn: Connection, biller_id: str, after: int, limit: int) -> lis
         StoredEvent(r.event_id, r.biller_id, r.seq, r.type, r.created_at, json.loads(r.data))
         for r in rows
     ]
+
+
+def append_events(
+    conn: Connection,
+    biller_id: str,
+    new: Sequence[tuple[str, str, Mapping[str, Any]]],
+    now: datetime,
+) -> None:
+    """Add several events of one biller (event_id, type, data) with consecutive seqs: one
+    ``UPDATE ... RETURNING`` reserves them all, one statement inserts them."""
+    if not new:
+        return
+    last = conn.execute(
+        update(billers)
+        .where(billers.c.biller_id == biller_id)
+        .values(last_event_seq=billers.c.last_event_seq + len(new))
+        .returning(billers.c.last_event_seq)
+    ).scalar_one()
+    first = int(last) - len(new) + 1
+    conn.execute(
+        events.insert(),
+        [
+            {
+                "event_id": event_id,
+                "biller_id": biller_id,
+                "seq": first + i,
+                "type": type,
+                "created_at": now,
+                "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+            }
+            for i, (event_id, type, data) in enumerate(new)
+        ],
+    )

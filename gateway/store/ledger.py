@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -34,33 +35,49 @@ def _dialect_insert(conn: Connection, table: Any) -> Any:
     return dialect.insert(table)
 
 
-def record_message(conn: Connection, event: CollectionEvent, line: int | None) -> int | None:
-    """Store a message as received; None when the same message is already stored."""
-    return conn.execute(
+MessageKey = tuple[str, str, str]  # channel, kind, event_key
+
+
+def record_messages(
+    conn: Connection, received: Sequence[tuple[CollectionEvent, int | None]]
+) -> dict[MessageKey, int]:
+    """Store messages as received, in one statement; returns the ids of those that were new
+    (a message already stored, or repeated inside ``received``, gets no id)."""
+    if not received:
+        return {}
+    rows = [
+        {
+            "channel": event.channel.value,
+            "kind": event.kind.value,
+            "event_key": event.event_key,
+            "amount": event.amount,
+            "paid_at": event.paid_at,
+            "source": event.source[:200],
+            "line": line,
+            "raw": event.raw,
+            "received_at": event.received_at,
+            "outcome": "received",
+        }
+        for event, line in received
+    ]
+    c = collection_messages.c
+    result = conn.execute(
         _dialect_insert(conn, collection_messages)
-        .values(
-            channel=event.channel.value,
-            kind=event.kind.value,
-            event_key=event.event_key,
-            amount=event.amount,
-            paid_at=event.paid_at,
-            source=event.source[:200],
-            line=line,
-            raw=event.raw,
-            received_at=event.received_at,
-            outcome="received",
-        )
         .on_conflict_do_nothing()
-        .returning(collection_messages.c.id)
-    ).scalar()
-
-
-def set_outcome(conn: Connection, message_id: int, outcome: str) -> None:
-    conn.execute(
-        update(collection_messages)
-        .where(collection_messages.c.id == message_id)
-        .values(outcome=outcome)
+        .returning(c.id, c.channel, c.kind, c.event_key),
+        rows,
     )
+    return {(r.channel, r.kind, r.event_key): r.id for r in result}
+
+
+def set_outcomes(conn: Connection, outcomes: Sequence[tuple[int, str]]) -> None:
+    if outcomes:
+        conn.execute(
+            update(collection_messages)
+            .where(collection_messages.c.id == bindparam("m_id"))
+            .values(outcome=bindparam("m_outcome")),
+            [{"m_id": i, "m_outcome": o} for i, o in outcomes],
+        )
 
 
 def _payment(row: Row[Any], bill_no: str | None) -> Payment:
@@ -82,81 +99,126 @@ def _payment(row: Row[Any], bill_no: str | None) -> Payment:
     )
 
 
-def bill_payments(conn: Connection, bill_id: int, bill_no: str) -> list[Payment]:
-    rows = conn.execute(
-        select(payments).where(payments.c.bill_id == bill_id).order_by(payments.c.created_at)
-    )
-    return [_payment(r, bill_no) for r in rows]
-
-
-def payments_by_key(conn: Connection, channel: Channel, event_key: str) -> list[Payment]:
-    rows = conn.execute(
-        select(payments).where(
-            payments.c.channel == channel.value, payments.c.event_key == event_key
+def payments_of_bills(conn: Connection, bill_nos: dict[int, str]) -> dict[int, list[Payment]]:
+    """Every payment of the given bills (id → bill_no), oldest first."""
+    found: dict[int, list[Payment]] = {bill_id: [] for bill_id in bill_nos}
+    if bill_nos:
+        rows = conn.execute(
+            select(payments)
+            .where(payments.c.bill_id.in_(list(bill_nos)))
+            .order_by(payments.c.created_at, payments.c.payment_id)
         )
-    )
-    return [_payment(r, None) for r in rows]
+        for r in rows:
+            found[r.bill_id].append(_payment(r, bill_nos[r.bill_id]))
+    return found
 
 
-def save_payment(conn: Connection, payment: Payment, bill_id: int | None, *, new: bool) -> None:
-    values = {
-        "status": payment.status.value,
-        "late": payment.late,
-        "transfer_date": payment.transfer_date,
-        "confirmed_at": payment.confirmed_at,
-        "voided_at": payment.voided_at,
-    }
-    if new:
-        conn.execute(
-            payments.insert().values(
-                payment_id=payment.payment_id,
-                biller_id=payment.biller_id or None,
-                bill_id=bill_id,
-                channel=payment.channel.value,
-                event_key=payment.event_key,
-                amount=payment.amount,
-                paid_at=payment.paid_at,
-                store=payment.store,
-                created_at=payment.created_at,
-                **values,
+def payments_by_keys(
+    conn: Connection, channel: Channel, keys: Sequence[str]
+) -> dict[str, list[Payment]]:
+    found: dict[str, list[Payment]] = {key: [] for key in keys}
+    if keys:
+        rows = conn.execute(
+            select(payments).where(
+                payments.c.channel == channel.value, payments.c.event_key.in_(list(keys))
             )
         )
-    else:
+        for r in rows:
+            found[r.event_key].append(_payment(r, None))
+    return found
+
+
+def insert_payments(conn: Connection, new: Sequence[tuple[Payment, int | None]]) -> None:
+    if new:
         conn.execute(
-            update(payments).where(payments.c.payment_id == payment.payment_id).values(**values)
+            payments.insert(),
+            [
+                {
+                    "payment_id": p.payment_id,
+                    "biller_id": p.biller_id or None,
+                    "bill_id": bill_id,
+                    "channel": p.channel.value,
+                    "event_key": p.event_key,
+                    "amount": p.amount,
+                    "paid_at": p.paid_at,
+                    "store": p.store,
+                    "created_at": p.created_at,
+                    **_payment_state(p),
+                }
+                for p, bill_id in new
+            ],
         )
 
 
-def open_refund_case(conn: Connection, case: RefundCase, bill_id: int | None) -> None:
-    conn.execute(
-        refund_cases.insert().values(
-            case_id=case.case_id,
-            biller_id=case.biller_id,
-            bill_id=bill_id,
-            payment_id=case.payment_id,
-            reason=case.reason.value,
-            amount=case.amount,
-            status=case.status.value,
-            opened_at=case.opened_at,
+def _payment_state(p: Payment) -> dict[str, Any]:
+    return {
+        "status": p.status.value,
+        "late": p.late,
+        "transfer_date": p.transfer_date,
+        "confirmed_at": p.confirmed_at,
+        "voided_at": p.voided_at,
+    }
+
+
+def update_payments(conn: Connection, changed: Sequence[Payment]) -> None:
+    if changed:
+        state = ["status", "late", "transfer_date", "confirmed_at", "voided_at"]
+        conn.execute(
+            update(payments)
+            .where(payments.c.payment_id == bindparam("p_id"))
+            .values({name: bindparam(f"p_{name}") for name in state}),
+            [
+                {"p_id": p.payment_id, **{f"p_{k}": v for k, v in _payment_state(p).items()}}
+                for p in changed
+            ],
         )
+
+
+def open_refund_cases(conn: Connection, cases: Sequence[tuple[RefundCase, int | None]]) -> None:
+    if cases:
+        conn.execute(
+            refund_cases.insert(),
+            [
+                {
+                    "case_id": case.case_id,
+                    "biller_id": case.biller_id,
+                    "bill_id": bill_id,
+                    "payment_id": case.payment_id,
+                    "reason": case.reason.value,
+                    "amount": case.amount,
+                    "status": case.status.value,
+                    "opened_at": case.opened_at,
+                }
+                for case, bill_id in cases
+            ],
+        )
+
+
+def record_anomalies(conn: Connection, found: Sequence[tuple[int, Anomaly]], now: datetime) -> None:
+    if found:
+        conn.execute(
+            anomalies.insert(),
+            [
+                {
+                    "message_id": message_id,
+                    "channel": a.channel.value,
+                    "event_key": a.event_key,
+                    "kind": a.kind.value,
+                    "detail": a.detail[:500],
+                    "recorded_at": now,
+                }
+                for message_id, a in found
+            ],
+        )
+
+
+def billers_by_codes(conn: Connection, codes: Sequence[str]) -> dict[str, str]:
+    if not codes:
+        return {}
+    rows = conn.execute(
+        select(billers.c.code, billers.c.biller_id).where(billers.c.code.in_(list(codes)))
     )
-
-
-def record_anomaly(conn: Connection, message_id: int, anomaly: Anomaly, now: datetime) -> None:
-    conn.execute(
-        anomalies.insert().values(
-            message_id=message_id,
-            channel=anomaly.channel.value,
-            event_key=anomaly.event_key,
-            kind=anomaly.kind.value,
-            detail=anomaly.detail[:500],
-            recorded_at=now,
-        )
-    )
-
-
-def biller_by_code(conn: Connection, code: str) -> str | None:
-    return conn.execute(select(billers.c.biller_id).where(billers.c.code == code)).scalar()
+    return {r.code: r.biller_id for r in rows}
 
 
 def list_payments(
