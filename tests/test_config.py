@@ -200,8 +200,13 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
 
 def test_network_sections_get_their_defaults() -> None:
     config = parse_config(
-        cfg(cvs={**CVS, "link": {"listen": "tcp:7001"}, "files": {"inbox": "in"}}, mpn=MPN,
-            zengin=ZENGIN, tls=TLS), BASE
+        cfg(
+            cvs={**CVS, "link": {"listen": "tcp:7001"}, "files": {"inbox": "in"}},
+            mpn=MPN,
+            zengin=ZENGIN,
+            tls=TLS,
+        ),
+        BASE,
     )
     assert config.cvs == CvsConfig(
         company_code="987654",

@@ -199,7 +199,6 @@ def get_bill(
     return None if row is None else (row.id, _bill(row))
 
 
-
 def save_bill(conn: Connection, bill_id: int, before: Bill, after: Bill) -> None:
     """Write a new version of a bill, refusing a lost update (optimistic check on version)."""
     result = conn.execute(
