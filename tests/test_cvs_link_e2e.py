@@ -71,7 +71,8 @@ def make_site(root: Path, database_url: str, tls: Path | None = None) -> Site:
         public_url=f"http://127.0.0.1:{api}",
         extra=f'[tls]\nca = "{tls}/ca.pem"\ncertificate = "{tls}/gateway.pem"\n'
         f'key = "{tls}/gateway.key"\n\n[cvs.link]\n'
-        f'listen = "tcp:{link}:interface=127.0.0.1"\n',
+        f'listen = "tcp:{link}:interface=127.0.0.1"\n\n'
+        f'[cvs.files]\ninbox = "{root}/inbox"\npoll_interval = 0.2\n',
     )
     path = root / "gateway.toml"
     path.write_text(text, encoding="utf-8")
@@ -126,6 +127,10 @@ def event_key(record: bytes) -> str:
 
 
 def prepare(site: Site, bills: int) -> list[str]:
+    return [bill["cvs"]["barcode"] for bill in onboard_and_bill(site, bills)[1]]
+
+
+def onboard_and_bill(site: Site, bills: int) -> tuple[str, list[dict[str, Any]]]:
     admin(site.config, "migrate")
     admin(site.config, "certs", "make", str(site.tls))
     admin(
@@ -145,7 +150,7 @@ def prepare(site: Site, bills: int) -> list[str]:
     daemon = site.start()
     try:
         daemon.wait("/readyz")
-        codes = []
+        made = []
         for i in range(bills):
             status, bill, _ = http(
                 "POST",
@@ -154,10 +159,10 @@ def prepare(site: Site, bills: int) -> list[str]:
                 {"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
             )
             assert status == 201, bill
-            codes.append(bill["cvs"]["barcode"])
+            made.append(bill)
     finally:
         daemon.stop()
-    return codes
+    return key, made
 
 
 async def all_acked(ds: list[Deferred[str]], timeout: float = 90) -> list[str]:
@@ -261,3 +266,95 @@ async def test_two_daemons_on_one_database_store_each_payment_once(
     stored = stored_keys(database_url)
     assert sorted(stored) == sorted(event_key(r) for r in records)
     assert count(database_url, collection_messages) == len(records)
+
+
+@pytest_twisted.ensureDeferred
+async def test_daemon_and_agency_simulator_agree(tmp_path: Path, database_url: str) -> None:
+    """Pay bills at random stores over the link (some twice, some with a reissued slip),
+    void some, deliver 確報 files (the second overlapping the first): the gateway's ledger is
+    the simulator's own record — every payment once, in the right state, every double payment
+    flagged, nothing else."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    from simulators.cvs import Agency, Scenario, Slip, api_rows
+
+    site = make_site(tmp_path, database_url)
+    key, bills = await deferToThread(onboard_and_bill, site, 30)
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    scenario = Scenario(
+        seed=20261123,
+        void_probability=0.2,
+        double_probability=0.3,
+        clock_factor=0,
+        overlap_probability=0.5,
+    )
+    daemon = site.start()
+    link = None
+    try:
+        await deferToThread(daemon.wait, "/readyz")
+        slips = []
+        for bill in bills:
+            code, second = bill["cvs"]["barcode"], None
+            if scenario.pays_twice(code[2:29]) and int(bill["bill_no"][2:]) % 2:
+                status, again, _ = await deferToThread(
+                    http,
+                    "POST",
+                    f"{daemon.api}/v1/bills/{bill['bill_no']}/reissue",
+                    {"amount": bill["amount"]},
+                    auth,
+                )
+                assert status == 200, again
+                second = again["cvs"]["barcode"]
+            slips.append(Slip(code, second, bill["bill_no"]))
+        agency = Agency(scenario, reactor)
+        link = start_agency_link(
+            reactor,
+            f"tcp:127.0.0.1:{site.link_port}",
+            site.agency_tls(),
+            "localhost",
+            retry_delay=0.2,
+        )
+        acks = await agency.stream(link, agency.pay(slips), timeout=30)
+        assert acks == {"00": len(agency.payments)}
+        await agency.void(link, timeout=30)
+        inbox = tmp_path / "inbox"
+
+        days = sorted({p.paid_on for p in agency.payments.values()})
+        assert len(days) >= 2, "the scenario should spread payments over days"
+        # 確報 for every day but the last (its payments stay pending), the first day twice
+        deliveries = [days[0], *days[:-1]]
+        for n, day in enumerate(deliveries):
+            agency.write_file(inbox, f"kakuho-{n}.dat", agency.confirmation_file(day))
+            for _ in range(100):
+                if (inbox / "done" / f"kakuho-{n}.dat").exists():
+                    break
+                assert not (inbox / "rejected" / f"kakuho-{n}.dat").exists()
+                await deferLater(reactor, 0.1)
+            else:
+                raise AssertionError(f"kakuho-{n}.dat was not applied")
+
+        payments, cursor = [], None
+        while True:
+            url = f"{daemon.api}/v1/payments?limit=100" + (f"&cursor={cursor}" if cursor else "")
+            status, page, _ = await deferToThread(http, "GET", url, None, auth)
+            assert status == 200
+            payments += page["data"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        expected = agency.expected()
+        assert api_rows(payments) == expected.api_rows()
+        assert {"pending", "confirmed", "voided"} <= {p["status"] for p in payments}
+        status, listed, _ = await deferToThread(
+            http, "GET", f"{daemon.api}/v1/bills?limit=100", None, auth
+        )
+        flagged = {b["bill_no"] for b in listed["data"] if b["double_paid"]}
+        assert flagged == expected.double_paid_bills and flagged
+        status, cases, _ = await deferToThread(
+            http, "GET", f"{daemon.api}/v1/refund-cases", None, auth
+        )
+        assert {c["bill_no"] for c in cases["data"]} >= flagged
+    finally:
+        if link is not None:
+            await link.stop()
+        await deferToThread(daemon.stop)
