@@ -5,13 +5,18 @@ migrate and onboard, ``twistd -n gateway`` as the daemon, HTTP for the bills. It
 bill's barcode, Pay-easy numbers and page URL, the events feed and a few metrics, then stops
 the daemon with SIGTERM (``--keep-running`` leaves it up until Ctrl-C).
 
-Simulated payments (stores, Pay-easy, bank transfers) join the demo with their networks.
+Then the convenience-store agency simulator pays the bills at random chains and stores over the
+mutual-TLS 速報 link (voiding some, paying some twice), delivers a 確報 file into the inbox, and
+the demo prints every bill's state, its payments, the refund cases and the events feed.
+Pay-easy and bank transfers join the demo with their networks.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
+import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
@@ -41,6 +46,13 @@ key = "tls/gateway.key"
 [cvs]
 company_code = "987654"
 
+[cvs.link]
+listen = "tcp:{link}:interface=127.0.0.1"
+
+[cvs.files]
+inbox = "inbox/cvs"
+poll_interval = 0.5
+
 [mpn]
 institution_code = "58191"
 connect = "tcp:127.0.0.1:7002"
@@ -51,6 +63,7 @@ outbox = "outbox/zengin"
 inbox = "inbox/zengin"
 """
 
+SEEDS = {"demo-gas": 5, "demo-school": 3}  # chosen so the run shows a void and a double payment
 BILLERS = [
     ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
     ("demo-school", "学校法人デモ学園", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
@@ -86,6 +99,10 @@ def bills_for(biller_id: str, today: datetime) -> list[dict[str, Any]]:
                 (1, 5_400, 20, "山田 太郎", "ﾔﾏﾀﾞ ﾀﾛｳ"),
                 (2, 12_980, 20, "佐藤 花子", "ｻﾄｳ ﾊﾅｺ"),
                 (3, 3_300, 10, "鈴木 一郎", "ｽｽﾞｷ ｲﾁﾛｳ"),
+                (4, 8_800, 20, "田中 美咲", "ﾀﾅｶ ﾐｻｷ"),
+                (5, 4_620, 20, "伊藤 健", "ｲﾄｳ ｹﾝ"),
+                (6, 15_730, 20, "渡辺 陽子", "ﾜﾀﾅﾍﾞ ﾖｳｺ"),
+                (7, 6_050, 20, "中村 翔", "ﾅｶﾑﾗ ｼﾖｳ"),
             )
         ]
     return [
@@ -105,9 +122,11 @@ def run(workdir: Path, keep_running: bool) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    api_port, metrics_port = free_port(), free_port()
+    api_port, metrics_port, link_port = free_port(), free_port(), free_port()
     config = workdir / "gateway.toml"
-    config.write_text(CONFIG.format(api=api_port, metrics=metrics_port), encoding="utf-8")
+    config.write_text(
+        CONFIG.format(api=api_port, metrics=metrics_port, link=link_port), encoding="utf-8"
+    )
     say(f"== gateway-demo in {workdir}  (config: {config})")
 
     say("\n$ gateway-admin migrate")
@@ -148,15 +167,21 @@ def run(workdir: Path, keep_running: bool) -> int:
                 demonstrate_rules(daemon, auth, bills_for(biller_id, now)[0])
             status, feed, _ = http("GET", daemon.api + "/v1/events?after=0", None, auth)
             say("  events feed: " + ", ".join(f"#{e['seq']} {e['type']}" for e in feed["data"]))
+        for biller_id, _, _ in BILLERS:
+            pay_at_stores(daemon, workdir, link_port, biller_id, keys[biller_id])
         say("\n== metrics (excerpt of " + daemon.metrics + "/metrics)")
         _, text, _ = http("GET", daemon.metrics + "/metrics")
         for line in str(text).splitlines():
-            if line.startswith("gateway_http_requests_total{"):
+            if line.startswith(
+                (
+                    "gateway_http_requests_total{",
+                    "gateway_ingest_messages_total{",
+                    "gateway_cvs_link_acks_total{",
+                    "gateway_refund_cases",
+                )
+            ) and (not line.endswith(" 0.0")):
                 say("  " + line)
-        say(
-            "\nPayments: the simulated convenience-store, Pay-easy and bank networks join this "
-            "demo as each network is built; today the bills above are issued and payable."
-        )
+        say("\nPay-easy and bank transfers join this demo as those networks are built.")
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
             try:
@@ -168,6 +193,85 @@ def run(workdir: Path, keep_running: bool) -> int:
         rc = daemon.stop()
         say(f"\n$ kill -TERM <twistd>  -> {'stopped cleanly' if rc == 0 else f'exit {rc}'}")
     return 0 if rc == 0 else 1
+
+
+def pay_at_stores(
+    daemon: DaemonProcess, workdir: Path, link_port: int, biller_id: str, key: str
+) -> None:
+    """The CVS agency simulator pays the biller's open bills: 速報 over the mutual-TLS link,
+    some voided, some paid twice, then a 確報 file into the inbox."""
+    say(f"\n== {biller_id}: customers pay at convenience stores (python -m simulators.cvs)")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulators.cvs",
+            "--api",
+            daemon.api,
+            "--key",
+            key,
+            "--link",
+            f"tcp:127.0.0.1:{link_port}",
+            "--tls-dir",
+            str(workdir / "tls"),
+            "--inbox",
+            str(workdir / "inbox" / "cvs"),
+            "--seed",
+            str(SEEDS[biller_id]),
+            "--bills",
+            "10",
+            "--void",
+            "0.25",
+            "--double",
+            "0.34",
+            "--speed",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the CVS simulator failed: {proc.stderr.strip()}")
+    summary = json.loads(proc.stdout)
+    say(
+        f"  agency: {summary['paid']} payments sent as 速報 (acks {summary['acks']}), "
+        f"{summary['voided']} voided (速報取消), {summary['double']} bill(s) paid twice, "
+        f"{summary['confirmed']} confirmed in the 確報 file"
+    )
+    done = workdir / "inbox" / "cvs" / "done" / Path(summary["file"]).name
+    for _ in range(100):
+        if done.exists():
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"the 確報 file {summary['file']} was not applied")
+    report = done.with_name(done.name + ".report.txt").read_text(encoding="utf-8").strip()
+    say(f"  inbox: {done.name} -> done/  ({report})")
+    auth = {"Authorization": f"Bearer {key}"}
+    _, listed, _ = http("GET", daemon.api + "/v1/bills?limit=100", None, auth)
+    for bill in listed["data"]:
+        _, pays, _ = http("GET", f"{daemon.api}/v1/bills/{bill['bill_no']}/payments", None, auth)
+        flags = " DOUBLE-PAID" if bill["double_paid"] else ""
+        say(f"  {bill['bill_no']:<24} {bill['status']:<9} v{bill['version']}{flags}")
+        for p in pays["data"]:
+            store = p.get("store", {})
+            say(
+                f"      {p['status']:<9} ¥{p['amount']:>9,}  paid {p['paid_at']}  chain "
+                f"{store.get('chain')} store {store.get('store_code')}"
+                + (f"  transfer {p['transfer_date']}" if p["transfer_date"] else "")
+            )
+    _, cases, _ = http("GET", daemon.api + "/v1/refund-cases", None, auth)
+    for case in cases["data"]:
+        say(
+            f"  refund case {case['case_id']}: {case['reason']} ¥{case['amount']:,} "
+            f"on {case['bill_no']}"
+        )
+    _, feed, _ = http("GET", daemon.api + "/v1/events?limit=500", None, auth)
+    counts: dict[str, int] = {}
+    for e in feed["data"]:
+        counts[e["type"]] = counts.get(e["type"], 0) + 1
+    say("  events feed: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
 
 
 def show(bill: dict[str, Any]) -> None:

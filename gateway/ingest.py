@@ -35,6 +35,7 @@ from gateway.model import (
     MessageKind,
     Payment,
     RefundCase,
+    RefundReason,
     Slip,
     business_date,
 )
@@ -43,7 +44,9 @@ from gateway.store.bills import bills_by_cvs_keys, slips_of_bills, update_bills
 from gateway.store.events import append_events
 from gateway.store.ledger import (
     billers_by_codes,
+    close_refund_cases,
     insert_payments,
+    open_double_payment_cases,
     open_refund_cases,
     payments_by_keys,
     payments_of_bills,
@@ -71,6 +74,10 @@ ANOMALIES = Counter(
 )
 REFUND_CASES = Counter(
     "gateway_refund_cases_opened_total", "Refund cases opened, by reason.", ["reason"]
+)
+CASES_CLOSED = Counter(
+    "gateway_refund_cases_closed_by_void_total",
+    "Double-payment refund cases closed because a void left a single live payment.",
 )
 DOUBLE_PAID = Counter("gateway_bills_double_paid_total", "Bills that became double-paid.")
 GROUP_SIZE = Histogram(
@@ -106,6 +113,8 @@ class _Batch:
         self.slips: dict[int, list[Slip]] = {}
         self.billers: dict[str, str] = {}  # biller code -> biller id, for unknown bills
         self.known: set[str] = set()  # payment ids already in the store
+        self.open_cases: dict[int, list[str]] = {}  # bill id -> open double-payment cases
+        self.closed_cases: list[tuple[str, str, str]] = []
 
     def keep_payment(self, payment: Payment, bill_id: int | None) -> None:
         if payment.payment_id in self.new_payments:
@@ -185,6 +194,7 @@ class Ingest:
         batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
         batch.payments = payments_of_bills(conn, {i: b.bill_no for i, b in batch.bills.items()})
         batch.slips = slips_of_bills(conn, list(batch.bills))
+        batch.open_cases = open_double_payment_cases(conn, list(batch.bills))
         unknown = [e for e in cvs if e.bill_key not in found]
         batch.unknown = payments_by_keys(conn, Channel.CVS, [e.event_key for e in unknown])
         codes = [e.bill_key[6:11] for e in unknown if e.bill_key[:6] == self.cvs_company_code]
@@ -234,6 +244,10 @@ class Ingest:
         for case in outcome.refund_cases:
             batch.cases.append((case, bill_id))
             REFUND_CASES.labels(case.reason.value).inc()
+            if bill_id is not None and case.reason is RefundReason.DOUBLE_PAYMENT:
+                batch.open_cases.setdefault(bill_id, []).append(case.case_id)
+        if bill_id is not None and event.kind is MessageKind.VOID and outcome.payments:
+            self._close_double_payment_cases(batch, bill_id, known, outcome.payments)
         if outcome.bill_changed and bill_id is not None and outcome.bill is not None:
             batch.bills[bill_id] = batch.changed_bills[bill_id] = outcome.bill
         if biller_id is not None:
@@ -248,6 +262,22 @@ class Ingest:
             else "applied"
         )
         return self._finish(batch, message_id, event, result, anomalies=outcome.anomalies)
+
+    @staticmethod
+    def _close_double_payment_cases(
+        batch: _Batch, bill_id: int, known: Sequence[Payment], voided: Sequence[Payment]
+    ) -> None:
+        """A void that leaves fewer than two live payments ends the double payment: nothing
+        is left to refund, so the bill's open double-payment cases are closed with a note."""
+        if sum(1 for p in known if p.live) >= 2:
+            return
+        note = (
+            f"payment {', '.join(p.payment_id for p in voided)} was voided by the network; "
+            "the bill is no longer paid twice"
+        )
+        for case_id in batch.open_cases.pop(bill_id, []):
+            batch.closed_cases.append((case_id, "voided_by_network", note))
+            CASES_CLOSED.inc()
 
     def _finish(
         self,
@@ -309,6 +339,7 @@ class Ingest:
         insert_payments(conn, list(batch.new_payments.values()))
         update_payments(conn, list(batch.changed_payments.values()))
         open_refund_cases(conn, batch.cases)
+        close_refund_cases(conn, batch.closed_cases, now)
         record_anomalies(conn, batch.anomalies, now)
         update_bills(conn, list(batch.changed_bills.items()))
         set_outcomes(conn, batch.outcomes)

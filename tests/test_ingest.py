@@ -359,3 +359,31 @@ async def test_group_commit_applies_everything_and_isolates_a_failure(
     assert len(world.rows(payments)) == 29
     assert world.current("G-7").status.value == "open"
     assert all(world.current(f"G-{i}").status.value == "paid" for i in range(30) if i != 7)
+
+
+@pytest.mark.parametrize("voided", [0, 1])
+def test_a_void_that_ends_a_double_payment_closes_its_refund_case(
+    world: World, voided: int
+) -> None:
+    code = world.bill("B-1").slip.barcode  # type: ignore[union-attr]
+    paid = [
+        world.message(code, MessageKind.PRELIMINARY),
+        world.message(
+            code, MessageKind.PRELIMINARY, store="0999999", at=NOW + timedelta(minutes=5)
+        ),
+    ]
+    world.apply(*paid)
+    (case,) = world.rows(refund_cases)
+    assert case.status == "open"
+    void = world.message(
+        code,
+        MessageKind.VOID,
+        store=paid[voided].store.split("-")[1],  # type: ignore[union-attr]
+        at=NOW + timedelta(minutes=5 * voided),
+    )
+    assert world.apply(void) == ["applied"]
+    (case,) = world.rows(refund_cases)
+    assert (case.status, case.resolution) == ("resolved", "voided_by_network")
+    assert "no longer paid twice" in case.note
+    bill = world.current("B-1")
+    assert not bill.double_paid and bill.status.value == "paid"

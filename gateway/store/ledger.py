@@ -212,6 +212,43 @@ def record_anomalies(conn: Connection, found: Sequence[tuple[int, Anomaly]], now
         )
 
 
+def open_double_payment_cases(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[str]]:
+    """The open double-payment cases of the given bills: bill id → case ids."""
+    found: dict[int, list[str]] = {bill_id: [] for bill_id in bill_ids}
+    if bill_ids:
+        rows = conn.execute(
+            select(refund_cases.c.bill_id, refund_cases.c.case_id).where(
+                refund_cases.c.bill_id.in_(list(bill_ids)),
+                refund_cases.c.status == RefundStatus.OPEN.value,
+                refund_cases.c.reason == RefundReason.DOUBLE_PAYMENT.value,
+            )
+        )
+        for r in rows:
+            found[r.bill_id].append(r.case_id)
+    return found
+
+
+def close_refund_cases(
+    conn: Connection, closed: Sequence[tuple[str, str, str]], now: datetime
+) -> None:
+    """Resolve cases the ledger closed itself: (case_id, resolution, note)."""
+    if closed:
+        conn.execute(
+            update(refund_cases)
+            .where(
+                refund_cases.c.case_id == bindparam("c_id"),
+                refund_cases.c.status == RefundStatus.OPEN.value,
+            )
+            .values(
+                status=RefundStatus.RESOLVED.value,
+                resolution=bindparam("c_resolution"),
+                note=bindparam("c_note"),
+                resolved_at=now,
+            ),
+            [{"c_id": c, "c_resolution": r, "c_note": n} for c, r, n in closed],
+        )
+
+
 def billers_by_codes(conn: Connection, codes: Sequence[str]) -> dict[str, str]:
     if not codes:
         return {}
