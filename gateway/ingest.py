@@ -9,7 +9,6 @@ messages arriving while one commit runs go into the next one; files are applied 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -22,7 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway import ledger
+from gateway import ids, ledger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.model import (
@@ -142,7 +141,7 @@ class Ingest:
         self.clock = clock
         self.render_bill = render_bill
         self.cvs_company_code = cvs_company_code
-        self.new_id = new_id or (lambda prefix: f"{prefix}_{secrets.token_hex(12)}")
+        self.new_id = new_id or ids.new_id
 
     # -- inside a transaction ---------------------------------------------------------------
 

@@ -16,6 +16,7 @@ Do not use ``PaddedString`` for these formats: it pads with NUL and refuses CP93
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
@@ -299,9 +300,21 @@ def _fields(schema: Struct) -> list[tuple[str, Construct]]:
     return named
 
 
+@functools.cache
+def _layout(schema: Struct) -> tuple[tuple[str, Construct, int, int], ...]:
+    """(name, field, offset, width) of every field: computed once per schema, as it is
+    constant and parsing a record must not pay for it again."""
+    layout, offset = [], 0
+    for name, field in _fields(schema):
+        width = int(field.sizeof())
+        layout.append((name, field, offset, width))
+        offset += width
+    return tuple(layout)
+
+
 def record_size(schema: Struct) -> int:
     """The length in bytes of a record of ``schema`` (``Terminated`` has no size in construct)."""
-    return sum(int(field.sizeof()) for _, field in _fields(schema))
+    return sum(width for _, _, _, width in _layout(schema))
 
 
 def parse_fields(
@@ -321,11 +334,8 @@ def parse_fields(
         return {}, [error("record", data[:size], reason)]
     values: dict[str, Any] = {}
     errors: list[RecordError] = []
-    offset = 0
-    for name, field in _fields(schema):
-        width = int(field.sizeof())
+    for name, field, offset, width in _layout(schema):
         raw = data[offset : offset + width]
-        offset += width
         try:
             values[name] = field.parse(raw)
         except FieldValueError as exc:

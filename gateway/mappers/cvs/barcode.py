@@ -12,6 +12,7 @@ Every refusal is a :class:`~gateway.errors.RecordError` naming the field.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -170,6 +171,13 @@ def build(
 
 
 def parse(text: str, *, ceiling: int = DEFAULT_CEILING) -> Barcode:
+    """Read a scanned barcode (see :func:`_parse`). Results are memoized: one payment's record
+    names its barcode several times on its way to the ledger, and the value is frozen."""
+    return _parse(text, ceiling)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _parse(text: str, ceiling: int) -> Barcode:
     """Decode 44 scanned digits. Refuses anything else with a :class:`RecordError`.
 
     A deadline in the past is not an error here: whether a late payment is accepted is the
