@@ -166,9 +166,25 @@ class Gateway:
     metrics_port: int
     api_key: str
     pool_size: int
+    cvs_link: CvsLink | None = None  # with prepare(..., cvs_link=True)
 
     def daemon(self) -> Daemon:
         return Daemon(self)
+
+
+@dataclass(frozen=True)
+class CvsLink:
+    """Where the daemon listens for the CVS agency, and the agency's side of the mutual TLS."""
+
+    port: int
+    ca: Path  # the CA that signed the gateway's certificate (from ``certs make``)
+    certificate: Path  # the agency's client certificate (cvs-agency.pem)
+    key: Path  # and its key (cvs-agency.key)
+
+    @property
+    def connect(self) -> str:
+        """The agency's client endpoint string."""
+        return f"tcp:127.0.0.1:{self.port}"
 
 
 def admin(config_path: Path, *args: str) -> dict[str, Any]:
@@ -187,21 +203,47 @@ def admin(config_path: Path, *args: str) -> dict[str, Any]:
     return result
 
 
-def prepare(workdir: Path, database_url: str) -> Gateway:
-    """Write the config (the example's, with a database and two free ports), migrate, onboard."""
-    api_port, metrics_port = free_port(), free_port()
-    while metrics_port == api_port:
-        metrics_port = free_port()
-    config = set_toml_values(
-        EXAMPLE_CONFIG.read_text(encoding="utf-8"),
-        {
-            ("database", "url"): toml_string(database_url),
-            ("api", "listen"): toml_string(f"tcp:{api_port}:interface=127.0.0.1"),
-            ("api", "public_url"): toml_string(f"http://127.0.0.1:{api_port}"),
-            ("metrics", "listen"): toml_string(f"tcp:{metrics_port}:interface=127.0.0.1"),
-        },
-    )
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
+def prepare(workdir: Path, database_url: str, *, cvs_link: bool = False) -> Gateway:
+    """Write the config (the example's, with a database and two free ports), migrate, onboard.
+
+    With ``cvs_link``, also the CVS agency's real-time link: development certificates made by
+    ``gateway-admin certs make WORKDIR/tls``, ``[tls]`` pointing at them, and ``[cvs.link]
+    listen`` on a third free port (the example has the section commented out: it is added).
+    """
+    api_port, metrics_port, link_port = free_ports(3)
+    values = {
+        ("database", "url"): toml_string(database_url),
+        ("api", "listen"): toml_string(f"tcp:{api_port}:interface=127.0.0.1"),
+        ("api", "public_url"): toml_string(f"http://127.0.0.1:{api_port}"),
+        ("metrics", "listen"): toml_string(f"tcp:{metrics_port}:interface=127.0.0.1"),
+    }
+    example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     config_path = workdir / "gateway.toml"
+    link: CvsLink | None = None
+    if cvs_link:
+        tls_dir = workdir / "tls"
+        made = admin(config_path, "certs", "make", str(tls_dir))  # reads no config
+        values[("tls", "ca")] = toml_string(made["ca"])
+        values[("tls", "certificate")] = toml_string(made["gateway"])
+        values[("tls", "key")] = toml_string(made["gateway_key"])
+        listen = toml_string(f"tcp:{link_port}:interface=127.0.0.1")
+        if "link" in tomllib.loads(example).get("cvs", {}):
+            values[("cvs.link", "listen")] = listen
+        else:
+            example += f"\n[cvs.link]  # added by bench/_daemon.py\nlisten = {listen}\n"
+        link = CvsLink(
+            link_port, Path(made["ca"]), Path(made["cvs-agency"]), Path(made["cvs-agency_key"])
+        )
+    config = set_toml_values(example, values)
     config_path.write_text(config, encoding="utf-8")
     pool_size = int(tomllib.loads(config)["database"]["pool_size"])
     admin(config_path, "migrate")
@@ -219,7 +261,7 @@ def prepare(workdir: Path, database_url: str) -> Gateway:
         "cvs,payeasy",
     )
     key = admin(config_path, "key", "create", "--biller", BILLER_ID)["key"]
-    return Gateway(workdir, config_path, api_port, metrics_port, str(key), pool_size)
+    return Gateway(workdir, config_path, api_port, metrics_port, str(key), pool_size, link)
 
 
 # --- the daemon ------------------------------------------------------------------------------
@@ -296,6 +338,15 @@ class Daemon:
                 process.kill()
                 process.wait()
         return process.returncode
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchFailure("the daemon is not running")
+        return self.process.pid
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stopped_cleanly(self) -> bool:
         """twistd logs this after a clean shutdown (then re-raises SIGTERM on itself: exit -15)."""
