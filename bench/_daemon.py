@@ -15,15 +15,16 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from sqlalchemy import create_engine, text
@@ -360,3 +361,29 @@ class Daemon:
         # Access-log lines (one per request) would hide the lines that say what went wrong.
         kept = [line for line in text_.splitlines() if '#info] "127.0.0.1" - - [' not in line]
         return "\n".join(kept[-lines:])
+
+
+def terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through every finally: daemon, database, temp dir
+
+
+def bench_main(
+    name: str,
+    args: Any,
+    run: Callable[[Any, ScratchDatabase, Path], Any],
+    report: Callable[[Any], str],
+) -> int:
+    """A benchmark's whole life: a temp dir and scratch database that are always removed (also
+    on SIGTERM), the run, its report; 1 with the reason when a check failed."""
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
+            scratch_database(args.database_url, Path(tmp)) as db,
+        ):
+            result = run(args, db, Path(tmp))
+    except BenchFailure as e:
+        print(f"{name}: FAILED: {e}", file=sys.stderr)
+        return 1
+    print(report(result))
+    return 0

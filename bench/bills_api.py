@@ -15,9 +15,7 @@ import argparse
 import json
 import math
 import secrets
-import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from _daemon import (
@@ -34,10 +31,10 @@ from _daemon import (
     BenchFailure,
     Gateway,
     ScratchDatabase,
+    bench_main,
     durability_settings,
     prepare,
     say,
-    scratch_database,
 )
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -557,24 +554,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every finally: daemon, database, temp dir
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
-            scratch_database(args.database_url, Path(tmp)) as db,
-        ):
-            result = run(args, db, Path(tmp))
-    except BenchFailure as e:
-        print(f"bills_api: FAILED: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+    return bench_main("bills_api", parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -33,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from types import FrameType
 from typing import Any, TypeVar
 
 from _daemon import (
@@ -44,10 +42,11 @@ from _daemon import (
     Daemon,
     Gateway,
     ScratchDatabase,
+    bench_main,
     durability_settings,
     prepare,
     say,
-    scratch_database,
+    terminated,
     venv_command,
 )
 from bills_api import RowMaker, Timing
@@ -529,7 +528,7 @@ def on_reactor(main: Callable[[Any], Coroutine[Deferred[Any], Any, T]]) -> T:
     reactor.callWhenRunning(begin)
     reactor.run()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, terminated)
     if not outcome:
         raise BenchFailure("interrupted: the reactor stopped before the link phases ended")
     result = outcome[0]
@@ -944,24 +943,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through every finally: daemon, database, temp dir
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminated)
-    try:
-        with (
-            tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp,
-            scratch_database(args.database_url, Path(tmp)) as db,
-        ):
-            result = run(args, db, Path(tmp))
-    except BenchFailure as e:
-        print(f"cvs_ingest: FAILED: {e}", file=sys.stderr)
-        return 1
-    print(report(result))
-    return 0
+    return bench_main("cvs_ingest", parse_args(argv), run, report)
 
 
 if __name__ == "__main__":

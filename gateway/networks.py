@@ -8,7 +8,6 @@ through the cvs mappers. ``services()`` lists what make_service starts for it.
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
-from gateway.model import Biller, Channel, MessageKind, PayEasyNumbers, Slip, Tax
+from gateway.model import Biller, Channel, PayEasyNumbers, Slip, Tax
 from gateway.protocols.inbox import FileResult
 from gateway.stamp import stamp_required
 
@@ -179,8 +178,6 @@ class CvsNetwork:
             event = agency_row_to_canonical(
                 row, raw=raw, source=f"{source}:{line}", received_at=received_at
             )
-            if event.detail.get("correction") == "true":
-                event = dataclasses.replace(event, kind=MessageKind.CORRECTION)
             messages.append(Received(event, line))
         d = self.ingest.apply_file(messages, "cvs.agency")
         return d.addCallback(lambda summary: FileResult(True, _summary(summary)))

@@ -119,9 +119,8 @@ def test_canonical_post_office_transfer_and_its_correction() -> None:
     assert transfer.bill_key == B3[2:29]
     assert transfer.raw == LINES[5]
     assert "correction" not in transfer.detail
-    assert correction.kind is MessageKind.CONFIRMATION
+    assert correction.kind is MessageKind.CORRECTION  # kept for an operator, not applied
     assert correction.amount == 11_000
-    assert correction.detail["correction"] == "true"
     assert correction.detail["record_kind"] == "22"
     assert (
         correction.event_key
@@ -141,7 +140,7 @@ def test_canonical_kinds() -> None:
         "confirmation",
         "void",
         "confirmation",
-        "confirmation",
+        "correction",
     ]
 
 

@@ -19,9 +19,9 @@ from datetime import date, datetime
 
 from gateway.errors import FileErrors, GatewayError, RecordError
 from gateway.mappers.cvs import barcode
-from gateway.mappers.cvs.records import HHMM, NETWORK, make_event_key, paid_at, ymd
+from gateway.mappers.cvs.records import HHMM, NETWORK, cvs_event, make_event_key, ymd
 from gateway.mappers.fields import shown
-from gateway.model import JST, Channel, CollectionEvent, MessageKind
+from gateway.model import JST, CollectionEvent, MessageKind
 
 MAX_AMOUNT = barcode.MAX_AMOUNT
 
@@ -38,7 +38,7 @@ _MESSAGE_KINDS = {
     "02": MessageKind.CONFIRMATION,
     "03": MessageKind.VOID,
     "12": MessageKind.CONFIRMATION,  # post-office transfer: a confirmed payment
-    "22": MessageKind.CONFIRMATION,  # its correction, with the corrected amount
+    "22": MessageKind.CORRECTION,  # its correction, with the corrected amount: for review
 }
 
 
@@ -267,29 +267,23 @@ def build_agency_error(message: str, at: datetime, status: str, code: str) -> by
 def agency_row_to_canonical(
     row: AgencyRow, *, raw: bytes, source: str, received_at: datetime
 ) -> CollectionEvent:
-    code = barcode.parse(row.barcode, ceiling=MAX_AMOUNT)
-    chain6, store7 = row.chain_code.zfill(6), row.store_code.zfill(7)
-    detail = {
-        "record_kind": row.kind,
-        "chain_code": chain6,
-        "store_code": store7,
-        "chain_name": row.chain_name,
-        "data_date": row.data_date.isoformat(),
-    }
-    if row.kind == "22":
-        detail["correction"] = "true"
-    return CollectionEvent(
-        channel=Channel.CVS,
+    """The same payment as its 120-byte record (same event key). A ``22`` is a
+    :attr:`MessageKind.CORRECTION` with the corrected amount, for an operator to review."""
+    return cvs_event(
         kind=_MESSAGE_KINDS[row.kind],
-        event_key=row.event_key,
+        barcode=row.barcode,
+        paid_on=row.paid_on,
+        paid_time=row.paid_time,
+        chain_code=row.chain_code,
+        store_code=row.store_code,
         amount=row.amount,
-        paid_at=paid_at(row.paid_on, row.paid_time),
-        received_at=received_at,
-        source=source,
-        raw=raw,
-        bill_key=code.bill_key,
-        slip_reissue=code.reissue,
         transfer_date=row.transfer_date,
-        store=f"{chain6}-{store7}",
-        detail=detail,
+        detail={
+            "record_kind": row.kind,
+            "chain_name": row.chain_name,
+            "data_date": row.data_date.isoformat(),
+        },
+        raw=raw,
+        source=source,
+        received_at=received_at,
     )

@@ -44,11 +44,11 @@ from gateway.mappers.cvs.records import (
     RECORD_LENGTH,
     TRAILER,
     TRAILER_TYPE,
+    cvs_event,
     make_event_key,
-    paid_at,
 )
 from gateway.mappers.fields import build_fields, parse_fields, shown
-from gateway.model import Channel, CollectionEvent, MessageKind
+from gateway.model import CollectionEvent, MessageKind
 
 __all__ = [
     "AGENCY_KINDS",
@@ -209,27 +209,23 @@ def build_record(rec: ResultRecord) -> bytes:
 def to_canonical(
     rec: ResultRecord, *, raw: bytes, source: str, received_at: datetime
 ) -> CollectionEvent:
-    code = barcode.parse(rec.barcode, ceiling=MAX_AMOUNT)
-    return CollectionEvent(
-        channel=Channel.CVS,
+    return cvs_event(
         kind=_MESSAGE_KINDS[rec.kind],
-        event_key=rec.event_key,
-        amount=code.amount,
-        paid_at=paid_at(rec.paid_on, rec.paid_time),
-        received_at=received_at,
-        source=source,
-        raw=raw,
-        bill_key=code.bill_key,
-        slip_reissue=code.reissue,
+        barcode=rec.barcode,
+        paid_on=rec.paid_on,
+        paid_time=rec.paid_time,
+        chain_code=rec.chain_code,
+        store_code=rec.store_code,
+        amount=barcode.parse(rec.barcode, ceiling=MAX_AMOUNT).amount,
         transfer_date=rec.transfer_date,
-        store=f"{rec.chain_code}-{rec.store_code}",
         detail={
             "record_kind": str(rec.kind),
-            "chain_code": rec.chain_code,
-            "store_code": rec.store_code,
             "data_date": rec.data_date.isoformat(),
             "customer_segment": rec.customer_segment,
         },
+        raw=raw,
+        source=source,
+        received_at=received_at,
     )
 
 

@@ -13,8 +13,9 @@ from datetime import date, datetime, time
 
 from construct import Struct, Terminated
 
+from gateway.mappers.cvs import barcode as barcodes
 from gateway.mappers.fields import chars, const, date8, digits, filler, kana, numeric
-from gateway.model import JST
+from gateway.model import JST, Channel, CollectionEvent, MessageKind
 
 NETWORK = "cvs"
 
@@ -96,3 +97,39 @@ def make_event_key(
 def paid_at(paid_on: date, paid_time: str) -> datetime:
     """収納日 + 収納時刻 (HHMM) as an aware datetime in JST."""
     return datetime.combine(paid_on, time(int(paid_time[:2]), int(paid_time[2:])), tzinfo=JST)
+
+
+def cvs_event(
+    *,
+    kind: MessageKind,
+    barcode: str,
+    paid_on: date,
+    paid_time: str,
+    chain_code: str,
+    store_code: str,
+    amount: int,
+    transfer_date: date | None,
+    detail: dict[str, str],
+    raw: bytes,
+    source: str,
+    received_at: datetime,
+) -> CollectionEvent:
+    """The canonical message of one store payment, whichever CVS format carried it: the same
+    payment gives the same event key, bill key and store from a record or from a CSV row."""
+    code = barcodes.parse(barcode, ceiling=barcodes.MAX_AMOUNT)
+    chain6, store7 = chain_code.zfill(6), store_code.zfill(7)
+    return CollectionEvent(
+        channel=Channel.CVS,
+        kind=kind,
+        event_key=make_event_key(barcode, paid_on, paid_time, chain6, store7),
+        amount=amount,
+        paid_at=paid_at(paid_on, paid_time),
+        received_at=received_at,
+        source=source,
+        raw=raw,
+        bill_key=code.bill_key,
+        slip_reissue=code.reissue,
+        transfer_date=transfer_date,
+        store=f"{chain6}-{store7}",
+        detail={"chain_code": chain6, "store_code": store7, **detail},
+    )
