@@ -254,3 +254,51 @@ async def test_agency_csv_and_result_file_name_the_same_payments(
     assert list(post_office.values()) == [("confirmed", date(2026, 12, 9))]
     assert state["anomalies"] == ["amount_correction"]
     assert admin(configured, "import", "cvs", str(VECTOR))["outcomes"] == {"duplicate": 4}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_daemon_polls_the_agency_csv_into_the_ledger(
+    tmp_path: Path, migrated_url: str
+) -> None:
+    """[cvs.agency] wired into make_service: the service polls the simulated agency's CSV
+    endpoint and the payments it lists land in the ledger, once, however often it polls."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    from gateway.service import make_service
+    from simulators.cvs import Agency, Scenario, Slip, serve_agency_csv
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(migrated_url), encoding="utf-8")
+    onboard(path, "acme", "cvs")
+    onboard(path, "beta", "cvs")
+    seed_vector_bills(migrated_url)
+    agency = Agency(
+        Scenario(seed=1, void_probability=0, double_probability=0, clock_factor=0), reactor
+    )
+    agency.pay([Slip(p["barcode"]) for p in EXPECTED["payments"]])
+    port = await serve_agency_csv(reactor, "tcp:0:interface=127.0.0.1", agency, "GW", "pw")
+    url = f"http://127.0.0.1:{port.getHost().port}/csv"
+    path.write_text(
+        config_text(
+            migrated_url,
+            extra=(
+                f'[cvs.agency]\nurl = "{url}"\nuser_id = "GW"\npassword = "pw"\ninterval = 0.2\n'
+            ),
+        ),
+        encoding="utf-8",
+    )
+    top = make_service(load_config(path), reactor)
+    top.startService()
+    try:
+        for _ in range(100):
+            if sum(1 for r in agency.csv_requests if r.ok) >= 3:
+                break
+            await deferLater(reactor, 0.05)
+    finally:
+        await top.stopService()
+        await port.stopListening()
+    assert sum(1 for r in agency.csv_requests if r.ok) >= 3  # polled again and again
+    state = ledger(migrated_url)
+    assert sorted(state["payments"]) == sorted(agency.payments)
+    assert {status for status, _ in state["payments"].values()} == {"pending"}
+    assert state["messages"] == len(agency.payments)  # re-polled rows changed nothing
