@@ -60,6 +60,9 @@ def record_messages(
         }
         for event, line in received
     ]
+    # A fixed order: two daemons inserting overlapping groups take the unique-index locks in
+    # the same order, so they wait for each other instead of deadlocking.
+    rows.sort(key=lambda r: (r["channel"], r["kind"], r["event_key"]))
     c = collection_messages.c
     result = conn.execute(
         _dialect_insert(conn, collection_messages)
