@@ -1,0 +1,371 @@
+"""口座振替 request and result files ⇄ frozen values (spec/zengin.md, 種別コード 91).
+
+Pure: bytes in, frozen values or :class:`~gateway.errors.FileErrors` out; no I/O, no clock. A file
+is refused whole: :func:`parse_file` collects every error (record length, order, unknown record
+type, bad fields, trailer counts and sums) with its record number and field. Record numbers are
+1-based and count every record (the header is record 1, the ``i``-th debit is record ``i + 1``).
+
+Requests and results share the layout. A trailer whose 振替済 and 振替不能 counts and sums are all
+zero is a request's, and its data records must carry 振替結果コード ``0``; any other trailer is a
+result's, and its counts and sums must agree with the data records' result codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from gateway.errors import FileErrors, RecordError
+from gateway.mappers.fields import build_fields, parse_fields, shown
+from gateway.mappers.zengin.records import (
+    ACCOUNT_TYPES,
+    BY_TYPE,
+    DATA,
+    DATA_TYPE,
+    DEBITED,
+    END,
+    END_TYPE,
+    HEADER,
+    HEADER_TYPE,
+    NETWORK,
+    NEW_CODES,
+    RECORD_LENGTH,
+    RESULT_CODES,
+    TRAILER,
+    TRAILER_TYPE,
+    MandateAction,
+    mandate_action,
+    result_meaning,
+    to_zengin_text,
+)
+
+__all__ = [
+    "DEBITED",
+    "RESULT_CODES",
+    "Debit",
+    "MandateAction",
+    "ZenginFile",
+    "ZenginHeader",
+    "ZenginTrailer",
+    "build_file",
+    "compute_trailer",
+    "infer_debit_date",
+    "mandate_action",
+    "parse_file",
+    "result_meaning",
+    "split_records",
+    "to_zengin_text",
+]
+
+EOF_BYTE = b"\x1a"
+
+# --- values ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZenginHeader:
+    biller_code: str  # 委託者コード, 10 digits
+    biller_name: str  # 委託者名 (kana)
+    debit_mmdd: str  # 引落日 MMDD; see infer_debit_date
+    bank_code: str  # 取引銀行番号, 4 digits
+    bank_name: str  # 取引銀行名
+    branch_code: str  # 取引支店番号, 3 digits
+    branch_name: str  # 取引支店名
+    account_type: str  # 預金種目 (委託者): 1 普通, 2 当座, 9 その他
+    account_number: str  # 口座番号 (委託者), 7 digits
+
+    def debit_date(self, file_date: date) -> date:
+        return infer_debit_date(self.debit_mmdd, file_date)
+
+
+@dataclass(frozen=True)
+class Debit:
+    bank_code: str  # 引落銀行番号, 4 digits
+    bank_name: str  # 引落銀行名
+    branch_code: str  # 引落支店番号, 3 digits
+    branch_name: str  # 引落支店名
+    account_type: str  # 預金種目: 1 普通, 2 当座, 9 その他
+    account_number: str  # 口座番号, 7 digits
+    holder_name: str  # 預金者名 (kana)
+    amount: int  # 引落金額, yen
+    new_code: str  # 新規コード: 1 first debit, 2 changed mandate, 0 otherwise
+    customer_number: str  # 顧客番号, the biller's key for the debit
+    result_code: str = DEBITED  # 振替結果コード: 0 in requests
+
+    @property
+    def debited(self) -> bool:
+        return self.result_code == DEBITED
+
+    @property
+    def result(self) -> str:
+        return result_meaning(self.result_code)
+
+    @property
+    def mandate_action(self) -> MandateAction:
+        return mandate_action(self.result_code)
+
+
+@dataclass(frozen=True)
+class ZenginTrailer:
+    count: int  # 合計件数
+    total: int  # 合計金額
+    debited_count: int = 0  # 振替済件数 (results; zero in requests)
+    debited_total: int = 0  # 振替済金額
+    failed_count: int = 0  # 振替不能件数
+    failed_total: int = 0  # 振替不能金額
+
+    @property
+    def has_results(self) -> bool:
+        return any((self.debited_count, self.debited_total, self.failed_count, self.failed_total))
+
+
+@dataclass(frozen=True)
+class ZenginFile:
+    header: ZenginHeader
+    debits: tuple[Debit, ...]
+    trailer: ZenginTrailer
+
+    @property
+    def is_result(self) -> bool:
+        """A bank's result file (the trailer has 振替済/振替不能 figures), not a request."""
+        return self.trailer.has_results
+
+
+def infer_debit_date(mmdd: str, file_date: date) -> date:
+    """引落日 MMDD as the date of that month and day nearest to ``file_date`` (the year is not in
+    the file). Raises :class:`ValueError` if ``mmdd`` is not a calendar day."""
+    candidates = []
+    for year in (file_date.year - 1, file_date.year, file_date.year + 1):
+        try:
+            candidates.append(date(year, int(mmdd[:2]), int(mmdd[2:])))
+        except ValueError:
+            continue
+    if len(mmdd) != 4 or not mmdd.isdigit() or not candidates:
+        raise ValueError(f"{mmdd!r} is not a day MMDD")
+    return min(candidates, key=lambda day: abs((day - file_date).days))
+
+
+def compute_trailer(debits: Iterable[Debit], *, results: bool) -> ZenginTrailer:
+    """The trailer of ``debits``: totals, and per result when ``results`` (a result file)."""
+    debits = list(debits)
+    done = [d.amount for d in debits if d.debited]
+    failed = [d.amount for d in debits if not d.debited]
+    if not results:
+        return ZenginTrailer(len(debits), sum(done) + sum(failed))
+    return ZenginTrailer(
+        count=len(debits),
+        total=sum(done) + sum(failed),
+        debited_count=len(done),
+        debited_total=sum(done),
+        failed_count=len(failed),
+        failed_total=sum(failed),
+    )
+
+
+# --- rules beyond the fields' formats --------------------------------------------------------
+
+
+def _valid_mmdd(mmdd: object) -> bool:
+    if not isinstance(mmdd, str):
+        return False
+    try:
+        date(2000, int(mmdd[:2]), int(mmdd[2:]))  # a leap year: 0229 is a day
+    except ValueError:
+        return False
+    return True
+
+
+def _rule_errors(values: Mapping[str, Any], record_no: int) -> list[RecordError]:
+    """The rules of a header or data record beyond its fields' formats (present fields only)."""
+    errors: list[RecordError] = []
+
+    def check(field: str, ok: bool, reason: str) -> None:
+        if field in values and not ok:
+            errors.append(RecordError(NETWORK, record_no, field, str(values[field]), reason))
+
+    check("debit_mmdd", _valid_mmdd(values.get("debit_mmdd")), "not a day MMDD (引落日)")
+    reason = "unknown 預金種目; expected 1 (普通), 2 (当座) or 9 (その他)"
+    check("account_type", values.get("account_type") in ACCOUNT_TYPES, reason)
+    reason = "unknown 新規コード; expected 0, 1 (first debit) or 2 (changed mandate)"
+    check("new_code", values.get("new_code") in NEW_CODES, reason)
+    return errors
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def split_records(data: bytes) -> list[bytes]:
+    """The records of a file: CRLF-separated or back to back, an optional final 0x1A removed."""
+    if data.endswith(EOF_BYTE):
+        data = data[:-1]
+    if b"\r\n" in data:
+        parts = data.split(b"\r\n")
+        return parts[:-1] if parts[-1] == b"" else parts
+    return [data[i : i + RECORD_LENGTH] for i in range(0, len(data), RECORD_LENGTH)]
+
+
+_NAMES = {HEADER_TYPE: "header", DATA_TYPE: "data record", TRAILER_TYPE: "trailer", END_TYPE: "end"}
+
+
+def _order_errors(order: list[tuple[int, bytes]], count: int, complete: bool) -> list[RecordError]:
+    """Header, data*, trailer, end: one error per record out of place; what is missing only when
+    every record's type was known (``complete``), as an unknown one may be the missing one."""
+    errors: list[RecordError] = []
+    phase = -1  # -1 nothing yet, 0 header, 1 data, 2 trailer, 3 end
+    for no, kind in order:
+        if phase == 3:
+            reason = f"a {_NAMES[kind]} after the end record"
+        elif kind == HEADER_TYPE:
+            reason = "" if phase == -1 else "the header must be the first record"
+            phase = max(phase, 0)
+        elif kind == DATA_TYPE:
+            reason = "" if 0 <= phase < 2 else "a data record must follow the header"
+            reason = "a data record after the trailer" if phase == 2 else reason
+            phase = max(phase, 1)
+        elif kind == TRAILER_TYPE:
+            reason = "" if 0 <= phase < 2 else "a trailer must follow the header and data"
+            reason = "a second trailer" if phase == 2 else reason
+            phase = 2
+        else:
+            reason = "" if phase == 2 else "the end record comes before the trailer"
+            phase = 3
+        if reason:
+            errors.append(RecordError(NETWORK, no, "record_type", kind.decode(), reason))
+    if complete:
+        if not order or order[0][1] != HEADER_TYPE:
+            errors.append(
+                RecordError(NETWORK, 1, "record_type", "", "the file must start with a header")
+            )
+        if phase < 2:
+            why = "the file ends without a trailer"
+            errors.append(RecordError(NETWORK, count + 1, "record_type", "", why))
+        elif phase == 2:
+            why = "the file ends without an end record"
+            errors.append(RecordError(NETWORK, count + 1, "record_type", "", why))
+    return errors
+
+
+def _trailer_errors(
+    no: int, trailer: ZenginTrailer, debits: list[tuple[int, Debit]], data_count: int
+) -> list[RecordError]:
+    """The trailer against the data records: count always, sums when every record parsed."""
+    errors: list[RecordError] = []
+
+    def check(field: str, stated: int, actual: int, what: str) -> None:
+        if stated != actual:
+            reason = f"the trailer says {stated} for {what}; the data records give {actual}"
+            errors.append(RecordError(NETWORK, no, field, str(stated), reason))
+
+    check("count", trailer.count, data_count, "合計件数")
+    if len(debits) != data_count:
+        return errors
+    computed = compute_trailer((d for _, d in debits), results=trailer.has_results)
+    check("total", trailer.total, computed.total, "合計金額 (yen)")
+    if trailer.has_results:
+        check("debited_count", trailer.debited_count, computed.debited_count, "振替済件数")
+        check("debited_total", trailer.debited_total, computed.debited_total, "振替済金額 (yen)")
+        check("failed_count", trailer.failed_count, computed.failed_count, "振替不能件数")
+        check("failed_total", trailer.failed_total, computed.failed_total, "振替不能金額 (yen)")
+    else:
+        reason = "a request (its trailer has no 振替済/振替不能 figures) carries 振替結果コード 0"
+        errors += [
+            RecordError(NETWORK, rec_no, "result_code", d.result_code, reason)
+            for rec_no, d in debits
+            if not d.debited
+        ]
+    return errors
+
+
+def parse_file(data: bytes, *, source: str = "") -> ZenginFile:
+    """A whole request or result file, or :class:`FileErrors` with every error in it."""
+    raw_records = split_records(data)
+    if not raw_records:
+        raise FileErrors(source, [RecordError(NETWORK, 1, "record", "", "the file is empty")])
+    errors: list[RecordError] = []
+    order: list[tuple[int, bytes]] = []
+    header: ZenginHeader | None = None
+    trailers: list[tuple[int, ZenginTrailer | None]] = []
+    debits: list[tuple[int, Debit]] = []
+    data_count = 0
+    for no, raw in enumerate(raw_records, 1):
+        kind = raw[:1]
+        schema = BY_TYPE.get(kind)
+        if schema is None:
+            reason = "unknown record type; expected 1 (header), 2 (data), 8 (trailer) or 9 (end)"
+            errors.append(RecordError(NETWORK, no, "record_type", shown(kind), reason))
+            if len(raw) != RECORD_LENGTH:
+                reason = f"a record has {RECORD_LENGTH} bytes; record {no} has {len(raw)}"
+                errors.append(
+                    RecordError(NETWORK, no, "record", shown(raw[:RECORD_LENGTH]), reason)
+                )
+            continue
+        order.append((no, kind))
+        values, record_errors = parse_fields(schema, raw, network=NETWORK, record=no)
+        record_errors += _rule_errors(values, no)
+        errors += record_errors
+        fields = {k: v for k, v in values.items() if v is not None}  # drop constants and fillers
+        if schema is DATA:
+            data_count += 1
+            if not record_errors:
+                debits.append((no, Debit(**fields)))
+        elif schema is HEADER and header is None and not record_errors:
+            header = ZenginHeader(**fields)
+        elif schema is TRAILER:
+            trailers.append((no, None if record_errors else ZenginTrailer(**fields)))
+    complete = len(order) == len(raw_records)
+    errors += _order_errors(order, len(raw_records), complete)
+    no, trailer = trailers[0] if trailers else (0, None)
+    if trailer is not None and complete:
+        errors += _trailer_errors(no, trailer, debits, data_count)
+    if errors or header is None or trailer is None:
+        raise FileErrors(source, sorted(errors, key=lambda e: e.record))
+    return ZenginFile(header=header, debits=tuple(d for _, d in debits), trailer=trailer)
+
+
+# --- building --------------------------------------------------------------------------------
+
+_NAME_FIELDS = ("biller_name", "bank_name", "branch_name", "holder_name")
+
+
+def _record_values(value: ZenginHeader | Debit, record_no: int) -> dict[str, Any]:
+    """The fields of ``value`` to write, names converted to Zengin characters and the rules
+    checked; raises :class:`RecordError` naming the record and field."""
+    values = asdict(value)
+    for name in _NAME_FIELDS:
+        if name in values:
+            try:
+                values[name] = to_zengin_text(values[name])
+            except (ValueError, TypeError) as exc:
+                raise RecordError(NETWORK, record_no, name, str(values[name]), str(exc)) from None
+    errors = _rule_errors(values, record_no)
+    if errors:
+        raise errors[0]
+    return values
+
+
+def build_file(
+    header: ZenginHeader,
+    debits: Iterable[Debit],
+    *,
+    results: bool = False,
+    separator: bytes = b"\r\n",
+    eof: bool = False,
+) -> bytes:
+    """Header, the data records, the computed trailer and end, each followed by ``separator``.
+
+    ``results`` writes a bank's result file (振替済/振替不能 figures in the trailer); a request
+    (the default) has them zero and every debit's result code must be ``0``.
+    """
+    debits = list(debits)
+    out = [build_fields(HEADER, _record_values(header, 1), network=NETWORK, record=1)]
+    for no, debit in enumerate(debits, 2):
+        if not results and not debit.debited:
+            reason = "a request carries 振替結果コード 0"
+            raise RecordError(NETWORK, no, "result_code", debit.result_code, reason)
+        out.append(build_fields(DATA, _record_values(debit, no), network=NETWORK, record=no))
+    trailer = asdict(compute_trailer(debits, results=results))
+    out.append(build_fields(TRAILER, trailer, network=NETWORK, record=len(debits) + 2))
+    out.append(build_fields(END, {}, network=NETWORK, record=len(debits) + 3))
+    return b"".join(r + separator for r in out) + (EOF_BYTE if eof else b"")
