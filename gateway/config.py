@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -104,10 +105,13 @@ class CvsConfig:
 @dataclass(frozen=True)
 class MpnConfig:
     institution_code: str
-    connect: str
-    center_code: str
+    connect: str | None  # None: Pay-easy numbers are issued, the link to the center is off
+    center_code: str | None
     confirmation_digits: int
     max_amount: int
+    hostname: str
+    close_at: dt_time  # JST; 閉局 of the business day
+    guard_limit: int
 
 
 @dataclass(frozen=True)
@@ -369,12 +373,28 @@ def _cvs(t: _Table) -> CvsConfig:
 
 
 def _mpn(t: _Table) -> MpnConfig:
+    connect = t.endpoint("connect", client=True, default=None) if "connect" in t.raw else None
+    t.seen.add("connect")
+    center_code = t.string("center_code", None, pattern=r"[0-9]{4}", hint="4 digits")
+    if connect is not None and center_code is None:
+        raise ConfigError(t.key("center_code"), "is required with mpn.connect")
+    close_at = t.string(
+        "close_at", "23:50", pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]", hint="a time HH:MM"
+    )
     return MpnConfig(
         institution_code=t.string("institution_code", pattern=r"[0-9]{5}", hint="5 digits"),
-        connect=t.endpoint("connect", client=True),
-        center_code=t.string("center_code", pattern=r"[0-9]{4}", hint="4 digits"),
+        connect=connect,
+        center_code=center_code,
         confirmation_digits=t.integer("confirmation_digits", 6, low=4, high=6),
         max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
+        hostname=t.string(
+            "hostname",
+            "localhost",
+            pattern=r"[A-Za-z0-9.\-:]{1,253}",
+            hint="a host name or address",
+        ),
+        close_at=dt_time(int(close_at[:2]), int(close_at[3:])),
+        guard_limit=t.integer("guard_limit", 5, low=1, high=100),
     )
 
 
@@ -411,6 +431,8 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
     root.done()
     if config.cvs is not None and config.cvs.link is not None and config.tls is None:
         raise ConfigError("cvs.link", "the link is mutual TLS: the [tls] section is required")
+    if config.mpn is not None and config.mpn.connect is not None and config.tls is None:
+        raise ConfigError("mpn.connect", "the link is mutual TLS: the [tls] section is required")
     return config
 
 

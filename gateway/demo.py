@@ -55,8 +55,6 @@ poll_interval = 0.5
 
 [mpn]
 institution_code = "58191"
-connect = "tcp:127.0.0.1:7002"
-center_code = "0001"
 
 [zengin]
 outbox = "outbox/zengin"

@@ -39,7 +39,7 @@ from gateway.model import (
     business_date,
 )
 from gateway.store import Store
-from gateway.store.bills import bills_by_cvs_keys, slips_of_bills, update_bills
+from gateway.store.bills import bills_by_keys, slips_of_bills, update_bills
 from gateway.store.events import append_events
 from gateway.store.ledger import (
     billers_by_codes,
@@ -108,7 +108,7 @@ class _Batch:
         self.anomalies: list[tuple[int, Anomaly]] = []
         self.events: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
         self.outcomes: list[tuple[int, str]] = []
-        self.bill_ids: dict[str, int] = {}  # bill key -> bill id, for the locked bills
+        self.bill_ids: dict[tuple[str, str], int] = {}  # how a message names a bill -> id
         self.slips: dict[int, list[Slip]] = {}
         self.billers: dict[str, str] = {}  # biller code -> biller id, for unknown bills
         self.known: set[str] = set()  # payment ids already in the store
@@ -122,6 +122,17 @@ class _Batch:
             self.changed_payments[payment.payment_id] = payment
         else:
             self.new_payments[payment.payment_id] = (payment, bill_id)
+
+
+def _lookup(event: CollectionEvent) -> tuple[str, str] | None:
+    """How a message names its bill, as :func:`bills_by_keys` returns it."""
+    if event.kind is MessageKind.CORRECTION:
+        return None
+    if event.channel is Channel.CVS:
+        return ("cvs", event.bill_key)
+    if event.channel is Channel.PAYEASY:
+        return ("payeasy", f"{event.detail.get('institution_code', '')}:{event.bill_key}")
+    return None
 
 
 class Ingest:
@@ -185,22 +196,40 @@ class Ingest:
 
     def _load(self, conn: Connection, fresh: Sequence[CollectionEvent]) -> _Batch:
         batch = _Batch()
-        cvs = [
-            e for e in fresh if e.channel is Channel.CVS and e.kind is not MessageKind.CORRECTION
-        ]
-        found = bills_by_cvs_keys(conn, [e.bill_key for e in cvs])
+        named = [e for e in fresh if _lookup(e) is not None]
+        found = bills_by_keys(
+            conn,
+            [e.bill_key for e in named if e.channel is Channel.CVS],
+            [
+                (e.detail.get("institution_code", ""), e.bill_key)
+                for e in named
+                if e.channel is Channel.PAYEASY
+            ],
+        )
         batch.bills = {bill_id: bill for bill_id, bill in found.values()}
         batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
         batch.payments = payments_of_bills(conn, {i: b.bill_no for i, b in batch.bills.items()})
         batch.slips = slips_of_bills(conn, list(batch.bills))
         batch.open_cases = open_double_payment_cases(conn, list(batch.bills))
-        unknown = [e for e in cvs if e.bill_key not in found]
-        batch.unknown = payments_by_keys(conn, Channel.CVS, [e.event_key for e in unknown])
-        codes = [e.bill_key[6:11] for e in unknown if e.bill_key[:6] == self.cvs_company_code]
-        batch.billers = billers_by_codes(conn, sorted(set(codes)))
+        unknown = [e for e in named if _lookup(e) not in found]
+        for channel in {e.channel for e in unknown}:
+            keys = [e.event_key for e in unknown if e.channel is channel]
+            for key, known in payments_by_keys(conn, channel, keys).items():
+                batch.unknown[f"{channel.value}:{key}"] = known
+        codes = {self._biller_code(e) for e in unknown} - {None}
+        batch.billers = billers_by_codes(conn, sorted(c for c in codes if c))
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
         return batch
+
+    def _biller_code(self, event: CollectionEvent) -> str | None:
+        """The biller a message of no known bill still names: barcodes and お客様番号 both
+        begin with the biller's 5-digit code (for CVS, behind our company code)."""
+        if event.channel is Channel.CVS and event.bill_key[:6] == self.cvs_company_code:
+            return event.bill_key[6:11]
+        if event.channel is Channel.PAYEASY and len(event.bill_key) == 16:
+            return event.bill_key[:5]
+        return None
 
     def _apply(
         self, batch: _Batch, message_id: int, event: CollectionEvent, now: datetime, today: date
@@ -215,17 +244,18 @@ class Ingest:
                 f"the network corrects the amount to {event.amount} yen",
             )
             return self._finish(batch, message_id, event, "anomaly", anomalies=[anomaly])
-        bill_id = batch.bill_ids.get(event.bill_key)
+        lookup = _lookup(event)
+        bill_id = batch.bill_ids.get(lookup) if lookup is not None else None
         if bill_id is not None:
             bill: Bill | None = self._expire_if_paid_late(batch, bill_id, event, now)
             known = batch.payments[bill_id]
             biller_id: str | None = batch.bills[bill_id].biller_id
             slips = batch.slips[bill_id]
         else:
-            bill, known, slips = None, batch.unknown.setdefault(event.event_key, []), []
-            biller_id = None
-            if event.bill_key[:6] == self.cvs_company_code:
-                biller_id = batch.billers.get(event.bill_key[6:11])
+            unknown_key = f"{event.channel.value}:{event.event_key}"
+            bill, known, slips = None, batch.unknown.setdefault(unknown_key, []), []
+            code = self._biller_code(event)
+            biller_id = batch.billers.get(code) if code else None
         outcome = ledger.apply_message(
             bill,
             known,

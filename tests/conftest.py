@@ -97,8 +97,6 @@ ceiling = 300000
 
 [mpn]
 institution_code = "58191"
-connect = "tcp:127.0.0.1:7002"
-center_code = "0001"
 
 [zengin]
 outbox = "var/outbox/zengin"

@@ -42,10 +42,8 @@ API = {"listen": "tcp:8080:interface=127.0.0.1", "public_url": "http://127.0.0.1
 METRICS = {"listen": "tcp:9464:interface=127.0.0.1"}
 MINIMAL: dict[str, Any] = {"api": API, "metrics": METRICS}
 CVS: dict[str, Any] = {"company_code": "987654"}
-MPN: dict[str, Any] = {
+MPN: dict[str, Any] = {  # the link to the center off: no [tls] needed
     "institution_code": "58191",
-    "connect": "tcp:127.0.0.1:7002",
-    "center_code": "0001",
 }
 ZENGIN: dict[str, Any] = {"outbox": "var/outbox/zengin", "inbox": "var/inbox/zengin"}
 TLS: dict[str, Any] = {
@@ -121,10 +119,13 @@ def test_example_file_loads_with_every_value_it_states() -> None:
         ),
         mpn=MpnConfig(
             institution_code="58191",
-            connect="tcp:127.0.0.1:7002",
-            center_code="0001",
+            connect=None,  # the link is commented out until certificates exist
+            center_code=None,
             confirmation_digits=6,
             max_amount=9_999_999,
+            hostname="localhost",
+            close_at=time(23, 50),
+            guard_limit=5,
         ),
         zengin=ZenginConfig(
             outbox=conf / "var" / "outbox" / "zengin",
@@ -407,10 +408,12 @@ BAD: list[Any] = [
     ),
     pytest.param(cvs(files={}), "cvs.files.inbox", id="missing-cvs-files-inbox"),
     pytest.param(
-        cfg(mpn={"institution_code": "58191", "center_code": "0001"}),
+        cfg(mpn={"institution_code": "58191", "connect": "tcp:h:1", "center_code": "0001"}),
         "mpn.connect",
-        id="missing-mpn-connect",
+        id="mpn-connect-without-tls",
     ),
+    pytest.param(cfg(mpn={**MPN, "close_at": "24:00"}), "mpn.close_at", id="close-at-24"),
+    pytest.param(cfg(mpn={**MPN, "guard_limit": 0}), "mpn.guard_limit", id="guard-limit-0"),
     pytest.param(
         cfg(mpn={"institution_code": "58191", "connect": "tcp:h:1"}),
         "mpn.center_code",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -242,18 +242,34 @@ def find_by_payeasy(
     return None if row is None else (row.id, _bill(row))
 
 
-def bills_by_cvs_keys(conn: Connection, keys: Sequence[str]) -> dict[str, tuple[int, Bill]]:
-    """The bills store payments name (company code + free field), locked in id order (so two
-    daemons locking overlapping sets cannot deadlock)."""
-    if not keys:
+def bills_by_keys(
+    conn: Connection, cvs_keys: Sequence[str], payeasy_keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, Bill]]:
+    """The bills messages name, locked in id order (so two daemons locking overlapping sets
+    cannot deadlock): by CVS bill key (company code + free field) → ``("cvs", key)``, and by
+    Pay-easy (収納機関番号, お客様番号) → ``("payeasy", "institution:number")``."""
+    conditions = []
+    if cvs_keys:
+        conditions.append(bills.c.cvs_bill_key.in_(sorted(set(cvs_keys))))
+    if payeasy_keys:
+        conditions.append(
+            tuple_(bills.c.payeasy_institution_code, bills.c.payeasy_customer_number).in_(
+                sorted(set(payeasy_keys))
+            )
+        )
+    if not conditions:
         return {}
     rows = conn.execute(
-        select(bills)
-        .where(bills.c.cvs_bill_key.in_(sorted(set(keys))))
-        .order_by(bills.c.id)
-        .with_for_update()
+        select(bills).where(or_(*conditions)).order_by(bills.c.id).with_for_update()
     )
-    return {r.cvs_bill_key: (r.id, _bill(r)) for r in rows}
+    found: dict[tuple[str, str], tuple[int, Bill]] = {}
+    for r in rows:
+        bill = (r.id, _bill(r))
+        if r.cvs_bill_key is not None:
+            found[("cvs", r.cvs_bill_key)] = bill
+        if r.payeasy_customer_number is not None:
+            found[("payeasy", f"{r.payeasy_institution_code}:{r.payeasy_customer_number}")] = bill
+    return found
 
 
 def slips_of_bills(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[Slip]]:

@@ -246,3 +246,30 @@ anomalies = Table(
     Column("detail", String(500), nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
 )
+
+# Wrong 確認番号 per お客様番号 and business date: the brute-force guard of the MPN inquiry.
+mpn_guard = Table(
+    "mpn_guard",
+    metadata,
+    Column("institution_code", String(5), primary_key=True),
+    Column("customer_number", String(20), primary_key=True),
+    Column("business_date", Date, primary_key=True),
+    Column("failures", Integer, nullable=False),
+)
+
+# 閉局: each business day's counters, ours and the center's, and whether they matched.
+mpn_day_closes = Table(
+    "mpn_day_closes",
+    metadata,
+    Column("business_date", Date, primary_key=True),
+    Column("payments_count", BigInteger, nullable=False),
+    Column("payments_sum", BigInteger, nullable=False),
+    Column("cancels_count", BigInteger, nullable=False),
+    Column("cancels_sum", BigInteger, nullable=False),
+    Column("center_payments_count", BigInteger),
+    Column("center_payments_sum", BigInteger),
+    Column("center_cancels_count", BigInteger),
+    Column("center_cancels_sum", BigInteger),
+    Column("matched", Boolean),
+    Column("closed_at", UTCDateTime, nullable=False),
+)

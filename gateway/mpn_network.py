@@ -1,0 +1,224 @@
+"""The Pay-easy network (spec/mpn.md): the MPN center's requests answered from the ledger.
+
+照会 answers from the store: ``0000`` with the amount, due date and biller kana for an open bill;
+``1002`` when paid through any channel (a CVS 速報 included: this is how a second payment is
+stopped before it happens), ``1003`` past due, ``1005`` cancelled, ``1001`` for an unknown
+お客様番号 or a wrong 確認番号 — and, after ``guard_limit`` wrong 確認番号 for one number in a day,
+for every 照会 of it that day. 消込 and 再送確認 are stored through the ingest (the same state
+machine and outbox as every channel) before ``0000`` goes back; the same 消込 again changes
+nothing. 取消 voids the 消込 it names (``1006`` when there is none). 閉局 compares the day's
+counters both ways and confirms the day's pending 消込.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy.engine import Connection
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
+from gateway.config import MpnConfig
+from gateway.ingest import Ingest, Received
+from gateway.mappers.mpn.mapper import (
+    Cancel,
+    Close,
+    Inquiry,
+    InquiryAnswer,
+    Message,
+    Payment,
+    ResendCheck,
+    build_message,
+    response_for,
+    to_canonical,
+)
+from gateway.model import JST, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.store import Store
+from gateway.store.billers import get_biller
+from gateway.store.bills import find_by_payeasy
+from gateway.store.ledger import payments_by_keys
+from gateway.store.mpn import (
+    count_guard_failure,
+    day_counters,
+    day_payments,
+    guard_failures,
+    record_day_close,
+)
+
+log = Logger()
+
+GUARD_REFUSALS = Counter(
+    "gateway_mpn_guard_refusals_total",
+    "照会 refused 1001 because the お客様番号 had too many wrong 確認番号 that day.",
+)
+CLOSE_MISMATCHES = Counter(
+    "gateway_mpn_close_mismatches_total",
+    "閉局 whose counters differed from the center's.",
+)
+
+
+@dataclass
+class CloseState:
+    """What /readyz shows about the last 閉局."""
+
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+class MpnNetwork:
+    def __init__(self, config: MpnConfig, store: Store, ingest: Ingest, reactor: Any) -> None:
+        self.config = config
+        self.store = store
+        self.ingest = ingest
+        self.reactor = reactor
+        self.close_state = CloseState()
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def answer(self, request: Message, source: str) -> Deferred[Message]:
+        body = request.body
+        if isinstance(body, Inquiry):
+            return self.store.run_interaction("mpn.inquiry", self._inquiry, request)
+        if isinstance(body, Payment | ResendCheck):
+            return self.store.run_interaction("mpn.payment", self._payment, request, source)
+        if isinstance(body, Cancel):
+            return self.store.run_interaction("mpn.cancel", self._cancel, request, source)
+        raise ValueError(f"{request.header.type} is not a request the center sends")
+
+    def _known_bill(self, conn: Connection, key: Any, day: date) -> tuple[Any, str | None]:
+        """(the bill, None) or (None, the refusal code) for a request's key."""
+        if guard_failures(conn, key.institution_code, key.customer_number, day) >= (
+            self.config.guard_limit
+        ):
+            GUARD_REFUSALS.inc()
+            return None, "1001"
+        found = find_by_payeasy(conn, key.institution_code, key.customer_number)
+        if found is None:
+            return None, "1001"
+        bill = found[1]
+        assert bill.payeasy is not None
+        if bill.payeasy.confirmation_number != key.confirmation_number:
+            count_guard_failure(conn, key.institution_code, key.customer_number, day)
+            return None, "1001"
+        return bill, None
+
+    def _inquiry(self, conn: Connection, request: Message) -> Message:
+        body = request.body
+        assert isinstance(body, Inquiry)
+        day = request.header.business_date
+        bill, refusal = self._known_bill(conn, body.key, day)
+        if bill is None:
+            return response_for(request, refusal or "1001")
+        if bill.status is BillStatus.CANCELLED:
+            return response_for(request, "1005")
+        if bill.status in (BillStatus.PAID, BillStatus.CONFIRMED):
+            return response_for(request, "1002")
+        if bill.status is BillStatus.EXPIRED or (bill.due_date is not None and bill.due_date < day):
+            return response_for(request, "1003")
+        biller = get_biller(conn, bill.biller_id)
+        answer = InquiryAnswer(body.key, bill.amount, bill.due_date, biller.kana)
+        return response_for(request, "0000", answer)
+
+    def _payment(self, conn: Connection, request: Message, source: str) -> Message:
+        body = request.body
+        payment = body.payment if isinstance(body, ResendCheck) else body
+        assert isinstance(payment, Payment)
+        event = self._event(request, source)
+        if payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]:
+            return response_for(request, "0000")  # already stored: a resend changes nothing
+        bill, refusal = self._known_bill(conn, payment.key, request.header.business_date)
+        if bill is None:
+            return response_for(request, refusal or "1001")
+        if payment.amount != bill.amount:
+            return response_for(request, "1004")
+        # Stored before the answer; a bill paid elsewhere or cancelled is recorded all the
+        # same (the bank has the money): double payment or paid-after-cancel, refund case.
+        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        return response_for(request, "0000")
+
+    def _cancel(self, conn: Connection, request: Message, source: str) -> Message:
+        body = request.body
+        assert isinstance(body, Cancel)
+        event = self._event(request, source)
+        found = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
+        if not found or body.original_business_date != request.header.business_date:
+            return response_for(request, "1006")
+        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        return response_for(request, "0000")
+
+    def _event(self, request: Message, source: str) -> CollectionEvent:
+        return to_canonical(
+            request, raw=build_message(request), source=source, received_at=clock_now(self.reactor)
+        )
+
+    # -- 閉局 -----------------------------------------------------------------------------------
+
+    def counters(self, day: date) -> Deferred[tuple[int, int, int, int]]:
+        return self.store.run_interaction("mpn.counters", day_counters, day)
+
+    def close_day(
+        self, day: date, theirs: tuple[int, int, int, int] | None
+    ) -> Deferred[dict[str, Any]]:
+        """Store the day's counters with the center's, flag a difference, confirm the day's
+        pending 消込 (a payment the center counted is final)."""
+        return self.store.run_interaction("mpn.close", self._close, day, theirs)
+
+    def _close(
+        self, conn: Connection, day: date, theirs: tuple[int, int, int, int] | None
+    ) -> dict[str, Any]:
+        ours = day_counters(conn, day)
+        now = clock_now(self.reactor)
+        record_day_close(conn, day, ours, theirs, now)
+        confirmations = [
+            Received(
+                CollectionEvent(
+                    channel=Channel.PAYEASY,
+                    kind=MessageKind.CONFIRMATION,
+                    event_key=p.event_key,
+                    amount=p.amount,
+                    paid_at=p.paid_at,
+                    received_at=now,
+                    source=f"close:{day:%Y%m%d}",
+                    raw=b"",
+                    bill_key=number or "",
+                    transfer_date=None,
+                    store=p.store,
+                    detail={
+                        "institution_code": institution or "",
+                        "business_date": day.isoformat(),
+                    },
+                )
+            )
+            for p, institution, number in day_payments(conn, day)
+            if p.status.value == "pending"
+        ]
+        summary = self.ingest.apply_all(conn, confirmations, now, clock_today(self.reactor))
+        matched = theirs is None or ours == theirs
+        if not matched:
+            CLOSE_MISMATCHES.inc()
+            log.error(
+                "MPN 閉局 {day}: our counters {ours} differ from the center's {theirs}",
+                day=day.isoformat(),
+                ours=ours,
+                theirs=theirs,
+            )
+        state = {
+            "business_date": day.isoformat(),
+            "ours": list(ours),
+            "center": list(theirs) if theirs else None,
+            "matched": matched,
+            "confirmed": summary.get("applied", 0),
+        }
+        self.close_state.last = state
+        return state
+
+    def business_date(self) -> date:
+        return datetime.fromtimestamp(self.reactor.seconds(), JST).date()
+
+
+def close_body(day: date, counters: tuple[int, int, int, int]) -> Close:
+    return Close(day, *counters)

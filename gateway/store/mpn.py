@@ -1,0 +1,107 @@
+"""Store functions of the Pay-easy (MPN) answers: the brute-force guard, the day's counters."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from gateway.model import Channel, Payment, PaymentStatus
+from gateway.store.ledger import _payment
+from gateway.store.schema import bills, mpn_day_closes, mpn_guard, payments
+
+
+def guard_failures(conn: Connection, institution: str, number: str, day: date) -> int:
+    found = conn.execute(
+        select(mpn_guard.c.failures).where(
+            mpn_guard.c.institution_code == institution,
+            mpn_guard.c.customer_number == number,
+            mpn_guard.c.business_date == day,
+        )
+    ).scalar()
+    return int(found or 0)
+
+
+def count_guard_failure(conn: Connection, institution: str, number: str, day: date) -> int:
+    """One more wrong 確認番号 for the number on the day; returns the day's count."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(mpn_guard).values(
+        institution_code=institution, customer_number=number, business_date=day, failures=1
+    )
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["institution_code", "customer_number", "business_date"],
+            set_={"failures": mpn_guard.c.failures + 1},
+        )
+    )
+    return guard_failures(conn, institution, number, day)
+
+
+def _day(day: date) -> str:
+    return f"{day:%Y%m%d}"
+
+
+def day_payments(conn: Connection, day: date) -> list[tuple[Payment, str | None, str | None]]:
+    """Every 消込 of a business day (the event key is center (4) + YYYYMMDD + serial (8)), with
+    its bill's 収納機関番号 and お客様番号 (None for a payment of no bill)."""
+    rows = conn.execute(
+        select(payments, bills.c.payeasy_institution_code, bills.c.payeasy_customer_number)
+        .select_from(payments.outerjoin(bills, payments.c.bill_id == bills.c.id))
+        .where(
+            payments.c.channel == Channel.PAYEASY.value,
+            func.substr(payments.c.event_key, 5, 8) == _day(day),
+        )
+        .order_by(payments.c.created_at, payments.c.payment_id)
+    )
+    return [
+        (_payment(r, None), r.payeasy_institution_code, r.payeasy_customer_number) for r in rows
+    ]
+
+
+def day_counters(conn: Connection, day: date) -> tuple[int, int, int, int]:
+    """(payments count, sum, cancels count, sum) of the day, as 閉局 reports them: every 消込
+    received, and those of them cancelled."""
+    found = [p for p, _, _ in day_payments(conn, day)]
+    cancelled = [p for p in found if p.status is PaymentStatus.VOIDED]
+    return (
+        len(found),
+        sum(p.amount for p in found),
+        len(cancelled),
+        sum(p.amount for p in cancelled),
+    )
+
+
+def record_day_close(
+    conn: Connection,
+    day: date,
+    ours: tuple[int, int, int, int],
+    theirs: tuple[int, int, int, int] | None,
+    now: datetime,
+) -> None:
+    values = {
+        "payments_count": ours[0],
+        "payments_sum": ours[1],
+        "cancels_count": ours[2],
+        "cancels_sum": ours[3],
+        "center_payments_count": theirs[0] if theirs else None,
+        "center_payments_sum": theirs[1] if theirs else None,
+        "center_cancels_count": theirs[2] if theirs else None,
+        "center_cancels_sum": theirs[3] if theirs else None,
+        "matched": None if theirs is None else ours == theirs,
+        "closed_at": now,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(
+        dialect.insert(mpn_day_closes)
+        .values(business_date=day, **values)
+        .on_conflict_do_update(index_elements=["business_date"], set_=values)
+    )
+
+
+def last_day_close(conn: Connection) -> dict[str, object] | None:
+    row = conn.execute(
+        select(mpn_day_closes).order_by(mpn_day_closes.c.business_date.desc()).limit(1)
+    ).first()
+    return None if row is None else dict(row._mapping)
