@@ -13,12 +13,14 @@ counters both ways and confirms the day's pending 消込.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
+from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from gateway.clock import now as clock_now
@@ -222,3 +224,105 @@ class MpnNetwork:
 
 def close_body(day: date, counters: tuple[int, int, int, int]) -> Close:
     return Close(day, *counters)
+
+
+class MpnLinkService(Service):
+    """Starts and stops the link to the center (it redials on its own)."""
+
+    name = "mpn-link"
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+
+    def startService(self) -> None:
+        super().startService()
+        self.link.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d: Deferred[None] = self.link.stop()
+        return d
+
+
+class DayCloser(Service):
+    """閉局 once a day at ``close_at`` (JST) on the injected clock: our counters to the center,
+    its figures back, both stored; a failed exchange is retried a minute later."""
+
+    def __init__(self, network: MpnNetwork, link: Any, close_at: time, reactor: Any) -> None:
+        self.network = network
+        self.link = link
+        self.close_at = close_at
+        self.reactor = reactor
+        self._call: IDelayedCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._schedule(self._seconds_until_next())
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+    def _seconds_until_next(self) -> float:
+        now = datetime.fromtimestamp(self.reactor.seconds(), JST)
+        at = datetime.combine(now.date(), self.close_at, tzinfo=JST)
+        if at <= now:
+            at += timedelta(days=1)
+        return (at - now).total_seconds()
+
+    def _schedule(self, delay: float) -> None:
+        if self.running:
+            self._call = self.reactor.callLater(delay, self._close)
+
+    def _close(self) -> None:
+        day = self.network.business_date()
+        d = Deferred.fromCoroutine(self.close(day))
+
+        def done(ok: bool) -> None:
+            self._schedule(self._seconds_until_next() if ok else 60.0)
+
+        d.addCallback(done)
+
+    async def close(self, day: date) -> bool:
+        ours = await self.network.counters(day)
+        try:
+            theirs = await self.link.close_day(day, close_body(day, ours))
+        except Exception as e:
+            log.warn(
+                "MPN 閉局 {day} not exchanged ({error}); retrying in a minute",
+                day=day.isoformat(),
+                error=e,
+            )
+            return False
+        figures = (
+            theirs.payments_count,
+            theirs.payments_sum,
+            theirs.cancels_count,
+            theirs.cancels_sum,
+        )
+        state = await self.network.close_day(day, figures)
+        log.info("MPN 閉局 {day}: {state}", day=day.isoformat(), state=state)
+        return True
+
+
+def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[IService], Any]:
+    """The link and the day closer for make_service, and the link (for /readyz)."""
+    from gateway.protocols.mpn import MpnLink
+    from gateway.tls import TLSFiles
+
+    config = network.config
+    assert config.connect is not None and config.center_code is not None and tls is not None
+    files = TLSFiles(tls.ca, tls.certificate, tls.key)
+    files.load()  # a missing or wrong file stops the daemon before it starts
+    link = MpnLink(
+        reactor,
+        config.connect,
+        files,
+        config.hostname,
+        network.answer,
+        institution_code=config.institution_code,
+        center_code=config.center_code,
+        business_date=network.business_date,
+    )
+    return [MpnLinkService(link), DayCloser(network, link, config.close_at, reactor)], link

@@ -25,6 +25,7 @@ from gateway.clock import now
 from gateway.config import Config
 from gateway.ingest import Ingest
 from gateway.keys import Authenticator
+from gateway.mpn_network import MpnNetwork, mpn_services
 from gateway.networks import CvsNetwork, Issuer
 from gateway.payments import PaymentService
 from gateway.protocols.api.http import Router, make_site
@@ -132,16 +133,26 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     purge.clock = reactor
     purge.setServiceParent(top)
 
-    async def readiness() -> dict[str, str]:
+    # Readiness is the store's: the API can serve without a network link. The networks add
+    # what an operator wants to see beside it (link state, the last 閉局).
+    checks: list[Callable[[], dict[str, Any]]] = []
+
+    async def readiness() -> dict[str, Any]:
+        detail: dict[str, Any] = {}
+        for check in checks:
+            detail.update(check())
         try:
             current = await store.ping()
         except Exception as e:
-            return {"store": f"unavailable: {type(e).__name__}"}
+            return {"store": f"unavailable: {type(e).__name__}", "detail": detail}
         if not current:
-            return {"store": f"schema is not at {head_revision()}: run gateway-admin migrate"}
-        return {"store": "ok"}
+            return {
+                "store": f"schema is not at {head_revision()}: run gateway-admin migrate",
+                "detail": detail,
+            }
+        return {"store": "ok", "detail": detail}
 
-    def ready() -> Deferred[dict[str, str]]:
+    def ready() -> Deferred[dict[str, Any]]:
         return Deferred.fromCoroutine(readiness())
 
     ListenerService(
@@ -156,6 +167,19 @@ def make_service(config: Config, reactor: Any) -> MultiService:
 
     # The networks: their pollers and watchers, then their listeners (which stop first).
     ingest = Ingest(store, reactor, bills.render, config.cvs.company_code if config.cvs else None)
+    if config.mpn is not None and config.mpn.connect is not None:
+        mpn = MpnNetwork(config.mpn, store, ingest, reactor)
+        services, link = mpn_services(mpn, config.tls, reactor)
+        for network_service in services:
+            network_service.setServiceParent(top)
+        checks.append(
+            lambda: {
+                "mpn": {
+                    "link": "open" if link.open else "down",
+                    "last_close": mpn.close_state.last or None,
+                }
+            }
+        )
     if config.cvs is not None:
         for network_service in CvsNetwork(config.cvs, config.tls, ingest, reactor).services():
             network_service.setServiceParent(top)

@@ -12,7 +12,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.web import resource, server
 
-ReadyCheck = Callable[[], Deferred[dict[str, str]]]
+# The check's answer: "store" (and any other top-level string) must be "ok" to be ready;
+# "detail" is shown as it is and does not decide readiness.
+ReadyCheck = Callable[[], Deferred[dict[str, Any]]]
 
 
 class _Json(resource.Resource):
@@ -45,8 +47,8 @@ class Ready(_Json):
         d = self.check()
         d.addTimeout(self.timeout, self.clock)
 
-        def answer(checks: dict[str, str]) -> None:
-            ok = all(v == "ok" for v in checks.values())
+        def answer(checks: dict[str, Any]) -> None:
+            ok = all(v == "ok" for k, v in checks.items() if k != "detail")
             body = self._send(request, 200 if ok else 503, {"ready": ok, "checks": checks})
             if not request.finished:
                 request.write(body)
