@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 from twisted.application.service import IService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
@@ -82,6 +82,11 @@ class MpnNetwork:
     # -- answers --------------------------------------------------------------------------------
 
     def answer(self, request: Message, source: str) -> Deferred[Message]:
+        """The response to a center request; a failure (the store down) fails the Deferred,
+        which the link answers ``9001`` (temporarily unable: the center may retry)."""
+        return maybeDeferred(self._answer, request, source)
+
+    def _answer(self, request: Message, source: str) -> Deferred[Message]:
         body = request.body
         if isinstance(body, Inquiry):
             return self.store.run_interaction("mpn.inquiry", self._inquiry, request)

@@ -276,3 +276,17 @@ def test_day_close_compares_counters_and_confirms_the_day(desk: Desk) -> None:
     assert not again["matched"] and again["confirmed"] == 0
     (row,) = desk.rows(mpn_day_closes)
     assert row.matched is False and row.center_cancels_count == 0
+
+
+def test_a_store_failure_fails_the_answer_instead_of_raising(desk: Desk) -> None:
+    """The link answers 9001 when the Deferred fails; nothing may raise into it."""
+    from gateway.errors import StoreError
+    from gateway.store import Store
+
+    bill = desk.bill("P-1")
+    stopped = Store(desk.engine, Clock(), threads=1)  # never started: run_interaction raises
+    network = MpnNetwork(desk.network.config, stopped, desk.network.ingest, Clock())
+    d = network.answer(desk.request("1100", Inquiry(desk.key(bill))), "test")
+    failures: list[Any] = []
+    d.addErrback(failures.append)
+    assert failures and failures[0].check(StoreError)
