@@ -8,7 +8,9 @@ the daemon with SIGTERM (``--keep-running`` leaves it up until Ctrl-C).
 Then the convenience-store agency simulator pays the bills at random chains and stores over the
 mutual-TLS 速報 link (voiding some, paying some twice), delivers a 確報 file into the inbox, and
 the demo prints every bill's state, its payments, the refund cases and the events feed.
-Pay-easy and bank transfers join the demo with their networks.
+Then the MPN center simulator (the banks behind it) asks about the bills still open and pays them
+through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認番号 tried first). Bank account
+transfers join the demo with their network.
 """
 
 from __future__ import annotations
@@ -55,12 +57,15 @@ poll_interval = 0.5
 
 [mpn]
 institution_code = "58191"
+connect = "tcp:127.0.0.1:{mpn}"
+center_code = "0001"
 
 [zengin]
 outbox = "outbox/zengin"
 inbox = "inbox/zengin"
 """
 
+PAYEASY_CHANNELS = {"1": "ATM", "2": "internet banking", "3": "mobile banking"}
 SEEDS = {"demo-gas": 5, "demo-school": 3}  # chosen so the run shows a void and a double payment
 BILLERS = [
     ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
@@ -120,10 +125,11 @@ def run(workdir: Path, keep_running: bool) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    api_port, metrics_port, link_port = free_port(), free_port(), free_port()
+    api_port, metrics_port, link_port, mpn_port = (free_port() for _ in range(4))
     config = workdir / "gateway.toml"
     config.write_text(
-        CONFIG.format(api=api_port, metrics=metrics_port, link=link_port), encoding="utf-8"
+        CONFIG.format(api=api_port, metrics=metrics_port, link=link_port, mpn=mpn_port),
+        encoding="utf-8",
     )
     say(f"== gateway-demo in {workdir}  (config: {config})")
 
@@ -167,19 +173,26 @@ def run(workdir: Path, keep_running: bool) -> int:
             say("  events feed: " + ", ".join(f"#{e['seq']} {e['type']}" for e in feed["data"]))
         for biller_id, _, _ in BILLERS:
             pay_at_stores(daemon, workdir, link_port, biller_id, keys[biller_id])
+            pay_through_payeasy(daemon, workdir, mpn_port, biller_id, keys[biller_id])
+            show_ledger(daemon, keys[biller_id])
         say("\n== metrics (excerpt of " + daemon.metrics + "/metrics)")
         _, text, _ = http("GET", daemon.metrics + "/metrics")
         for line in str(text).splitlines():
-            if line.startswith(
-                (
-                    "gateway_http_requests_total{",
-                    "gateway_ingest_messages_total{",
-                    "gateway_cvs_link_acks_total{",
-                    "gateway_refund_cases",
+            if (
+                line.startswith(
+                    (
+                        "gateway_http_requests_total{",
+                        "gateway_ingest_messages_total{",
+                        "gateway_cvs_link_acks_total{",
+                        "gateway_refund_cases",
+                        "gateway_mpn_answers_total{",
+                    )
                 )
-            ) and (not line.endswith(" 0.0")):
+                and not line.endswith(" 0.0")
+                and "_created" not in line
+            ):
                 say("  " + line)
-        say("\nPay-easy and bank transfers join this demo as those networks are built.")
+        say("\nBank account transfers join this demo when that network is built.")
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
             try:
@@ -246,6 +259,50 @@ def pay_at_stores(
         raise RuntimeError(f"the 確報 file {summary['file']} was not applied")
     report = done.with_name(done.name + ".report.txt").read_text(encoding="utf-8").strip()
     say(f"  inbox: {done.name} -> done/  ({report})")
+
+
+def pay_through_payeasy(
+    daemon: DaemonProcess, workdir: Path, mpn_port: int, biller_id: str, key: str
+) -> None:
+    """The MPN center simulator (the banks behind it) asks about the bills still open and pays
+    them: 照会, 消込, some 再送確認, some 取消, some paid twice, wrong 確認番号 tried first."""
+    say(f"\n== {biller_id}: customers pay the rest through Pay-easy (python -m simulators.mpn)")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulators.mpn",
+            "--listen",
+            f"tcp:{mpn_port}:interface=127.0.0.1",
+            "--tls-dir",
+            str(workdir / "tls"),
+            "--api",
+            daemon.api,
+            "--key",
+            key,
+            "--seed",
+            str(SEEDS[biller_id]),
+            "--bills",
+            "10",
+            "--rate",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the MPN simulator failed: {proc.stderr.strip() or proc.stdout}")
+    summary = json.loads(proc.stdout)
+    say(
+        f"  center: {summary['payments']} 消込 for {summary['bills']} open bill(s), "
+        f"{summary['voided']} cancelled (取消), double-paid: {summary['double_paid'] or 'none'}; "
+        f"answers {summary['answers']}; every answer as expected: {not summary['mismatches']}"
+    )
+
+
+def show_ledger(daemon: DaemonProcess, key: str) -> None:
+    """Every bill's state, its payments, the refund cases and the events feed."""
     auth = {"Authorization": f"Bearer {key}"}
     _, listed, _ = http("GET", daemon.api + "/v1/bills?limit=100", None, auth)
     for bill in listed["data"]:
@@ -253,17 +310,21 @@ def pay_at_stores(
         flags = " DOUBLE-PAID" if bill["double_paid"] else ""
         say(f"  {bill['bill_no']:<24} {bill['status']:<9} v{bill['version']}{flags}")
         for p in pays["data"]:
-            store = p.get("store", {})
+            if "store" in p:
+                where = f"store: chain {p['store']['chain']} {p['store']['store_code']}"
+            else:
+                bank, _, how = p.get("bank", {}).get("detail", "-").partition("-")
+                where = f"Pay-easy: bank {bank} via {PAYEASY_CHANNELS.get(how, how)}"
             say(
-                f"      {p['status']:<9} ¥{p['amount']:>9,}  paid {p['paid_at']}  chain "
-                f"{store.get('chain')} store {store.get('store_code')}"
+                f"      {p['status']:<9} ¥{p['amount']:>9,}  paid {p['paid_at']}  {where}"
                 + (f"  transfer {p['transfer_date']}" if p["transfer_date"] else "")
             )
     _, cases, _ = http("GET", daemon.api + "/v1/refund-cases", None, auth)
     for case in cases["data"]:
+        state = case["status"] + (f" ({case['resolution']})" if case["resolution"] else "")
         say(
             f"  refund case {case['case_id']}: {case['reason']} ¥{case['amount']:,} "
-            f"on {case['bill_no']}"
+            f"on {case['bill_no']}: {state}"
         )
     _, feed, _ = http("GET", daemon.api + "/v1/events?limit=500", None, auth)
     counts: dict[str, int] = {}
