@@ -20,7 +20,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +168,7 @@ class Gateway:
     api_key: str
     pool_size: int
     cvs_link: CvsLink | None = None  # with prepare(..., cvs_link=True)
+    mpn_link: MpnCenter | None = None  # with prepare(..., mpn_link=True)
 
     def daemon(self) -> Daemon:
         return Daemon(self)
@@ -186,6 +187,43 @@ class CvsLink:
     def connect(self) -> str:
         """The agency's client endpoint string."""
         return f"tcp:127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class MpnCenter:
+    """Where the benchmark's MPN center must listen (the daemon dials it), and the center's side
+    of the mutual TLS."""
+
+    port: int
+    ca: Path  # the CA that signed every certificate (from ``certs make``)
+    certificate: Path  # the center's server certificate (mpn-center.pem)
+    key: Path  # and its key (mpn-center.key)
+
+    @property
+    def listen(self) -> str:
+        """The center's server endpoint string."""
+        return f"tcp:{self.port}:interface=127.0.0.1"
+
+
+MPN_INSTITUTION_CODE = "58191"  # the example config's [mpn] institution_code
+MPN_CENTER_CODE = "0001"  # [mpn] center_code: the gateway's 仕向センタコード
+
+
+def add_to_section(source: str, section: str, lines: Sequence[str]) -> str:
+    """``source`` with ``lines`` inserted right after the ``[section]`` header (which must be
+    there); the result is parsed back to check it."""
+    out: list[str] = []
+    found = False
+    for line in source.splitlines():
+        out.append(line)
+        if (m := _SECTION.match(line)) and m.group(1) == section and not found:
+            out += [f"{entry}  # added by bench/_daemon.py" for entry in lines]
+            found = True
+    if not found:
+        raise BenchFailure(f"{EXAMPLE_CONFIG} has no [{section}]: update bench/_daemon.py")
+    result = "\n".join(out) + "\n"
+    tomllib.loads(result)
+    return result
 
 
 def admin(config_path: Path, *args: str) -> dict[str, Any]:
@@ -213,14 +251,21 @@ def free_ports(count: int) -> list[int]:
     return ports
 
 
-def prepare(workdir: Path, database_url: str, *, cvs_link: bool = False) -> Gateway:
+def prepare(
+    workdir: Path, database_url: str, *, cvs_link: bool = False, mpn_link: bool = False
+) -> Gateway:
     """Write the config (the example's, with a database and two free ports), migrate, onboard.
 
     With ``cvs_link``, also the CVS agency's real-time link: development certificates made by
     ``gateway-admin certs make WORKDIR/tls``, ``[tls]`` pointing at them, and ``[cvs.link]
     listen`` on a third free port (the example has the section commented out: it is added).
+
+    With ``mpn_link``, the link to the MPN center (the same certificates and ``[tls]``): ``[mpn]
+    connect`` to a fourth free port where the benchmark's center must listen, ``center_code``
+    :data:`MPN_CENTER_CODE` and ``hostname = "localhost"`` (commented out in the example: added
+    at the top of ``[mpn]``).
     """
-    api_port, metrics_port, link_port = free_ports(3)
+    api_port, metrics_port, link_port, center_port = free_ports(4)
     values = {
         ("database", "url"): toml_string(database_url),
         ("api", "listen"): toml_string(f"tcp:{api_port}:interface=127.0.0.1"),
@@ -230,12 +275,30 @@ def prepare(workdir: Path, database_url: str, *, cvs_link: bool = False) -> Gate
     example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     config_path = workdir / "gateway.toml"
     link: CvsLink | None = None
-    if cvs_link:
+    center: MpnCenter | None = None
+    made: dict[str, Any] = {}
+    if cvs_link or mpn_link:
         tls_dir = workdir / "tls"
         made = admin(config_path, "certs", "make", str(tls_dir))  # reads no config
         values[("tls", "ca")] = toml_string(made["ca"])
         values[("tls", "certificate")] = toml_string(made["gateway"])
         values[("tls", "key")] = toml_string(made["gateway_key"])
+    if mpn_link:
+        if tomllib.loads(example).get("mpn", {}).get("institution_code") != MPN_INSTITUTION_CODE:
+            raise BenchFailure(f"{EXAMPLE_CONFIG}: [mpn] institution_code is not 58191")
+        example = add_to_section(
+            example,
+            "mpn",
+            [
+                f"connect = {toml_string(f'tcp:127.0.0.1:{center_port}')}",
+                f"center_code = {toml_string(MPN_CENTER_CODE)}",
+                f"hostname = {toml_string('localhost')}",
+            ],
+        )
+        center = MpnCenter(
+            center_port, Path(made["ca"]), Path(made["mpn-center"]), Path(made["mpn-center_key"])
+        )
+    if cvs_link:
         listen = toml_string(f"tcp:{link_port}:interface=127.0.0.1")
         if "link" in tomllib.loads(example).get("cvs", {}):
             values[("cvs.link", "listen")] = listen
@@ -262,7 +325,7 @@ def prepare(workdir: Path, database_url: str, *, cvs_link: bool = False) -> Gate
         "cvs,payeasy",
     )
     key = admin(config_path, "key", "create", "--biller", BILLER_ID)["key"]
-    return Gateway(workdir, config_path, api_port, metrics_port, str(key), pool_size, link)
+    return Gateway(workdir, config_path, api_port, metrics_port, str(key), pool_size, link, center)
 
 
 # --- the daemon ------------------------------------------------------------------------------

@@ -65,7 +65,6 @@ outbox = "outbox/zengin"
 inbox = "inbox/zengin"
 """
 
-PAYEASY_CHANNELS = {"1": "ATM", "2": "internet banking", "3": "mobile banking"}
 SEEDS = {"demo-gas": 5, "demo-school": 3}  # chosen so the run shows a void and a double payment
 BILLERS = [
     ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
@@ -313,8 +312,8 @@ def show_ledger(daemon: DaemonProcess, key: str) -> None:
             if "store" in p:
                 where = f"store: chain {p['store']['chain']} {p['store']['store_code']}"
             else:
-                bank, _, how = p.get("bank", {}).get("detail", "-").partition("-")
-                where = f"Pay-easy: bank {bank} via {PAYEASY_CHANNELS.get(how, how)}"
+                bank = p.get("bank", {})
+                where = f"Pay-easy: bank {bank.get('bank_code')} via {bank.get('channel')}"
             say(
                 f"      {p['status']:<9} ¥{p['amount']:>9,}  paid {p['paid_at']}  {where}"
                 + (f"  transfer {p['transfer_date']}" if p["transfer_date"] else "")

@@ -7,6 +7,8 @@ from typing import Any
 
 from gateway.model import JST, Channel, Payment, RefundCase
 
+PAYEASY_CHANNELS = {"1": "atm", "2": "internet", "3": "mobile"}  # spec/mpn.md 消込 channel
+
 
 def iso(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(JST).isoformat(timespec="seconds")
@@ -28,8 +30,11 @@ def payment_json(payment: Payment) -> dict[str, Any]:
     if payment.store and payment.channel is Channel.CVS:
         chain, _, store_code = payment.store.partition("-")
         doc["store"] = {"chain": chain, "store_code": store_code}
+    elif payment.store and payment.channel is Channel.PAYEASY:
+        bank_code, _, how = payment.store.partition("-")
+        doc["bank"] = {"bank_code": bank_code, "channel": PAYEASY_CHANNELS.get(how, how)}
     elif payment.store:
-        doc["bank"] = {"detail": payment.store}
+        doc["bank"] = {"bank_code": payment.store}
     return doc
 
 

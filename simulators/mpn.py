@@ -113,11 +113,25 @@ class MpnExpected:
         )
 
 
+_CHANNEL_DIGITS = {"atm": "1", "internet": "2", "mobile": "3"}
+
+
+def _bank(payment: Mapping[str, Any]) -> str:
+    """The API's bank object as the center writes it: bank code - channel digit."""
+    return f"{payment['bank']['bank_code']}-{_CHANNEL_DIGITS[payment['bank']['channel']]}"
+
+
 def api_rows(data: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, int, str]]:
     """The Pay-easy payments of ``GET /v1/payments`` ``data``, shaped as
     :meth:`MpnExpected.api_rows`."""
     return sorted(
-        (p["bill_no"], p["paid_at"], p["bank"]["detail"], p["amount"], p["status"])
+        (
+            p["bill_no"],
+            p["paid_at"],
+            _bank(p),
+            p["amount"],
+            p["status"],
+        )
         for p in data
         if p.get("channel") == "payeasy"
     )

@@ -152,7 +152,10 @@ def test_the_center_expects_what_the_spec_says() -> None:
             "channel": "payeasy",
             "bill_no": p.bill_no,
             "paid_at": p.paid_at.isoformat(timespec="seconds"),
-            "bank": {"detail": p.bank},
+            "bank": {
+                "bank_code": p.bank.split("-")[0],
+                "channel": {"1": "atm", "2": "internet", "3": "mobile"}[p.bank.split("-")[1]],
+            },
             "amount": p.amount,
             "status": p.status,
         }

@@ -217,7 +217,14 @@ SCHEMAS: dict[str, Any] = {
                 "required": ["chain", "store_code"],
                 "properties": {"chain": {"type": "string"}, "store_code": {"type": "string"}},
             },
-            "bank": {"type": "object"},
+            "bank": {
+                "type": "object",
+                "required": ["bank_code"],
+                "properties": {
+                    "bank_code": {"type": "string"},
+                    "channel": {"type": "string", "enum": ["atm", "internet", "mobile"]},
+                },
+            },
         },
     },
     "PaymentList": {
