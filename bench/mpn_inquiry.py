@@ -62,8 +62,7 @@ from gateway.model import JST, Biller, BillStatus
 from gateway.networks import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
-from gateway.store.bills import find_by_payeasy
-from gateway.store.mpn import guard_failures
+from gateway.store.mpn import payeasy_lookup
 from gateway.tls import TLSFiles
 from simulators.mpn_link import MpnCenterFactory, listen_mpn_center
 
@@ -527,8 +526,9 @@ class Direct:
 
 def direct_lookups(url: str, bills: Bills, threads: int, n: int, seed: int) -> Direct:
     """``n`` lookups of random bills, each what ``MpnNetwork._inquiry`` runs for an open bill
-    (``guard_failures``, ``find_by_payeasy``, ``get_biller``) in its own transaction, through
-    the gateway's engine (``create_db_engine``, pool of ``threads``), on ``threads`` threads."""
+    (``payeasy_lookup``: the bill, its biller's kana and the day's guard count in one SELECT)
+    in its own transaction, through the gateway's engine (``create_db_engine``, pool of
+    ``threads``), on ``threads`` threads."""
     engine = create_db_engine(url, pool_size=threads)
     rng = random.Random(seed)
     keys = [(s, bills.key(s)) for s in (rng.randint(1, bills.count) for _ in range(n + 200))]
@@ -539,17 +539,16 @@ def direct_lookups(url: str, bills: Bills, threads: int, n: int, seed: int) -> D
         def step(i: int, warm: bool) -> None:
             serial, key = keys[i if warm else 200 + i]
             with engine.begin() as conn:
-                if guard_failures(conn, key.institution_code, key.customer_number, day) >= 5:
-                    raise BenchFailure(f"bill {serial}: guarded")
-                found = find_by_payeasy(conn, key.institution_code, key.customer_number)
+                found = payeasy_lookup(conn, key.institution_code, key.customer_number, day)
                 if found is None:
                     raise BenchFailure(f"bill {serial}: not found")
-                bill = found[1]
+                bill, kana, failures = found
+                if failures >= 5:
+                    raise BenchFailure(f"bill {serial}: guarded")
                 assert bill.payeasy is not None
                 if bill.payeasy.confirmation_number != key.confirmation_number:
                     raise BenchFailure(f"bill {serial}: wrong 確認番号")
-                biller = get_biller(conn, bill.biller_id)
-                if bill.amount != amount_of(serial) or not biller.kana:
+                if bill.amount != amount_of(serial) or not kana:
                     raise BenchFailure(f"bill {serial}: amount {bill.amount}")
 
         yield step
@@ -687,7 +686,7 @@ def report(r: Result) -> str:
         f" {sat.rate:.1f}/s, send→answer p50 {sat.timing().percentile_ms(50):.1f} ms,"
         f" p99 {sat.timing().percentile_ms(99):.1f} ms",
         f"              {_cpu(sat.cpu, sat)}",
-        f"  direct:     the same calls (guard_failures, find_by_payeasy, get_biller), one"
+        f"  direct:     the same call (payeasy_lookup: one SELECT), one"
         " transaction per lookup, create_db_engine; daemon stopped; 200 warm-up;"
         f" {one.timing.count} lookups: 1 thread {one.timing.rate:.1f}/s"
         f" (p50 {one.timing.percentile_ms(50):.2f} ms,"

@@ -39,16 +39,14 @@ from gateway.mappers.mpn.mapper import (
     response_for,
     to_canonical,
 )
-from gateway.model import JST, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, MessageKind
 from gateway.store import Store
-from gateway.store.billers import get_biller
-from gateway.store.bills import find_by_payeasy
 from gateway.store.ledger import payments_by_keys
 from gateway.store.mpn import (
     count_guard_failure,
     day_counters,
     day_payments,
-    guard_failures,
+    payeasy_lookup,
     record_day_close,
 )
 
@@ -96,28 +94,28 @@ class MpnNetwork:
             return self.store.run_interaction("mpn.cancel", self._cancel, request, source)
         raise ValueError(f"{request.header.type} is not a request the center sends")
 
-    def _known_bill(self, conn: Connection, key: Any, day: date) -> tuple[Any, str | None]:
-        """(the bill, None) or (None, the refusal code) for a request's key."""
-        if guard_failures(conn, key.institution_code, key.customer_number, day) >= (
-            self.config.guard_limit
-        ):
-            GUARD_REFUSALS.inc()
-            return None, "1001"
-        found = find_by_payeasy(conn, key.institution_code, key.customer_number)
+    def _known_bill(
+        self, conn: Connection, key: Any, day: date
+    ) -> tuple[Bill | None, str, str | None]:
+        """(the bill, its biller's kana, None) or (None, "", the refusal code) for a key."""
+        found = payeasy_lookup(conn, key.institution_code, key.customer_number, day)
         if found is None:
-            return None, "1001"
-        bill = found[1]
+            return None, "", "1001"
+        bill, kana, failures = found
+        if failures >= self.config.guard_limit:
+            GUARD_REFUSALS.inc()
+            return None, "", "1001"
         assert bill.payeasy is not None
         if bill.payeasy.confirmation_number != key.confirmation_number:
             count_guard_failure(conn, key.institution_code, key.customer_number, day)
-            return None, "1001"
-        return bill, None
+            return None, "", "1001"
+        return bill, kana, None
 
     def _inquiry(self, conn: Connection, request: Message) -> Message:
         body = request.body
         assert isinstance(body, Inquiry)
         day = request.header.business_date
-        bill, refusal = self._known_bill(conn, body.key, day)
+        bill, kana, refusal = self._known_bill(conn, body.key, day)
         if bill is None:
             return response_for(request, refusal or "1001")
         if bill.status is BillStatus.CANCELLED:
@@ -126,8 +124,7 @@ class MpnNetwork:
             return response_for(request, "1002")
         if bill.status is BillStatus.EXPIRED or (bill.due_date is not None and bill.due_date < day):
             return response_for(request, "1003")
-        biller = get_biller(conn, bill.biller_id)
-        answer = InquiryAnswer(body.key, bill.amount, bill.due_date, biller.kana)
+        answer = InquiryAnswer(body.key, bill.amount, bill.due_date, kana)
         return response_for(request, "0000", answer)
 
     def _payment(self, conn: Connection, request: Message, source: str) -> Message:
@@ -137,7 +134,7 @@ class MpnNetwork:
         event = self._event(request, source)
         if payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]:
             return response_for(request, "0000")  # already stored: a resend changes nothing
-        bill, refusal = self._known_bill(conn, payment.key, request.header.business_date)
+        bill, _, refusal = self._known_bill(conn, payment.key, request.header.business_date)
         if bill is None:
             return response_for(request, refusal or "1001")
         if payment.amount != bill.amount:

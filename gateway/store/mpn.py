@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from gateway.model import Channel, Payment, PaymentStatus
+from gateway.model import Bill, Channel, Payment, PaymentStatus
+from gateway.store.bills import _bill
 from gateway.store.ledger import _payment
-from gateway.store.schema import bills, mpn_day_closes, mpn_guard, payments
+from gateway.store.schema import billers, bills, mpn_day_closes, mpn_guard, payments
 
 
 def guard_failures(conn: Connection, institution: str, number: str, day: date) -> int:
@@ -105,3 +106,30 @@ def last_day_close(conn: Connection) -> dict[str, object] | None:
         select(mpn_day_closes).order_by(mpn_day_closes.c.business_date.desc()).limit(1)
     ).first()
     return None if row is None else dict(row._mapping)
+
+
+def payeasy_lookup(
+    conn: Connection, institution: str, number: str, day: date
+) -> tuple[Bill, str, int] | None:
+    """What an 照会 or a 消込 needs, in one statement: the bill of a Pay-easy number, its
+    biller's kana and the number's wrong-確認番号 count for the day (None: no such number)."""
+    guard = and_(
+        mpn_guard.c.institution_code == bills.c.payeasy_institution_code,
+        mpn_guard.c.customer_number == bills.c.payeasy_customer_number,
+        mpn_guard.c.business_date == day,
+    )
+    row = conn.execute(
+        select(bills, billers.c.kana.label("biller_kana"), mpn_guard.c.failures)
+        .select_from(
+            bills.join(billers, billers.c.biller_id == bills.c.biller_id).outerjoin(
+                mpn_guard, guard
+            )
+        )
+        .where(
+            bills.c.payeasy_institution_code == institution,
+            bills.c.payeasy_customer_number == number,
+        )
+    ).first()
+    if row is None:
+        return None
+    return _bill(row), row.biller_kana, int(row.failures or 0)
