@@ -107,16 +107,21 @@ def bills_for(biller_id: str, today: datetime) -> list[dict[str, Any]]:
                 (7, 6_050, 20, "中村 翔", "ﾅｶﾑﾗ ｼﾖｳ"),
             )
         ]
+    # An enrolment fee above the CVS ceiling (¥300,000) can only be paid through Pay-easy.
     return [
         {
-            "bill_no": f"SCH-{today:%Y}-TUITION-{n:03d}",
+            "bill_no": f"SCH-{today:%Y}-{kind}-{n:03d}",
             "amount": amount,
             "due_date": due(30),
-            "channels": ["cvs", "payeasy"],
+            "channels": channels,
             "customer": {"customer_no": f"S{n:04d}", "name": name},
-            "description": "後期授業料",
+            "description": text,
         }
-        for n, amount, name in ((1, 55_000, "高橋 美咲"), (2, 280_000, "田中 健"))
+        for n, kind, amount, channels, name, text in (
+            (1, "TUITION", 55_000, ["cvs", "payeasy"], "高橋 美咲", "後期授業料"),
+            (2, "TUITION", 280_000, ["cvs", "payeasy"], "田中 健", "後期授業料"),
+            (3, "ENROL", 450_000, ["payeasy"], "佐々木 大翔", "入学金"),
+        )
     ]
 
 
@@ -205,45 +210,46 @@ def run(workdir: Path, keep_running: bool) -> int:
     return 0 if rc == 0 else 1
 
 
+def simulate(module: str, *args: str) -> dict[str, Any]:
+    """Run a network simulator's command; its JSON summary, or the reason it failed."""
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    summary: dict[str, Any] = json.loads(proc.stdout)
+    return summary
+
+
 def pay_at_stores(
     daemon: DaemonProcess, workdir: Path, link_port: int, biller_id: str, key: str
 ) -> None:
     """The CVS agency simulator pays the biller's open bills: 速報 over the mutual-TLS link,
     some voided, some paid twice, then a 確報 file into the inbox."""
     say(f"\n== {biller_id}: customers pay at convenience stores (python -m simulators.cvs)")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulators.cvs",
-            "--api",
-            daemon.api,
-            "--key",
-            key,
-            "--link",
-            f"tcp:127.0.0.1:{link_port}",
-            "--tls-dir",
-            str(workdir / "tls"),
-            "--inbox",
-            str(workdir / "inbox" / "cvs"),
-            "--seed",
-            str(SEEDS[biller_id]),
-            "--bills",
-            "10",
-            "--void",
-            "0.25",
-            "--double",
-            "0.34",
-            "--speed",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    summary = simulate(
+        "simulators.cvs",
+        "--api",
+        daemon.api,
+        "--key",
+        key,
+        "--link",
+        f"tcp:127.0.0.1:{link_port}",
+        "--tls-dir",
+        str(workdir / "tls"),
+        "--inbox",
+        str(workdir / "inbox" / "cvs"),
+        "--seed",
+        str(SEEDS[biller_id]),
+        "--bills",
+        "10",
+        "--void",
+        "0.25",
+        "--double",
+        "0.34",
+        "--speed",
+        "0",
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"the CVS simulator failed: {proc.stderr.strip()}")
-    summary = json.loads(proc.stdout)
     say(
         f"  agency: {summary['paid']} payments sent as 速報 (acks {summary['acks']}), "
         f"{summary['voided']} voided (速報取消), {summary['double']} bill(s) paid twice, "
@@ -266,33 +272,26 @@ def pay_through_payeasy(
     """The MPN center simulator (the banks behind it) asks about the bills still open and pays
     them: 照会, 消込, some 再送確認, some 取消, some paid twice, wrong 確認番号 tried first."""
     say(f"\n== {biller_id}: customers pay the rest through Pay-easy (python -m simulators.mpn)")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "simulators.mpn",
-            "--listen",
-            f"tcp:{mpn_port}:interface=127.0.0.1",
-            "--tls-dir",
-            str(workdir / "tls"),
-            "--api",
-            daemon.api,
-            "--key",
-            key,
-            "--seed",
-            str(SEEDS[biller_id]),
-            "--bills",
-            "10",
-            "--rate",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    summary = simulate(
+        "simulators.mpn",
+        "--listen",
+        f"tcp:{mpn_port}:interface=127.0.0.1",
+        "--tls-dir",
+        str(workdir / "tls"),
+        "--api",
+        daemon.api,
+        "--key",
+        key,
+        "--seed",
+        str(SEEDS[biller_id]),
+        "--bills",
+        "10",
+        "--rate",
+        "0",
+        # one business day, one center: each run continues where the one before left off
+        "--first-serial",
+        str(1000 * (1 + list(SEEDS).index(biller_id))),
     )
-    if proc.returncode != 0:
-        raise RuntimeError(f"the MPN simulator failed: {proc.stderr.strip() or proc.stdout}")
-    summary = json.loads(proc.stdout)
     say(
         f"  center: {summary['payments']} 消込 for {summary['bills']} open bill(s), "
         f"{summary['voided']} cancelled (取消), double-paid: {summary['double_paid'] or 'none'}; "

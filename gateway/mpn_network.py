@@ -56,6 +56,11 @@ GUARD_REFUSALS = Counter(
     "gateway_mpn_guard_refusals_total",
     "照会 refused 1001 because the お客様番号 had too many wrong 確認番号 that day.",
 )
+CONFLICTING_RESENDS = Counter(
+    "gateway_mpn_conflicting_resends_total",
+    "消込 whose triple was already stored with another amount or bank: answered 0000 as the "
+    "spec says, not applied, logged for an operator.",
+)
 CLOSE_MISMATCHES = Counter(
     "gateway_mpn_close_mismatches_total",
     "閉局 whose counters differed from the center's.",
@@ -132,8 +137,22 @@ class MpnNetwork:
         payment = body.payment if isinstance(body, ResendCheck) else body
         assert isinstance(payment, Payment)
         event = self._event(request, source)
-        if payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]:
-            return response_for(request, "0000")  # already stored: a resend changes nothing
+        stored = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
+        if stored:
+            # Already stored: a resend changes nothing (spec/mpn.md §5). A "resend" that
+            # differs is a center reusing a triple: still 0000 as the spec says, but loud.
+            if (stored[0].amount, stored[0].store) != (event.amount, event.store):
+                CONFLICTING_RESENDS.inc()
+                log.error(
+                    "MPN 消込 {triple} repeats a stored triple with other content (stored "
+                    "{stored} yen via {via}, now {amount} yen via {now_via}): not applied",
+                    triple=event.event_key,
+                    stored=stored[0].amount,
+                    via=stored[0].store,
+                    amount=event.amount,
+                    now_via=event.store,
+                )
+            return response_for(request, "0000")
         bill, _, refusal = self._known_bill(conn, payment.key, request.header.business_date)
         if bill is None:
             return response_for(request, refusal or "1001")

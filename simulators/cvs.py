@@ -19,7 +19,6 @@ import json
 import os
 import random
 import re
-import sys
 import time as wall
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,7 +32,7 @@ from urllib.parse import quote
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IReactorTime
-from twisted.internet.task import deferLater, react
+from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -48,6 +47,7 @@ from gateway.mappers.cvs.mapper import (
 )
 from gateway.mappers.cvs.records import make_event_key, paid_at
 from gateway.model import JST
+from simulators._command import run_command
 
 #: spec/cvs.md §5, zero-padded to 6 digits: stores, then the barcode-reading payment apps.
 STORE_CHAINS = ("000010", "000020", "000030", "000050", "000080", "000760", "000730")
@@ -593,16 +593,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-
-    async def _main(reactor: Any) -> None:
-        try:
-            summary = await run(reactor, args)
-        except Exception as e:
-            print(f"simulators.cvs: {type(e).__name__}: {e}", file=sys.stderr)
-            raise SystemExit(1) from None
-        print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
-
-    react(lambda reactor: Deferred.fromCoroutine(_main(reactor)))
+    run_command("simulators.cvs", lambda reactor: run(reactor, args))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ JSON summary.
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.task import deferLater, react
+from twisted.internet.task import deferLater
 
 from gateway.mappers.mpn.mapper import (
     Body,
@@ -40,6 +38,7 @@ from gateway.mappers.mpn.mapper import (
     ResendCheck,
 )
 from gateway.model import JST
+from simulators._command import run_command
 from simulators.mpn_link import MpnCenterFactory
 
 __all__ = [
@@ -310,7 +309,12 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
 
     tls_dir = Path(args.tls_dir)
     tls = TLSFiles(tls_dir / "ca.pem", tls_dir / "mpn-center.pem", tls_dir / "mpn-center.key")
-    factory = MpnCenterFactory(reactor, center_code=args.center_code, deadline=args.deadline)
+    factory = MpnCenterFactory(
+        reactor,
+        center_code=args.center_code,
+        deadline=args.deadline,
+        first_serial=args.first_serial,
+    )
     center = MpnCenter(factory, MpnScenario(seed=args.seed))
     port = await listen_mpn_center(reactor, args.listen, tls, factory=factory)
     try:
@@ -346,6 +350,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--bills", type=int, default=10, help="how many open bills to drive")
     p.add_argument("--rate", type=float, default=5.0, help="bills started per second (0: all)")
     p.add_argument("--center-code", default="0002", help="the center's 仕向センタコード")
+    p.add_argument(
+        "--first-serial",
+        type=int,
+        default=1,
+        help="the first 仕向処理通番: a center never reuses one within a business day",
+    )
     p.add_argument("--deadline", type=float, default=5.0, help="seconds to wait for an answer")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for 開局")
     return p
@@ -353,18 +363,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parser().parse_args(argv)
-
-    async def _main(reactor: Any) -> None:
-        try:
-            summary = await run(reactor, args)
-        except Exception as e:
-            print(f"simulators.mpn: {type(e).__name__}: {e}", file=sys.stderr)
-            raise SystemExit(1) from None
-        print(json.dumps(summary, ensure_ascii=False, sort_keys=True))
-        if summary["mismatches"]:
-            raise SystemExit(1)
-
-    react(lambda reactor: Deferred.fromCoroutine(_main(reactor)))
+    run_command(
+        "simulators.mpn",
+        lambda reactor: run(reactor, args),
+        lambda summary: bool(summary["mismatches"]),
+    )
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ class MpnCenterFactory(Factory):
         business_date: date | None = None,
         deadline: float = 5.0,
         close_figures: Callable[[Close], Close] | None = None,
+        first_serial: int = 1,
     ) -> None:
         self.clock = clock
         self.center_code = center_code
@@ -134,7 +135,7 @@ class MpnCenterFactory(Factory):
         self.opened: Deferred[MpnCenterProtocol] = Deferred()
         self.connected_protocol: MpnCenterProtocol | None = None
         self.disconnects: list[Failure] = []
-        self._serial = 0
+        self._serial = first_serial - 1
         self._pending: dict[Triple, tuple[Deferred[Message], IDelayedCall]] = {}
 
     def buildProtocol(self, addr: IAddress | None) -> MpnCenterProtocol:

@@ -290,3 +290,20 @@ def test_a_store_failure_fails_the_answer_instead_of_raising(desk: Desk) -> None
     failures: list[Any] = []
     d.addErrback(failures.append)
     assert failures and failures[0].check(StoreError)
+
+
+def test_a_reused_triple_with_other_content_is_not_applied_but_counted(desk: Desk) -> None:
+    from gateway.mpn_network import CONFLICTING_RESENDS
+
+    first, second = desk.bill("P-1"), desk.bill("P-2", amount=3000)
+    paid = desk.pay(first)
+    desk.ask(paid)
+    before = CONFLICTING_RESENDS._value.get()
+    reused = desk.request(
+        "1200",
+        Payment(desk.key(second), 3000, NOW, "0005", PaymentChannel.ATM),
+        serial=int(paid.header.serial),
+    )
+    assert desk.ask(reused).header.response_code == "0000"  # as the spec says
+    assert CONFLICTING_RESENDS._value.get() == before + 1
+    assert len(desk.rows(payments)) == 1 and desk.state("P-2").status.value == "open"
