@@ -34,20 +34,17 @@ from gateway.mappers.cvs.agency import (
 from gateway.mappers.cvs.records import (
     BY_TYPE,
     DATA,
-    DATA_TYPE,
     END,
-    END_TYPE,
     HEADER,
-    HEADER_TYPE,
     HHMM,
     NETWORK,
     RECORD_LENGTH,
     TRAILER,
-    TRAILER_TYPE,
     cvs_event,
     make_event_key,
 )
 from gateway.mappers.fields import build_fields, parse_fields, shown
+from gateway.mappers.files import EOF_BYTE, order_errors, split_records
 from gateway.model import CollectionEvent, MessageKind
 
 __all__ = [
@@ -73,7 +70,6 @@ __all__ = [
 ]
 
 MAX_AMOUNT = barcode.MAX_AMOUNT
-EOF_BYTE = b"\x1a"
 
 #: §5 chain codes, zero-padded to 6 digits, for display; 910/911 (post office) are from §6.
 CHAINS: Mapping[str, str] = MappingProxyType(
@@ -260,58 +256,6 @@ class ResultFile:
         ]
 
 
-def split_records(data: bytes) -> list[bytes]:
-    """The records of a file: CRLF-separated or back to back, an optional final 0x1A removed."""
-    if data.endswith(EOF_BYTE):
-        data = data[:-1]
-    if b"\r\n" in data:
-        parts = data.split(b"\r\n")
-        return parts[:-1] if parts[-1] == b"" else parts
-    return [data[i : i + RECORD_LENGTH] for i in range(0, len(data), RECORD_LENGTH)]
-
-
-_NAMES = {HEADER_TYPE: "header", DATA_TYPE: "data record", TRAILER_TYPE: "trailer", END_TYPE: "end"}
-
-
-def _order_errors(order: list[tuple[int, bytes]], count: int, complete: bool) -> list[RecordError]:
-    """Header, data*, trailer, end: one error per record out of place.
-
-    ``complete`` is false when some record's type was unknown: it may be the missing one, so
-    nothing is said about what is missing.
-    """
-    errors: list[RecordError] = []
-    phase = -1  # -1 nothing yet, 0 header, 1 data, 2 trailer, 3 end
-    seen_header = False
-    for no, kind in order:
-        name = _NAMES[kind]
-        if phase == 3:
-            reason = f"a {name} after the end record"
-        elif kind == HEADER_TYPE:
-            reason = "" if phase == -1 else "the header must be the first record"
-            phase, seen_header = max(phase, 0), True
-        elif kind == DATA_TYPE:
-            reason = "" if phase < 2 else "a data record after the trailer"
-            phase = max(phase, 1)
-        elif kind == TRAILER_TYPE:
-            reason = "" if phase < 2 else "a second trailer"
-            phase = 2
-        else:
-            reason = "" if phase == 2 else "the end record comes before the trailer"
-            phase = 3
-        if reason:
-            errors.append(RecordError(NETWORK, no, "record_type", kind.decode(), reason))
-    if complete:
-        missing = []
-        if not seen_header:
-            missing.append((1, "the file must start with a header record"))
-        if phase < 2:
-            missing.append((count + 1, "the file ends without a trailer"))
-        elif phase == 2:
-            missing.append((count + 1, "the file ends without an end record"))
-        errors += [RecordError(NETWORK, no, "record_type", "", why) for no, why in missing]
-    return errors
-
-
 def parse_file(data: bytes, *, source: str = "", ceiling: int = MAX_AMOUNT) -> ResultFile:
     """A whole result file, or :class:`FileErrors` with every error in it (nothing partial)."""
     raw_records = split_records(data)
@@ -353,7 +297,7 @@ def parse_file(data: bytes, *, source: str = "", ceiling: int = MAX_AMOUNT) -> R
         elif schema is TRAILER:
             trailers.append((no, ok))
     complete = len(order) == len(raw_records)
-    errors += _order_errors(order, len(raw_records), complete)
+    errors += order_errors(NETWORK, order, len(raw_records), complete)
     no, trailer = trailers[0] if trailers else (0, None)
     if trailer is not None:
         if complete and trailer["count"] != data_count:

@@ -15,16 +15,12 @@ from construct import Struct, Terminated
 
 from gateway.mappers.cvs import barcode as barcodes
 from gateway.mappers.fields import chars, const, date8, digits, filler, kana, numeric
+from gateway.mappers.files import DATA_TYPE, END_TYPE, HEADER_TYPE, TRAILER_TYPE
+from gateway.mappers.files import RECORD_LENGTH as RECORD_LENGTH  # re-exported
 from gateway.model import JST, Channel, CollectionEvent, MessageKind
 
 NETWORK = "cvs"
 
-RECORD_LENGTH = 120
-
-HEADER_TYPE = b"1"
-DATA_TYPE = b"2"
-TRAILER_TYPE = b"8"
-END_TYPE = b"9"
 
 #: §2: one 速報 (01), 確報 (02) or 速報取消 (03).
 DATA = Struct(

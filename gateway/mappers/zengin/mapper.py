@@ -19,22 +19,19 @@ from typing import Any
 
 from gateway.errors import FileErrors, RecordError
 from gateway.mappers.fields import build_fields, parse_fields, shown
+from gateway.mappers.files import EOF_BYTE, order_errors, split_records
 from gateway.mappers.zengin.records import (
     ACCOUNT_TYPES,
     BY_TYPE,
     DATA,
-    DATA_TYPE,
     DEBITED,
     END,
-    END_TYPE,
     HEADER,
-    HEADER_TYPE,
     NETWORK,
     NEW_CODES,
     RECORD_LENGTH,
     RESULT_CODES,
     TRAILER,
-    TRAILER_TYPE,
     MandateAction,
     mandate_action,
     result_meaning,
@@ -59,7 +56,6 @@ __all__ = [
     "to_zengin_text",
 ]
 
-EOF_BYTE = b"\x1a"
 
 # --- values ----------------------------------------------------------------------------------
 
@@ -196,57 +192,6 @@ def _rule_errors(values: Mapping[str, Any], record_no: int) -> list[RecordError]
 # --- parsing ---------------------------------------------------------------------------------
 
 
-def split_records(data: bytes) -> list[bytes]:
-    """The records of a file: CRLF-separated or back to back, an optional final 0x1A removed."""
-    if data.endswith(EOF_BYTE):
-        data = data[:-1]
-    if b"\r\n" in data:
-        parts = data.split(b"\r\n")
-        return parts[:-1] if parts[-1] == b"" else parts
-    return [data[i : i + RECORD_LENGTH] for i in range(0, len(data), RECORD_LENGTH)]
-
-
-_NAMES = {HEADER_TYPE: "header", DATA_TYPE: "data record", TRAILER_TYPE: "trailer", END_TYPE: "end"}
-
-
-def _order_errors(order: list[tuple[int, bytes]], count: int, complete: bool) -> list[RecordError]:
-    """Header, data*, trailer, end: one error per record out of place; what is missing only when
-    every record's type was known (``complete``), as an unknown one may be the missing one."""
-    errors: list[RecordError] = []
-    phase = -1  # -1 nothing yet, 0 header, 1 data, 2 trailer, 3 end
-    for no, kind in order:
-        if phase == 3:
-            reason = f"a {_NAMES[kind]} after the end record"
-        elif kind == HEADER_TYPE:
-            reason = "" if phase == -1 else "the header must be the first record"
-            phase = max(phase, 0)
-        elif kind == DATA_TYPE:
-            reason = "" if 0 <= phase < 2 else "a data record must follow the header"
-            reason = "a data record after the trailer" if phase == 2 else reason
-            phase = max(phase, 1)
-        elif kind == TRAILER_TYPE:
-            reason = "" if 0 <= phase < 2 else "a trailer must follow the header and data"
-            reason = "a second trailer" if phase == 2 else reason
-            phase = 2
-        else:
-            reason = "" if phase == 2 else "the end record comes before the trailer"
-            phase = 3
-        if reason:
-            errors.append(RecordError(NETWORK, no, "record_type", kind.decode(), reason))
-    if complete:
-        if not order or order[0][1] != HEADER_TYPE:
-            errors.append(
-                RecordError(NETWORK, 1, "record_type", "", "the file must start with a header")
-            )
-        if phase < 2:
-            why = "the file ends without a trailer"
-            errors.append(RecordError(NETWORK, count + 1, "record_type", "", why))
-        elif phase == 2:
-            why = "the file ends without an end record"
-            errors.append(RecordError(NETWORK, count + 1, "record_type", "", why))
-    return errors
-
-
 def _trailer_errors(
     no: int, trailer: ZenginTrailer, debits: list[tuple[int, Debit]], data_count: int
 ) -> list[RecordError]:
@@ -315,7 +260,7 @@ def parse_file(data: bytes, *, source: str = "") -> ZenginFile:
         elif schema is TRAILER:
             trailers.append((no, None if record_errors else ZenginTrailer(**fields)))
     complete = len(order) == len(raw_records)
-    errors += _order_errors(order, len(raw_records), complete)
+    errors += order_errors(NETWORK, order, len(raw_records), complete)
     no, trailer = trailers[0] if trailers else (0, None)
     if trailer is not None and complete:
         errors += _trailer_errors(no, trailer, debits, data_count)

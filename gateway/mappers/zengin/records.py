@@ -20,15 +20,11 @@ from types import MappingProxyType
 from construct import Construct, Struct, Terminated
 
 from gateway.mappers.fields import ZENGIN_CHARS, chars, const, digits, filler, kana, numeric
+from gateway.mappers.files import DATA_TYPE, END_TYPE, HEADER_TYPE, TRAILER_TYPE
+from gateway.mappers.files import RECORD_LENGTH as RECORD_LENGTH  # re-exported
 
 NETWORK = "zengin"
 
-RECORD_LENGTH = 120
-
-HEADER_TYPE = b"1"
-DATA_TYPE = b"2"
-TRAILER_TYPE = b"8"
-END_TYPE = b"9"
 
 KIND_CODE = b"91"  # 種別コード: 口座振替
 CODE_DIVISION = b"0"  # コード区分: JIS
