@@ -31,6 +31,7 @@ from _daemon import (
     BenchFailure,
     Gateway,
     ScratchDatabase,
+    add_database_url,
     bench_main,
     durability_settings,
     prepare,
@@ -41,7 +42,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.bills import parse_bill_request
 from gateway.config import Config, load_config
-from gateway.model import JST, Biller, BillStatus, Channel
+from gateway.model import JST, Biller, BillStatus
 from gateway.networks import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
@@ -119,23 +120,15 @@ class RowMaker:
             "payeasy_customer_number": None,
             "payeasy_confirmation_number": None,
         }
-        if Channel.CVS in request.channels:
-            slip = self.issuer.slip(
-                self.biller,
-                serial,
-                reissue=0,
-                amount=request.amount,
-                due_date=request.due_date,
-                tax=request.tax,
-                today=self.today,
-            )
+        ids = self.issuer.identify(self.biller, serial, request, self.today)
+        if ids.slip is not None:
+            slip = ids.slip
             row.update(barcode=slip.barcode, cvs_bill_key=slip.barcode[2:29], stamp=slip.stamp)
-        if Channel.PAYEASY in request.channels:
-            numbers = self.issuer.payeasy_numbers(self.biller, serial)
+        if ids.payeasy is not None:
             row.update(
-                payeasy_institution_code=numbers.institution_code,
-                payeasy_customer_number=numbers.customer_number,
-                payeasy_confirmation_number=numbers.confirmation_number,
+                payeasy_institution_code=ids.payeasy.institution_code,
+                payeasy_customer_number=ids.payeasy.customer_number,
+                payeasy_confirmation_number=ids.payeasy.confirmation_number,
             )
         return row
 
@@ -537,12 +530,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/bills_api.py", description=__doc__.strip().splitlines()[0]
     )
-    p.add_argument(
-        "--database-url",
-        default=None,
-        help="a postgresql+psycopg:// URL: the benchmark creates and drops its own database"
-        " gateway_bench_<pid> on that server (default: SQLite in a temporary directory)",
-    )
+    add_database_url(p)
     p.add_argument("--bills", type=int, default=3000, help="bills counted (default 3000)")
     p.add_argument("--clients", type=int, default=20, help="concurrent API clients (default 20)")
     p.add_argument("--warmup", type=int, default=100, help="warm-up bills, not counted")

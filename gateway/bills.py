@@ -276,20 +276,7 @@ class BillService:
                 )
 
             def identify(serial: int) -> Identifiers:
-                slip = payeasy = None
-                if Channel.CVS in request.channels:
-                    slip = self.issuer.slip(
-                        biller,
-                        serial,
-                        reissue=0,
-                        amount=request.amount,
-                        due_date=request.due_date,
-                        tax=request.tax,
-                        today=today,
-                    )
-                if Channel.PAYEASY in request.channels:
-                    payeasy = self.issuer.payeasy_numbers(biller, serial)
-                return Identifiers(slip, payeasy)
+                return self.issuer.identify(biller, serial, request, today)
 
             new = NewBill(biller.biller_id, request, token)
             bill, created = insert_bill(conn, new, now, identify)

@@ -32,9 +32,10 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
-from gateway.model import Biller, Channel, PayEasyNumbers, Slip, Tax
+from gateway.model import Biller, BillTerms, Channel, PayEasyNumbers, Slip, Tax
 from gateway.protocols.inbox import FileResult
 from gateway.stamp import stamp_required
+from gateway.store.bills import Identifiers
 
 log = Logger()
 
@@ -98,6 +99,24 @@ class Issuer:
                 self.randbelow, mpn.confirmation_digits
             ),
         )
+
+    def identify(self, biller: Biller, serial: int, terms: BillTerms, today: date) -> Identifiers:
+        """Every identifier a new bill gets from its channels: the CVS slip (first issue) and
+        the Pay-easy numbers."""
+        slip = payeasy_numbers = None
+        if Channel.CVS in terms.channels:
+            slip = self.slip(
+                biller,
+                serial,
+                reissue=0,
+                amount=terms.amount,
+                due_date=terms.due_date,
+                tax=terms.tax,
+                today=today,
+            )
+        if Channel.PAYEASY in terms.channels:
+            payeasy_numbers = self.payeasy_numbers(biller, serial)
+        return Identifiers(slip, payeasy_numbers)
 
     @staticmethod
     def human_readable(digits: str) -> str:

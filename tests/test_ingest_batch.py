@@ -76,18 +76,7 @@ class Ledger:
                 )
 
                 def identify(serial: int, terms: BillTerms = terms) -> Identifiers:
-                    return Identifiers(
-                        self.issuer.slip(
-                            biller,
-                            serial,
-                            reissue=0,
-                            amount=terms.amount,
-                            due_date=terms.due_date,
-                            tax=Tax(),
-                            today=NOW.date(),
-                        ),
-                        None,
-                    )
+                    return self.issuer.identify(biller, serial, terms, NOW.date())
 
                 bill, _ = insert_bill(conn, NewBill("acme", terms, f"t{n}"), NOW, identify)
                 assert bill.slip is not None

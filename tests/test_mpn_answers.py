@@ -60,18 +60,7 @@ class Desk:
             biller = get_biller(conn, "acme")
 
             def identify(serial: int) -> Identifiers:
-                return Identifiers(
-                    self.issuer.slip(
-                        biller,
-                        serial,
-                        reissue=0,
-                        amount=amount,
-                        due_date=terms.due_date,
-                        tax=Tax(),
-                        today=TODAY,
-                    ),
-                    self.issuer.payeasy_numbers(biller, serial),
-                )
+                return self.issuer.identify(biller, serial, terms, TODAY)
 
             bill, _ = insert_bill(conn, NewBill("acme", terms, "t" + bill_no), NOW, identify)
         return bill
