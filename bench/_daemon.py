@@ -7,6 +7,7 @@ subprocess, ready when the metrics listener's ``/readyz`` answers 200.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -450,3 +451,14 @@ def bench_main(
         return 1
     print(report(result))
     return 0
+
+
+def add_database_url(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--database-url``: where :func:`scratch_database` makes its own database."""
+    where = "SQLite in a temporary directory" if default is None else "%(default)s"
+    parser.add_argument(
+        "--database-url",
+        default=default,
+        help="a postgresql+psycopg:// URL: the benchmark creates and drops its own database"
+        f" gateway_bench_<pid> on that server (default: {where})",
+    )

@@ -42,6 +42,7 @@ from _daemon import (
     Daemon,
     Gateway,
     ScratchDatabase,
+    add_database_url,
     bench_main,
     durability_settings,
     prepare,
@@ -912,12 +913,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/cvs_ingest.py", description=__doc__.strip().splitlines()[0]
     )
-    p.add_argument(
-        "--database-url",
-        default=None,
-        help="a postgresql+psycopg:// URL: the benchmark creates and drops its own database"
-        " gateway_bench_<pid> on that server (default: SQLite in a temporary directory)",
-    )
+    add_database_url(p)
     p.add_argument("--records", type=int, default=20_000, help="throughput records (20000)")
     p.add_argument("--window", type=int, default=2000, help="most records unacknowledged (2000)")
     p.add_argument("--rate", type=float, default=1000.0, help="latency phase records/s (1000)")

@@ -41,6 +41,7 @@ from _daemon import (
     Gateway,
     MpnCenter,
     ScratchDatabase,
+    add_database_url,
     bench_main,
     durability_settings,
     prepare,
@@ -725,12 +726,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/mpn_inquiry.py", description=__doc__.strip().splitlines()[0]
     )
-    p.add_argument(
-        "--database-url",
-        default="postgresql+psycopg://postgres@127.0.0.1:5432/test",
-        help="a postgresql+psycopg:// URL: the benchmark creates and drops its own database"
-        " gateway_bench_<pid> on that server (default %(default)s)",
-    )
+    add_database_url(p, "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     p.add_argument("--bills", type=int, default=1_000_000, help="bills loaded (1000000)")
     p.add_argument("--rate", type=float, default=500.0, help="offered 照会/s (500)")
     p.add_argument("--seconds", type=float, default=20.0, help="fixed-rate phase length (20)")
