@@ -90,6 +90,128 @@ def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Make a biller a 委託者 of account transfers (or change its contract)."""
+    from gateway.mandates import UnknownBank, bank_names
+    from gateway.mappers.zengin.records import to_zengin_text
+    from gateway.model import BankAccount, Consignor
+    from gateway.store.billers import get_biller
+    from gateway.store.zengin import save_consignor
+
+    if config.zengin is None:
+        raise Failure("biller zengin: [zengin] is not in the configuration")
+    if not re.fullmatch(r"\d{10}", args.consignor_code):
+        raise Failure("--consignor-code: must be the 10 digits the bank assigned (委託者コード)")
+    match = re.fullmatch(r"(\d{4})-(\d{3})-([129])-(\d{1,7})", args.account)
+    if match is None:
+        raise Failure(
+            f"--account: {args.account!r} must be BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567"
+            " (type 1 普通, 2 当座, 9 その他)"
+        )
+    bank_code, branch_code, account_type, number = match.groups()
+    try:
+        bank_name, branch_name = bank_names(
+            bank_code, branch_code, check=config.zengin.check_bank_master
+        )
+    except UnknownBank as e:
+        raise Failure(f"--account: {e}") from None
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        biller = get_biller(conn, args.id)
+        try:
+            name = to_zengin_text(args.consignor_name or biller.kana).strip()
+        except ValueError as e:
+            raise Failure(f"--consignor-name: {e}") from None
+        if not 1 <= len(name) <= 40:
+            raise Failure("--consignor-name: must be 1-40 half-width characters")
+        account = BankAccount(
+            bank_code, bank_name, branch_code, branch_name, account_type, number.zfill(7)
+        )
+        consignor = Consignor(biller.biller_id, args.consignor_code, name, account)
+        save_consignor(conn, consignor, _now())
+    return {
+        "biller_id": biller.biller_id,
+        "consignor_code": args.consignor_code,
+        "consignor_name": name,
+        "bank": f"{bank_code} {bank_name}",
+        "branch": f"{branch_code} {branch_name}",
+        "account_type": account_type,
+        "account_number": account.masked_number,
+    }
+
+
+def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Write the request files of a debit date into zengin.outbox (and any left pending)."""
+    from datetime import date
+
+    from gateway.model import JST
+    from gateway.zengin_network import (
+        RequestError,
+        check_debit_date,
+        prepare_requests,
+        write_pending,
+    )
+
+    if config.zengin is None:
+        raise Failure("zengin request: [zengin] is not in the configuration")
+    try:
+        debit_date = date.fromisoformat(args.date)
+    except ValueError:
+        raise Failure(f"--date: {args.date!r} is not a date YYYY-MM-DD") from None
+    now = _now()
+    try:
+        check_debit_date(debit_date, now.astimezone(JST).date())
+    except RequestError as e:
+        raise Failure(f"--date: {e}") from None
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        prepare_requests(conn, debit_date, now, args.biller)
+    with engine.begin() as conn:
+        written = write_pending(conn, config.zengin, now)
+    return {"debit_date": debit_date.isoformat(), "files": [w.as_json() for w in written]}
+
+
+def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply a Zengin result file as if it had arrived in the inbox (all records or none)."""
+    from gateway.mappers.zengin.mapper import parse_file as parse_zengin
+    from gateway.model import JST
+    from gateway.zengin_network import apply_result
+
+    if config.zengin is None:
+        raise Failure("import zengin-result: [zengin] is not in the configuration")
+    path = Path(args.file)
+    try:
+        parsed = parse_zengin(path.read_bytes(), source=path.name)
+    except FileErrors as e:
+        raise Failure(
+            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
+        ) from None
+    now = _now()
+    engine = create_db_engine(config.database.url, 1)
+    try:
+        with engine.begin() as conn:
+            summary = apply_result(
+                conn, _ingest(config), parsed, path.name, now, now.astimezone(JST).date()
+            )
+    except FileErrors as e:
+        raise Failure(
+            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
+        ) from None
+    return {"file": str(path), **summary}
+
+
+def _ingest(config: Config) -> Any:
+    """The ingest core as the daemon builds it, for commands that apply files by hand."""
+    from functools import partial
+
+    from gateway.bills import bill_json
+    from gateway.ingest import Ingest
+    from gateway.networks import Issuer
+
+    render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
+    return Ingest(None, None, render, config.cvs.company_code if config.cvs else None)
+
+
 def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if bool(args.biller) == bool(args.admin):
         raise Failure("key create: give exactly one of --biller ID or --admin")
@@ -115,14 +237,10 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Apply a CVS result file as if it had arrived in the inbox (all records or none)."""
-    from functools import partial
-
-    from gateway.bills import bill_json
-    from gateway.ingest import Ingest, Received
+    from gateway.ingest import Received
     from gateway.mappers.cvs import barcode
     from gateway.mappers.cvs.mapper import parse_file
     from gateway.model import JST
-    from gateway.networks import Issuer
 
     path = Path(args.file)
     data = path.read_bytes()
@@ -133,13 +251,7 @@ def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
         ) from None
     now = _now()
-    render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
-    ingest = Ingest(
-        None,
-        None,
-        render,
-        config.cvs.company_code if config.cvs else None,
-    )
+    ingest = _ingest(config)
     events = parsed.events(name=path.name, received_at=now)
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
@@ -178,6 +290,25 @@ def parser() -> argparse.ArgumentParser:
     )
     bc.set_defaults(fn=cmd_biller_create)
 
+    bz = biller.add_parser("zengin", help="make a biller a 委託者 of account transfers")
+    bz.add_argument("--id", required=True)
+    bz.add_argument("--consignor-code", required=True, help="委託者コード, 10 digits")
+    bz.add_argument(
+        "--account",
+        required=True,
+        help="the biller's own account BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567",
+    )
+    bz.add_argument("--consignor-name", default=None, help="委託者名 (default: the biller's kana)")
+    bz.set_defaults(fn=cmd_biller_zengin)
+
+    zengin = sub.add_parser("zengin", help="account transfer").add_subparsers(
+        dest="action", required=True
+    )
+    zr = zengin.add_parser("request", help="write the request files of a debit date")
+    zr.add_argument("--date", required=True, help="the debit date (引落日), YYYY-MM-DD")
+    zr.add_argument("--biller", default=None, help="only this biller (default: every consignor)")
+    zr.set_defaults(fn=cmd_zengin_request)
+
     key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     kc = key.add_parser("create", help="issue an API key (printed once)")
     kc.add_argument("--biller")
@@ -190,6 +321,9 @@ def parser() -> argparse.ArgumentParser:
     ic = imp.add_parser("cvs", help="a CVS result file (spec/cvs.md §3)")
     ic.add_argument("file")
     ic.set_defaults(fn=cmd_import_cvs)
+    iz = imp.add_parser("zengin-result", help="a Zengin result file (spec/zengin.md)")
+    iz.add_argument("file")
+    iz.set_defaults(fn=cmd_import_zengin_result)
 
     certs = sub.add_parser("certs", help="TLS").add_subparsers(dest="action", required=True)
     cm = certs.add_parser("make", help="write a development CA and certificates")

@@ -119,6 +119,12 @@ class ZenginConfig:
     outbox: Path
     inbox: Path
     max_amount: int
+    poll_interval: float  # seconds between scans of the inbox
+    request_at: dt_time | None  # JST; None: request files only by gateway-admin zengin request
+    lead_days: int  # the scheduled run writes the requests of this many bank days ahead
+    separator: bytes  # after each record: CRLF, or nothing
+    eof_mark: bool  # a final 0x1A
+    check_bank_master: bool  # mandates must name a bank and branch of the Zengin master
 
 
 @dataclass(frozen=True)
@@ -399,10 +405,22 @@ def _mpn(t: _Table) -> MpnConfig:
 
 
 def _zengin(t: _Table) -> ZenginConfig:
+    request_at = t.string(
+        "request_at", None, pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]", hint="a time HH:MM"
+    )
+    separator = t.string("separator", "crlf", pattern=r"crlf|none", hint="crlf or none")
     return ZenginConfig(
         outbox=t.path_value("outbox"),
         inbox=t.path_value("inbox"),
         max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
+        poll_interval=t.number("poll_interval", 5.0),
+        request_at=None
+        if request_at is None
+        else dt_time(int(request_at[:2]), int(request_at[3:])),
+        lead_days=t.integer("lead_days", 3, low=1, high=20),
+        separator=b"\r\n" if separator == "crlf" else b"",
+        eof_mark=t.boolean("eof_mark", False),
+        check_bank_master=t.boolean("check_bank_master", True),
     )
 
 

@@ -37,6 +37,8 @@ from gateway.model import (
     RefundReason,
     Slip,
     business_date,
+    parse_transfer_key,
+    transfer_key,
 )
 from gateway.store import Store
 from gateway.store.bills import bills_by_keys, slips_of_bills, update_bills
@@ -54,6 +56,7 @@ from gateway.store.ledger import (
     set_outcomes,
     update_payments,
 )
+from gateway.store.zengin import consignors_by_codes, items_by_result_keys
 from gateway.views import payment_json, refund_case_json
 
 log = Logger()
@@ -111,6 +114,7 @@ class _Batch:
         self.bill_ids: dict[tuple[str, str], int] = {}  # how a message names a bill -> id
         self.slips: dict[int, list[Slip]] = {}
         self.billers: dict[str, str] = {}  # biller code -> biller id, for unknown bills
+        self.consignors: dict[str, str] = {}  # 委託者コード -> biller id, for unknown bills
         self.known: set[str] = set()  # payment ids already in the store
         self.open_cases: dict[int, list[str]] = {}  # bill id -> open double-payment cases
         self.closed_cases: list[tuple[str, str, str]] = []
@@ -132,6 +136,8 @@ def _lookup(event: CollectionEvent) -> tuple[str, str] | None:
         return ("cvs", event.bill_key)
     if event.channel is Channel.PAYEASY:
         return ("payeasy", f"{event.detail.get('institution_code', '')}:{event.bill_key}")
+    if event.channel is Channel.TRANSFER:
+        return ("transfer", event.bill_key)  # see gateway.mappers.zengin.mapper.transfer_key
     return None
 
 
@@ -197,6 +203,8 @@ class Ingest:
     def _load(self, conn: Connection, fresh: Sequence[CollectionEvent]) -> _Batch:
         batch = _Batch()
         named = [e for e in fresh if _lookup(e) is not None]
+        transfer_keys = {e.bill_key for e in named if e.channel is Channel.TRANSFER}
+        items = items_by_result_keys(conn, [parse_transfer_key(k) for k in transfer_keys])
         found = bills_by_keys(
             conn,
             [e.bill_key for e in named if e.channel is Channel.CVS],
@@ -205,6 +213,7 @@ class Ingest:
                 for e in named
                 if e.channel is Channel.PAYEASY
             ],
+            {transfer_key(*key): item.bill_id for key, item in items.items()},
         )
         batch.bills = {bill_id: bill for bill_id, bill in found.values()}
         batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
@@ -218,6 +227,10 @@ class Ingest:
                 batch.unknown[f"{channel.value}:{key}"] = known
         codes = {self._biller_code(e) for e in unknown} - {None}
         batch.billers = billers_by_codes(conn, sorted(c for c in codes if c))
+        consignors = {
+            parse_transfer_key(e.bill_key)[0] for e in unknown if e.channel is Channel.TRANSFER
+        }
+        batch.consignors = consignors_by_codes(conn, consignors)
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
         return batch
@@ -256,6 +269,8 @@ class Ingest:
             bill, known, slips = None, batch.unknown.setdefault(unknown_key, []), []
             code = self._biller_code(event)
             biller_id = batch.billers.get(code) if code else None
+            if event.channel is Channel.TRANSFER:  # the 委託者コード names the biller
+                biller_id = batch.consignors.get(parse_transfer_key(event.bill_key)[0])
         outcome = ledger.apply_message(
             bill,
             known,

@@ -206,6 +206,18 @@ class CollectionEvent:
     detail: dict[str, str] = field(default_factory=dict)
 
 
+def transfer_key(consignor_code: str, debit_date: date, customer_number: str) -> str:
+    """How a transfer result names its debit (DESIGN.md §3: 委託者コード + 引落日 + 顧客番号):
+    the event key of the payment it makes, and the bill key the ingest finds its bill by."""
+    return f"{consignor_code}:{debit_date:%Y%m%d}:{customer_number}"
+
+
+def parse_transfer_key(key: str) -> tuple[str, date, str]:
+    """The (委託者コード, 引落日, 顧客番号) of a :func:`transfer_key`."""
+    consignor_code, day, customer_number = key.split(":", 2)
+    return consignor_code, date(int(day[:4]), int(day[4:6]), int(day[6:8])), customer_number
+
+
 @dataclass(frozen=True)
 class Payment:
     payment_id: str
@@ -248,6 +260,58 @@ class Anomaly:
     channel: Channel
     event_key: str
     detail: str
+
+
+class MandateStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # 振替結果コード 3: the payer stopped the transfers
+    INVALID = "invalid"  # 振替結果コード 2 or 4: no such account, no mandate at the bank
+    REVOKED = "revoked"  # the biller revoked it
+
+
+@dataclass(frozen=True)
+class BankAccount:
+    """A Zengin account: bank and branch (codes and half-width kana names from the bank
+    master), 預金種目 and the 7-digit number. The number never appears in a repr."""
+
+    bank_code: str  # 4 digits
+    bank_name: str
+    branch_code: str  # 3 digits
+    branch_name: str
+    account_type: str  # 1 普通, 2 当座, 9 その他
+    account_number: str = field(repr=False)  # 7 digits
+
+    @property
+    def masked_number(self) -> str:
+        """The number as a customer may be shown it: all but the last 3 digits hidden."""
+        return "*" * (len(self.account_number) - 3) + self.account_number[-3:]
+
+
+@dataclass(frozen=True)
+class Mandate:
+    """A customer's 口座振替依頼 to a biller (DESIGN.md §3: (biller_id, customer_no))."""
+
+    biller_id: str
+    customer_no: str
+    account: BankAccount
+    holder_kana: str = field(repr=False)  # 預金者名, Zengin half-width kana
+    status: MandateStatus
+    status_reason: str | None
+    new_code: str  # 新規コード of its next debit: 1 first, 2 changed, 0 otherwise
+    requested: bool  # whether a request file has carried it
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Consignor:
+    """A biller as 委託者 of account transfers: its code at the bank and its own account."""
+
+    biller_id: str
+    code: str  # 委託者コード, 10 digits
+    name: str  # 委託者名, Zengin half-width kana
+    account: BankAccount
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from gateway.clock import now
 from gateway.config import Config
 from gateway.ingest import Ingest
 from gateway.keys import Authenticator
+from gateway.mandates import MandateService
 from gateway.mpn_network import MpnNetwork, mpn_services
 from gateway.networks import CvsNetwork, Issuer
 from gateway.payments import PaymentService
@@ -34,6 +35,7 @@ from gateway.protocols.ops import ops_site
 from gateway.store import Store
 from gateway.store.idempotency import purge_expired
 from gateway.store.migrate import head_revision, migrate
+from gateway.zengin_network import ZenginNetwork
 
 log = Logger()
 
@@ -162,7 +164,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     bills = BillService(store, reactor, config, Issuer(config))
     auth = Authenticator(store, reactor, config.api.auth_cache_seconds)
     payments = PaymentService(store, reactor)
-    api = make_site(Router(api_routes(bills, payments, config.api.max_page_size), auth))
+    mandates = MandateService(store, reactor, config.zengin)
+    routes = api_routes(bills, payments, mandates, config.api.max_page_size)
+    api = make_site(Router(routes, auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 
     # The networks: their pollers and watchers, then their listeners (which stop first).
@@ -182,5 +186,8 @@ def make_service(config: Config, reactor: Any) -> MultiService:
         )
     if config.cvs is not None:
         for network_service in CvsNetwork(config.cvs, config.tls, ingest, reactor).services():
+            network_service.setServiceParent(top)
+    if config.zengin is not None:
+        for network_service in ZenginNetwork(config.zengin, store, ingest, reactor).services():
             network_service.setServiceParent(top)
     return top

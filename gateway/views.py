@@ -33,6 +33,9 @@ def payment_json(payment: Payment) -> dict[str, Any]:
     elif payment.store and payment.channel is Channel.PAYEASY:
         bank_code, _, how = payment.store.partition("-")
         doc["bank"] = {"bank_code": bank_code, "channel": PAYEASY_CHANNELS.get(how, how)}
+    elif payment.store and payment.channel is Channel.TRANSFER:
+        bank_code, _, branch_code = payment.store.partition("-")
+        doc["bank"] = {"bank_code": bank_code, "branch_code": branch_code}
     elif payment.store:
         doc["bank"] = {"bank_code": payment.store}
     return doc

@@ -131,6 +131,12 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             outbox=conf / "var" / "outbox" / "zengin",
             inbox=conf / "var" / "inbox" / "zengin",
             max_amount=9_999_999,
+            poll_interval=5.0,
+            request_at=time(10, 0),
+            lead_days=3,
+            separator=b"\r\n",
+            eof_mark=False,
+            check_bank_master=True,
         ),
     )
 

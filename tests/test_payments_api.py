@@ -19,6 +19,17 @@ def pay(
     running: Running, barcode: str, kind: MessageKind, store: str = "0110002", minutes: int = 0
 ) -> str:
     """What the CVS network would deliver: one message applied through the ingest core."""
+    return pay_at_store(running.config.database.url, barcode, kind, store, minutes)
+
+
+def pay_at_store(
+    database_url: str,
+    barcode: str,
+    kind: MessageKind = MessageKind.PRELIMINARY,
+    store: str = "0110002",
+    minutes: int = 0,
+) -> str:
+    """One CVS message for ``barcode`` applied to the ledger in ``database_url``."""
     at = NOW + timedelta(minutes=minutes)
     key = f"{barcode}{at:%Y%m%d%H%M}000020{store}"
     event = CollectionEvent(
@@ -35,7 +46,7 @@ def pay(
         transfer_date=NOW.date() if kind.value == "confirmation" else None,
         store=f"000020-{store}",
     )
-    engine = create_db_engine(running.config.database.url, 1)
+    engine = create_db_engine(database_url, 1)
     ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, "987654")
     with engine.begin() as conn:
         outcome = ingest.apply(conn, Received(event), at, at.date())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -243,12 +243,20 @@ def find_by_payeasy(
 
 
 def bills_by_keys(
-    conn: Connection, cvs_keys: Sequence[str], payeasy_keys: Sequence[tuple[str, str]]
+    conn: Connection,
+    cvs_keys: Sequence[str],
+    payeasy_keys: Sequence[tuple[str, str]],
+    transfer_bill_ids: Mapping[str, int] | None = None,
 ) -> dict[tuple[str, str], tuple[int, Bill]]:
     """The bills messages name, locked in id order (so two daemons locking overlapping sets
-    cannot deadlock): by CVS bill key (company code + free field) → ``("cvs", key)``, and by
-    Pay-easy (収納機関番号, お客様番号) → ``("payeasy", "institution:number")``."""
+    cannot deadlock): by CVS bill key (company code + free field) → ``("cvs", key)``, by
+    Pay-easy (収納機関番号, お客様番号) → ``("payeasy", "institution:number")``, and by the
+    request item a transfer result names (key → bill id, found by the caller) →
+    ``("transfer", key)``."""
+    transfer_bill_ids = transfer_bill_ids or {}
     conditions = []
+    if transfer_bill_ids:
+        conditions.append(bills.c.id.in_(sorted(set(transfer_bill_ids.values()))))
     if cvs_keys:
         conditions.append(bills.c.cvs_bill_key.in_(sorted(set(cvs_keys))))
     if payeasy_keys:
@@ -263,12 +271,16 @@ def bills_by_keys(
         select(bills).where(or_(*conditions)).order_by(bills.c.id).with_for_update()
     )
     found: dict[tuple[str, str], tuple[int, Bill]] = {}
+    by_id: dict[int, tuple[int, Bill]] = {}
     for r in rows:
-        bill = (r.id, _bill(r))
+        bill = by_id[r.id] = (r.id, _bill(r))
         if r.cvs_bill_key is not None:
             found[("cvs", r.cvs_bill_key)] = bill
         if r.payeasy_customer_number is not None:
             found[("payeasy", f"{r.payeasy_institution_code}:{r.payeasy_customer_number}")] = bill
+    for key, bill_id in transfer_bill_ids.items():
+        if bill_id in by_id:
+            found[("transfer", key)] = by_id[bill_id]
     return found
 
 

@@ -273,3 +273,95 @@ mpn_day_closes = Table(
     Column("matched", Boolean),
     Column("closed_at", UTCDateTime, nullable=False),
 )
+
+# 委託者: a biller's account-transfer contract with its bank; the header of its request files.
+zengin_consignors = Table(
+    "zengin_consignors",
+    metadata,
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), primary_key=True),
+    Column("consignor_code", String(10), nullable=False, unique=True),  # 委託者コード
+    Column("consignor_name", String(40), nullable=False),  # 委託者名 (Zengin kana)
+    Column("bank_code", String(4), nullable=False),  # 取引銀行
+    Column("bank_name", String(15), nullable=False),
+    Column("branch_code", String(3), nullable=False),
+    Column("branch_name", String(15), nullable=False),
+    Column("account_type", String(1), nullable=False),
+    Column("account_number", String(7), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# 口座振替依頼: a customer's account a biller may debit. One per (biller, customer_no); a
+# change keeps the row (and its id) and raises its version; a revocation keeps it revoked.
+mandates = Table(
+    "mandates",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("customer_no", String(64), nullable=False),
+    Column("bank_code", String(4), nullable=False),
+    Column("bank_name", String(15), nullable=False),
+    Column("branch_code", String(3), nullable=False),
+    Column("branch_name", String(15), nullable=False),
+    Column("account_type", String(1), nullable=False),
+    Column("account_number", String(7), nullable=False),
+    Column("holder_kana", String(30), nullable=False),
+    Column("status", String(16), nullable=False),  # active, suspended, invalid, revoked
+    Column("status_reason", String(100)),  # the result code that suspended or invalidated it
+    Column("new_code", String(1), nullable=False),  # 新規コード of its next debit
+    Column("requested", Boolean, nullable=False),  # has been in a request file
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("biller_id", "customer_no"),
+)
+
+# A request file: recorded (pending) in the transaction that chooses its bills, then written
+# to the outbox (temp file + rename) and marked written. A pending one is written again from
+# its items after a crash: the file is a pure function of them.
+zengin_requests = Table(
+    "zengin_requests",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("consignor_code", String(10), nullable=False),
+    Column("debit_date", Date, nullable=False),
+    Column("file_name", String(100), unique=True),
+    Column("records", Integer, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending, written
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("written_at", UTCDateTime),
+    Index(None, "status"),
+    Index(None, "biller_id", "debit_date"),
+)
+
+# One debit asked of the bank: a bill is in at most one request per debit date, and
+# (委託者コード, 引落日, 顧客番号) finds it again when the result comes back. The account is
+# kept as written, so the file can be rebuilt and a result compared with the mandate now.
+zengin_request_items = Table(
+    "zengin_request_items",
+    metadata,
+    Column("request_id", BigId, ForeignKey("zengin_requests.id"), primary_key=True),
+    Column("record_no", Integer, primary_key=True),  # data record i is record i + 1 of the file
+    Column("bill_id", BigId, ForeignKey("bills.id"), nullable=False),
+    Column("mandate_id", BigId, ForeignKey("mandates.id"), nullable=False),
+    Column("consignor_code", String(10), nullable=False),
+    Column("debit_date", Date, nullable=False),
+    Column("customer_number", String(20), nullable=False),  # 顧客番号
+    Column("bank_code", String(4), nullable=False),
+    Column("bank_name", String(15), nullable=False),
+    Column("branch_code", String(3), nullable=False),
+    Column("branch_name", String(15), nullable=False),
+    Column("account_type", String(1), nullable=False),
+    Column("account_number", String(7), nullable=False),
+    Column("holder_kana", String(30), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("new_code", String(1), nullable=False),
+    Column("result_code", String(1)),
+    Column("result_at", UTCDateTime),
+    UniqueConstraint("bill_id", "debit_date"),
+    # (the default name would pass PostgreSQL's 63-character limit)
+    UniqueConstraint(
+        "consignor_code", "debit_date", "customer_number", name="uq_zengin_request_items_result_key"
+    ),
+)

@@ -13,8 +13,8 @@ result's, and its counts and sums must agree with the data records' result codes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import date
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
 from typing import Any
 
 from gateway.errors import FileErrors, RecordError
@@ -37,6 +37,14 @@ from gateway.mappers.zengin.records import (
     result_meaning,
     to_zengin_text,
 )
+from gateway.model import (
+    JST,
+    Channel,
+    CollectionEvent,
+    MessageKind,
+    parse_transfer_key,
+    transfer_key,
+)
 
 __all__ = [
     "DEBITED",
@@ -51,9 +59,12 @@ __all__ = [
     "infer_debit_date",
     "mandate_action",
     "parse_file",
+    "parse_transfer_key",
     "result_meaning",
     "split_records",
+    "to_canonical",
     "to_zengin_text",
+    "transfer_key",
 ]
 
 
@@ -122,6 +133,8 @@ class ZenginFile:
     header: ZenginHeader
     debits: tuple[Debit, ...]
     trailer: ZenginTrailer
+    #: The bytes of every record as parsed (header first), kept with the messages made of them.
+    raw_records: tuple[bytes, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def is_result(self) -> bool:
@@ -266,7 +279,12 @@ def parse_file(data: bytes, *, source: str = "") -> ZenginFile:
         errors += _trailer_errors(no, trailer, debits, data_count)
     if errors or header is None or trailer is None:
         raise FileErrors(source, sorted(errors, key=lambda e: e.record))
-    return ZenginFile(header=header, debits=tuple(d for _, d in debits), trailer=trailer)
+    return ZenginFile(
+        header=header,
+        debits=tuple(d for _, d in debits),
+        trailer=trailer,
+        raw_records=tuple(raw_records),
+    )
 
 
 # --- building --------------------------------------------------------------------------------
@@ -314,3 +332,46 @@ def build_file(
     out.append(build_fields(TRAILER, trailer, network=NETWORK, record=len(debits) + 2))
     out.append(build_fields(END, {}, network=NETWORK, record=len(debits) + 3))
     return b"".join(r + separator for r in out) + (EOF_BYTE if eof else b"")
+
+
+# --- canonical messages ----------------------------------------------------------------------
+
+
+def to_canonical(
+    result: ZenginFile, *, debit_date: date, name: str, received_at: datetime
+) -> list[CollectionEvent]:
+    """One message per data record of a result file, with source ``file:NAME:RECORD``.
+
+    振替結果コード ``0`` is a confirmed payment on the debit date; any other code is a failure
+    (no money moved) whose event key also carries the code, so that a later, different result
+    for the same debit (``N`` result not arrived, then ``1``) is heard, and the same one twice
+    is not. The payment's ``store`` is the debited bank and branch.
+    """
+    paid_at = datetime.combine(debit_date, time(0, 0), tzinfo=JST)
+    consignor = result.header.biller_code
+    raw = result.raw_records[1:] or tuple(b"" for _ in result.debits)
+    events = []
+    for no, (debit, raw_record) in enumerate(zip(result.debits, raw, strict=False), 2):
+        key = transfer_key(consignor, debit_date, debit.customer_number)
+        detail = {
+            "result_code": debit.result_code,
+            "result": debit.result,
+            "debit_date": debit_date.isoformat(),
+        }
+        events.append(
+            CollectionEvent(
+                channel=Channel.TRANSFER,
+                kind=MessageKind.CONFIRMATION if debit.debited else MessageKind.FAILURE,
+                event_key=key if debit.debited else f"{key}:{debit.result_code}",
+                amount=debit.amount,
+                paid_at=paid_at,
+                received_at=received_at,
+                source=f"file:{name}:{no}",
+                raw=raw_record,
+                bill_key=key,
+                transfer_date=debit_date if debit.debited else None,
+                store=f"{debit.bank_code}-{debit.branch_code}",
+                detail=detail,
+            )
+        )
+    return events

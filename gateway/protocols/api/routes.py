@@ -1,4 +1,5 @@
-"""The merchant API's routes (spec/merchant-api.md): bills and the events feed."""
+"""The merchant API's routes (spec/merchant-api.md): bills, payments, refund cases, mandates
+and the events feed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any, TypeVar
 
 from gateway.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
 from gateway.errors import FieldError
+from gateway.mandates import MandateService
 from gateway.model import BillStatus, Channel, PaymentStatus, Principal, RefundStatus
 from gateway.payments import PaymentService
 from gateway.protocols.api.http import Call, Problem, Response, Route
@@ -67,7 +69,9 @@ def _enum_query(call: Call, name: str, enum: type[E]) -> E | None:
         ) from None
 
 
-def api_routes(bills: BillService, payments: PaymentService, max_page_size: int) -> list[Route]:
+def api_routes(
+    bills: BillService, payments: PaymentService, mandates: MandateService, max_page_size: int
+) -> list[Route]:
     openapi = Response.json(openapi_document(bills.public_url, max_page_size))
 
     async def create_bill(call: Call) -> Response:
@@ -139,6 +143,17 @@ def api_routes(bills: BillService, payments: PaymentService, max_page_size: int)
             await payments.resolve(principal, call.params["case_id"], call.json_body())
         )
 
+    async def put_mandate(call: Call) -> Response:
+        principal = _biller(call)
+        status, doc = await mandates.put(principal, call.params["customer_no"], call.json_body())
+        return Response.json(doc, status)
+
+    async def get_mandate(call: Call) -> Response:
+        return Response.json(await mandates.get(_biller(call), call.params["customer_no"]))
+
+    async def revoke_mandate(call: Call) -> Response:
+        return Response.json(await mandates.revoke(_biller(call), call.params["customer_no"]))
+
     async def get_openapi(call: Call) -> Response:
         return openapi
 
@@ -150,6 +165,9 @@ def api_routes(bills: BillService, payments: PaymentService, max_page_size: int)
         (b"POST", "/v1/bills/{bill_no}/cancel", cancel_bill, True),
         (b"POST", "/v1/bills/{bill_no}/reissue", reissue_bill, True),
         (b"GET", "/v1/events", list_events, True),
+        (b"PUT", "/v1/mandates/{customer_no}", put_mandate, True),
+        (b"GET", "/v1/mandates/{customer_no}", get_mandate, True),
+        (b"DELETE", "/v1/mandates/{customer_no}", revoke_mandate, True),
         (b"GET", "/v1/bills/{bill_no}/payments", bill_payments, True),
         (b"GET", "/v1/payments", list_payments, True),
         (b"GET", "/v1/refund-cases", list_refund_cases, True),
