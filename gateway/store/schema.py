@@ -365,3 +365,9 @@ zengin_request_items = Table(
         "consignor_code", "debit_date", "customer_number", name="uq_zengin_request_items_result_key"
     ),
 )
+
+# --- webhooks (migration 0005) ----------------------------------------------------------------
+
+# --- bulk registration (migration 0006) -------------------------------------------------------
+
+# --- notifications (migration 0007) -----------------------------------------------------------
