@@ -9,8 +9,11 @@ Then the convenience-store agency simulator pays the bills at random chains and 
 mutual-TLS 速報 link (voiding some, paying some twice), delivers a 確報 file into the inbox, and
 the demo prints every bill's state, its payments, the refund cases and the events feed.
 Then the MPN center simulator (the banks behind it) asks about the bills still open and pays them
-through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認番号 tried first). Bank account
-transfers join the demo with their network.
+through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認番号 tried first). Last, a water
+utility collects by bank account transfer: mandates registered over the API, the Zengin request
+file of a debit date written by ``gateway-admin zengin request``, the simulated bank debiting
+(some accounts short of funds, one stopped by its payer) and its result file applied from the
+inbox.
 """
 
 from __future__ import annotations
@@ -63,12 +66,24 @@ center_code = "0001"
 [zengin]
 outbox = "outbox/zengin"
 inbox = "inbox/zengin"
+poll_interval = 0.5
 """
 
 SEEDS = {"demo-gas": 5, "demo-school": 3}  # chosen so the run shows a void and a double payment
 BILLERS = [
     ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
     ("demo-school", "学校法人デモ学園", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
+]
+WATER = ("demo-water", "デモ市水道局", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ")
+BANK_CODES = {1: "1", 2: "3"}  # by debit position: 資金不足, and a transfer stopped by its payer
+# (customer_no, holder as the customer wrote it, account number, amount)
+WATER_CUSTOMERS = [
+    ("W0001", "ヤマダ　タロウ", "1234567", 3_520),
+    ("W0002", "ｻﾄｳ ﾊﾅｺ", "2345678", 4_180),
+    ("W0003", "きょうこ　しょうじ", "3456789", 2_970),
+    ("W0004", "ｽｽﾞｷ ｲﾁﾛｳ", "4567890", 5_060),
+    ("W0005", "タナカ　ミサキ", "5678901", 3_850),
+    ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400),
 ]
 
 
@@ -190,13 +205,14 @@ def run(workdir: Path, keep_running: bool) -> int:
                         "gateway_cvs_link_acks_total{",
                         "gateway_refund_cases",
                         "gateway_mpn_answers_total{",
+                        "gateway_zengin_",
                     )
                 )
                 and not line.endswith(" 0.0")
                 and "_created" not in line
             ):
                 say("  " + line)
-        say("\nBank account transfers join this demo when that network is built.")
+        debit_by_transfer(daemon, workdir, config)
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
             try:
@@ -299,6 +315,105 @@ def pay_through_payeasy(
     )
 
 
+def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> None:
+    """A water utility collects by account transfer: mandates, the request file of a debit
+    date, the simulated bank, its result file through the inbox."""
+    from gateway import calendar
+    from gateway.mappers.zengin.mapper import parse_file
+
+    biller_id, name, kana = WATER
+    say(f"\n== {biller_id}: monthly water charges by bank account transfer (口座振替)")
+    admin_json(config, "biller", "create", "--id", biller_id, "--name", name, "--kana", kana)
+    contract = admin_json(
+        config,
+        "biller",
+        "zengin",
+        "--id",
+        biller_id,
+        "--consignor-code",
+        "4400012345",
+        "--account",
+        "0005-135-1-7777777",
+    )
+    say(
+        f"$ gateway-admin biller zengin --id {biller_id} --consignor-code 4400012345 ...  -> "
+        f"委託者 {contract['consignor_name']}, bank {contract['bank']}, {contract['branch']}"
+    )
+    key = admin_json(config, "key", "create", "--biller", biller_id)["key"]
+    auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    day = calendar.add_business_days(datetime.now(JST).date(), 3)
+    for customer_no, holder, number, amount in WATER_CUSTOMERS:
+        mandate = {
+            "bank_code": "0005",
+            "branch_code": "135",
+            "account_type": "1",
+            "account_number": number,
+            "holder_kana": holder,
+        }
+        status, made, _ = http("PUT", f"{daemon.api}/v1/mandates/{customer_no}", mandate, auth)
+        if status != 201:
+            raise RuntimeError(f"PUT /v1/mandates/{customer_no}: {status} {made}")
+        say(
+            f"  PUT /v1/mandates/{customer_no} ({holder}) -> {made['holder_kana']}, "
+            f"{made['bank_name']} {made['branch_name']} {made['account_number']}"
+        )
+        body = {
+            "bill_no": f"WTR-{day:%Y%m}-{customer_no}",
+            "amount": amount,
+            "due_date": day.isoformat(),
+            "channels": ["cvs", "payeasy", "transfer"],
+            "customer": {"customer_no": customer_no},
+            "description": f"{day.month}月分 水道料金",
+        }
+        status, bill, _ = http("POST", daemon.api + "/v1/bills", body, auth)
+        if status != 201:
+            raise RuntimeError(f"POST /v1/bills {body['bill_no']}: {status} {bill}")
+    last = WATER_CUSTOMERS[-1][0]
+    http("DELETE", f"{daemon.api}/v1/mandates/{last}", None, auth)
+    say(f"  DELETE /v1/mandates/{last} -> revoked: its bill is left for the other channels")
+
+    say(f"$ gateway-admin zengin request --date {day}")
+    made = admin_json(config, "zengin", "request", "--date", day.isoformat())
+    for f in made["files"]:
+        say(f"  {Path(f['file']).name}: {f['records']} debit(s), ¥{f['total']:,}")
+    # The bank's answers, fixed so that every run shows them: the second debit is short of
+    # funds (1), the third was stopped by its payer (3), the others go through (0).
+    (request,) = made["files"]
+    debits = parse_file(Path(request["file"]).read_bytes()).debits
+    overrides = [f"{d.customer_number}={BANK_CODES.get(n, '0')}" for n, d in enumerate(debits)]
+    say("$ python -m simulators.bank --once --override ...  (the bank debits and answers)")
+    summary = simulate(
+        "simulators.bank",
+        "--outbox",
+        str(workdir / "outbox" / "zengin"),
+        "--inbox",
+        str(workdir / "inbox" / "zengin"),
+        "--work",
+        str(workdir / "bank"),
+        "--once",
+        *(arg for o in overrides for arg in ("--override", o)),
+    )
+    say(
+        f"  bank: {summary['debited_count']} debited (¥{summary['debited_total']:,}), "
+        f"{summary['failed_count']} not (codes {summary['codes']})"
+    )
+    (result,) = [workdir / "inbox" / "zengin" / name for name in summary["results"]]
+    done = result.parent / "done" / result.name
+    for _ in range(100):
+        if done.exists():
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"the result file {result.name} was not applied")
+    report = done.with_name(done.name + ".report.txt").read_text(encoding="utf-8").strip()
+    say(f"  inbox: {done.name} -> done/  ({report})")
+    show_ledger(daemon, key)
+    for customer_no, *_ in WATER_CUSTOMERS:
+        _, m, _ = http("GET", f"{daemon.api}/v1/mandates/{customer_no}", None, auth)
+        reason = f" ({m['status_reason']})" if m["status_reason"] else ""
+        say(f"  mandate {customer_no}: {m['status']}{reason}")
+
+
 def show_ledger(daemon: DaemonProcess, key: str) -> None:
     """Every bill's state, its payments, the refund cases and the events feed."""
     auth = {"Authorization": f"Bearer {key}"}
@@ -310,6 +425,9 @@ def show_ledger(daemon: DaemonProcess, key: str) -> None:
         for p in pays["data"]:
             if "store" in p:
                 where = f"store: chain {p['store']['chain']} {p['store']['store_code']}"
+            elif p["channel"] == "transfer":
+                bank = p.get("bank", {})
+                where = f"transfer: bank {bank.get('bank_code')} branch {bank.get('branch_code')}"
             else:
                 bank = p.get("bank", {})
                 where = f"Pay-easy: bank {bank.get('bank_code')} via {bank.get('channel')}"

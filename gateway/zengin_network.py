@@ -388,7 +388,7 @@ def _mandate_results(
         mandate = dataclasses.replace(
             mandate,
             status=target,
-            status_reason=f"振替結果コード {code}: {result_meaning(code)} ({debit_date})",
+            status_reason=f"振替結果コード {code}: {result_meaning(code)}; 引落日 {debit_date}",
             version=mandate.version + 1,
             updated_at=now,
         )
