@@ -171,9 +171,25 @@ class Ingest:
     ) -> dict[str, int]:
         """Apply a whole file in the caller's transaction (all or nothing); a summary."""
         summary: dict[str, int] = {}
-        for outcome in self.apply_group(conn, messages, now, today):
+        for outcome in self.apply_many(conn, messages, now, today):
             summary[outcome] = summary.get(outcome, 0) + 1
         return summary
+
+    def apply_many(
+        self,
+        conn: Connection,
+        messages: Sequence[Received],
+        now: datetime,
+        today: date,
+        chunk: int = 1000,
+    ) -> list[str]:
+        """:meth:`apply_group` over any number of messages in the caller's transaction, a chunk
+        at a time (the set-based statements take a bounded number of parameters; a later
+        chunk sees what an earlier one wrote)."""
+        outcomes: list[str] = []
+        for start in range(0, len(messages), chunk):
+            outcomes += self.apply_group(conn, messages[start : start + chunk], now, today)
+        return outcomes
 
     def apply_group(
         self, conn: Connection, group: Sequence[Received], now: datetime, today: date

@@ -326,11 +326,11 @@ def apply_result(
     except ValueError as e:  # the mapper checked MMDD; this is only a guard
         raise _refused(name, str(e)) from None
     events = to_canonical(parsed, debit_date=debit_date, name=name, received_at=now)
-    outcomes = ingest.apply_group(
+    outcomes = ingest.apply_many(
         conn, [Received(e, line) for line, e in enumerate(events, 2)], now, today
     )
-    items = items_by_result_keys(conn, [parse_transfer_key(e.bill_key) for e in events])
     fresh = [(e, o) for e, o in zip(events, outcomes, strict=True) if o != "duplicate"]
+    items = items_by_result_keys(conn, [parse_transfer_key(e.bill_key) for e, _ in fresh])
     results, to_mandates = [], []
     for event, _ in fresh:
         code = event.detail["result_code"]
@@ -358,7 +358,7 @@ def apply_result(
             "count": len(events) - len(debited),
             "total": sum(d.amount for d in parsed.debits if not d.debited),
         },
-        "matched": sum(1 for e in events if parse_transfer_key(e.bill_key) in items),
+        "matched": sum(1 for e, _ in fresh if parse_transfer_key(e.bill_key) in items),
         "outcomes": summary,
         "mandates_changed": changed,
     }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, select, tuple_, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.engine import Connection, Row
 
 from gateway.model import BankAccount, BillStatus, Consignor, Mandate, MandateStatus
@@ -152,10 +152,12 @@ def update_mandate(conn: Connection, mandate_id: int, mandate: Mandate) -> None:
 
 def mandates_by_ids(conn: Connection, ids: Iterable[int]) -> dict[int, Mandate]:
     ids = sorted(set(ids))
-    if not ids:
-        return {}
-    rows = conn.execute(select(mandates).where(mandates.c.id.in_(ids)).with_for_update())
-    return {r.id: _mandate(r) for r in rows}
+    found: dict[int, Mandate] = {}
+    for start in range(0, len(ids), 10_000):
+        chunk = ids[start : start + 10_000]
+        rows = conn.execute(select(mandates).where(mandates.c.id.in_(chunk)).with_for_update())
+        found.update({r.id: _mandate(r) for r in rows})
+    return found
 
 
 # --- request files ---------------------------------------------------------------------------
@@ -292,10 +294,10 @@ def insert_items(conn: Connection, items: Sequence[Item]) -> None:
 def mark_mandates_requested(conn: Connection, ids: Iterable[int], now: datetime) -> None:
     """The bank has now been sent these mandates: their next debits carry 新規コード 0."""
     ids = sorted(set(ids))
-    if ids:
+    for start in range(0, len(ids), 10_000):  # bounded parameter lists on both backends
         conn.execute(
             update(mandates)
-            .where(mandates.c.id.in_(ids))
+            .where(mandates.c.id.in_(ids[start : start + 10_000]))
             .values(new_code="0", requested=True, updated_at=now)
         )
 
@@ -371,21 +373,24 @@ ResultKey = tuple[str, date, str]  # 委託者コード, 引落日, 顧客番号
 
 
 def items_by_result_keys(conn: Connection, keys: Iterable[ResultKey]) -> dict[ResultKey, Item]:
-    keys = sorted(set(keys))
+    """The request items results name. A result file is one consignor's for one debit date, so
+    the keys are grouped by those two and looked up through the unique index in chunks."""
+    by_file: dict[tuple[str, date], list[str]] = {}
+    for consignor_code, debit_date, customer_number in set(keys):
+        by_file.setdefault((consignor_code, debit_date), []).append(customer_number)
     found: dict[ResultKey, Item] = {}
-    for start in range(0, len(keys), 500):  # bounded IN lists on both backends
-        chunk = keys[start : start + 500]
-        rows = conn.execute(
-            select(zengin_request_items).where(
-                tuple_(
-                    zengin_request_items.c.consignor_code,
-                    zengin_request_items.c.debit_date,
-                    zengin_request_items.c.customer_number,
-                ).in_(chunk)
+    for (consignor_code, debit_date), numbers in sorted(by_file.items()):
+        numbers.sort()
+        for start in range(0, len(numbers), 1000):  # bounded parameter lists
+            rows = conn.execute(
+                select(zengin_request_items).where(
+                    zengin_request_items.c.consignor_code == consignor_code,
+                    zengin_request_items.c.debit_date == debit_date,
+                    zengin_request_items.c.customer_number.in_(numbers[start : start + 1000]),
+                )
             )
-        )
-        for r in rows:
-            found[(r.consignor_code, r.debit_date, r.customer_number)] = _item(r)
+            for r in rows:
+                found[(r.consignor_code, r.debit_date, r.customer_number)] = _item(r)
     return found
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from enum import StrEnum
+from functools import lru_cache
 from types import MappingProxyType
 
 from construct import Construct, Struct, Terminated
@@ -158,6 +159,7 @@ for _code in range(0xFF66, 0xFFA0):  # ｦ ｧ..ｯ ｰ ｱ..ﾝ ﾞ ﾟ
 _TO_HALF.update({"ヵ": "ｶ", "ヶ": "ｹ", "ヮ": "ﾜ", "ー": "-", "ｰ": "-", "−": "-", "‐": "-"})
 
 
+@lru_cache(maxsize=8192)  # names repeat: banks, branches, holders of a whole file
 def to_zengin_text(text: str) -> str:
     """``text`` as Zengin ``C`` characters: full-width and small kana (ｯ → ﾂ, ｮ → ﾖ), hiragana,
     full-width ASCII, lower-case letters and long vowel marks (ー → ``-``) converted.
