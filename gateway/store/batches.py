@@ -1,0 +1,99 @@
+"""Bulk registrations (bill batches) and the bills each row of a file created or found."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from gateway.model import Bill
+from gateway.store.bills import _bill
+from gateway.store.copy import copy_rows
+from gateway.store.schema import bill_batch_items, bill_batches, bills
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    row: int  # the file's row (the header is row 1)
+    bill_id: int
+    created: bool  # False: an identical bill with that bill_no existed already
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: str
+    biller_id: str
+    source: str
+    encoding: str
+    rows: int
+    created: int
+    existing: int
+    created_at: datetime
+
+
+def insert_batch(conn: Connection, batch: Batch, items: Sequence[BatchItem]) -> None:
+    conn.execute(
+        bill_batches.insert().values(
+            batch_id=batch.batch_id,
+            biller_id=batch.biller_id,
+            source=batch.source[:300],
+            encoding=batch.encoding,
+            row_count=batch.rows,
+            created_count=batch.created,
+            existing_count=batch.existing,
+            created_at=batch.created_at,
+        )
+    )
+    copy_rows(
+        conn,
+        bill_batch_items,
+        [
+            {
+                "batch_id": batch.batch_id,
+                "row_no": item.row,
+                "bill_id": item.bill_id,
+                "created": item.created,
+            }
+            for item in items
+        ],
+    )
+
+
+def get_batch(conn: Connection, biller_id: str, batch_id: str) -> Batch | None:
+    """The batch, if it is this biller's (another biller's looks exactly like an unknown one)."""
+    row = conn.execute(
+        select(bill_batches).where(
+            bill_batches.c.batch_id == batch_id, bill_batches.c.biller_id == biller_id
+        )
+    ).first()
+    if row is None:
+        return None
+    return Batch(
+        row.batch_id,
+        row.biller_id,
+        row.source,
+        row.encoding,
+        row.row_count,
+        row.created_count,
+        row.existing_count,
+        row.created_at,
+    )
+
+
+def batch_bills(
+    conn: Connection, biller_id: str, batch_id: str
+) -> tuple[Batch, list[tuple[BatchItem, Bill]]] | None:
+    """The batch and, in the file's row order, each row's bill as it is now."""
+    batch = get_batch(conn, biller_id, batch_id)
+    if batch is None:
+        return None
+    rows = conn.execute(
+        select(bill_batch_items.c.row_no, bill_batch_items.c.created, bills)
+        .join(bills, bills.c.id == bill_batch_items.c.bill_id)
+        .where(bill_batch_items.c.batch_id == batch_id)
+        .order_by(bill_batch_items.c.row_no)
+    )
+    return batch, [(BatchItem(r.row_no, r.id, bool(r.created)), _bill(r)) for r in rows]
