@@ -1,0 +1,57 @@
+"""What the payment page and the e-receipt read: a bill by its page token or bill number, its
+biller's name, its payments and which of them wait to be refunded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import ColumnElement
+
+from gateway.model import Bill, Payment
+from gateway.store.bills import _bill
+from gateway.store.expiry import debit_in_flight
+from gateway.store.ledger import payments_of_bills
+from gateway.store.schema import billers, bills, refund_cases
+
+
+@dataclass(frozen=True)
+class BillView:
+    """A bill with what a customer-facing page or receipt needs beside it."""
+
+    bill: Bill
+    biller_name: str
+    payments: tuple[Payment, ...]  # every payment of the bill, oldest first
+    refunded: frozenset[str]  # ids of the payments that have a refund case
+    debit_in_flight: bool  # an account-transfer debit was requested; its result is not back
+
+
+def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
+    row = conn.execute(
+        select(
+            bills,
+            billers.c.name.label("biller_name"),
+            debit_in_flight().label("debit_in_flight"),
+        )
+        .join(billers, billers.c.biller_id == bills.c.biller_id)
+        .where(condition)
+    ).first()
+    if row is None:
+        return None
+    bill = _bill(row)
+    payments = payments_of_bills(conn, {row.id: bill.bill_no})[row.id]
+    refunded = conn.execute(
+        select(refund_cases.c.payment_id).where(refund_cases.c.bill_id == row.id)
+    ).scalars()
+    return BillView(
+        bill, row.biller_name, tuple(payments), frozenset(refunded), bool(row.debit_in_flight)
+    )
+
+
+def view_by_token(conn: Connection, token: str) -> BillView | None:
+    return _view(conn, bills.c.page_token == token)
+
+
+def view_by_bill_no(conn: Connection, biller_id: str, bill_no: str) -> BillView | None:
+    return _view(conn, (bills.c.biller_id == biller_id) & (bills.c.bill_no == bill_no))
