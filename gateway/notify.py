@@ -1,0 +1,177 @@
+"""E-mail to customers: the payment page of a new bill, through the configured SMTP relay.
+
+A bill created with ``customer.email`` while ``[mail]`` is configured queues one notification in
+the same transaction (gateway.store.notify). This service claims due notifications with a lease
+(so several daemons share them and a crashed daemon's are taken up again), renders the message
+from the bill as it is now — a bill already paid, cancelled or expired is not announced (the
+notification is ``skipped``) — and sends it with Twisted's ESMTP client. A refused or failed send
+is retried with exponential back-off (``retry_base`` doubled up to ``retry_cap``) until
+``max_attempts``, then marked ``failed``. Addresses are never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from io import BytesIO
+from typing import Any
+
+from prometheus_client import Counter
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+from twisted.mail.smtp import ESMTPSenderFactory
+from twisted.python.failure import Failure
+
+from gateway.clock import now as clock_now
+from gateway.config import MailConfig
+from gateway.model import Bill, BillStatus
+from gateway.store import Store
+from gateway.store.notify import Claimed, claim, finish
+
+log = Logger()
+
+EMAILS = Counter(
+    "gateway_mail_messages_total",
+    "Customer e-mails by result: sent, retry (refused or failed, tried again later), failed "
+    "(given up), skipped (the bill no longer needs it).",
+    ["result"],
+)
+
+
+def render_bill_email(
+    config: MailConfig, biller_name: str, bill: Bill, page_url: str, recipient: str
+) -> EmailMessage:
+    """The page-URL e-mail of ``bill`` in Japanese, UTF-8 (no personal data beyond the
+    customer's own name and the bill)."""
+    msg = EmailMessage()
+    msg["From"] = Address(config.sender_name or "", addr_spec=config.sender)
+    msg["To"] = recipient
+    msg["Subject"] = f"【{biller_name}】お支払いのご案内（{bill.bill_no}）"
+    msg["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2])
+    msg["Date"] = format_datetime(bill.created_at)
+    name = bill.customer.name
+    due = f"{bill.due_date:%Y年%m月%d日}" if bill.due_date else "なし"
+    lines = [
+        f"{name} 様" if name else "お客様",
+        "",
+        f"{biller_name}からのご請求のお知らせです。",
+        "",
+        f"  請求番号    {bill.bill_no}",
+        f"  金額        ¥{bill.amount:,}",
+        f"  お支払期限  {due}",
+    ]
+    if bill.description:
+        lines.append(f"  内容        {bill.description}")
+    lines += [
+        "",
+        "コンビニエンスストアやペイジー（Pay-easy）でのお支払いに必要なバーコードと番号は、",
+        "次のページでご覧いただけます。お支払いが済むと、このページに表示されます。",
+        "",
+        page_url,
+        "",
+        "このメールは送信専用です。ご不明な点は請求元にお問い合わせください。",
+    ]
+    msg.set_content("\n".join(lines) + "\n", charset="utf-8")
+    return msg
+
+
+def backoff(config: MailConfig, attempts: int) -> timedelta:
+    """Wait before the next attempt after ``attempts`` failed ones."""
+    return timedelta(seconds=min(config.retry_cap, config.retry_base * 2 ** (attempts - 1)))
+
+
+class Mailer(TimerService):
+    """Sends due notifications every ``poll_interval`` seconds."""
+
+    def __init__(
+        self,
+        config: MailConfig,
+        store: Store,
+        reactor: Any,
+        page_url: Callable[[Bill], str],
+        batch: int = 20,
+    ) -> None:
+        super().__init__(config.poll_interval, self._tick)
+        self.clock = reactor
+        self.config = config
+        self.store = store
+        self.reactor = reactor
+        self.page_url = page_url
+        self.batch = batch
+
+    def send(self, recipient: str, message: bytes) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        c = self.config
+        factory = ESMTPSenderFactory(
+            c.username or "",
+            c.password or "",
+            c.sender,
+            [recipient],
+            BytesIO(message),
+            d,
+            retries=0,
+            timeout=c.timeout,
+            requireAuthentication=c.username is not None,
+            requireTransportSecurity=c.require_tls,
+        )
+        connecting = clientFromString(self.reactor, c.relay).connect(factory)
+        connecting.addErrback(d.errback)
+        return d
+
+    def _tick(self) -> Deferred[None]:
+        def failed(failure: Failure) -> None:
+            log.failure("mail: a sending round failed", failure)
+
+        return Deferred.fromCoroutine(self.run_once()).addCallbacks(lambda _: None, failed)
+
+    async def run_once(self) -> int:
+        """Claim and send one batch; how many were handled."""
+        now = clock_now(self.reactor)
+        lease = timedelta(seconds=self.config.timeout * 2 + 10)
+        claimed: list[Claimed] = await self.store.run_interaction(
+            "mail.claim", claim, now, lease, self.batch
+        )
+        if not claimed:
+            return 0
+        outcomes = await DeferredList(
+            [Deferred.fromCoroutine(self._one(c)) for c in claimed], consumeErrors=True
+        )
+        results = [result for ok, result in outcomes if ok]
+        await self.store.run_interaction("mail.finish", finish, results, clock_now(self.reactor))
+        return len(claimed)
+
+    async def _one(self, c: Claimed) -> tuple[int, str, str | None, Any]:
+        if c.recipient is None or c.bill.status is not BillStatus.OPEN:
+            EMAILS.labels("skipped").inc()
+            return (c.notification_id, "skipped", f"bill is {c.bill.status.value}", None)
+        message = render_bill_email(
+            self.config, c.biller_name, c.bill, self.page_url(c.bill), c.recipient
+        )
+        try:
+            await self.send(c.recipient, message.as_bytes())
+        except Exception as e:
+            error = f"{type(e).__name__}: {e}"[:300]
+            if c.attempts >= self.config.max_attempts:
+                EMAILS.labels("failed").inc()
+                log.warn(
+                    "mail: notification {id} failed after {n} attempts: {error}",
+                    id=c.notification_id,
+                    n=c.attempts,
+                    error=error,
+                )
+                return (c.notification_id, "failed", error, None)
+            EMAILS.labels("retry").inc()
+            next_at = clock_now(self.reactor) + backoff(self.config, c.attempts)
+            return (c.notification_id, "pending", error, next_at)
+        EMAILS.labels("sent").inc()
+        log.info("mail: notification {id} sent", id=c.notification_id)
+        return (c.notification_id, "sent", None, None)
+
+    def startService(self) -> None:
+        super().startService()
+        log.info("mail: sending through {relay}", relay=self.config.relay)
