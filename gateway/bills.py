@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -46,6 +45,7 @@ from gateway.store.bills import (
 )
 from gateway.store.events import append_event, list_events
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
+from gateway.store.notify import queue_bill_email
 from gateway.validation import Fields
 
 BILL_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
@@ -76,6 +76,15 @@ def _check_amount_and_due(
             f.bad("due_date", f"{due.isoformat()} is in the past (today is {today.isoformat()})")
         elif due > today + timedelta(days=max_due_days):
             f.bad("due_date", f"must be within {max_due_days} days from today")
+
+
+def biller_channel_error(biller: Biller, channels: frozenset[Channel]) -> str | None:
+    """Why the biller cannot issue a bill for ``channels`` (a channel it has no contract for),
+    or None."""
+    missing = sorted(channels - biller.channels)
+    if missing:
+        return f"biller {biller.biller_id} does not collect through {', '.join(missing)}"
+    return None
 
 
 def parse_bill_request(
@@ -166,7 +175,7 @@ def bill_json(bill: Bill, public_url: str, issuer: Issuer) -> dict[str, Any]:
         "channels": sorted(bill.channels),
         "double_paid": bill.double_paid,
         "late": bill.late,
-        "customer": {k: v for k, v in asdict(bill.customer).items() if v is not None},
+        "customer": {k: v for k, v in vars(bill.customer).items() if v is not None},
         "tax": {"taxable": bill.tax.taxable, "tax_amount": bill.tax.tax_amount},
         "description": bill.description,
     }
@@ -220,6 +229,9 @@ class BillService:
         # 192 random bits: a page URL cannot be guessed.
         self.new_token = new_token or (lambda: secrets.token_urlsafe(24))
 
+    def page_url(self, bill: Bill) -> str:
+        return f"{self.public_url}/p/{bill.page_token}"
+
     def render(self, bill: Bill) -> dict[str, Any]:
         return bill_json(bill, self.public_url, self.issuer)
 
@@ -263,17 +275,9 @@ class BillService:
 
         def effect(conn: Connection) -> StoredResponse:
             biller = self._biller(conn, principal)
-            missing = sorted(request.channels - biller.channels)
-            if missing:
-                raise InvalidRequest(
-                    [
-                        FieldError(
-                            "channels",
-                            f"biller {biller.biller_id} does not collect through "
-                            f"{', '.join(missing)}",
-                        )
-                    ]
-                )
+            refused = biller_channel_error(biller, request.channels)
+            if refused is not None:
+                raise InvalidRequest([FieldError("channels", refused)])
 
             def identify(serial: int) -> Identifiers:
                 return self.issuer.identify(biller, serial, request, today)
@@ -282,6 +286,8 @@ class BillService:
             bill, created = insert_bill(conn, new, now, identify)
             if created:
                 self._event(conn, bill, "bill.created", now)
+                if self.config.mail is not None and bill.customer.email:
+                    queue_bill_email(conn, biller.biller_id, bill.bill_no, now)
             return StoredResponse(201 if created else 200, _dumps(self.render(bill)))
 
         return await self.store.run_interaction(

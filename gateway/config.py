@@ -12,7 +12,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from datetime import time as dt_time
 from pathlib import Path
@@ -66,6 +66,7 @@ class TLSConfig:
 class BillsConfig:
     max_due_days: int
     expiry_interval: float
+    retention_days: int = 92  # payment pages of settled bills answer 410 after this many days
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,42 @@ class ZenginConfig:
 
 
 @dataclass(frozen=True)
+class MailConfig:
+    relay: str  # Twisted client endpoint of the SMTP relay
+    sender: str  # the From address
+    sender_name: str | None
+    username: str | None
+    password: str | None = field(repr=False)
+    require_tls: bool  # STARTTLS required before anything is sent
+    poll_interval: float
+    timeout: float
+    max_attempts: int
+    retry_base: float  # seconds before the 2nd attempt; doubled each time, up to retry_cap
+    retry_cap: float
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """Webhook delivery (docs/webhooks.md); every option has a default, the section is optional."""
+
+    timeout: float = 10.0  # seconds for one attempt: connect, send, response, body
+    max_age: timedelta = timedelta(hours=72)  # retried until then, then failed
+    backoff_base: float = 10.0  # full jitter: uniform(0, min(cap, base * 2 ** (n - 1)))
+    backoff_cap: float = 3600.0
+    poll_interval: float = 1.0  # how often the dispatcher and the workers look for work
+    concurrency: int = 16  # attempts in flight in one daemon
+    per_endpoint: int = 4  # attempts in flight to one endpoint in one daemon
+    allow_http: bool = False  # plain http:// to other hosts than loopback
+    log_retention_days: int = 30  # finished deliveries and their attempts are kept this long
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    inbox: Path  # <inbox>/<biller_id>/NAME.csv: bulk bill files, registered as the API does
+    poll_interval: float  # seconds between scans
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     database: DatabaseConfig
@@ -138,6 +175,9 @@ class Config:
     cvs: CvsConfig | None
     mpn: MpnConfig | None
     zengin: ZenginConfig | None
+    mail: MailConfig | None = None  # customer e-mails (the page URL of a new bill); off if absent
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)  # defaults when absent
+    bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
 
     @property
     def channels(self) -> frozenset[Channel]:
@@ -325,6 +365,7 @@ def _bills(t: _Table) -> BillsConfig:
     return BillsConfig(
         max_due_days=t.integer("max_due_days", 365, low=1, high=3650),
         expiry_interval=t.number("expiry_interval", 300.0),
+        retention_days=t.integer("retention_days", 92, low=1, high=3650),
     )
 
 
@@ -424,6 +465,63 @@ def _zengin(t: _Table) -> ZenginConfig:
     )
 
 
+def _mail(t: _Table) -> MailConfig:
+    email = r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+"
+    username = t.string("username", None)
+    password = t.string("password", None)
+    if (username is None) != (password is None):
+        missing = "password" if password is None else "username"
+        raise ConfigError(t.key(missing), "username and password go together")
+    return MailConfig(
+        relay=t.endpoint("relay", client=True),
+        sender=t.string("sender", pattern=email, hint="an e-mail address"),
+        sender_name=t.string("sender_name", None),
+        username=username,
+        password=password,
+        require_tls=t.boolean("require_tls", False),
+        poll_interval=t.number("poll_interval", 5.0),
+        timeout=t.number("timeout", 30.0),
+        max_attempts=t.integer("max_attempts", 8, low=1, high=50),
+        retry_base=t.number("retry_base", 60.0),
+        retry_cap=t.number("retry_cap", 3600.0),
+    )
+
+
+def _webhooks(t: _Table) -> WebhooksConfig:
+    def at_most(name: str, value: float, high: float) -> float:
+        if value > high:
+            raise ConfigError(t.key(name), f"{value:g} is above the maximum {high:g}")
+        return value
+
+    timeout = at_most("timeout", t.number("timeout", 10.0), 300)
+    max_age_hours = at_most("max_age_hours", t.number("max_age_hours", 72.0), 720)
+    base = at_most("backoff_base", t.number("backoff_base", 10.0), 86400)
+    cap = at_most("backoff_cap", t.number("backoff_cap", 3600.0), 86400)
+    if cap < base:
+        raise ConfigError(t.key("backoff_cap"), f"{cap:g} is below backoff_base ({base:g})")
+    concurrency = t.integer("concurrency", 16, low=1, high=1000)
+    per_endpoint = t.integer("per_endpoint", 4, low=1, high=100)
+    if per_endpoint > concurrency:
+        raise ConfigError(
+            t.key("per_endpoint"), f"{per_endpoint} is above concurrency ({concurrency})"
+        )
+    return WebhooksConfig(
+        timeout=timeout,
+        max_age=timedelta(hours=max_age_hours),
+        backoff_base=base,
+        backoff_cap=cap,
+        poll_interval=at_most("poll_interval", t.number("poll_interval", 1.0), 60),
+        concurrency=concurrency,
+        per_endpoint=per_endpoint,
+        allow_http=t.boolean("allow_http", False),
+        log_retention_days=t.integer("log_retention_days", 30, low=1, high=3650),
+    )
+
+
+def _bulk(t: _Table) -> BulkConfig:
+    return BulkConfig(t.path_value("inbox"), t.number("poll_interval", 5.0))
+
+
 def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Check and freeze an already-decoded TOML document."""
     root = _Table(raw, "", base)
@@ -445,6 +543,9 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         cvs=_section(root, "cvs", _cvs),
         mpn=_section(root, "mpn", _mpn),
         zengin=_section(root, "zengin", _zengin),
+        mail=_section(root, "mail", _mail),
+        webhooks=_section(root, "webhooks", _webhooks) or WebhooksConfig(),
+        bulk=_section(root, "bulk", _bulk),
     )
     root.done()
     if config.cvs is not None and config.cvs.link is not None and config.tls is None:

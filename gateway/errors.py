@@ -95,11 +95,14 @@ class InvalidRequest(GatewayError):
         errors: Sequence[FieldError],
         status: int = 422,
         title: str = "The request has invalid fields",
+        detail: str | None = None,  # default: every error on one line
     ) -> None:
         self.errors = tuple(errors)
         self.status = status
         self.title = title
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in self.errors) or title)
+        super().__init__(
+            detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors) or title
+        )
 
 
 class Conflict(GatewayError):

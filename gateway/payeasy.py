@@ -23,7 +23,8 @@ _CUSTOMER_NUMBER = re.compile(r"[0-9]{16}")
 
 def _mod10_31(digits: str) -> int:
     """Mod 10 with weights 3, 1, 3, ... from the rightmost digit."""
-    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    backwards = digits[::-1]  # (sums of slices: the bulk registration path makes many)
+    total = 3 * sum(map(int, backwards[::2])) + sum(map(int, backwards[1::2]))
     return (10 - total % 10) % 10
 
 

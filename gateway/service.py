@@ -21,20 +21,29 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.bills import BillService
+from gateway.bulk import BulkService
 from gateway.clock import now
 from gateway.config import Config
+from gateway.expiry import ExpiryJob, expiry_service
 from gateway.ingest import Ingest
 from gateway.keys import Authenticator
 from gateway.mandates import MandateService
 from gateway.mpn_network import MpnNetwork, mpn_services
 from gateway.networks import CvsNetwork, Issuer
+from gateway.notify import Mailer
+from gateway.pages import PageService
 from gateway.payments import PaymentService
+from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
+from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.routes import api_routes
+from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.ops import ops_site
 from gateway.store import Store
 from gateway.store.idempotency import purge_expired
 from gateway.store.migrate import head_revision, migrate
+from gateway.webhook_delivery import WebhookDelivery
+from gateway.webhooks import WebhookApi
 from gateway.zengin_network import ZenginNetwork
 
 log = Logger()
@@ -135,6 +144,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     purge.clock = reactor
     purge.setServiceParent(top)
 
+    # Webhooks: after the store (stopped before it), before the listeners.
+    WebhookDelivery(store, reactor, config.webhooks).setServiceParent(top)
+
     # Readiness is the store's: the API can serve without a network link. The networks add
     # what an operator wants to see beside it (link state, the last 閉局).
     checks: list[Callable[[], dict[str, Any]]] = []
@@ -166,6 +178,12 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     payments = PaymentService(store, reactor)
     mandates = MandateService(store, reactor, config.zengin)
     routes = api_routes(bills, payments, mandates, config.api.max_page_size)
+    routes += webhook_routes(WebhookApi(store, reactor, config), config.api.max_page_size)
+    routes += page_routes(PageService(store, reactor, config.bills.retention_days))
+    bulk = BulkService(bills, reactor)
+    routes += bulk_routes(bulk)
+    expiry = ExpiryJob(store, reactor, bills.render)
+    expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     api = make_site(Router(routes, auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 
@@ -190,4 +208,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     if config.zengin is not None:
         for network_service in ZenginNetwork(config.zengin, store, ingest, reactor).services():
             network_service.setServiceParent(top)
+    if config.bulk is not None:  # the billers' watched folder of bulk bill files
+        bulk.inbox_service(config.bulk.inbox, config.bulk.poll_interval).setServiceParent(top)
+    if config.mail is not None:
+        page_url = bills.page_url
+        Mailer(config.mail, store, reactor, page_url).setServiceParent(top)
     return top

@@ -28,8 +28,11 @@ DEFAULT_STAMP_THRESHOLDS: tuple[StampThreshold, ...] = (
 
 def threshold_on(thresholds: Sequence[StampThreshold], on: date) -> StampThreshold | None:
     """The threshold in force on ``on``: the latest ``effective_from`` not after it, if any."""
-    applicable = [t for t in thresholds if t.effective_from <= on]
-    return max(applicable, key=lambda t: t.effective_from, default=None)
+    found: StampThreshold | None = None
+    for t in thresholds:  # (a loop, not max() of a list: called for every slip issued)
+        if t.effective_from <= on and (found is None or t.effective_from > found.effective_from):
+            found = t
+    return found
 
 
 def stamp_required(

@@ -10,6 +10,7 @@ from typing import Any
 from gateway.errors import FieldError, InvalidRequest
 
 _MISSING: Any = object()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Fields:
@@ -70,7 +71,7 @@ class Fields:
         if not min_len <= len(value) <= max_len:
             self.bad(key, f"must be {min_len} to {max_len} characters long")
             return None
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        if _CONTROL.search(value):
             self.bad(key, "must not contain control characters")
             return None
         if pattern is not None and not re.fullmatch(pattern, value):

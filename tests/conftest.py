@@ -181,15 +181,21 @@ class Running:
         return resp.code, decoded, resp.headers
 
 
+@pytest.fixture
+def gateway_extra() -> str:
+    """More configuration for the ``gateway`` fixture (a module overrides this fixture)."""
+    return ""
+
+
 @pytest_twisted.async_yield_fixture
-async def gateway(tmp_path: Path, migrated_url: str) -> AsyncIterator[Running]:
+async def gateway(tmp_path: Path, migrated_url: str, gateway_extra: str) -> AsyncIterator[Running]:
     """The real service (make_service) in this process, listening on 127.0.0.1:0."""
     from twisted.internet import reactor  # noqa: TID251 - tests drive the real reactor
 
     from gateway.service import make_service
 
     path = tmp_path / "gateway.toml"
-    path.write_text(config_text(migrated_url), encoding="utf-8")
+    path.write_text(config_text(migrated_url, extra=gateway_extra), encoding="utf-8")
     config = load_config(path)
     top = make_service(config, reactor)
     top.startService()

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from gateway.config import (
     ApiConfig,
     BillsConfig,
+    BulkConfig,
     Config,
     CvsConfig,
     CvsFilesConfig,
@@ -25,6 +26,7 @@ from gateway.config import (
     MetricsConfig,
     MpnConfig,
     TLSConfig,
+    WebhooksConfig,
     ZenginConfig,
     load_config,
     parse_config,
@@ -105,7 +107,7 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             certificate=conf / "tls" / "gateway.pem",
             key=conf / "tls" / "gateway.key",
         ),
-        bills=BillsConfig(max_due_days=365, expiry_interval=300.0),
+        bills=BillsConfig(max_due_days=365, expiry_interval=300.0, retention_days=92),
         cvs=CvsConfig(
             company_code="987654",
             ceiling=300_000,
@@ -138,6 +140,18 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             eof_mark=False,
             check_bank_master=True,
         ),
+        webhooks=WebhooksConfig(
+            timeout=10.0,
+            max_age=timedelta(hours=72),
+            backoff_base=10.0,
+            backoff_cap=3600.0,
+            poll_interval=1.0,
+            concurrency=16,
+            per_endpoint=4,
+            allow_http=False,
+            log_retention_days=30,
+        ),
+        bulk=BulkConfig(inbox=conf / "var" / "inbox" / "bills", poll_interval=5.0),
     )
 
 
@@ -232,7 +246,7 @@ def test_network_sections_get_their_defaults() -> None:
 def test_empty_sections_with_defaults_only_are_accepted() -> None:
     config = parse_config(cfg(database={}, bills={}), BASE)
     assert config.database == parse_config(MINIMAL, BASE).database
-    assert config.bills == BillsConfig(max_due_days=365, expiry_interval=300.0)
+    assert config.bills == BillsConfig(max_due_days=365, expiry_interval=300.0, retention_days=92)
 
 
 def test_config_is_frozen() -> None:
@@ -356,6 +370,11 @@ def test_tls_files_are_not_read_when_the_file_is_loaded() -> None:
     config = parse_config(cfg(tls={**TLS, "ca": "/nonexistent/ca.pem"}), BASE)
     assert config.tls is not None
     assert not config.tls.ca.exists()
+
+
+def test_bills_retention_days_is_read() -> None:
+    config = parse_config(cfg(bills={"retention_days": 30}), BASE)
+    assert config.bills == BillsConfig(max_due_days=365, expiry_interval=300.0, retention_days=30)
 
 
 def test_numbers_accept_integers_and_floats() -> None:
@@ -526,6 +545,13 @@ BAD: list[Any] = [
     ),
     pytest.param(cfg(bills={"max_due_days": 0}), "bills.max_due_days", id="max-due-days-0"),
     pytest.param(cfg(bills={"max_due_days": 3651}), "bills.max_due_days", id="max-due-days-3651"),
+    pytest.param(cfg(bills={"retention_days": 0}), "bills.retention_days", id="retention-days-0"),
+    pytest.param(
+        cfg(bills={"retention_days": 3651}), "bills.retention_days", id="retention-days-3651"
+    ),
+    pytest.param(
+        cfg(bills={"retention_days": 92.5}), "bills.retention_days", id="retention-days-float"
+    ),
     pytest.param(
         cfg(mpn={**MPN, "confirmation_digits": 3}),
         "mpn.confirmation_digits",
@@ -867,3 +893,31 @@ def test_relative_paths_resolve_against_the_file_directory(
     assert config.zengin is not None
     assert (config.zengin.outbox, config.zengin.inbox) == (etc / "out", etc / "in")
     assert config.channels == {Channel.CVS, Channel.TRANSFER}
+
+
+# --- [bulk] ---------------------------------------------------------------------------------
+
+
+def test_bulk_is_off_unless_configured_and_takes_its_defaults() -> None:
+    assert parse_config(MINIMAL, BASE).bulk is None
+    config = parse_config(cfg(bulk={"inbox": "var/inbox/bills"}), BASE)
+    assert config.bulk == BulkConfig(inbox=BASE / "var" / "inbox" / "bills", poll_interval=5.0)
+    config = parse_config(cfg(bulk={"inbox": "/srv/bills", "poll_interval": 0.5}), BASE)
+    assert config.bulk == BulkConfig(inbox=Path("/srv/bills"), poll_interval=0.5)
+
+
+@pytest.mark.parametrize(
+    ("bulk", "path"),
+    [
+        ({}, "bulk.inbox"),
+        ({"inbox": ""}, "bulk.inbox"),
+        ({"inbox": 5}, "bulk.inbox"),
+        ({"inbox": "in", "poll_interval": 0}, "bulk.poll_interval"),
+        ({"inbox": "in", "poll_interval": True}, "bulk.poll_interval"),
+        ({"inbox": "in", "max_rows": 10}, "bulk.max_rows"),
+    ],
+)
+def test_bad_bulk_options_name_the_key(bulk: dict[str, Any], path: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(cfg(bulk=bulk), BASE)
+    assert e.value.path == path

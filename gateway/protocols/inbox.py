@@ -67,12 +67,14 @@ class InboxWatcher(TimerService):
         handler: Handler,
         clock: IReactorTime,
         interval: float = 5.0,
+        accept: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(interval, self.scan)
         self.clock = clock
         self.network = network
         self.folder = folder
         self.handler = handler
+        self.accept = accept  # which names to take, besides the rules above (None: all)
 
     def startService(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,7 @@ class InboxWatcher(TimerService):
             if p.is_file()
             and not p.name.startswith(".")
             and not p.name.endswith((".tmp", ".part", ".report.txt"))
+            and (self.accept is None or self.accept(p.name))
         )
 
     @inlineCallbacks

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -22,6 +22,7 @@ from gateway.model import (
     Slip,
     Tax,
 )
+from gateway.store.copy import copy_rows
 from gateway.store.schema import bill_slips, bills
 
 
@@ -32,6 +33,7 @@ class NewBill:
     biller_id: str
     terms: BillTerms
     page_token: str
+    fingerprint: str = ""  # terms.fingerprint(), when the caller has it already
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,54 @@ def _state_values(bill: Bill) -> dict[str, Any]:
     return values
 
 
+def _new_columns(new: NewBill, fingerprint: str, now: datetime) -> dict[str, Any]:
+    """Every column of a new bill but its id and identifiers: both insert paths write these."""
+    terms = new.terms
+    return {
+        "biller_id": new.biller_id,
+        "bill_no": terms.bill_no,
+        "amount": terms.amount,
+        "due_date": terms.due_date,
+        "channels": ",".join(sorted(terms.channels)),
+        "customer_no": terms.customer.customer_no,
+        "customer_name": terms.customer.name,
+        "customer_kana": terms.customer.kana,
+        "customer_email": terms.customer.email,
+        "customer_phone": terms.customer.phone,
+        "taxable": terms.tax.taxable,
+        "tax_amount": terms.tax.tax_amount,
+        "description": terms.description,
+        "status": BillStatus.OPEN.value,
+        "version": 1,
+        "reissue": 0,
+        "double_paid": False,
+        "late": False,
+        "stamp": False,
+        "page_token": new.page_token,
+        "fingerprint": fingerprint,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _identifier_columns(ids: Identifiers) -> dict[str, Any]:
+    """The columns a bill's identifiers set (after the insert that gives its serial)."""
+    values: dict[str, Any] = {}
+    if ids.slip is not None:
+        values.update(
+            barcode=ids.slip.barcode,
+            cvs_bill_key=ids.slip.barcode[2:29],
+            stamp=ids.slip.stamp,
+        )
+    if ids.payeasy is not None:
+        values.update(
+            payeasy_institution_code=ids.payeasy.institution_code,
+            payeasy_customer_number=ids.payeasy.customer_number,
+            payeasy_confirmation_number=ids.payeasy.confirmation_number,
+        )
+    return values
+
+
 def insert_bill(
     conn: Connection, new: NewBill, now: datetime, identify: Callable[[int], Identifiers]
 ) -> tuple[Bill, bool]:
@@ -107,34 +157,10 @@ def insert_bill(
     """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     terms = new.terms
-    fingerprint = terms.fingerprint()
+    fingerprint = new.fingerprint or terms.fingerprint()
     stmt = (
         dialect.insert(bills)
-        .values(
-            biller_id=new.biller_id,
-            bill_no=terms.bill_no,
-            amount=terms.amount,
-            due_date=terms.due_date,
-            channels=",".join(sorted(terms.channels)),
-            customer_no=terms.customer.customer_no,
-            customer_name=terms.customer.name,
-            customer_kana=terms.customer.kana,
-            customer_email=terms.customer.email,
-            customer_phone=terms.customer.phone,
-            taxable=terms.tax.taxable,
-            tax_amount=terms.tax.tax_amount,
-            description=terms.description,
-            status=BillStatus.OPEN.value,
-            version=1,
-            reissue=0,
-            double_paid=False,
-            late=False,
-            stamp=False,
-            page_token=new.page_token,
-            fingerprint=fingerprint,
-            created_at=now,
-            updated_at=now,
-        )
+        .values(**_new_columns(new, fingerprint, now))
         .on_conflict_do_nothing(index_elements=["biller_id", "bill_no"])
         .returning(bills.c.id)
     )
@@ -151,20 +177,9 @@ def insert_bill(
             )
         return _bill(row), False
     ids = identify(int(serial))
-    values: dict[str, Any] = {}
+    values = _identifier_columns(ids)
     if ids.slip is not None:
-        values.update(
-            barcode=ids.slip.barcode,
-            cvs_bill_key=ids.slip.barcode[2:29],
-            stamp=ids.slip.stamp,
-        )
         insert_slip(conn, int(serial), ids.slip, now)
-    if ids.payeasy is not None:
-        values.update(
-            payeasy_institution_code=ids.payeasy.institution_code,
-            payeasy_customer_number=ids.payeasy.customer_number,
-            payeasy_confirmation_number=ids.payeasy.confirmation_number,
-        )
     if values:  # write the identifiers and read the row back in one statement
         row = conn.execute(
             update(bills).where(bills.c.id == serial).values(**values).returning(bills)
@@ -186,6 +201,145 @@ def insert_slip(conn: Connection, bill_id: int, slip: Slip, now: datetime) -> No
             issued_at=now,
         )
     )
+
+
+# Bill numbers per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
+_LOOKUP_CHUNK = 5000
+# The columns _identifier_columns may set, as a bill without that identifier has them.
+_NO_IDENTIFIERS: dict[str, Any] = {
+    "barcode": None,
+    "cvs_bill_key": None,
+    "payeasy_institution_code": None,
+    "payeasy_customer_number": None,
+    "payeasy_confirmation_number": None,
+}
+
+
+def find_bills(
+    conn: Connection, biller_id: str, bill_nos: Sequence[str]
+) -> dict[str, tuple[int, str]]:
+    """``bill_no -> (serial, fingerprint)`` of those of ``bill_nos`` the biller has."""
+    found: dict[str, tuple[int, str]] = {}
+    for start in range(0, len(bill_nos), _LOOKUP_CHUNK):
+        chunk = bill_nos[start : start + _LOOKUP_CHUNK]
+        rows = conn.execute(
+            select(bills.c.id, bills.c.bill_no, bills.c.fingerprint).where(
+                bills.c.biller_id == biller_id, bills.c.bill_no.in_(chunk)
+            )
+        )
+        for r in rows:
+            found[r.bill_no] = (int(r.id), r.fingerprint)
+    return found
+
+
+def _reserve_serials(conn: Connection, count: int) -> list[int]:
+    """``count`` new bill ids, ascending: the ids the rows would get one INSERT at a time.
+
+    PostgreSQL: from the ``bills.id`` sequence (which concurrent single inserts share).
+    SQLite: after the highest id, as SQLite assigns them; the store's transactions begin
+    IMMEDIATE, so no other writer can take them before this transaction commits.
+    """
+    if conn.dialect.name == "postgresql":
+        serials = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('bills', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        ).scalars()
+        return sorted(int(s) for s in serials)
+    first = int(conn.execute(select(func.coalesce(func.max(bills.c.id), 0))).scalar_one()) + 1
+    return list(range(first, first + count))
+
+
+def insert_bills(
+    conn: Connection,
+    news: Sequence[NewBill],
+    now: datetime,
+    identify: Callable[[int, BillTerms], Identifiers],
+) -> list[tuple[int, Bill] | None]:
+    """Store many new bills of one biller, set-based: the rows :func:`insert_bill` would store
+    one by one, byte for byte, in a few statements whatever their number.
+
+    The serials are reserved first, so each row is inserted once with its identifiers
+    (``identify(serial, terms)``): one ``INSERT ... ON CONFLICT DO NOTHING`` executed for all
+    the bills, one for their slips. Returns, in the order of ``news``,
+    ``(serial, bill)`` for each bill stored, or None where that ``bill_no`` exists already
+    (the caller looked before, so: stored by a concurrent transaction since); the caller decides
+    whether that is a replay or a conflict. Events are the caller's.
+    """
+    if not news:
+        return []
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    serials = _reserve_serials(conn, len(news))
+    stored_at = now.astimezone(UTC)  # as a bill read back from the store has it
+    rows: list[dict[str, Any]] = []
+    bills_made: list[tuple[int, Bill]] = []
+    for new, serial in zip(news, serials, strict=True):
+        terms = new.terms
+        ids = identify(serial, terms)
+        row = _new_columns(new, new.fingerprint or terms.fingerprint(), now)
+        row.update(_NO_IDENTIFIERS)
+        row.update(_identifier_columns(ids))
+        row["id"] = serial
+        rows.append(row)
+        bill = Bill(
+            biller_id=new.biller_id,
+            bill_no=terms.bill_no,
+            amount=terms.amount,
+            due_date=terms.due_date,
+            channels=terms.channels,
+            customer=terms.customer,
+            tax=terms.tax,
+            description=terms.description,
+            created_at=stored_at,
+            updated_at=stored_at,
+            slip=ids.slip,
+            payeasy=ids.payeasy,
+            page_token=new.page_token,
+        )
+        bills_made.append((serial, bill))
+    if not _copied(conn, rows):
+        # One prepared INSERT for every row (SQLite: the driver's executemany, its loop in C),
+        # then which of the reserved serials made it: no other insert can have taken one.
+        conn.execute(
+            dialect.insert(bills).on_conflict_do_nothing(index_elements=["biller_id", "bill_no"]),
+            rows,
+        )
+    inserted = set(
+        conn.execute(
+            select(bills.c.id).where(bills.c.id >= serials[0], bills.c.id <= serials[-1])
+        ).scalars()
+    ).intersection(serials)
+    slips = [
+        {
+            "bill_id": serial,
+            "reissue": bill.slip.reissue,
+            "barcode": bill.slip.barcode,
+            "amount": bill.slip.amount,
+            "due_date": bill.slip.due_date,
+            "stamp": bill.slip.stamp,
+            "issued_at": now,
+        }
+        for serial, bill in bills_made
+        if bill.slip is not None and serial in inserted
+    ]
+    copy_rows(conn, bill_slips, slips)
+    return [(serial, bill) if serial in inserted else None for serial, bill in bills_made]
+
+
+def _copied(conn: Connection, rows: Sequence[dict[str, Any]]) -> bool:
+    """PostgreSQL: the rows by COPY, in a savepoint; False (nothing stored) when a bill_no was
+    stored meanwhile by a concurrent transaction, which COPY cannot skip."""
+    if conn.dialect.name != "postgresql":
+        return False
+    from psycopg.errors import UniqueViolation
+
+    try:
+        with conn.begin_nested():
+            copy_rows(conn, bills, rows)
+    except UniqueViolation:
+        return False
+    return True
 
 
 def get_bill(

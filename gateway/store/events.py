@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 
+from gateway.store.copy import copy_rows
 from gateway.store.schema import billers, events
 
 
@@ -72,14 +73,20 @@ def list_events(conn: Connection, biller_id: str, after: int, limit: int) -> lis
     ]
 
 
+def event_json(data: Mapping[str, Any]) -> str:
+    """An event's data as stored (and as the feed and webhooks send it)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
 def append_events(
     conn: Connection,
     biller_id: str,
-    new: Sequence[tuple[str, str, Mapping[str, Any]]],
+    new: Sequence[tuple[str, str, Mapping[str, Any] | str]],
     now: datetime,
 ) -> None:
     """Add several events of one biller (event_id, type, data) with consecutive seqs: one
-    ``UPDATE ... RETURNING`` reserves them all, one statement inserts them."""
+    ``UPDATE ... RETURNING`` reserves them all, one statement inserts them. ``data`` may come
+    already encoded by :func:`event_json` (bulk registration keeps only that)."""
     if not new:
         return
     last = conn.execute(
@@ -89,8 +96,9 @@ def append_events(
         .returning(billers.c.last_event_seq)
     ).scalar_one()
     first = int(last) - len(new) + 1
-    conn.execute(
-        events.insert(),
+    copy_rows(  # PostgreSQL: COPY; elsewhere executemany
+        conn,
+        events,
         [
             {
                 "event_id": event_id,
@@ -98,7 +106,7 @@ def append_events(
                 "seq": first + i,
                 "type": type,
                 "created_at": now,
-                "data": json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+                "data": data if isinstance(data, str) else event_json(data),
             }
             for i, (event_id, type, data) in enumerate(new)
         ],

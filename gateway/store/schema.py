@@ -368,6 +368,129 @@ zengin_request_items = Table(
 
 # --- webhooks (migration 0005) ----------------------------------------------------------------
 
+# A biller's webhook endpoint. The secret is kept as issued: the gateway needs it to sign
+# (HMAC), so it cannot be hashed; the API shows it once and no log ever carries it. Deleting
+# an endpoint disables it (the delivery log stays). ``after_seq``: the biller's dispatch cursor
+# when it was created; only events after it are sent to it (redeliver excepted).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(40), nullable=False, unique=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("events", String(500), nullable=False),  # "*" or event types joined by ","
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("after_seq", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime),
+    Index(None, "biller_id", "enabled"),
+)
+
+# The dispatcher's place in each biller's events: every event up to ``last_seq`` has its
+# deliveries. Per biller because a biller's seq is gap-free and in commit order (the biller
+# row lock), which a global serial is not on PostgreSQL. The row is locked (SKIP LOCKED) while
+# a dispatcher works on it, and by an endpoint's creation.
+webhook_cursors = Table(
+    "webhook_cursors",
+    metadata,
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+)
+
+# One event to get to one endpoint (round 0 from the dispatcher, 1, 2… for each redeliver),
+# retried until success or ``max_age``. ``due_at``: when a worker may claim it (the next
+# attempt; while in flight, the lease's end, so a crashed daemon's claim is taken again);
+# NULL once it is final (succeeded, failed, cancelled).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("endpoint_pk", BigId, ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("event_pk", BigId, ForeignKey("events.id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, in_flight, succeeded, failed, …
+    Column("attempts", Integer, nullable=False),
+    Column("due_at", UTCDateTime),
+    Column("lease_owner", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime),
+    UniqueConstraint("endpoint_pk", "event_pk", "round"),
+    Index(None, "due_at"),
+    Index(None, "completed_at"),
+)
+
+# The delivery log: one row per attempt, written when it is claimed and completed with its
+# outcome. ``delivery_id`` is the Gateway-Delivery-Id header of that attempt.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(40), nullable=False, unique=True),
+    Column("delivery_pk", BigId, ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("endpoint_pk", BigId, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("redelivery", Boolean, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("result", String(16), nullable=False),  # in_flight, success, retry, failed, …
+    Column("status_code", Integer),
+    Column("error", String(200)),
+    Column("duration_ms", Integer),
+    Column("next_attempt_at", UTCDateTime),
+    UniqueConstraint("delivery_pk", "attempt"),
+    Index(None, "endpoint_pk", "id"),
+)
+
 # --- bulk registration (migration 0006) -------------------------------------------------------
 
+# One CSV file of bills registered whole (POST /v1/bills/batch or the biller's watched folder).
+# Written in the transaction that stores its bills; what the file asked is in its items.
+bill_batches = Table(
+    "bill_batches",
+    metadata,
+    Column("batch_id", String(40), primary_key=True),  # "bat_" + 24 hex digits
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("source", String(300), nullable=False),  # "api", or "inbox:NAME"
+    Column("encoding", String(16), nullable=False),  # as read: "utf-8" or "shift_jis"
+    Column("row_count", Integer, nullable=False),
+    Column("created_count", Integer, nullable=False),
+    Column("existing_count", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index(None, "biller_id", "created_at"),
+)
+
+# Each bill row of a batch: the spreadsheet row it came from (the header is row 1) and the bill
+# it created, or the identical bill that existed already. The result CSV is read from here.
+bill_batch_items = Table(
+    "bill_batch_items",
+    metadata,
+    Column("batch_id", String(40), ForeignKey("bill_batches.batch_id"), primary_key=True),
+    Column("row_no", Integer, primary_key=True),
+    Column("bill_id", BigId, ForeignKey("bills.id"), nullable=False),
+    Column("created", Boolean, nullable=False),
+)
+
 # --- notifications (migration 0007) -----------------------------------------------------------
+
+# E-mails to customers (the page URL of a new bill): queued in the transaction that creates
+# the bill (so none is lost and none is sent for a bill that was rolled back), sent through the
+# configured SMTP relay with retries. Claimed with a lease, so a crashed daemon's sends are taken
+# up again.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("bill_id", BigId, ForeignKey("bills.id"), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),  # pending, sending, sent, skipped, failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime),
+    Column("last_error", String(300)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    Index(None, "status", "next_attempt_at"),
+)

@@ -27,6 +27,7 @@ from twisted.web import resource, server
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, StoreError
 from gateway.keys import Authenticator
 from gateway.model import Principal
+from gateway.protocols.api.access_log import mask_path, masked_log_formatter
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse
 
 log = Logger()
@@ -167,7 +168,7 @@ class Call:
         if ctype != "application/json":
             raise Problem(415, "Unsupported media type", "send Content-Type: application/json")
         try:
-            return json.loads(self.body.decode("utf-8"), parse_constant=_refuse_constant)
+            doc = json.loads(self.body.decode("utf-8"), parse_constant=_refuse_constant)
         except (UnicodeDecodeError, ValueError) as e:
             raise Problem(
                 400,
@@ -175,6 +176,14 @@ class Call:
                 f"the body is not valid JSON: {e}",
                 [FieldError("body", "is not valid JSON")],
             ) from None
+        if doc is None:  # a JSON null is a body, and not an object (not "no body")
+            raise Problem(
+                400,
+                "The request is malformed",
+                "the body must be a JSON object",
+                [FieldError("body", "must be a JSON object")],
+            )
+        return doc
 
     def idempotency(self) -> IdempotencyClaim | None:
         key = self.request.getHeader("idempotency-key")
@@ -236,7 +245,12 @@ class Router(resource.Resource):
     def _match(self, request: ApiRequest) -> tuple[Route | None, dict[str, str], str]:
         path = request.path.decode("ascii", "replace")
         allowed = []
+        # As OpenAPI matches paths: a literal one (/v1/bills/batch) before a template that would
+        # also match it (/v1/bills/{bill_no}).
+        literal = any("{" not in r.template and r.regex.match(path) for r in self.routes)
         for route in self.routes:
+            if literal and "{" in route.template:
+                continue
             m = route.regex.match(path)
             if m:
                 if route.method == request.method or (
@@ -297,7 +311,7 @@ class Router(resource.Resource):
             "Unhandled error answering {method} {route}",
             failure,
             method=request.method.decode(),
-            route=request.path.decode()[:100],
+            route=mask_path(request.path.decode()[:100]),
         )
         return "unmatched", Problem(
             500, "Internal server error", "the error was logged; try again later"
@@ -334,7 +348,7 @@ class Router(resource.Resource):
 
 
 def make_site(root: resource.Resource, timeout: float = 60.0) -> server.Site:
-    site = server.Site(root, timeout=timeout)
+    site = server.Site(root, timeout=timeout, logFormatter=masked_log_formatter)
     site.requestFactory = ApiRequest
     site.displayTracebacks = False
     return site
