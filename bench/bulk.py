@@ -49,10 +49,11 @@ from sqlalchemy.engine import Engine
 from gateway.bills import parse_bill_request
 from gateway.config import Config, load_config
 from gateway.mappers.bills_csv import bill_document
-from gateway.model import JST, Biller, BillStatus
+from gateway.model import JST, Biller
 from gateway.networks import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
+from gateway.store.bills import NewBill, identifier_columns, new_bill_columns
 from gateway.store.schema import bill_batch_items, bill_batches, bill_slips, bills, events
 
 HEADER = ("bill_no", "amount", "due_date", "channels", "customer_no", "name", "kana", "email")
@@ -241,38 +242,12 @@ def raw_rows(
             doc, limits=issuer.channel_limits(), today=today, max_due_days=config.bills.max_due_days
         )
         ids = issuer.identify(biller, base + i, terms, today)
-        assert ids.slip is not None and ids.payeasy is not None
+        new = NewBill(biller.biller_id, terms, secrets.token_urlsafe(24))
         rows.append(
             {
                 "id": base + i,
-                "biller_id": biller.biller_id,
-                "bill_no": terms.bill_no,
-                "amount": terms.amount,
-                "due_date": terms.due_date,
-                "channels": ",".join(sorted(terms.channels)),
-                "customer_no": terms.customer.customer_no,
-                "customer_name": terms.customer.name,
-                "customer_kana": terms.customer.kana,
-                "customer_email": terms.customer.email,
-                "customer_phone": terms.customer.phone,
-                "taxable": terms.tax.taxable,
-                "tax_amount": terms.tax.tax_amount,
-                "description": terms.description,
-                "status": BillStatus.OPEN.value,
-                "version": 1,
-                "reissue": 0,
-                "double_paid": False,
-                "late": False,
-                "stamp": ids.slip.stamp,
-                "page_token": secrets.token_urlsafe(24),
-                "fingerprint": terms.fingerprint(),
-                "created_at": now,
-                "updated_at": now,
-                "barcode": ids.slip.barcode,
-                "cvs_bill_key": ids.slip.barcode[2:29],
-                "payeasy_institution_code": ids.payeasy.institution_code,
-                "payeasy_customer_number": ids.payeasy.customer_number,
-                "payeasy_confirmation_number": ids.payeasy.confirmation_number,
+                **new_bill_columns(new, terms.fingerprint(), now),
+                **identifier_columns(ids),
             }
         )
     return rows

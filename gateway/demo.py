@@ -271,13 +271,18 @@ def pay_at_stores(
         f"{summary['voided']} voided (速報取消), {summary['double']} bill(s) paid twice, "
         f"{summary['confirmed']} confirmed in the 確報 file"
     )
-    done = workdir / "inbox" / "cvs" / "done" / Path(summary["file"]).name
+    applied(workdir / "inbox" / "cvs" / Path(summary["file"]).name, "確報 file")
+
+
+def applied(dropped: Path, what: str) -> None:
+    """Wait until the daemon's inbox has taken ``dropped`` into done/; print its report."""
+    done = dropped.parent / "done" / dropped.name
     for _ in range(100):
         if done.exists():
             break
         time.sleep(0.1)
     else:
-        raise RuntimeError(f"the 確報 file {summary['file']} was not applied")
+        raise RuntimeError(f"the {what} {dropped.name} was not applied")
     report = done.with_name(done.name + ".report.txt").read_text(encoding="utf-8").strip()
     say(f"  inbox: {done.name} -> done/  ({report})")
 
@@ -398,15 +403,7 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
         f"{summary['failed_count']} not (codes {summary['codes']})"
     )
     (result,) = [workdir / "inbox" / "zengin" / name for name in summary["results"]]
-    done = result.parent / "done" / result.name
-    for _ in range(100):
-        if done.exists():
-            break
-        time.sleep(0.1)
-    else:
-        raise RuntimeError(f"the result file {result.name} was not applied")
-    report = done.with_name(done.name + ".report.txt").read_text(encoding="utf-8").strip()
-    say(f"  inbox: {done.name} -> done/  ({report})")
+    applied(result, "result file")
     show_ledger(daemon, key)
     for customer_no, *_ in WATER_CUSTOMERS:
         _, m, _ = http("GET", f"{daemon.api}/v1/mandates/{customer_no}", None, auth)

@@ -98,7 +98,7 @@ def _state_values(bill: Bill) -> dict[str, Any]:
     return values
 
 
-def _new_columns(new: NewBill, fingerprint: str, now: datetime) -> dict[str, Any]:
+def new_bill_columns(new: NewBill, fingerprint: str, now: datetime) -> dict[str, Any]:
     """Every column of a new bill but its id and identifiers: both insert paths write these."""
     terms = new.terms
     return {
@@ -128,7 +128,7 @@ def _new_columns(new: NewBill, fingerprint: str, now: datetime) -> dict[str, Any
     }
 
 
-def _identifier_columns(ids: Identifiers) -> dict[str, Any]:
+def identifier_columns(ids: Identifiers) -> dict[str, Any]:
     """The columns a bill's identifiers set (after the insert that gives its serial)."""
     values: dict[str, Any] = {}
     if ids.slip is not None:
@@ -160,7 +160,7 @@ def insert_bill(
     fingerprint = new.fingerprint or terms.fingerprint()
     stmt = (
         dialect.insert(bills)
-        .values(**_new_columns(new, fingerprint, now))
+        .values(**new_bill_columns(new, fingerprint, now))
         .on_conflict_do_nothing(index_elements=["biller_id", "bill_no"])
         .returning(bills.c.id)
     )
@@ -177,7 +177,7 @@ def insert_bill(
             )
         return _bill(row), False
     ids = identify(int(serial))
-    values = _identifier_columns(ids)
+    values = identifier_columns(ids)
     if ids.slip is not None:
         insert_slip(conn, int(serial), ids.slip, now)
     if values:  # write the identifiers and read the row back in one statement
@@ -205,7 +205,7 @@ def insert_slip(conn: Connection, bill_id: int, slip: Slip, now: datetime) -> No
 
 # Bill numbers per IN list: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters.
 _LOOKUP_CHUNK = 5000
-# The columns _identifier_columns may set, as a bill without that identifier has them.
+# The columns identifier_columns may set, as a bill without that identifier has them.
 _NO_IDENTIFIERS: dict[str, Any] = {
     "barcode": None,
     "cvs_bill_key": None,
@@ -277,9 +277,9 @@ def insert_bills(
     for new, serial in zip(news, serials, strict=True):
         terms = new.terms
         ids = identify(serial, terms)
-        row = _new_columns(new, new.fingerprint or terms.fingerprint(), now)
+        row = new_bill_columns(new, new.fingerprint or terms.fingerprint(), now)
         row.update(_NO_IDENTIFIERS)
-        row.update(_identifier_columns(ids))
+        row.update(identifier_columns(ids))
         row["id"] = serial
         rows.append(row)
         bill = Bill(
