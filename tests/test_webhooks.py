@@ -652,8 +652,10 @@ async def test_two_delivery_services_on_one_database_send_each_attempt_once(
     assert sorted(r.delivery_id for r in rows) == sorted(ids)
     assert Counter(r.result for r in rows) == {"success": 120, "retry": 60}
     assert states == {"succeeded": 120}
+    # Each attempt went out from exactly one of the two. Which one took how many is up to
+    # timing (one may be quick enough to take them all), so only the sum is a property.
     sent = [s.client.sent for s in services]  # type: ignore[attr-defined]
-    assert sum(sent) == 180 and min(sent) > 0, sent
+    assert sum(sent) == 180, sent
 
 
 @pytest_twisted.ensureDeferred
