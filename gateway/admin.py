@@ -180,23 +180,16 @@ def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[s
     if config.zengin is None:
         raise Failure("import zengin-result: [zengin] is not in the configuration")
     path = Path(args.file)
-    try:
-        parsed = parse_zengin(path.read_bytes(), source=path.name)
-    except FileErrors as e:
-        raise Failure(
-            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
-        ) from None
     now = _now()
     engine = create_db_engine(config.database.url, 1)
     try:
+        parsed = parse_zengin(path.read_bytes(), source=path.name)
         with engine.begin() as conn:
             summary = apply_result(
                 conn, _ingest(config), parsed, path.name, now, now.astimezone(JST).date()
             )
-    except FileErrors as e:
-        raise Failure(
-            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
-        ) from None
+    except FileErrors as e:  # the file's own errors, or not a result of ours: nothing applied
+        raise Failure(e.one_line()) from None
     return {"file": str(path), **summary}
 
 
@@ -247,9 +240,7 @@ def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     try:
         parsed = parse_file(data, source=path.name, ceiling=barcode.MAX_AMOUNT)
     except FileErrors as e:
-        raise Failure(
-            f"{path.name} refused, nothing applied: " + "; ".join(str(x) for x in e.errors)
-        ) from None
+        raise Failure(e.one_line()) from None
     now = _now()
     ingest = _ingest(config)
     events = parsed.events(name=path.name, received_at=now)

@@ -57,6 +57,15 @@ class FileErrors(GatewayError):
         more = f" (+{len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
         super().__init__(f"{source}: {len(self.errors)} error(s): {first}{more}")
 
+    def report(self) -> str:
+        """Every error, one per line, under a heading: the report beside a refused file."""
+        lines = [f"refused: {len(self.errors)} error(s); nothing of this file was applied"]
+        return "\n".join(lines + [str(e) for e in self.errors])
+
+    def one_line(self) -> str:
+        """Every error on one line: what a command prints before it exits 1."""
+        return f"{self.source} refused, nothing applied: " + "; ".join(map(str, self.errors))
+
 
 class StoreError(GatewayError):
     """The store could not do what was asked (not reachable, schema not migrated...)."""

@@ -44,12 +44,17 @@ class UnknownBank(ValueError):
         self.field = field
 
 
+def master_bank(bank_code: str) -> Any:
+    """The Zengin master's bank (``name``, ``kana``, ``branches``), or None."""
+    from zengin_code import Bank  # 8 MB of JSON, loaded on first use
+
+    return Bank.all.get(bank_code)
+
+
 def bank_names(bank_code: str, branch_code: str, *, check: bool = True) -> tuple[str, str]:
     """The half-width kana names (at most 15 characters) of a bank and branch from the Zengin
     master; blank names when ``check`` is off and the master does not know them."""
-    from zengin_code import Bank  # 8 MB of JSON, loaded on first use
-
-    bank = Bank.all.get(bank_code)
+    bank = master_bank(bank_code)
     if bank is None:
         if check:
             raise UnknownBank("bank_code", f"{bank_code} is not a bank of the Zengin master")

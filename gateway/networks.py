@@ -123,12 +123,6 @@ class Issuer:
         return barcode.parse(digits, ceiling=barcode.MAX_AMOUNT).human_readable()
 
 
-def _file_report(errors: FileErrors) -> str:
-    lines = [f"refused: {len(errors.errors)} error(s); nothing of this file was applied"]
-    lines += [str(e) for e in errors.errors]
-    return "\n".join(lines)
-
-
 def _summary(summary: dict[str, int]) -> str:
     total = sum(summary.values())
     parts = ", ".join(f"{k} {v}" for k, v in sorted(summary.items()))
@@ -176,7 +170,7 @@ class CvsNetwork:
         try:
             parsed = parse_file(data, source=name, ceiling=barcode.MAX_AMOUNT)
         except FileErrors as e:
-            return succeed(FileResult(False, _file_report(e)))
+            return succeed(FileResult(False, e.report()))
         events = parsed.events(name=name, received_at=now(self.reactor))
         messages = [Received(ev, line) for line, ev in enumerate(events, 2)]
         d = self.ingest.apply_file(messages, "cvs.file")
@@ -189,7 +183,7 @@ class CvsNetwork:
         except AgencyError as e:
             return succeed(FileResult(False, f"the agency answered an error: {e}"))
         except FileErrors as e:
-            return succeed(FileResult(False, _file_report(e)))
+            return succeed(FileResult(False, e.report()))
         received_at = now(self.reactor)
         lines = agency_lines(data)  # each row's line number and bytes, as the parser saw them
         messages = []

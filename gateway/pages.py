@@ -30,7 +30,7 @@ from twisted.internet.threads import deferToThreadPool
 from gateway.barcode_svg import barcode_svg
 from gateway.clock import now as clock_now
 from gateway.errors import Conflict, GatewayError, NotFound
-from gateway.mappers.cvs import barcode as cvs_barcode
+from gateway.mandates import master_bank
 from gateway.mappers.cvs.mapper import chain_name
 from gateway.model import (
     BillStatus,
@@ -40,6 +40,7 @@ from gateway.model import (
     Principal,
     business_date,
 )
+from gateway.networks import Issuer
 from gateway.payment_page import PageState, PageView, page_state, render_page
 from gateway.receipts import Receipt, render_receipt
 from gateway.store import Store
@@ -74,12 +75,6 @@ def receipt_number(payment_id: str) -> str:
     return "R-" + "-".join(digits[i : i + 4] for i in range(0, 16, 4))
 
 
-def _bank(code: str) -> Any:
-    from zengin_code import Bank  # 8 MB of JSON, loaded on first use (on a pool thread)
-
-    return Bank.all.get(code)
-
-
 def payment_place(payment: Payment) -> str:
     """Where the payment was made, as a receipt prints it: the chain and store code, or the
     bank (and branch, or how the customer paid)."""
@@ -90,7 +85,7 @@ def payment_place(payment: Payment) -> str:
     if payment.channel is Channel.CVS:
         chain = chain_name(first) or f"チェーンコード {first}"
         return f"{chain} 店舗コード {second}" if second else chain
-    found = _bank(first)
+    found = master_bank(first)  # (receipts are rendered on a pool thread)
     bank = f"{found.name}（金融機関コード {first}）" if found else f"金融機関コード {first}"
     if payment.channel is Channel.PAYEASY:
         how = PAYEASY_WORDING.get(PAYEASY_CHANNELS.get(second, ""), "")
@@ -178,9 +173,7 @@ class PageService:
         svg = text = None
         if state is PageState.PAYABLE and bill.slip is not None:
             svg = barcode_svg(bill.slip.barcode, height=BARCODE_HEIGHT)
-            text = cvs_barcode.parse(
-                bill.slip.barcode, ceiling=cvs_barcode.MAX_AMOUNT
-            ).human_readable()
+            text = Issuer.human_readable(bill.slip.barcode)
         paying = paying_payment(view)
         return render_page(
             PageView(

@@ -410,12 +410,6 @@ def result_report(summary: dict[str, Any]) -> str:
     )
 
 
-def refusal_report(errors: FileErrors) -> str:
-    lines = [f"refused: {len(errors.errors)} error(s); nothing of this file was applied"]
-    lines += [str(e) for e in errors.errors]
-    return "\n".join(lines)
-
-
 # --- in the daemon ---------------------------------------------------------------------------
 
 
@@ -446,11 +440,10 @@ class ZenginNetwork:
         try:
             parsed = parse_file(data, source=name)
         except FileErrors as e:
-            return succeed(FileResult(False, refusal_report(e)))
+            return succeed(FileResult(False, e.report()))
 
         def txn(conn: Connection) -> FileResult:
-            savepoint = conn.begin_nested()
-            try:
+            try:  # apply_result refuses a file before it writes anything
                 summary = apply_result(
                     conn,
                     self.ingest,
@@ -460,9 +453,7 @@ class ZenginNetwork:
                     clock_today(self.clock),
                 )
             except FileErrors as e:
-                savepoint.rollback()
-                return FileResult(False, refusal_report(e))
-            savepoint.commit()
+                return FileResult(False, e.report())
             return FileResult(True, result_report(summary))
 
         return self.store.run_interaction("zengin.result", txn)
