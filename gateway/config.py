@@ -165,6 +165,22 @@ class BulkConfig:
 
 
 @dataclass(frozen=True)
+class SettlementConfig:
+    """Settlement runs (docs/settlement.md); the section is optional."""
+
+    interval: float = 3600.0  # seconds between runs (and one at start)
+    max_per_run: int = 10_000  # settlements one run creates at most; the next run goes on
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """The purge of customers' personal data (docs/settlement.md); the section is optional."""
+
+    months: int = 3  # bills paid, expired or cancelled longer ago than this are purged
+    interval: float = 86400.0  # seconds between runs (and one at start)
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path | None
     database: DatabaseConfig
@@ -178,6 +194,8 @@ class Config:
     mail: MailConfig | None = None  # customer e-mails (the page URL of a new bill); off if absent
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)  # defaults when absent
     bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
+    settlement: SettlementConfig = field(default_factory=SettlementConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
     @property
     def channels(self) -> frozenset[Channel]:
@@ -522,6 +540,20 @@ def _bulk(t: _Table) -> BulkConfig:
     return BulkConfig(t.path_value("inbox"), t.number("poll_interval", 5.0))
 
 
+def _settlement(t: _Table) -> SettlementConfig:
+    return SettlementConfig(
+        interval=t.number("interval", 3600.0, low=1.0),
+        max_per_run=t.integer("max_per_run", 10_000, low=1, high=10_000_000),
+    )
+
+
+def _retention(t: _Table) -> RetentionConfig:
+    return RetentionConfig(
+        months=t.integer("months", 3, low=1, high=120),
+        interval=t.number("interval", 86400.0, low=60.0),
+    )
+
+
 def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Check and freeze an already-decoded TOML document."""
     root = _Table(raw, "", base)
@@ -546,6 +578,8 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         mail=_section(root, "mail", _mail),
         webhooks=_section(root, "webhooks", _webhooks) or WebhooksConfig(),
         bulk=_section(root, "bulk", _bulk),
+        settlement=_section(root, "settlement", _settlement) or SettlementConfig(),
+        retention=_section(root, "retention", _retention) or RetentionConfig(),
     )
     root.done()
     if config.cvs is not None and config.cvs.link is not None and config.tls is None:

@@ -133,3 +133,44 @@ def payeasy_lookup(
     if row is None:
         return None
     return _bill(row), row.biller_kana, int(row.failures or 0)
+
+
+def day_close_report(conn: Connection, first: date, last: date) -> list[dict[str, object]]:
+    """Each 閉局 of [first, last]: the center's counters, ours as reported at the close, and the
+    ledger's own totals for that day now (a 取消 or a late 消込 after the close shows here).
+    ``mismatch`` is true when the center's counters differ from the ledger's."""
+    rows = conn.execute(
+        select(mpn_day_closes)
+        .where(mpn_day_closes.c.business_date >= first, mpn_day_closes.c.business_date <= last)
+        .order_by(mpn_day_closes.c.business_date)
+    ).all()
+    report: list[dict[str, object]] = []
+    for row in rows:
+        ledger = day_counters(conn, row.business_date)
+        center = (
+            None
+            if row.center_payments_count is None
+            else (
+                int(row.center_payments_count),
+                int(row.center_payments_sum),
+                int(row.center_cancels_count),
+                int(row.center_cancels_sum),
+            )
+        )
+        at_close = (
+            int(row.payments_count),
+            int(row.payments_sum),
+            int(row.cancels_count),
+            int(row.cancels_sum),
+        )
+        report.append(
+            {
+                "business_date": row.business_date,
+                "closed_at": row.closed_at,
+                "center": center,
+                "at_close": at_close,
+                "ledger": ledger,
+                "mismatch": center is not None and center != ledger,
+            }
+        )
+    return report

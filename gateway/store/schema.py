@@ -129,6 +129,8 @@ bills = Table(
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The retention run that removed the customer's personal data (migration 0008).
+    Column("purge_id", BigId, ForeignKey("data_purges.id")),
     UniqueConstraint("biller_id", "bill_no"),
     UniqueConstraint("payeasy_institution_code", "payeasy_customer_number"),
     Index(None, "biller_id", "updated_at", "id"),
@@ -211,9 +213,13 @@ payments = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("confirmed_at", UTCDateTime),
     Column("voided_at", UTCDateTime),
+    # The settlement that paid it out (migration 0008): set once, by the run that claims it.
+    Column("settlement_id", String(40), ForeignKey("settlements.settlement_id")),
     UniqueConstraint("channel", "event_key"),
     Index(None, "bill_id"),
     Index(None, "biller_id", "created_at"),
+    Index(None, "biller_id", "settlement_id", "status"),
+    Index(None, "settlement_id"),
 )
 
 refund_cases = Table(
@@ -230,6 +236,8 @@ refund_cases = Table(
     Column("resolution", String(32)),
     Column("note", String(500)),
     Column("resolved_at", UTCDateTime),
+    # The settlement that deducted a refunded case from the biller's payout (migration 0008).
+    Column("settlement_id", String(40), ForeignKey("settlements.settlement_id")),
     UniqueConstraint("payment_id", "reason"),
     Index(None, "biller_id", "status"),
 )
@@ -312,6 +320,7 @@ mandates = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("purge_id", BigId, ForeignKey("data_purges.id")),  # migration 0008
     UniqueConstraint("biller_id", "customer_no"),
 )
 
@@ -493,4 +502,85 @@ notifications = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
     Index(None, "status", "next_attempt_at"),
+)
+
+# --- settlement and retention (migration 0008) ------------------------------------------------
+
+# A biller's contract, versioned: each row applies from ``effective_from`` (a JST date) until the
+# next row's. ``rates`` is the JSON of the per-channel fees ({"cvs": {"per_payment": 60,
+# "per_uncollected": 10, "stamp_charge": 200}, …}), validated by gateway.fees.parse_plan.
+fee_plans = Table(
+    "fee_plans",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("effective_from", Date, nullable=False),
+    Column("cycle", String(24), nullable=False),
+    Column("payout_days", Integer, nullable=False),
+    Column("settlement_fee", BigInteger, nullable=False),
+    Column("tax_rate", Integer, nullable=False),  # percent
+    Column("tax_rounding", String(8), nullable=False),  # floor, half_up, ceil
+    Column("rates", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("biller_id", "effective_from"),
+)
+
+# One settlement per biller and period. Periods of a biller are contiguous: each starts the day
+# after the previous one ended, so (biller_id, period_start) is the run's identity: a second run
+# (or a second daemon) hits this key and settles nothing twice.
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("settlement_id", String(40), primary_key=True),  # "stl_" + 24 hex digits
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("cycle", String(24), nullable=False),
+    Column("payout_date", Date, nullable=False),
+    Column("plan_id", BigId, ForeignKey("fee_plans.id"), nullable=False),
+    Column("payments_count", BigInteger, nullable=False),
+    Column("collected", BigInteger, nullable=False),
+    Column("fees", BigInteger, nullable=False),  # before tax
+    Column("tax", BigInteger, nullable=False),
+    Column("stamp_count", BigInteger, nullable=False),
+    Column("stamp_duty", BigInteger, nullable=False),
+    Column("refunds", BigInteger, nullable=False),
+    Column("carried_in", BigInteger, nullable=False),  # a previous shortfall, deducted here
+    Column("carried_out", BigInteger, nullable=False),  # this one's shortfall, for the next
+    Column("payout", BigInteger, nullable=False),  # = the sum of its lines, never negative
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("biller_id", "period_start"),
+    Index(None, "biller_id", "period_end"),
+)
+
+# The statement's lines: ``amount`` is signed (+ owed to the biller, − deducted), and the lines
+# of a settlement add up to its payout, to the yen.
+settlement_lines = Table(
+    "settlement_lines",
+    metadata,
+    Column("settlement_id", String(40), ForeignKey("settlements.settlement_id"), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("channel", String(16)),
+    Column("description", String(200), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("unit_amount", BigInteger),
+    Column("amount", BigInteger, nullable=False),
+)
+
+# The retention job's audit record: one row per run that purged anything, with what it purged
+# (counts per kind and biller, the fields removed). The rows it purged point back here.
+data_purges = Table(
+    "data_purges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("ran_at", UTCDateTime, nullable=False),
+    Column("cutoff", UTCDateTime, nullable=False),
+    Column("bills", Integer, nullable=False),
+    Column("mandates", Integer, nullable=False),
+    Column("request_items", Integer, nullable=False),
+    Column("messages", Integer, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),  # events up to it are scrubbed
+    Column("detail", Text, nullable=False),  # JSON
 )

@@ -1,0 +1,508 @@
+"""The store side of contracts and settlements.
+
+A settlement run is one transaction per biller and period (:func:`settle_next`):
+
+1. the settlement row is inserted first, ``ON CONFLICT DO NOTHING`` on (biller, period start):
+   a second run, or a second daemon on the same PostgreSQL, finds the row and settles nothing
+   (PostgreSQL makes the second insert wait for the first transaction, then skip);
+2. the biller's confirmed payments that no settlement has taken, confirmed before the period's
+   end, are claimed by one ``UPDATE … SET settlement_id`` — a payment has one settlement_id, so
+   it is paid out once, and a payment confirmed after its period closed is claimed by the next;
+3. refund cases resolved ``refunded`` are claimed the same way and deducted;
+4. bills due in the period that never got a live payment are counted (uncollected slips);
+5. :func:`gateway.fees.settle` makes the lines; they, the totals and a ``settlement.created``
+   event are written in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.expression import ColumnElement
+
+from gateway.errors import Conflict
+from gateway.fees import (
+    ChannelRates,
+    Contract,
+    Cycle,
+    DailyCollection,
+    FeePlan,
+    Line,
+    LineKind,
+    Rounding,
+    SettledPayment,
+    Settlement,
+    Tally,
+    Totals,
+    jst_midnight,
+    payout_date,
+    rates_document,
+    settle,
+)
+from gateway.model import Channel, PaymentStatus
+from gateway.store.events import append_event
+from gateway.store.schema import (
+    billers,
+    bills,
+    fee_plans,
+    payments,
+    refund_cases,
+    settlement_lines,
+    settlements,
+)
+
+# The 印紙フラグ is digit 37 of the barcode, and a CVS payment's event key starts with it.
+STAMP_DIGIT = 37
+LIVE = (PaymentStatus.PENDING.value, PaymentStatus.CONFIRMED.value)
+
+
+def _insert(conn: Connection) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
+
+
+# --- fee plans ---------------------------------------------------------------------------------
+
+
+def _plan(row: Row[Any]) -> FeePlan:
+    rates = {
+        Channel(k): ChannelRates(v["per_payment"], v["per_uncollected"], v["stamp_charge"])
+        for k, v in json.loads(row.rates).items()
+    }
+    return FeePlan(
+        effective_from=row.effective_from,
+        cycle=Cycle(row.cycle),
+        payout_days=row.payout_days,
+        settlement_fee=row.settlement_fee,
+        tax_rate=row.tax_rate,
+        tax_rounding=Rounding(row.tax_rounding),
+        rates=rates,
+        plan_id=row.id,
+    )
+
+
+def list_plans(conn: Connection, biller_id: str) -> list[FeePlan]:
+    rows = conn.execute(
+        select(fee_plans)
+        .where(fee_plans.c.biller_id == biller_id)
+        .order_by(fee_plans.c.effective_from)
+    )
+    return [_plan(r) for r in rows]
+
+
+def contract_of(conn: Connection, biller_id: str) -> Contract | None:
+    plans = list_plans(conn, biller_id)
+    return Contract(tuple(plans)) if plans else None
+
+
+def settled_through(conn: Connection, biller_id: str) -> date | None:
+    """The last day of the biller's latest settlement (None: never settled)."""
+    found = conn.execute(
+        select(func.max(settlements.c.period_end)).where(settlements.c.biller_id == biller_id)
+    ).scalar()
+    return found if isinstance(found, date) else None
+
+
+def save_plan(
+    conn: Connection, biller_id: str, plan: FeePlan, now: datetime
+) -> tuple[FeePlan, bool]:
+    """Store a plan version; (stored plan, created). The same plan again changes nothing; a
+    plan for a date a settlement already covers is refused: settled periods stay as settled."""
+    rates = json.dumps(
+        {ch.value: rates_document(plan.rate(ch)) for ch in Channel if ch in plan.rates},
+        sort_keys=True,
+    )
+    values = {
+        "cycle": plan.cycle.value,
+        "payout_days": plan.payout_days,
+        "settlement_fee": plan.settlement_fee,
+        "tax_rate": plan.tax_rate,
+        "tax_rounding": plan.tax_rounding.value,
+        "rates": rates,
+    }
+    # The biller row lock orders plan changes with settlement runs of the same biller.
+    locked = conn.execute(
+        select(billers.c.biller_id).where(billers.c.biller_id == biller_id).with_for_update()
+    ).scalar()
+    if locked is None:
+        raise Conflict(f"biller {biller_id} does not exist", field="biller_id")
+    existing = conn.execute(
+        select(fee_plans).where(
+            fee_plans.c.biller_id == biller_id, fee_plans.c.effective_from == plan.effective_from
+        )
+    ).first()
+    if existing is not None and all(getattr(existing, k) == v for k, v in values.items()):
+        return _plan(existing), False
+    through = settled_through(conn, biller_id)
+    if through is not None and plan.effective_from <= through:
+        raise Conflict(
+            f"settlements of {biller_id} cover up to {through}: a plan change can take effect "
+            f"from {through + timedelta(days=1)} on",
+            field="effective_from",
+        )
+    if existing is not None:
+        conn.execute(update(fee_plans).where(fee_plans.c.id == existing.id).values(**values))
+        plan_id = existing.id
+    else:
+        plan_id = conn.execute(
+            fee_plans.insert()
+            .values(
+                biller_id=biller_id,
+                effective_from=plan.effective_from,
+                created_at=now,
+                **values,
+            )
+            .returning(fee_plans.c.id)
+        ).scalar_one()
+    row = conn.execute(select(fee_plans).where(fee_plans.c.id == plan_id)).one()
+    return _plan(row), existing is None
+
+
+def billers_with_plans(conn: Connection) -> list[str]:
+    return list(
+        conn.execute(
+            select(fee_plans.c.biller_id).distinct().order_by(fee_plans.c.biller_id)
+        ).scalars()
+    )
+
+
+# --- settlement runs ---------------------------------------------------------------------------
+
+
+def _plan_case(contract: Contract, column: Any) -> ColumnElement[int]:
+    """The index of the plan in force when ``column`` (a timestamp) happened."""
+    whens = [(column >= at, index) for index, at in contract.boundaries()]
+    if not whens:
+        return literal(0)
+    return case(*whens, else_=0)
+
+
+def _tally(
+    conn: Connection, contract: Contract, biller_id: str, settlement_id: str, start: date, end: date
+) -> Tally:
+    c = payments.c
+    plan = _plan_case(contract, c.confirmed_at).label("plan")
+    stamped = case(
+        (and_(c.channel == Channel.CVS.value, func.substr(c.event_key, STAMP_DIGIT, 1) == "1"), 1),
+        else_=0,
+    )
+    collected: dict[tuple[Channel, int], tuple[int, int]] = {}
+    stamps: dict[int, int] = {}
+    rows = conn.execute(
+        select(c.channel, plan, func.count(), func.sum(c.amount), func.sum(stamped))
+        .where(c.settlement_id == settlement_id)
+        .group_by(c.channel, plan)
+    )
+    for channel, index, count, total, stamp_count in rows:
+        collected[(Channel(channel), int(index))] = (int(count), int(total))
+        if stamp_count:
+            stamps[int(index)] = stamps.get(int(index), 0) + int(stamp_count)
+    live = exists().where(payments.c.bill_id == bills.c.id, payments.c.status.in_(LIVE))
+    uncollected: dict[tuple[Channel, int], int] = {}
+    for channels, due, count in conn.execute(
+        select(bills.c.channels, bills.c.due_date, func.count())
+        .where(
+            bills.c.biller_id == biller_id,
+            bills.c.due_date >= start,
+            bills.c.due_date <= end,
+            ~live,
+        )
+        .group_by(bills.c.channels, bills.c.due_date)
+    ):
+        index = contract.plan_index(due)
+        for name in channels.split(","):
+            if name:
+                key = (Channel(name), index)
+                uncollected[key] = uncollected.get(key, 0) + int(count)
+    refund = conn.execute(
+        select(func.count(), func.coalesce(func.sum(refund_cases.c.amount), 0)).where(
+            refund_cases.c.settlement_id == settlement_id
+        )
+    ).one()
+    return Tally(collected, stamps, uncollected, (int(refund[0]), int(refund[1])))
+
+
+def settle_next(
+    conn: Connection,
+    biller_id: str,
+    today: date,
+    now: datetime,
+    new_id: Callable[[str], str],
+    render: Callable[[Settlement], Mapping[str, Any]],
+) -> Settlement | None:
+    """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
+    None when there is none, or when another run holds or has made it."""
+    contract = contract_of(conn, biller_id)
+    if contract is None:
+        return None
+    previous = conn.execute(
+        select(settlements.c.period_end, settlements.c.carried_out)
+        .where(settlements.c.biller_id == biller_id)
+        .order_by(settlements.c.period_end.desc())
+        .limit(1)
+    ).first()
+    start, end = contract.period_after(previous.period_end if previous else None)
+    if end >= today:
+        return None
+    closing = contract.plan_on(end)
+    settlement_id = new_id("stl")
+    created = conn.execute(
+        _insert(conn)(settlements)
+        .values(
+            settlement_id=settlement_id,
+            biller_id=biller_id,
+            period_start=start,
+            period_end=end,
+            cycle=closing.cycle.value,
+            payout_date=payout_date(closing, end),
+            plan_id=closing.plan_id,
+            payments_count=0,
+            collected=0,
+            fees=0,
+            tax=0,
+            stamp_count=0,
+            stamp_duty=0,
+            refunds=0,
+            carried_in=0,
+            carried_out=0,
+            payout=0,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["biller_id", "period_start"])
+        .returning(settlements.c.settlement_id)
+    ).scalar()
+    if created is None:
+        return None
+    until = jst_midnight(end + timedelta(days=1))
+    conn.execute(
+        update(payments)
+        .where(
+            payments.c.biller_id == biller_id,
+            payments.c.settlement_id.is_(None),
+            payments.c.status == PaymentStatus.CONFIRMED.value,
+            payments.c.confirmed_at < until,
+        )
+        .values(settlement_id=settlement_id)
+    )
+    conn.execute(
+        update(refund_cases)
+        .where(
+            refund_cases.c.biller_id == biller_id,
+            refund_cases.c.settlement_id.is_(None),
+            refund_cases.c.resolution == "refunded",
+            refund_cases.c.resolved_at < until,
+        )
+        .values(settlement_id=settlement_id)
+    )
+    tally = _tally(conn, contract, biller_id, settlement_id, start, end)
+    carried_in = int(previous.carried_out) if previous else 0
+    tally = Tally(tally.collected, tally.stamped, tally.uncollected, tally.refunds, carried_in)
+    lines, totals = settle(contract, (start, end), tally)
+    if lines:
+        conn.execute(
+            settlement_lines.insert(),
+            [
+                {
+                    "settlement_id": settlement_id,
+                    "line_no": no,
+                    "kind": line.kind.value,
+                    "channel": line.channel.value if line.channel else None,
+                    "description": line.description,
+                    "quantity": line.quantity,
+                    "unit_amount": line.unit_amount,
+                    "amount": line.amount,
+                }
+                for no, line in enumerate(lines, 1)
+            ],
+        )
+    conn.execute(
+        update(settlements)
+        .where(settlements.c.settlement_id == settlement_id)
+        .values(**vars(totals))
+    )
+    settlement = Settlement(
+        settlement_id,
+        biller_id,
+        start,
+        end,
+        closing.cycle,
+        payout_date(closing, end),
+        totals,
+        tuple(lines),
+        now,
+    )
+    append_event(
+        conn,
+        biller_id=biller_id,
+        event_id=new_id("evt"),
+        type="settlement.created",
+        data={"settlement": render(settlement)},
+        now=now,
+    )
+    return settlement
+
+
+# --- reading settlements -------------------------------------------------------------------
+
+
+def _settlement(row: Row[Any], lines: tuple[Line, ...]) -> Settlement:
+    totals = Totals(**{k: int(getattr(row, k)) for k in Totals.__dataclass_fields__})
+    return Settlement(
+        row.settlement_id,
+        row.biller_id,
+        row.period_start,
+        row.period_end,
+        Cycle(row.cycle),
+        row.payout_date,
+        totals,
+        lines,
+        row.created_at,
+    )
+
+
+def _lines(conn: Connection, settlement_id: str) -> tuple[Line, ...]:
+    rows = conn.execute(
+        select(settlement_lines)
+        .where(settlement_lines.c.settlement_id == settlement_id)
+        .order_by(settlement_lines.c.line_no)
+    )
+    return tuple(
+        Line(
+            LineKind(r.kind),
+            r.description,
+            int(r.quantity),
+            None if r.unit_amount is None else int(r.unit_amount),
+            int(r.amount),
+            Channel(r.channel) if r.channel else None,
+        )
+        for r in rows
+    )
+
+
+def get_settlement(conn: Connection, biller_id: str, settlement_id: str) -> Settlement | None:
+    row = conn.execute(
+        select(settlements).where(
+            settlements.c.biller_id == biller_id, settlements.c.settlement_id == settlement_id
+        )
+    ).first()
+    return None if row is None else _settlement(row, _lines(conn, settlement_id))
+
+
+def list_settlements(
+    conn: Connection, biller_id: str, after: date | None, limit: int
+) -> list[Settlement]:
+    """The biller's settlements by period, oldest first, after the period starting ``after``;
+    without their lines (``GET /v1/settlements/{id}`` has them)."""
+    stmt = select(settlements).where(settlements.c.biller_id == biller_id)
+    if after is not None:
+        stmt = stmt.where(settlements.c.period_start > after)
+    rows = conn.execute(stmt.order_by(settlements.c.period_start).limit(limit))
+    return [_settlement(r, ()) for r in rows]
+
+
+def settled_payments(
+    conn: Connection, settlement_id: str, batch: int = 5000
+) -> Iterator[SettledPayment]:
+    """Every payment a settlement paid out, in confirmation order, read a batch at a time."""
+    c = payments.c
+    stamped = and_(c.channel == Channel.CVS.value, func.substr(c.event_key, STAMP_DIGIT, 1) == "1")
+    last: tuple[datetime, str] | None = None
+    while True:
+        stmt = (
+            select(
+                c.payment_id,
+                bills.c.bill_no,
+                c.channel,
+                c.amount,
+                c.paid_at,
+                c.confirmed_at,
+                stamped.label("stamped"),
+                c.store,
+            )
+            .select_from(payments.outerjoin(bills, bills.c.id == c.bill_id))
+            .where(c.settlement_id == settlement_id)
+            .order_by(c.confirmed_at, c.payment_id)
+            .limit(batch)
+        )
+        if last is not None:
+            stmt = stmt.where(
+                (c.confirmed_at > last[0]) | and_(c.confirmed_at == last[0], c.payment_id > last[1])
+            )
+        rows = conn.execute(stmt).all()
+        for r in rows:
+            yield SettledPayment(
+                r.payment_id,
+                r.bill_no,
+                Channel(r.channel),
+                int(r.amount),
+                r.paid_at,
+                r.confirmed_at,
+                bool(r.stamped),
+                r.store,
+            )
+        if len(rows) < batch:
+            return
+        last = (rows[-1].confirmed_at, rows[-1].payment_id)
+
+
+# --- the per-day collection report -------------------------------------------------------
+
+
+def jst_day(conn: Connection, column: Any) -> ColumnElement[Any]:
+    """A UTC timestamp column as its JST date, in SQL: what the report groups by."""
+    if conn.dialect.name == "postgresql":
+        return func.date(func.timezone("Asia/Tokyo", column))
+    return func.date(column, "+9 hours")
+
+
+def daily_collections(
+    conn: Connection, biller_id: str, first: date, last: date
+) -> list[DailyCollection]:
+    """Live payments made on each JST day of [first, last], by channel and chain (the CVS
+    chain code, the bank of a Pay-easy payment or transfer)."""
+    c = payments.c
+    day = jst_day(conn, c.paid_at).label("day")
+    if conn.dialect.name == "postgresql":
+        chain = func.coalesce(func.split_part(c.store, "-", 1), "").label("chain")
+    else:
+        dash = func.instr(c.store, "-")
+        chain = case(
+            (dash > 0, func.substr(c.store, 1, dash - 1)), else_=func.coalesce(c.store, "")
+        ).label("chain")
+    confirmed = case((c.status == PaymentStatus.CONFIRMED.value, 1), else_=0)
+    rows = conn.execute(
+        select(
+            day,
+            c.channel,
+            chain,
+            func.count(),
+            func.sum(c.amount),
+            func.sum(confirmed),
+            func.sum(confirmed * c.amount),
+        )
+        .where(
+            c.biller_id == biller_id,
+            c.status.in_(LIVE),
+            c.paid_at >= jst_midnight(first),
+            c.paid_at < jst_midnight(last + timedelta(days=1)),
+        )
+        .group_by(day, c.channel, chain)
+        .order_by(day, c.channel, chain)
+    )
+    return [
+        DailyCollection(
+            day if isinstance(day, date) else date.fromisoformat(str(day)),
+            Channel(channel),
+            chain_code or "",
+            int(count),
+            int(total),
+            int(confirmed_count),
+            int(confirmed_total),
+        )
+        for day, channel, chain_code, count, total, confirmed_count, confirmed_total in rows
+    ]
