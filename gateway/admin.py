@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.admin_settlement import Failure  # one Failure for every command
 from gateway.config import Config, load_config
 from gateway.errors import FileErrors, GatewayError
 from gateway.keys import hash_key, new_key
@@ -29,10 +30,6 @@ from gateway.store.migrate import migrate
 BILLER_ID = r"[a-z0-9][a-z0-9_\-]{0,31}"
 # Half-width katakana without small kana, digits, capitals, space and ( ) - . /
 KANA = r"[\uFF66\uFF70-\uFF9FA-Z0-9 ().\-/]{1,40}"
-
-
-class Failure(Exception):
-    """A one-line reason to print before exiting with status 1."""
 
 
 def _now() -> datetime:
@@ -321,6 +318,10 @@ def parser() -> argparse.ArgumentParser:
     cm.add_argument("dir")
     cm.add_argument("--force", action="store_true", help="overwrite existing files")
     cm.set_defaults(fn=cmd_certs_make, needs_config=False)
+
+    from gateway.admin_settlement import add_commands
+
+    add_commands(sub)
     return p
 
 

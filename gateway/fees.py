@@ -21,7 +21,7 @@ day after the previous one ended.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -34,7 +34,9 @@ from gateway.validation import Fields
 
 MAX_FEE = 1_000_000  # yen per item or per settlement: far above any real plan
 MAX_PAYOUT_DAYS = 30
-STAMP_CHARGE = 200  # 印紙税 on a receipt of ¥50,000 or more (印紙税法 別表第一 17号)
+# 印紙税 on a receipt from ¥50,000 up to ¥1,000,000 (印紙税法 別表第一 17号); a CVS slip is at
+# most ¥300,000 (the contract ceiling), so ¥200 is the only rate a store payment can need.
+STAMP_CHARGE = 200
 
 
 class Cycle(StrEnum):
@@ -301,11 +303,9 @@ class Totals:
     payout: int
 
 
-def _since(plan: FeePlan, contract: Contract, start: date) -> str:
-    """A plan's part of a period, for a line's description: "" when one plan covers it."""
-    if len(contract.plans) == 1:
-        return ""
-    return f"（{max(plan.effective_from, contract.start):%Y-%m-%d}〜の料金）"
+def _tariff(plan: FeePlan, several: bool) -> str:
+    """Which plan's price a fee line uses, when a settlement's items fall under several."""
+    return f"（{plan.effective_from:%Y-%m-%d}〜の料金）" if several else ""
 
 
 def settle(
@@ -317,7 +317,15 @@ def settle(
     to zero and the next settlement deducts it as 前回繰越.
     """
     start, end = period
+    if start > end:
+        raise ValueError(f"a period ends on or after its start, not {start}..{end}")
+    figures = [n for pair in tally.collected.values() for n in pair]
+    figures += [*tally.uncollected.values(), *tally.stamped.values(), *tally.refunds]
+    if min([*figures, tally.carried_in, 0]) < 0:
+        raise ValueError("a tally's counts and sums are never negative")
     closing = contract.plan_on(end)
+    plans_used = {i for _, i in tally.collected} | {i for _, i in tally.uncollected}
+    several = len(plans_used | set(tally.stamped)) > 1
     lines: list[Line] = []
     for channel in Channel:
         count = sum(c for (ch, _), (c, _) in tally.collected.items() if ch is channel)
@@ -336,11 +344,11 @@ def settle(
 
     for (channel, index), (count, _) in sorted(tally.collected.items()):
         plan = contract.plans[index]
-        text = f"{CHANNEL_NAMES[channel]} 収納手数料{_since(plan, contract, start)}"
+        text = f"{CHANNEL_NAMES[channel]} 収納手数料{_tariff(plan, several)}"
         fee(LineKind.PAYMENT_FEE, text, count, plan.rate(channel).per_payment, plan, channel)
     for (channel, index), count in sorted(tally.uncollected.items()):
         plan = contract.plans[index]
-        text = f"{CHANNEL_NAMES[channel]} 未収納票 発行手数料{_since(plan, contract, start)}"
+        text = f"{CHANNEL_NAMES[channel]} 未収納票 発行手数料{_tariff(plan, several)}"
         fee(
             LineKind.UNCOLLECTED_FEE, text, count, plan.rate(channel).per_uncollected, plan, channel
         )
@@ -355,7 +363,7 @@ def settle(
         unit = plan.rate(Channel.CVS).stamp_charge
         stamp_count += count
         if count and unit:
-            text = f"印紙税相当額（コンビニ収納）{_since(plan, contract, start)}"
+            text = f"印紙税相当額（コンビニ収納）{_tariff(plan, several)}"
             lines.append(Line(LineKind.STAMP_DUTY, text, count, unit, -count * unit, Channel.CVS))
     refund_count, refund_sum = tally.refunds
     if refund_count:
@@ -371,23 +379,19 @@ def settle(
         return -sum(line.amount for line in lines if line.kind in kinds)
 
     totals = Totals(
-        payments_count=sum(c for c, _ in tally.collected.values()),
-        collected=sum(s for _, s in tally.collected.values()),
+        payments_count=sum(line.quantity for line in lines if line.kind is LineKind.COLLECTION),
+        collected=-deducted(LineKind.COLLECTION),
         fees=deducted(*FEE_KINDS),
         tax=deducted(LineKind.TAX),
         stamp_count=stamp_count,
         stamp_duty=deducted(LineKind.STAMP_DUTY),
-        refunds=refund_sum,
+        refunds=deducted(LineKind.REFUND),
         carried_in=tally.carried_in,
         carried_out=carried_out,
         payout=balance + carried_out,
     )
     assert totals.payout == sum(line.amount for line in lines) >= 0
     return lines, totals
-
-
-def plans_in_order(plans: Iterable[FeePlan]) -> Contract:
-    return Contract(tuple(sorted(plans, key=lambda p: p.effective_from)))
 
 
 # --- what is stored and shown -----------------------------------------------------------------

@@ -37,8 +37,10 @@ from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.routes import api_routes
+from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.ops import ops_site
+from gateway.settlement import SettlementApi, SettlementJob, settlement_service
 from gateway.store import Store
 from gateway.store.idempotency import purge_expired
 from gateway.store.migrate import head_revision, migrate
@@ -182,8 +184,11 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     routes += page_routes(PageService(store, reactor, config.bills.retention_days))
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
+    routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
     expiry = ExpiryJob(store, reactor, bills.render)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
+    settle = SettlementJob(store, reactor, config.settlement.max_per_run)
+    settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
     api = make_site(Router(routes, auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 

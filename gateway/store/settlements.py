@@ -506,3 +506,11 @@ def daily_collections(
         )
         for day, channel, chain_code, count, total, confirmed_count, confirmed_total in rows
     ]
+
+
+def settlement_biller(conn: Connection, settlement_id: str) -> str | None:
+    """Whose settlement this is (the operator's commands name settlements by id alone)."""
+    found = conn.execute(
+        select(settlements.c.biller_id).where(settlements.c.settlement_id == settlement_id)
+    ).scalar()
+    return None if found is None else str(found)

@@ -1,0 +1,204 @@
+"""Routes of contracts, settlements, statements and reports.
+
+Billers (their own data): ``GET /v1/fee-plans``, ``GET /v1/settlements``,
+``GET /v1/settlements/{id}``, ``…/{id}/statement.csv``, ``…/{id}/statement.pdf``,
+``…/{id}/payments.csv``, ``GET /v1/reports/daily-collections``.
+
+The operator (an admin key): ``GET /v1/billers/{biller_id}/fee-plans``,
+``PUT /v1/billers/{biller_id}/fee-plans/{effective_from}``, ``GET /v1/mpn/day-closes``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Any
+
+from gateway.admin import BILLER_ID
+from gateway.errors import FieldError
+from gateway.model import Principal
+from gateway.protocols.api.http import Call, Problem, Response, Route
+from gateway.settlement import SettlementApi, daily_json, encoding_of, settlement_json
+from gateway.views import iso
+
+SETTLEMENT_ID = re.compile(r"stl_[0-9a-f]{24}")
+
+
+def _biller(call: Call) -> Principal:
+    principal = call.principal
+    assert principal is not None
+    if principal.biller_id is None:
+        raise Problem(403, "Forbidden", "settlements belong to billers: use a biller's API key")
+    return principal
+
+
+def _admin(call: Call) -> Principal:
+    principal = call.principal
+    assert principal is not None
+    if not principal.is_admin:
+        raise Problem(403, "Forbidden", "this is the operator's: use an admin API key")
+    return principal
+
+
+def _date(name: str, raw: str | None) -> date:
+    """A date parameter (query or path) in YYYY-MM-DD; 400 naming it otherwise."""
+    if raw is None:
+        raise Problem(
+            400,
+            "The request is malformed",
+            f"{name} is required",
+            [FieldError(name, "is required")],
+        )
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise Problem(
+        400,
+        "The request is malformed",
+        f"{name} must be a date YYYY-MM-DD",
+        [FieldError(name, "must be a date YYYY-MM-DD")],
+    )
+
+
+def _limit(call: Call, max_page_size: int) -> int:
+    raw = call.query("limit")
+    if raw is None:
+        return min(50, max_page_size)
+    if not raw.isdigit() or not 1 <= int(raw) <= max_page_size:
+        raise Problem(
+            400,
+            "The request is malformed",
+            f"limit must be an integer 1-{max_page_size}",
+            [FieldError("limit", f"must be an integer from 1 to {max_page_size}")],
+        )
+    return int(raw)
+
+
+def _settlement_id(call: Call) -> str:
+    value = call.params["settlement_id"]
+    if not SETTLEMENT_ID.fullmatch(value):
+        raise Problem(404, "Not found", f"settlement {value[:40]} not found")
+    return value
+
+
+def _file(name: str, ctype: str, body: bytes) -> Response:
+    disposition = "inline" if ctype == "application/pdf" else "attachment"
+    return Response(200, body, ctype, {"Content-Disposition": f'{disposition}; filename="{name}"'})
+
+
+def _day_close_json(row: dict[str, Any]) -> dict[str, Any]:
+    def counters(values: Any) -> dict[str, int] | None:
+        if values is None:
+            return None
+        count, total, cancels, cancelled = values
+        return {
+            "payments_count": count,
+            "payments_sum": total,
+            "cancels_count": cancels,
+            "cancels_sum": cancelled,
+        }
+
+    closed_at = row["closed_at"]
+    assert isinstance(closed_at, datetime)
+    return {
+        "business_date": row["business_date"].isoformat(),
+        "closed_at": iso(closed_at),
+        "center": counters(row["center"]),
+        "at_close": counters(row["at_close"]),
+        "ledger": counters(row["ledger"]),
+        "mismatch": row["mismatch"],
+    }
+
+
+def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
+    async def own_plans(call: Call) -> Response:
+        return Response.json(await api.plans(_biller(call).biller_id or ""))
+
+    async def biller_plans(call: Call) -> Response:
+        _admin(call)
+        biller_id = call.params["biller_id"]
+        if not re.fullmatch(BILLER_ID, biller_id):
+            raise Problem(404, "Not found", f"biller {biller_id[:32]} not found")
+        return Response.json(await api.plans(biller_id))
+
+    async def put_plan(call: Call) -> Response:
+        _admin(call)
+        biller_id = call.params["biller_id"]
+        if not re.fullmatch(BILLER_ID, biller_id):
+            raise Problem(404, "Not found", f"biller {biller_id[:32]} not found")
+        day = _date("effective_from", call.params["effective_from"])
+        status, doc = await api.put_plan(biller_id, day, call.json_body())
+        return Response.json(doc, status)
+
+    async def list_settlements(call: Call) -> Response:
+        principal = _biller(call)
+        return Response.json(
+            await api.page(principal, call.query("cursor"), _limit(call, max_page_size))
+        )
+
+    async def get_settlement(call: Call) -> Response:
+        found = await api.get(_biller(call), _settlement_id(call))
+        return Response.json(settlement_json(found))
+
+    async def statement_csv(call: Call) -> Response:
+        return _file(
+            *await api.statement(_biller(call), _settlement_id(call), "csv", call.query("encoding"))
+        )
+
+    async def statement_pdf(call: Call) -> Response:
+        return _file(*await api.statement(_biller(call), _settlement_id(call), "pdf", None))
+
+    async def payments_csv(call: Call) -> Response:
+        return _file(
+            *await api.statement(
+                _biller(call), _settlement_id(call), "payments", call.query("encoding")
+            )
+        )
+
+    async def daily_report(call: Call) -> Response:
+        from gateway.statements import daily_report_csv
+
+        principal = _biller(call)
+        first, last = _date("from", call.query("from")), _date("to", call.query("to"))
+        fmt = call.query("format") or "json"
+        if fmt not in ("json", "csv"):
+            raise Problem(
+                400,
+                "The request is malformed",
+                "format must be json or csv",
+                [FieldError("format", "must be json or csv")],
+            )
+        encoding = encoding_of(call.query("encoding"))
+        rows = await api.daily(principal, first, last)
+        if fmt == "csv":
+            name = f"collections-{first}-{last}.csv"
+            ctype = "text/csv; charset=" + encoding
+            return _file(name, ctype, daily_report_csv(rows, encoding))
+        return Response.json(
+            {
+                "from": first.isoformat(),
+                "to": last.isoformat(),
+                "data": [daily_json(r) for r in rows],
+            }
+        )
+
+    async def day_closes(call: Call) -> Response:
+        _admin(call)
+        first, last = _date("from", call.query("from")), _date("to", call.query("to"))
+        rows = await api.day_closes(first, last)
+        return Response.json({"data": [_day_close_json(r) for r in rows]})
+
+    return [
+        Route(b"GET", "/v1/fee-plans", own_plans, auth=True),
+        Route(b"GET", "/v1/billers/{biller_id}/fee-plans", biller_plans, auth=True),
+        Route(b"PUT", "/v1/billers/{biller_id}/fee-plans/{effective_from}", put_plan, auth=True),
+        Route(b"GET", "/v1/settlements", list_settlements, auth=True),
+        Route(b"GET", "/v1/settlements/{settlement_id}", get_settlement, auth=True),
+        Route(b"GET", "/v1/settlements/{settlement_id}/statement.csv", statement_csv, auth=True),
+        Route(b"GET", "/v1/settlements/{settlement_id}/statement.pdf", statement_pdf, auth=True),
+        Route(b"GET", "/v1/settlements/{settlement_id}/payments.csv", payments_csv, auth=True),
+        Route(b"GET", "/v1/reports/daily-collections", daily_report, auth=True),
+        Route(b"GET", "/v1/mpn/day-closes", day_closes, auth=True),
+    ]
