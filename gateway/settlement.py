@@ -39,6 +39,7 @@ from gateway.store.settlements import (
     get_settlement,
     list_plans,
     list_settlements,
+    preview_next,
     save_plan,
     settle_next,
     settled_payments,
@@ -59,6 +60,7 @@ RUN_FAILURES = Counter(
 )
 ENCODINGS = ("utf-8", "shift_jis")
 MAX_REPORT_DAYS = 366
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)  # report and day-close dates
 
 
 def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
@@ -163,8 +165,8 @@ def settlement_service(job: SettlementJob, interval: float, clock: IReactorTime)
 
 
 def encoding_of(raw: str | None) -> str:
-    value = (raw or "utf-8").lower().replace("-", "_").replace("sjis", "shift_jis")
-    value = {"utf_8": "utf-8", "shift_jis": "shift_jis", "cp932": "shift_jis"}.get(value, value)
+    """A CSV encoding parameter: ``utf-8`` (the default; written with a BOM) or ``shift_jis``."""
+    value = raw or "utf-8"
     if value not in ENCODINGS:
         raise InvalidRequest(
             [FieldError("encoding", f"must be one of {', '.join(ENCODINGS)}")], 400
@@ -219,6 +221,21 @@ class SettlementApi:
             "next_cursor": page[-1].period_start.isoformat() if len(rows) > limit else None,
         }
 
+    async def preview(self, principal: Principal) -> dict[str, Any]:
+        """The next settlement as it stands now (nothing is stored): ``settlement_id`` null."""
+        found = await self.store.run_interaction(
+            "settlements.preview",
+            preview_next,
+            principal.biller_id or "",
+            clock_today(self.clock),
+            clock_now(self.clock),
+            ids.new_id,
+            settlement_json,
+        )
+        if found is None:
+            raise NotFound("a contract (fee plan) for this biller")
+        return {**settlement_json(found), "settlement_id": None, "preview": True}
+
     async def get(self, principal: Principal, settlement_id: str) -> Settlement:
         found = await self.store.run_interaction(
             "settlements.get", get_settlement, principal.biller_id or "", settlement_id
@@ -260,8 +277,7 @@ class SettlementApi:
         return f"{name}.csv", ctype, statements.statement_csv(settlement, title, enc)
 
     async def daily(self, principal: Principal, first: date, last: date) -> list[DailyCollection]:
-        if last < first:
-            raise InvalidRequest([FieldError("to", "must not be before from")])
+        _report_range(first, last)
         if last - first > timedelta(days=MAX_REPORT_DAYS):
             raise InvalidRequest([FieldError("to", f"at most {MAX_REPORT_DAYS} days after from")])
         return await self.store.run_interaction(
@@ -270,8 +286,7 @@ class SettlementApi:
 
     async def day_closes(self, first: date, last: date) -> list[dict[str, Any]]:
         """The MPN 閉局 of each business day next to the ledger's own totals (operator)."""
-        if last < first:
-            raise InvalidRequest([FieldError("to", "must not be before from")])
+        _report_range(first, last)
         return await self.store.run_interaction("mpn.day_closes", day_close_report, first, last)
 
     def _in_thread(self, fn: Callable[[], T]) -> Deferred[T]:
@@ -281,6 +296,18 @@ class SettlementApi:
         d: Deferred[T] = Deferred()
         d.callback(fn())
         return d
+
+
+def _report_range(first: date, last: date) -> None:
+    errors = [
+        FieldError(name, f"must be a day from {EARLIEST} to {LATEST}")
+        for name, day in (("from", first), ("to", last))
+        if not EARLIEST <= day <= LATEST
+    ]
+    if not errors and last < first:
+        errors.append(FieldError("to", "must not be before from"))
+    if errors:
+        raise InvalidRequest(errors)
 
 
 def daily_json(row: Any) -> Mapping[str, Any]:

@@ -28,7 +28,7 @@ from gateway.store.bills import Identifiers, NewBill, insert_bill
 from gateway.store.events import list_events
 from gateway.store.ledger import list_refund_cases, resolve_refund_case
 from gateway.store.schema import payments, settlement_lines, settlements
-from gateway.store.settlements import get_settlement, save_plan, settle_next
+from gateway.store.settlements import get_settlement, preview_next, save_plan, settle_next
 from tests.conftest import config_text
 
 CREATED = datetime(2026, 11, 2, 9, 0, tzinfo=JST)
@@ -391,3 +391,35 @@ def test_two_runs_at_once_make_one_settlement_and_pay_each_payment_once(world: W
     assert made[0].totals.payments_count == 20
     with world.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(settlements)).scalar_one() == 1
+
+
+def test_a_preview_counts_as_the_run_will_and_stores_nothing(world: World) -> None:
+    world.plan(standard_plan())
+    world.paid(world.bill("V-1", 5_400), at(11, 5), at(11, 8))
+    world.bill("V-2", 1_000, due=date(2026, 11, 10))  # overdue: uncollected
+    world.bill("V-3", 1_000, due=date(2026, 11, 25))  # not due yet on the 20th
+    with world.engine.begin() as conn:
+        preview = preview_next(
+            conn, "acme", date(2026, 11, 20), at(11, 20), ids.new_id, settlement_json
+        )
+    assert preview is not None
+    assert (preview.period_start, preview.period_end) == (date(2026, 11, 1), date(2026, 11, 30))
+    uncollected = [line.quantity for line in preview.lines if line.kind is LineKind.UNCOLLECTED_FEE]
+    assert uncollected == [1]
+    assert preview.totals.payout == 5_400 - 60 - 10 - 500 - 57
+    with world.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(settlements)).scalar_one() == 0
+        assert (
+            conn.execute(
+                select(func.count()).where(payments.c.settlement_id.is_not(None))
+            ).scalar_one()
+            == 0
+        )
+        assert [e.type for e in list_events(conn, "acme", 0, 100)] == [
+            "payment.preliminary",
+            "payment.confirmed",
+        ]  # no settlement.created
+    november = world.settle(date(2026, 12, 1))
+    assert november is not None
+    assert november.totals.collected == preview.totals.collected
+    assert november.totals.fees == preview.totals.fees + 10  # V-3 fell due unpaid meanwhile

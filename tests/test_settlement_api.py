@@ -214,6 +214,14 @@ async def test_a_biller_reads_its_settlement_and_statements(
     )
     assert status == 422 and problem["errors"][0]["field"] == "to"
 
+    status, upcoming, _ = await gateway.request("GET", "/v1/settlements/upcoming", school)
+    assert status == 200 and upcoming["preview"] is True and upcoming["settlement_id"] is None
+    assert upcoming["period"]["start"] == TODAY.replace(day=1).isoformat()
+    assert upcoming["collected"] == 0  # S-3's 速報 alone is not paid out
+    assert sum(line["amount"] for line in upcoming["lines"]) == upcoming["payout"]
+    assert (await gateway.request("GET", "/v1/settlements/upcoming", other))[0] == 404
+    assert len((await gateway.request("GET", "/v1/settlements", school))[1]["data"]) == 1
+
     out = tmp_path / "statement.pdf"
     written = admin(
         gateway.config_path,

@@ -183,7 +183,13 @@ def _plan_case(contract: Contract, column: Any) -> ColumnElement[int]:
 
 
 def _tally(
-    conn: Connection, contract: Contract, biller_id: str, settlement_id: str, start: date, end: date
+    conn: Connection,
+    contract: Contract,
+    biller_id: str,
+    settlement_id: str,
+    start: date,
+    end: date,
+    due_before: date,
 ) -> Tally:
     c = payments.c
     plan = _plan_case(contract, c.confirmed_at).label("plan")
@@ -210,6 +216,7 @@ def _tally(
             bills.c.biller_id == biller_id,
             bills.c.due_date >= start,
             bills.c.due_date <= end,
+            bills.c.due_date < due_before,
             ~live,
         )
         .group_by(bills.c.channels, bills.c.due_date)
@@ -234,9 +241,11 @@ def settle_next(
     now: datetime,
     new_id: Callable[[str], str],
     render: Callable[[Settlement], Mapping[str, Any]],
+    due_before: date | None = None,
 ) -> Settlement | None:
     """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
-    None when there is none, or when another run holds or has made it."""
+    None when there is none, or when another run holds or has made it. ``due_before`` (the
+    preview's): only bills due before it count as uncollected."""
     contract = contract_of(conn, biller_id)
     if contract is None:
         return None
@@ -299,7 +308,9 @@ def settle_next(
         )
         .values(settlement_id=settlement_id)
     )
-    tally = _tally(conn, contract, biller_id, settlement_id, start, end)
+    tally = _tally(
+        conn, contract, biller_id, settlement_id, start, end, min(today, due_before or today)
+    )
     carried_in = int(previous.carried_out) if previous else 0
     tally = Tally(tally.collected, tally.stamped, tally.uncollected, tally.refunds, carried_in)
     lines, totals = settle(contract, (start, end), tally)
@@ -345,6 +356,30 @@ def settle_next(
         now=now,
     )
     return settlement
+
+
+def preview_next(
+    conn: Connection,
+    biller_id: str,
+    today: date,
+    now: datetime,
+    new_id: Callable[[str], str],
+    render: Callable[[Settlement], Mapping[str, Any]],
+) -> Settlement | None:
+    """The biller's next settlement as it would be if its period closed now: the run's own code
+    in a savepoint that is rolled back, so the preview and the real run cannot disagree on how
+    they count. Bills not yet due are not counted as uncollected. None without a contract."""
+    contract = contract_of(conn, biller_id)
+    if contract is None:
+        return None
+    _, end = contract.period_after(settled_through(conn, biller_id))
+    savepoint = conn.begin_nested()
+    try:
+        return settle_next(
+            conn, biller_id, end + timedelta(days=1), now, new_id, render, due_before=today
+        )
+    finally:
+        savepoint.rollback()
 
 
 # --- reading settlements -------------------------------------------------------------------

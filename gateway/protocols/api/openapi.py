@@ -589,6 +589,8 @@ def _webhook_paths(max_page_size: int) -> dict[str, Any]:
 
 
 def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any]:
+    from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
+
     bill_no = {
         "name": "bill_no",
         "in": "path",
@@ -830,6 +832,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             },
             **_webhook_paths(max_page_size),
             **bulk_paths(),
+            **settlement_paths(max_page_size),
             # The customers' payment page and e-receipt (docs/api.md): no authentication.
             "/p/{token}": {
                 "get": {
@@ -890,6 +893,6 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                     },
                 },
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **SETTLEMENT_SCHEMAS},
         },
     }

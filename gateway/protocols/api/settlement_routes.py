@@ -1,6 +1,7 @@
 """Routes of contracts, settlements, statements and reports.
 
 Billers (their own data): ``GET /v1/fee-plans``, ``GET /v1/settlements``,
+``GET /v1/settlements/upcoming`` (the next settlement as it stands, nothing stored),
 ``GET /v1/settlements/{id}``, ``…/{id}/statement.csv``, ``…/{id}/statement.pdf``,
 ``…/{id}/payments.csv``, ``GET /v1/reports/daily-collections``.
 
@@ -138,6 +139,9 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
             await api.page(principal, call.query("cursor"), _limit(call, max_page_size))
         )
 
+    async def upcoming(call: Call) -> Response:
+        return Response.json(await api.preview(_biller(call)))
+
     async def get_settlement(call: Call) -> Response:
         found = await api.get(_biller(call), _settlement_id(call))
         return Response.json(settlement_json(found))
@@ -195,6 +199,7 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         Route(b"GET", "/v1/billers/{biller_id}/fee-plans", biller_plans, auth=True),
         Route(b"PUT", "/v1/billers/{biller_id}/fee-plans/{effective_from}", put_plan, auth=True),
         Route(b"GET", "/v1/settlements", list_settlements, auth=True),
+        Route(b"GET", "/v1/settlements/upcoming", upcoming, auth=True),
         Route(b"GET", "/v1/settlements/{settlement_id}", get_settlement, auth=True),
         Route(b"GET", "/v1/settlements/{settlement_id}/statement.csv", statement_csv, auth=True),
         Route(b"GET", "/v1/settlements/{settlement_id}/statement.pdf", statement_pdf, auth=True),

@@ -5,6 +5,8 @@ Revises: 0007
 Create Date: 2026-12-03 07:33:18
 """
 
+from typing import Any
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -86,7 +88,7 @@ def upgrade() -> None:
     # New nullable columns with a foreign key. SQLite: ADD COLUMN ... REFERENCES (no copy of
     # the table, which a full ledger would make slow and its foreign keys would refuse).
     bigid = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-    added = [
+    added: list[tuple[str, str, Any, str, str]] = [
         ('bills', 'purge_id', bigid, 'data_purges', 'id'),
         ('mandates', 'purge_id', bigid, 'data_purges', 'id'),
         ('payments', 'settlement_id', sa.String(length=40), 'settlements', 'settlement_id'),
