@@ -40,6 +40,7 @@ from gateway.store.bills import (
     get_bill,
     insert_bill,
     insert_slip,
+    is_purged,
     list_bills,
     save_bill,
 )
@@ -365,6 +366,11 @@ class BillService:
 
         def effect(conn: Connection) -> StoredResponse:
             bill_id, bill = self._locked(conn, principal, bill_no)
+            if is_purged(conn, bill_id):
+                raise Conflict(
+                    f"bill {bill_no} cannot be reissued: its customer data was removed at the "
+                    "end of the retention period; register a new bill"
+                )
             new_amount = bill.amount if amount is None else amount
             new_due = bill.due_date if due is None else due
             check = Fields({})

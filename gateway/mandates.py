@@ -210,7 +210,7 @@ class MandateService:
                 version=current.version + 1,
                 updated_at=now,
             )
-            update_mandate(conn, mandate_id, changed)
+            update_mandate(conn, mandate_id, changed, registered_again=True)
             return 200, mandate_json(changed)
 
         return await self.store.run_interaction("mandates.put", txn)

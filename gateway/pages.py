@@ -6,8 +6,10 @@
 of the payment that settled a confirmed bill.
 
 Retention: the page and the receipt of a bill that is paid, confirmed, expired or cancelled, and
-has not changed for ``[bills] retention_days``, answer 410 Gone. The biller's own receipt route
-is not limited by it.
+has not changed for ``[bills] retention_days``, answer 410 Gone, and so do those of a bill whose
+customer data the retention job (:mod:`gateway.retention`) has purged, whatever
+``retention_days`` says. The biller's own receipt route is not limited by either (a purged
+bill's receipt is made out to 上様: the name is gone).
 
 The receipt is built from the payment, so it is the same document every time: its number is
 ``R-`` and the first 16 hex digits of the payment id, its date of issue the moment the payment
@@ -160,6 +162,8 @@ class PageService:
         if view is None:
             raise NotFound("page")
         bill = view.bill
+        if view.purged:
+            raise PageGone("the customer data of the bill is purged")
         if bill.status in _SETTLED and self._now() - bill.updated_at > self.retention:
             raise PageGone("the page is past the retention period")
         return view

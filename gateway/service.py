@@ -40,6 +40,7 @@ from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.ops import ops_site
+from gateway.retention import RetentionJob, retention_service
 from gateway.settlement import SettlementApi, SettlementJob, settlement_service
 from gateway.store import Store
 from gateway.store.idempotency import purge_expired
@@ -189,6 +190,8 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     settle = SettlementJob(store, reactor, config.settlement.max_per_run)
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
+    retention = RetentionJob(store, reactor, months=config.retention.months)
+    retention_service(retention, config.retention.interval, reactor).setServiceParent(top)
     api = make_site(Router(routes, auth))
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 

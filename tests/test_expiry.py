@@ -202,7 +202,8 @@ async def test_a_debit_in_flight_keeps_its_bill_open_until_the_result(
     assert await job.run() == 0
 
     # The bank debits ON-TIME (on its due date) and fails FAILS (資金不足).
-    failing = {d.customer_number: "1" for d in request.debits if d.amount == 6000}
+    # Every code forced: the bank's own draw depends on the file name, hence on the date.
+    failing = {d.customer_number: "1" if d.amount == 6000 else "0" for d in request.debits}
     outbox = Path(written["file"]).parent
     bank = SimulatedBank(outbox, tmp_path / "bank-out", tmp_path / "bank", overrides=failing)
     (result_path,) = bank.process_once()

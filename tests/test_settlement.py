@@ -423,3 +423,13 @@ def test_a_preview_counts_as_the_run_will_and_stores_nothing(world: World) -> No
     assert november is not None
     assert november.totals.collected == preview.totals.collected
     assert november.totals.fees == preview.totals.fees + 10  # V-3 fell due unpaid meanwhile
+
+
+def test_the_migration_matches_the_schema(world: World) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from gateway.store.schema import metadata
+
+    with world.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []

@@ -463,3 +463,9 @@ def update_bills(conn: Connection, changed: Sequence[tuple[int, Bill]]) -> None:
                 for bill_id, bill in changed
             ],
         )
+
+
+def is_purged(conn: Connection, bill_id: int) -> bool:
+    """Whether the retention job removed the bill's customer data (``bills.purge_id``)."""
+    found = conn.execute(select(bills.c.purge_id).where(bills.c.id == bill_id)).scalar()
+    return found is not None

@@ -25,6 +25,7 @@ class BillView:
     payments: tuple[Payment, ...]  # every payment of the bill, oldest first
     refunded: frozenset[str]  # ids of the payments that have a refund case
     debit_in_flight: bool  # an account-transfer debit was requested; its result is not back
+    purged: bool = False  # the retention job removed the customer's data (bills.purge_id)
 
 
 def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
@@ -45,7 +46,12 @@ def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
         select(refund_cases.c.payment_id).where(refund_cases.c.bill_id == row.id)
     ).scalars()
     return BillView(
-        bill, row.biller_name, tuple(payments), frozenset(refunded), bool(row.debit_in_flight)
+        bill,
+        row.biller_name,
+        tuple(payments),
+        frozenset(refunded),
+        bool(row.debit_in_flight),
+        purged=row.purge_id is not None,
     )
 
 

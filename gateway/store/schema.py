@@ -135,6 +135,7 @@ bills = Table(
     UniqueConstraint("payeasy_institution_code", "payeasy_customer_number"),
     Index(None, "biller_id", "updated_at", "id"),
     Index(None, "biller_id", "status", "id"),
+    Index(None, "purge_id", "updated_at"),  # the retention job: bills not purged, oldest first
 )
 
 bill_slips = Table(

@@ -144,10 +144,15 @@ def insert_mandate(conn: Connection, mandate: Mandate) -> int:
     )
 
 
-def update_mandate(conn: Connection, mandate_id: int, mandate: Mandate) -> None:
-    conn.execute(
-        update(mandates).where(mandates.c.id == mandate_id).values(**_mandate_values(mandate))
-    )
+def update_mandate(
+    conn: Connection, mandate_id: int, mandate: Mandate, registered_again: bool = False
+) -> None:
+    """Store a mandate's new state. ``registered_again``: the biller gave it an account again,
+    so a past retention purge (``purge_id``) no longer describes it."""
+    values = _mandate_values(mandate)
+    if registered_again:
+        values["purge_id"] = None
+    conn.execute(update(mandates).where(mandates.c.id == mandate_id).values(**values))
 
 
 def mandates_by_ids(conn: Connection, ids: Iterable[int]) -> dict[int, Mandate]:
