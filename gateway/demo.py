@@ -13,7 +13,8 @@ through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認�
 utility collects by bank account transfer: mandates registered over the API, the Zengin request
 file of a debit date written by ``gateway-admin zengin request``, the simulated bank debiting
 (some accounts short of funds, one stopped by its payer) and its result file applied from the
-inbox.
+inbox. Finally every biller gets a contract (a fee plan that began last month): last month is
+settled and its PDF statement written, and this month's settlement is shown as it stands.
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ def run(workdir: Path, keep_running: bool) -> int:
             ):
                 say("  " + line)
         debit_by_transfer(daemon, workdir, config)
+        settle_and_report(daemon, workdir, config, keys)
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
             try:
@@ -409,6 +411,71 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
         _, m, _ = http("GET", f"{daemon.api}/v1/mandates/{customer_no}", None, auth)
         reason = f" ({m['status_reason']})" if m["status_reason"] else ""
         say(f"  mandate {customer_no}: {m['status']}{reason}")
+
+
+DEMO_PLAN = {
+    "cycle": "monthly",
+    "payout_days": 3,
+    "settlement_fee": 500,
+    "tax_rate": 10,
+    "tax_rounding": "floor",
+    "channels": {
+        "cvs": {"per_payment": 60, "per_uncollected": 10, "stamp_charge": 200},
+        "payeasy": {"per_payment": 80},
+        "transfer": {"per_payment": 100},
+    },
+}
+
+
+def settle_and_report(
+    daemon: DaemonProcess, workdir: Path, config: Path, keys: dict[str, str]
+) -> None:
+    """Each biller's contract began last month (nothing was collected then): that month is
+    settled now, its statement written; this month's settlement is shown as it stands."""
+    today = datetime.now(JST).date()
+    last_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    say("\n== settlement: the center pays its billers out (docs/settlement.md)")
+    plan = workdir / "plan.json"
+    plan.write_text(json.dumps({**DEMO_PLAN, "effective_from": last_month.isoformat()}))
+    say(
+        f"  plan.json: monthly, payout T+3 bank days, ¥60 per store payment (¥10 per unpaid "
+        f"slip, ¥200 stamp), ¥80 Pay-easy, ¥100 transfer, ¥500 per settlement, 10 % tax; "
+        f"from {last_month}"
+    )
+    for biller_id in keys:
+        admin_json(config, "contract", "set", "--biller", biller_id, "--plan", str(plan))
+        say(f"$ gateway-admin contract set --biller {biller_id} --plan plan.json")
+    say("$ gateway-admin settle")
+    for s in admin_json(config, "settle")["created"]:
+        period = f"{s['period']['start']}..{s['period']['end']}"
+        say(
+            f"  {s['biller_id']} {period}: ¥{s['collected']:,} collected, payout "
+            f"¥{s['payout']:,} on {s['payout_date']} (¥{s['carried_out']:,} carried to the next)"
+        )
+        out = workdir / f"statement-{s['biller_id']}-{s['period']['start'][:7]}.pdf"
+        admin(config, "statement", "--settlement", s["settlement_id"], "--output", str(out))
+        say(f"$ gateway-admin statement --settlement {s['settlement_id']} -> {out.name}")
+    for biller_id, key in keys.items():
+        auth = {"Authorization": f"Bearer {key}"}
+        _, up, _ = http("GET", daemon.api + "/v1/settlements/upcoming", None, auth)
+        say(
+            f"\n  GET /v1/settlements/upcoming ({biller_id}, {up['period']['start']}.."
+            f"{up['period']['end']} so far, paid out on {up['payout_date']}):"
+        )
+        for line in up["lines"]:
+            unit = f" × ¥{line['unit_amount']:,}" if line["unit_amount"] is not None else ""
+            say(
+                f"    {line['description']:<36} {line['quantity']:>4}{unit:<10} "
+                f"¥{line['amount']:>10,}"
+            )
+        say(f"    {'支払予定額 (payout)':<50} ¥{up['payout']:>10,}")
+        query = f"from={today}&to={today}"
+        _, report, _ = http("GET", f"{daemon.api}/v1/reports/daily-collections?{query}", None, auth)
+        for r in report["data"]:
+            say(
+                f"    today {r['channel']:<8} chain/bank {r['chain'] or '-':<7} {r['count']:>3} "
+                f"payment(s) ¥{r['amount']:>9,} (confirmed {r['confirmed_count']})"
+            )
 
 
 def show_ledger(daemon: DaemonProcess, key: str) -> None:

@@ -286,3 +286,54 @@ def test_contract_set_names_the_bad_field_and_settle_refuses_the_future(
     assert made["created"] is True and made["plan"]["cycle"] == "monthly"
     tomorrow = (date.today() + timedelta(days=2)).isoformat()
     assert main(["-c", str(config), "settle", "--date", tomorrow]) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_job_settles_each_period_once_it_closes_on_the_injected_clock(
+    gateway: Running,
+) -> None:
+    from twisted.internet import (
+        reactor,  # noqa: TID251 - the store's threads need the reactor
+        task,
+    )
+
+    from gateway.settlement import SETTLEMENTS_CREATED, SettlementJob, settlement_service
+    from gateway.store import Store
+
+    school = gateway.onboard("school")
+    status, _, _ = await gateway.request(
+        "PUT", f"/v1/billers/school/fee-plans/{MONTH}", admin_key(gateway), PLAN
+    )
+    assert status == 201
+    bill = await new_bill(gateway, school, "J-1", 3_000)
+    pay(gateway, bill["cvs"]["barcode"], at(3), at(4))
+    clock = task.Clock()
+    clock.advance(datetime.combine(TODAY, datetime.min.time(), JST).timestamp() + 9 * 3600)
+    store = Store.from_url(gateway.config.database.url, reactor, 2)
+    store.start()
+    job = SettlementJob(store, clock)
+    service = settlement_service(job, 3600, clock)
+    before = SETTLEMENTS_CREATED._value.get()
+    service.startService()  # a run at once: last month has closed
+    try:
+        first = job.running
+        assert first is not None
+        assert [s.totals.collected for s in (await first).settlements] == [3_000]
+        await task.deferLater(reactor, 0, lambda: None)  # the timer reschedules itself
+        clock.advance(3600)
+        second = job.running
+        assert second is not first and second is not None
+        assert (await second).settlements == ()
+        await task.deferLater(reactor, 0, lambda: None)
+        next_month = (TODAY.replace(day=28) + timedelta(days=4)).replace(day=1)
+        clock.advance((next_month - TODAY).days * 86400)
+        third = job.running
+        assert third is not second and third is not None
+        (made,) = (await third).settlements
+        assert made.period_start == TODAY.replace(day=1)
+    finally:
+        await service.stopService()
+        store.stop()
+    assert SETTLEMENTS_CREATED._value.get() == before + 2
+    status, page, _ = await gateway.request("GET", "/v1/settlements", school)
+    assert [s["collected"] for s in page["data"]] == [3_000, 0]
