@@ -170,6 +170,7 @@ class SettlementConfig:
 
     interval: float = 3600.0  # seconds between runs (and one at start)
     max_per_run: int = 10_000  # settlements one run creates at most; the next run goes on
+    workers: int = 2  # billers settled at once on PostgreSQL (SQLite: one)
 
 
 @dataclass(frozen=True)
@@ -544,6 +545,7 @@ def _settlement(t: _Table) -> SettlementConfig:
     return SettlementConfig(
         interval=t.number("interval", 3600.0, low=1.0),
         max_per_run=t.integer("max_per_run", 10_000, low=1, high=10_000_000),
+        workers=t.integer("workers", 2, low=1, high=64),
     )
 
 

@@ -188,7 +188,13 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
     expiry = ExpiryJob(store, reactor, bills.render)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
-    settle = SettlementJob(store, reactor, config.settlement.max_per_run)
+    # Billers settled at once: at most one store connection less than the pool (the API's).
+    settle = SettlementJob(
+        store,
+        reactor,
+        config.settlement.max_per_run,
+        min(config.settlement.workers, max(1, config.database.pool_size - 1)),
+    )
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
     retention = RetentionJob(store, reactor, months=config.retention.months)
     retention_service(retention, config.retention.interval, reactor).setServiceParent(top)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -108,10 +108,17 @@ class RunReport:
 
 
 class SettlementJob:
-    def __init__(self, store: Store, clock: IReactorTime, max_per_run: int = 10_000) -> None:
+    """Settles closed periods through the store. Billers are settled ``workers`` at a time (one
+    on SQLite, which has one writer): each settlement is its own transaction, and a biller whose
+    settlement fails is logged and counted while the others go on."""
+
+    def __init__(
+        self, store: Store, clock: IReactorTime, max_per_run: int = 10_000, workers: int = 2
+    ) -> None:
         self.store = store
         self.clock = clock
         self.max_per_run = max_per_run
+        self.workers = 1 if store.dialect == "sqlite" else max(1, workers)
         self.running: Deferred[RunReport] | None = None
 
     async def run(self, biller_id: str | None = None, today: date | None = None) -> RunReport:
@@ -124,16 +131,31 @@ class SettlementJob:
             else await self.store.run_interaction("settlement.billers", billers_with_plans)
         )
         made: list[Settlement] = []
-        for biller in billers:
-            while len(made) < self.max_per_run:
-                settlement = await self.store.run_interaction(
-                    "settlement.settle", _settle_one, biller, day, clock_now(self.clock)
-                )
-                if settlement is None:
-                    break
-                made.append(settlement)
-                SETTLEMENTS_CREATED.inc()
-                SETTLED_PAYMENTS.inc(settlement.totals.payments_count)
+
+        async def settle_biller(biller: str) -> None:
+            try:
+                while len(made) < self.max_per_run:
+                    settlement = await self.store.run_interaction(
+                        "settlement.settle", _settle_one, biller, day, clock_now(self.clock)
+                    )
+                    if settlement is None:
+                        return
+                    made.append(settlement)
+                    SETTLEMENTS_CREATED.inc()
+                    SETTLED_PAYMENTS.inc(settlement.totals.payments_count)
+            except Exception:
+                RUN_FAILURES.inc()
+                log.failure("Settling {biller} failed; the next run tries again", biller=biller)
+
+        queue = iter(billers)
+
+        async def worker() -> None:
+            for biller in queue:  # shared: each biller is taken by one worker
+                await settle_biller(biller)
+
+        await gatherResults(
+            [Deferred.fromCoroutine(worker()) for _ in range(self.workers)], consumeErrors=True
+        )
         if made:
             log.info("Created {count} settlement(s)", count=len(made))
         return RunReport(tuple(made))

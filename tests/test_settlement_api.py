@@ -337,3 +337,36 @@ async def test_the_job_settles_each_period_once_it_closes_on_the_injected_clock(
     assert SETTLEMENTS_CREATED._value.get() == before + 2
     status, page, _ = await gateway.request("GET", "/v1/settlements", school)
     assert [s["collected"] for s in page["data"]] == [3_000, 0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_biller_whose_settlement_fails_does_not_hold_up_the_others(
+    gateway: Running,
+) -> None:
+    from sqlalchemy import update
+    from twisted.internet import reactor  # noqa: TID251 - the store's threads need the reactor
+
+    from gateway.settlement import RUN_FAILURES, SettlementJob
+    from gateway.store import Store
+    from gateway.store.schema import fee_plans
+
+    operator = admin_key(gateway)
+    for biller_id in ("aaa", "bbb", "ccc"):
+        gateway.onboard(biller_id)
+        status, _, _ = await gateway.request(
+            "PUT", f"/v1/billers/{biller_id}/fee-plans/{MONTH}", operator, PLAN
+        )
+        assert status == 201
+    engine = create_db_engine(gateway.config.database.url, 1)
+    with engine.begin() as conn:  # a plan the store cannot read back
+        conn.execute(update(fee_plans).where(fee_plans.c.biller_id == "bbb").values(rates="{"))
+    engine.dispose()
+    store = Store.from_url(gateway.config.database.url, reactor, 3)
+    store.start()
+    failures = RUN_FAILURES._value.get()
+    try:
+        report = await SettlementJob(store, reactor, workers=2).run()
+    finally:
+        store.stop()
+    assert sorted(s.biller_id for s in report.settlements) == ["aaa", "ccc"]
+    assert RUN_FAILURES._value.get() == failures + 1
