@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from gateway import ids, ledger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
+from gateway.jobs import logged_run, timer
 from gateway.model import Bill
 from gateway.store import Store
 from gateway.store.bills import update_bills
@@ -116,29 +117,11 @@ class ExpiryJob:
         return total
 
     def tick(self) -> Deferred[int]:
-        """One scheduled run; a failure is logged (the timer must keep going) and counts 0."""
-
-        def failed(failure: Any) -> int:
-            RUN_FAILURES.inc()
-            log.failure("The expiry job failed; the next run tries again", failure)
-            return 0
-
-        d = Deferred.fromCoroutine(self.run())
-        d.addErrback(failed)
-        running: Deferred[int] = Deferred()  # its own result: the timer consumes d's
-        self.running = running
-
-        def done(count: int) -> int:
-            running.callback(count)
-            return count
-
-        d.addCallback(done)
+        """One scheduled run; a failure is logged and counted (the timer must keep going)."""
+        d, self.running = logged_run(self.run(), RUN_FAILURES, "The expiry job", 0)
         return d
 
 
 def expiry_service(job: ExpiryJob, interval: float, clock: IReactorTime) -> TimerService:
     """Runs ``job`` now and then every ``interval`` seconds on ``clock``."""
-    service = TimerService(interval, job.tick)
-    service.clock = clock
-    service.setName("bills-expiry")
-    return service
+    return timer("bills-expiry", interval, job.tick, clock)

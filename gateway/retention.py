@@ -79,6 +79,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from gateway.clock import now as clock_now
+from gateway.jobs import logged_run, timer
 from gateway.mappers.files import DATA_TYPE, RECORD_LENGTH
 from gateway.mappers.zengin.records import RESULT_CODE_CHARS
 from gateway.model import JST, transfer_key
@@ -352,30 +353,11 @@ class RetentionJob:
         return report
 
     def tick(self) -> Deferred[PurgeReport | None]:
-        """One scheduled run; a failure is logged and counted (the timer must keep going) and
-        gives None."""
-
-        def failed(failure: Any) -> None:
-            RUN_FAILURES.inc()
-            log.failure("The retention job failed; the next run tries again", failure)
-            return None
-
-        d: Deferred[PurgeReport | None] = Deferred.fromCoroutine(self.run())
-        d.addErrback(failed)
-        running: Deferred[PurgeReport | None] = Deferred()  # its own result: the timer eats d's
-        self.running = running
-
-        def done(report: PurgeReport | None) -> PurgeReport | None:
-            running.callback(report)
-            return report
-
-        d.addCallback(done)
+        """One scheduled run; a failure is logged and counted (the timer must keep going)."""
+        d, self.running = logged_run(self.run(), RUN_FAILURES, "The retention job", None)
         return d
 
 
 def retention_service(job: RetentionJob, interval: float, clock: IReactorTime) -> TimerService:
     """Runs ``job`` now and then every ``interval`` seconds on ``clock``."""
-    service = TimerService(interval, job.tick)
-    service.clock = clock
-    service.setName("retention")
-    return service
+    return timer("retention", interval, job.tick, clock)

@@ -29,6 +29,7 @@ from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.fees import DailyCollection, FeePlan, Settlement, parse_plan
+from gateway.jobs import logged_run, timer
 from gateway.model import Principal
 from gateway.store import Store
 from gateway.store.billers import get_biller
@@ -161,29 +162,14 @@ class SettlementJob:
         return RunReport(tuple(made))
 
     def tick(self) -> Deferred[RunReport]:
-        def failed(failure: Any) -> RunReport:
-            RUN_FAILURES.inc()
-            log.failure("The settlement run failed; the next run tries again", failure)
-            return RunReport(())
-
-        d = Deferred.fromCoroutine(self.run())
-        d.addErrback(failed)
-        running: Deferred[RunReport] = Deferred()
-        self.running = running
-
-        def done(report: RunReport) -> RunReport:
-            running.callback(report)
-            return report
-
-        d.addCallback(done)
+        """One scheduled run; a failure is logged and counted (the timer must keep going)."""
+        d, self.running = logged_run(self.run(), RUN_FAILURES, "The settlement run", RunReport(()))
         return d
 
 
 def settlement_service(job: SettlementJob, interval: float, clock: IReactorTime) -> TimerService:
-    service = TimerService(interval, job.tick)
-    service.clock = clock
-    service.setName("settlement")
-    return service
+    """Runs ``job`` now and then every ``interval`` seconds on ``clock``."""
+    return timer("settlement", interval, job.tick, clock)
 
 
 def encoding_of(raw: str | None) -> str:

@@ -9,14 +9,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
-import subprocess
 from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 import treq
 
@@ -27,6 +24,7 @@ from gateway.networks import Issuer
 from gateway.store import create_db_engine
 from gateway.store.mpn import record_day_close
 from tests.conftest import Biller, Running, admin, due
+from tests.test_receipts import text_of, write
 
 TODAY = datetime.now(JST).date()
 MONTH = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # last month's first day
@@ -181,15 +179,7 @@ async def test_a_biller_reads_its_settlement_and_statements(
     response = await treq.get(gateway.api + f"/v1/settlements/{sid}/statement.pdf", school.headers)
     pdf = await response.content()
     assert response.code == 200 and pdf.startswith(b"%PDF")
-    if shutil.which("pdftotext") is None:
-        pytest.fail("pdftotext (poppler-utils) is needed: .ci/run installs it")
-    (tmp_path / "s.pdf").write_bytes(pdf)
-    text = subprocess.run(
-        ["pdftotext", "-layout", str(tmp_path / "s.pdf"), "-"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    text = text_of(write(tmp_path, pdf))
     assert "精算明細書" in text and "¥84,518" in text and "school 株式会社" in text
 
     status, feed, _ = await gateway.request("GET", "/v1/events?limit=200", school)

@@ -13,9 +13,6 @@ import csv
 import dataclasses
 import io
 import re
-import shutil
-import struct
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,6 +46,7 @@ from gateway.statements import (
     statement_csv,
     statement_pdf,
 )
+from tests.test_receipts import page_count, png_size, run, text_of, words, write
 
 BILLER = "株式会社みなと電力"
 A4_POINTS = (595.2756, 841.8898)
@@ -146,58 +144,6 @@ def table_of(rows: list[list[str]]) -> list[dict[str, str]]:
     start = rows.index([]) + 1
     assert tuple(rows[start]) == STATEMENT_COLUMNS
     return [dict(zip(STATEMENT_COLUMNS, row, strict=True)) for row in rows[start + 1 :]]
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: install poppler-utils (apt-get install poppler-utils)")
-    return path
-
-
-def run(*args: str | Path) -> str:
-    done = subprocess.run(
-        [tool(str(args[0])), *map(str, args[1:])], capture_output=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, f"{args[0]} failed: {done.stderr.decode(errors='replace')}"
-    return done.stdout.decode()
-
-
-def write(tmp_path: Path, pdf: bytes, name: str = "statement.pdf") -> Path:
-    assert pdf.startswith(b"%PDF-")
-    path = tmp_path / name
-    path.write_bytes(pdf)
-    return path
-
-
-def text_of(path: Path) -> str:
-    text = run("pdftotext", "-layout", path, "-")
-    if not re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", text):
-        pytest.fail(f"pdftotext gave back no Japanese text (is poppler-data installed?): {text!r}")
-    return text
-
-
-def page_count(path: Path) -> int:
-    found = re.search(r"^Pages:\s+(\d+)$", run("pdfinfo", path), re.MULTILINE)
-    assert found, "pdfinfo printed no page count"
-    return int(found.group(1))
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    head = path.read_bytes()[:24]
-    assert head[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
-    width, height = struct.unpack(">II", head[16:24])
-    return width, height
-
-
-def words(path: Path) -> list[tuple[float, float, float, float, str]]:
-    html = run("pdftotext", "-bbox", path, "-")
-    pattern = (
-        r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>'
-    )
-    return [
-        (float(a), float(b), float(c), float(d), w) for a, b, c, d, w in re.findall(pattern, html)
-    ]
 
 
 # --- the settlement itself (what the statements print) ----------------------------------------
