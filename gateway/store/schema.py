@@ -136,6 +136,7 @@ bills = Table(
     Index(None, "biller_id", "updated_at", "id"),
     Index(None, "biller_id", "status", "id"),
     Index(None, "purge_id", "updated_at"),  # the retention job: bills not purged, oldest first
+    Index(None, "biller_id", "due_date"),  # settlements: a period's uncollected bills
 )
 
 bill_slips = Table(

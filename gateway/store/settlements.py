@@ -2,9 +2,9 @@
 
 A settlement run is one transaction per biller and period (:func:`settle_next`):
 
-1. the settlement row is inserted first, ``ON CONFLICT DO NOTHING`` on (biller, period start):
-   a second run, or a second daemon on the same PostgreSQL, finds the row and settles nothing
-   (PostgreSQL makes the second insert wait for the first transaction, then skip);
+1. the biller's row is locked (PostgreSQL), so runs of one biller and its plan changes take
+   turns; the settlement row is inserted ``ON CONFLICT DO NOTHING`` on (biller, period start):
+   a second run, or a second daemon on the same PostgreSQL, settles nothing twice;
 2. the biller's confirmed payments that no settlement has taken, confirmed before the period's
    end, are claimed by one ``UPDATE … SET settlement_id`` — a payment has one settlement_id, so
    it is paid out once, and a payment confirmed after its period closed is claimed by the next;
@@ -246,6 +246,12 @@ def settle_next(
     """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
     None when there is none, or when another run holds or has made it. ``due_before`` (the
     preview's): only bills due before it count as uncollected."""
+    # The biller row first (PostgreSQL): a second run of the same biller waits here and then
+    # sees this one's settlement; a plan change (save_plan) waits too, so that no plan can take
+    # effect inside a period while it is being settled.
+    conn.execute(
+        select(billers.c.biller_id).where(billers.c.biller_id == biller_id).with_for_update()
+    )
     contract = contract_of(conn, biller_id)
     if contract is None:
         return None

@@ -106,9 +106,11 @@ def upgrade() -> None:
     op.create_index(op.f('ix_payments_biller_id_settlement_id_status'), 'payments', ['biller_id', 'settlement_id', 'status'], unique=False)
     op.create_index(op.f('ix_payments_settlement_id'), 'payments', ['settlement_id'], unique=False)
     op.create_index(op.f('ix_bills_purge_id_updated_at'), 'bills', ['purge_id', 'updated_at'], unique=False)
+    op.create_index(op.f('ix_bills_biller_id_due_date'), 'bills', ['biller_id', 'due_date'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_bills_biller_id_due_date'), table_name='bills')
     op.drop_index(op.f('ix_bills_purge_id_updated_at'), table_name='bills')
     with op.batch_alter_table('refund_cases', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('fk_refund_cases_settlement_id_settlements'), type_='foreignkey')
