@@ -34,6 +34,9 @@ from gateway.validation import Fields
 
 MAX_FEE = 1_000_000  # yen per item or per settlement: far above any real plan
 MAX_PAYOUT_DAYS = 30
+# A plan's first day: a contract is settled period by period from it, so a typo such as 1026
+# must not stand for ten centuries of settlements.
+EARLIEST_PLAN, LATEST_PLAN = date(2000, 1, 1), date(2099, 12, 31)
 # 印紙税 on a receipt from ¥50,000 up to ¥1,000,000 (印紙税法 別表第一 17号); a CVS slip is at
 # most ¥300,000 (the contract ceiling), so ¥200 is the only rate a store payment can need.
 STAMP_CHARGE = 200
@@ -155,6 +158,8 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
         f.bad("tax_rounding", f"must be one of {', '.join(Rounding)}")
     if effective_from is not None and day is not None and day != effective_from:
         f.bad("effective_from", f"must be {effective_from} (the date in the path) or absent")
+    elif not EARLIEST_PLAN <= (effective_from or day or EARLIEST_PLAN) <= LATEST_PLAN:
+        f.bad("effective_from", f"must be a day from {EARLIEST_PLAN} to {LATEST_PLAN}")
     rates: dict[Channel, ChannelRates] = {}
     if channels is not None:
         for key in list(channels.raw):

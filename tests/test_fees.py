@@ -297,6 +297,12 @@ def test_a_plan_document_round_trips_and_defaults_stamp_duty_to_200() -> None:
     assert parse_plan(parsed.document()) == parsed
 
 
+def test_a_plan_starts_in_this_century() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_plan({"cycle": "monthly", "payout_days": 1, "channels": {}}, date(1026, 12, 1))
+    assert [e.field for e in caught.value.errors] == ["effective_from"]
+
+
 def test_a_bad_plan_names_every_bad_field() -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_plan(

@@ -37,7 +37,10 @@ FEE_PLAN = {
     "additionalProperties": False,
     "required": ["cycle", "payout_days", "channels"],
     "properties": {
-        "effective_from": {**DATE, "description": "JST date it applies from (= the path's)"},
+        "effective_from": {
+            **REPORT_DATE,
+            "description": "JST date it applies from (= the path's), 2000-2099",
+        },
         "cycle": {"type": "string", "enum": [c.value for c in Cycle]},
         "payout_days": {"type": "integer", "minimum": 0, "maximum": MAX_PAYOUT_DAYS},
         "settlement_fee": FEE,
@@ -132,7 +135,7 @@ def _file(media: str, description: str) -> dict[str, Any]:
 def settlement_paths(max_page_size: int) -> dict[str, Any]:
     sid = {"name": "settlement_id", "in": "path", "required": True, "schema": SETTLEMENT_ID}
     biller = {"name": "biller_id", "in": "path", "required": True, "schema": BILLER_ID}
-    effective = {"name": "effective_from", "in": "path", "required": True, "schema": DATE}
+    effective = {"name": "effective_from", "in": "path", "required": True, "schema": REPORT_DATE}
     encoding = _query("encoding", {"type": "string", "enum": ["utf-8", "shift_jis"]})
     first = {**_query("from", REPORT_DATE), "required": True}
     last = {**_query("to", REPORT_DATE), "required": True}
