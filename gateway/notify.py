@@ -11,6 +11,7 @@ is retried with exponential back-off (``retry_base`` doubled up to ``retry_cap``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from email.headerregistry import Address
@@ -41,6 +42,22 @@ EMAILS = Counter(
     "(given up), skipped (the bill no longer needs it).",
     ["result"],
 )
+
+
+#: Anything shaped like an e-mail address, as SMTP replies and Twisted's transcripts quote them.
+_ADDRESS = re.compile(r"[^\s<>@:;,()\[\]\"]+@[\w.-]*\w")
+#: The transcript lines Twisted adds to an SMTP error (">>> RCPT TO:<…>", "<<< 451 …").
+_TRANSCRIPT = (">>>", "<<<")
+
+
+def describe_failure(error: Exception) -> str:
+    """What a failed send is stored (``last_error``) and logged as: the error's type and text on
+    one line, without Twisted's SMTP transcript and with every e-mail address as ``<address>``
+    (the customer's address is personal data: a relay's reply such as ``550 <taro@…> unknown``
+    must not keep it past the bill's retention, nor put it in a log), at most 300 characters."""
+    lines = [line.strip() for line in f"{type(error).__name__}: {error}".splitlines()]
+    kept = [line for line in lines if line and not line.startswith(_TRANSCRIPT)]
+    return _ADDRESS.sub("<address>", " / ".join(kept))[:300]
 
 
 def render_bill_email(
@@ -155,7 +172,7 @@ class Mailer(TimerService):
         try:
             await self.send(c.recipient, message.as_bytes())
         except Exception as e:
-            error = f"{type(e).__name__}: {e}"[:300]
+            error = describe_failure(e)
             if c.attempts >= self.config.max_attempts:
                 EMAILS.labels("failed").inc()
                 log.warn(

@@ -14,9 +14,11 @@ import pytest_twisted
 from sqlalchemy import select
 from twisted.internet.defer import succeed
 from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.mail import smtp
 from zope.interface import implementer
 
+from gateway.notify import describe_failure
 from gateway.store import create_db_engine
 from gateway.store.schema import notifications
 from tests.conftest import Running
@@ -161,11 +163,41 @@ async def test_a_refusing_relay_is_retried_then_given_up(
     assert rows(gateway)[0].attempts == 3
 
     smtp_server.refuse = 10  # more than max_attempts
-    await gateway.request("POST", "/v1/bills", acme, bill_body("R-2"))
-    await until(lambda: rows(gateway)[-1].status == "failed")
+    logged: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        logged.append(formatEvent(event) or "")
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        await gateway.request("POST", "/v1/bills", acme, bill_body("R-2"))
+        await until(lambda: rows(gateway)[-1].status == "failed")
+    finally:
+        globalLogPublisher.removeObserver(observe)
     last = rows(gateway)[-1]
-    assert last.attempts == 3 and "451" in last.last_error
+    assert last.attempts == 3
+    # The relay's reply, without the customer's address (in the row and in the log).
+    assert last.last_error == (
+        "SMTPDeliveryError: 451 No recipients accepted"
+        " / <address>: 451 mailbox busy, try again later"
+    )
+    text = "\n".join(logged)
+    assert "failed after 3 attempts" in text and "451 mailbox busy" in text
+    assert "taro@example.jp" not in text
     assert len(smtp_server.received) == 1
+
+
+def test_a_failure_is_described_without_any_address() -> None:
+    reply = smtp.SMTPDeliveryError(
+        550, b"5.1.1 <Taro.Yamada+bill@example.co.jp>: Recipient address rejected", b"log"
+    )
+    assert describe_failure(reply) == (
+        "SMTPDeliveryError: 550 5.1.1 <<address>>: Recipient address rejected / log"
+    )
+    assert describe_failure(TimeoutError("relay did not answer")) == (
+        "TimeoutError: relay did not answer"
+    )
+    assert len(describe_failure(ValueError("x" * 500))) == 300
 
 
 @pytest.mark.parametrize("retry_base", [2.0])  # time to cancel between two attempts
