@@ -16,6 +16,13 @@ What is purged
     record with the 口座番号 field as zeros and the 預金者名 field as spaces
     (:func:`redact_data_record`); a raw message that is not such a record becomes ``b""``.
 
+    *Transfer results that matched no request* (outcome ``unknown_bill``: a debit or a failure
+    the bank reports for a 顧客番号 this center never asked for, so no bill purges them) received
+    before the cutoff are redacted the same way, once nothing more needs their account: a debit
+    whose payment has a refund case open, or resolved at or after the cutoff, is kept (the money
+    goes back to that account). Their redacted raw is no longer selected, so a run always moves
+    on to records that still hold an account.
+
     *Mandates* that are revoked or invalid and unchanged since before the cutoff get
     ``account_number`` ``0000000``, ``holder_kana`` ``""`` and ``purge_id``. Active and suspended
     mandates are still used and never purged. A mandate that the biller registered again after
@@ -33,11 +40,12 @@ The cutoff
     cutoff is kept until the next run.
 
 Runs and batches
-    One run (:meth:`RetentionJob.run`) takes the bills, then the mandates, then the events, each
-    in batches of ``batch_size`` rows, one transaction per batch, at most ``max_batches``
-    batches of each kind per run (the rest waits for the next run). Bills and mandates are
-    locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several daemons share the work and a bill
-    that a payment holds is left for the next run; SQLite has one writer at a time.
+    One run (:meth:`RetentionJob.run`) takes the bills, then the unmatched transfer results,
+    then the mandates, then the events, each in batches of ``batch_size`` rows, one transaction
+    per batch, at most ``max_batches`` batches of each kind per run (the rest waits for the next
+    run). Bills, results and mandates are locked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+    several daemons share the work and a bill that a payment holds is left for the next run;
+    SQLite has one writer at a time.
 
     Events are scrubbed incrementally: from the highest ``last_event_id`` of the audit rows, in
     id order, as long as they were created before the cutoff. The run stops at the first event
@@ -93,6 +101,7 @@ from gateway.store.retention import (
     lock_events_after,
     lock_purgeable_bills,
     lock_purgeable_mandates,
+    lock_unmatched_transfer_messages,
     purge_mandates,
     redact_request_items,
     request_item_keys,
@@ -259,6 +268,20 @@ def purge_bills_batch(
     return _save(conn, report), len(found), ids[-1]
 
 
+def purge_unmatched_messages_batch(
+    conn: Connection, report: PurgeReport, after: int, limit: int
+) -> tuple[PurgeReport, int, int]:
+    """Redact up to ``limit`` transfer results that matched no request (ids above ``after``)."""
+    found = lock_unmatched_transfer_messages(conn, report.cutoff, after, limit)
+    if not found:
+        return report, 0, after
+    if report.purge_id is None:
+        report = _save(conn, report)
+    set_message_raws(conn, [(i, redact_data_record(raw)) for i, raw in found])
+    report = replace(report, messages=report.messages + len(found))
+    return _save(conn, report), len(found), found[-1][0]
+
+
 def purge_mandates_batch(
     conn: Connection, report: PurgeReport, after: int, limit: int
 ) -> tuple[PurgeReport, int, int]:
@@ -318,11 +341,13 @@ class RetentionJob:
         self.running: Deferred[PurgeReport | None] | None = None  # the last tick; its report
 
     async def run(self) -> PurgeReport:
-        """One run: bills, mandates, events, each up to ``max_batches`` batches."""
+        """One run: bills, unmatched transfer results, mandates, events, each up to
+        ``max_batches`` batches."""
         now = clock_now(self.clock)
         report = PurgeReport(ran_at=now, cutoff=months_before(now, self.months), months=self.months)
         batches: tuple[tuple[str, Batch], ...] = (
             ("retention.bills", purge_bills_batch),
+            ("retention.messages", purge_unmatched_messages_batch),
             ("retention.mandates", purge_mandates_batch),
             ("retention.events", scrub_events_batch),
         )

@@ -48,10 +48,11 @@ from gateway.store.schema import (
     data_purges,
     events,
     mandates,
+    refund_cases,
     zengin_request_items,
 )
 from simulators.bank import SimulatedBank
-from tests.conftest import Biller, Running, jst_today, on_postgres
+from tests.conftest import Biller, Running, admin, jst_today, on_postgres
 from tests.test_api import bill_body
 from tests.test_payment_page import get, local, open_page
 from tests.test_payments_api import pay
@@ -485,6 +486,89 @@ async def gateway_bill(running: Running, who: Biller, bill_no: str, **over: Any)
 
 def render(bill: Any) -> dict[str, Any]:
     return {"bill_no": bill.bill_no, "status": bill.status.value}
+
+
+def unmatched_raws(engine: Engine) -> dict[str, bytes]:
+    """The raw record of each transfer result that matched no request, by 顧客番号."""
+    m = collection_messages.c
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(m.event_key, m.raw).where(m.channel == "transfer", m.outcome == "unknown_bill")
+        )
+        return {r.event_key.split(":")[2]: bytes(r.raw) for r in rows}
+
+
+@pytest_twisted.ensureDeferred
+async def test_results_that_matched_no_request_lose_their_account_once_nothing_needs_it(
+    gateway: Running, stores: list[Store], engine: Engine
+) -> None:
+    """result_91.txt: 顧客番号 1 debited (a refund case: the money goes back to that account), 2
+    and 3 failed (no payment); this center asked for none of them, so no bill purges them."""
+    acme = gateway.onboard("acme")
+    vector = (FIXTURES / "result_91.txt").read_bytes()
+    admin(
+        gateway.config_path,
+        "biller",
+        "zengin",
+        "--id",
+        "acme",
+        "--consignor-code",
+        "0000012345",
+        "--account",
+        "0005-135-1-1234567",
+    )
+    summary = await run_admin(
+        gateway.config_path, "import", "zengin-result", str(FIXTURES / "result_91.txt")
+    )
+    assert summary["outcomes"] == {"unknown_bill": 3}
+    before = unmatched_raws(engine)
+    as_received = {r[91:111].decode(): r for r in split_records(vector) if r[:1] == b"2"}
+    assert before == as_received  # (each as the bank sent it)
+    _, cases, _ = await gateway.request("GET", "/v1/refund-cases", acme)
+    (case,) = cases["data"]
+    assert (case["reason"], case["amount"], case["status"]) == ("unknown_bill", 5500, "open")
+    debit, *failures = sorted(before)
+
+    store = new_store(stores, gateway.config.database.url)
+    run_at = datetime.now(UTC).replace(microsecond=0) + timedelta(days=125)
+    cutoff = months_before(run_at, 3)
+
+    # A month from now nothing is old enough.
+    soon = await RetentionJob(store, clock_at(run_at - timedelta(days=95))).run()
+    assert not soon.purged and unmatched_raws(engine) == before
+
+    # Four months on: the failures lose the account; the debit keeps it while its case is open.
+    report = await RetentionJob(store, clock_at(run_at), batch_size=1).run()
+    assert (report.messages, report.bills, report.request_items) == (2, 0, 0)
+    after = unmatched_raws(engine)
+    assert after[debit] == before[debit]
+    for number in failures:
+        values, errors = parse_fields(DATA, after[number], network="zengin", record=2)
+        assert not errors and (values["account_number"], values["holder_name"]) == ("0000000", "")
+        assert after[number] == redact_data_record(before[number])
+        assert after[number][111:112] == before[number][111:112] != b"0"  # its 振替結果コード
+
+    # Refunded two months before the run: kept another month. Refunded before the cutoff: gone.
+    path = f"/v1/refund-cases/{case['case_id']}/resolve"
+    resolved = await gateway.request("POST", path, acme, {"resolution": "refunded"})
+    assert resolved[0] == 200
+    for resolved_at, purged in ((months_before(run_at, 2), 0), (cutoff - timedelta(seconds=1), 1)):
+        with engine.begin() as conn:
+            conn.execute(update(refund_cases).values(resolved_at=resolved_at))
+        again = await RetentionJob(store, clock_at(run_at)).run()
+        assert again.messages == purged and again.purged == bool(purged)
+    record = unmatched_raws(engine)[debit]
+    assert record == redact_data_record(before[debit]) and b"7654321" not in record
+    values, errors = parse_fields(DATA, record, network="zengin", record=2)
+    assert not errors and (values["amount"], values["result_code"]) == (5500, "0")
+
+    # The money stays: the payment and its case. Nothing is left to do, so no more audit rows.
+    _, cases, _ = await gateway.request("GET", "/v1/refund-cases", acme)
+    assert [(c["amount"], c["status"]) for c in cases["data"]] == [(5500, "resolved")]
+    last = await RetentionJob(store, clock_at(run_at + timedelta(days=30))).run()
+    assert not last.purged
+    audits = purge_table(engine)
+    assert [a.messages for a in audits] == [2, 1]
 
 
 @pytest_twisted.ensureDeferred

@@ -10,13 +10,15 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from gateway.model import BillStatus, MandateStatus
+from gateway.model import BillStatus, Channel, MandateStatus, RefundStatus
 from gateway.store.schema import (
     bills,
     collection_messages,
     data_purges,
     events,
     mandates,
+    payments,
+    refund_cases,
     zengin_request_items,
 )
 
@@ -116,6 +118,56 @@ def set_message_raws(conn: Connection, raws: Sequence[tuple[int, bytes]]) -> Non
             .values(raw=bindparam("m_raw")),
             [{"m_id": i, "m_raw": raw} for i, raw in raws],
         )
+
+
+#: A Zengin data record's 口座番号 and 預金者名 once redacted (1-based position 44, 7 + 30 bytes).
+REDACTED_ACCOUNT_START = 44
+REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
+
+
+def lock_unmatched_transfer_messages(
+    conn: Connection, cutoff: datetime, after: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """(id, raw) of up to ``limit`` transfer results with ``id > after`` that matched no request
+    (outcome ``unknown_bill``: no bill to purge them with), received before ``cutoff``, whose raw
+    record still holds an account (not yet redacted), in id order, locked (``SKIP LOCKED``).
+
+    A debit among them is kept while its payment has a refund case that is open or was resolved
+    at or after the cutoff: the money is returned to that account, so it stays until the case
+    has been closed for the retention period. A failed debit has no payment and no case."""
+    m, p, r = collection_messages.c, payments.c, refund_cases.c
+    case_pending = (
+        select(r.case_id)
+        .select_from(refund_cases.join(payments, r.payment_id == p.payment_id))
+        .where(
+            p.channel == m.channel,
+            p.event_key == m.event_key,
+            or_(r.status == RefundStatus.OPEN.value, r.resolved_at >= cutoff),
+        )
+        .exists()
+    )
+    still_held = (
+        func.length(m.raw) > 0,
+        or_(
+            func.length(m.raw) != 120,
+            func.substr(m.raw, REDACTED_ACCOUNT_START, len(REDACTED_ACCOUNT)) != REDACTED_ACCOUNT,
+        ),
+    )
+    stmt = (
+        select(m.id, m.raw)
+        .where(
+            m.channel == Channel.TRANSFER.value,
+            m.outcome == "unknown_bill",
+            m.received_at < cutoff,
+            m.id > after,
+            *still_held,
+            ~case_pending,
+        )
+        .order_by(m.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=collection_messages)
+    )
+    return [(row.id, bytes(row.raw)) for row in conn.execute(stmt)]
 
 
 def lock_purgeable_mandates(
