@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.task import react
+from twisted.internet.task import deferLater, react
 
 
 def run_command(
@@ -20,6 +20,10 @@ def run_command(
     with a one-line reason when it raises or ``failed(summary)`` says so."""
 
     async def _main(reactor: Any) -> None:
+        # ``react`` calls this before the reactor runs, i.e. before it installs its SIGTERM and
+        # SIGINT handlers: work done now (a simulator answering a file at once) could be seen,
+        # and the process signalled, while a signal still kills it without its summary.
+        await deferLater(reactor, 0, lambda: None)
         try:
             summary = await run(reactor)
         except Exception as e:
