@@ -52,7 +52,7 @@ from gateway.store.schema import (
     zengin_request_items,
 )
 from simulators.bank import SimulatedBank
-from tests.conftest import Biller, Running, admin, jst_today, on_postgres
+from tests.conftest import Biller, Running, jst_today, on_postgres
 from tests.test_api import bill_body
 from tests.test_payment_page import get, local, open_page
 from tests.test_payments_api import pay
@@ -506,17 +506,7 @@ async def test_results_that_matched_no_request_lose_their_account_once_nothing_n
     and 3 failed (no payment); this center asked for none of them, so no bill purges them."""
     acme = gateway.onboard("acme")
     vector = (FIXTURES / "result_91.txt").read_bytes()
-    admin(
-        gateway.config_path,
-        "biller",
-        "zengin",
-        "--id",
-        "acme",
-        "--consignor-code",
-        "0000012345",
-        "--account",
-        "0005-135-1-1234567",
-    )
+    consignor(gateway, acme, "0000012345", "0005-135-1-1234567")
     summary = await run_admin(
         gateway.config_path, "import", "zengin-result", str(FIXTURES / "result_91.txt")
     )

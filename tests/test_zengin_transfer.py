@@ -56,7 +56,9 @@ async def run_admin(config: Path, *args: str) -> dict[str, Any]:
     return result
 
 
-def consignor(running: Running, biller: Biller) -> None:
+def consignor(
+    running: Running, biller: Biller, code: str = CONSIGNOR, account: str = "0001-001-1-1234567"
+) -> None:
     admin(
         running.config_path,
         "biller",
@@ -64,9 +66,9 @@ def consignor(running: Running, biller: Biller) -> None:
         "--id",
         biller.biller_id,
         "--consignor-code",
-        CONSIGNOR,
+        code,
         "--account",
-        "0001-001-1-1234567",
+        account,
     )
 
 
@@ -276,17 +278,7 @@ async def test_a_result_for_no_request_opens_a_refund_case_for_the_consignor(
     """The spec's result vector names debits this center never asked for."""
     acme = gateway.onboard("acme")
     vector = parse_file((FIXTURES / "result_91.txt").read_bytes())
-    admin(
-        gateway.config_path,
-        "biller",
-        "zengin",
-        "--id",
-        "acme",
-        "--consignor-code",
-        vector.header.biller_code,
-        "--account",
-        "0005-135-1-1234567",
-    )
+    consignor(gateway, acme, vector.header.biller_code, "0005-135-1-1234567")
     summary = await run_admin(
         gateway.config_path, "import", "zengin-result", str(FIXTURES / "result_91.txt")
     )
