@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+import unicodedata
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ WATER_CUSTOMERS = [
     ("W0005", "タナカ　ミサキ", "5678901", 3_850),
     ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400),
 ]
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded to ``width`` terminal columns (a full-width character takes two)."""
+    used = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(width - used, 0)
 
 
 def say(text: str = "") -> None:
@@ -465,10 +472,10 @@ def settle_and_report(
         for line in up["lines"]:
             unit = f" × ¥{line['unit_amount']:,}" if line["unit_amount"] is not None else ""
             say(
-                f"    {line['description']:<36} {line['quantity']:>4}{unit:<10} "
+                f"    {_pad(line['description'], 44)} {line['quantity']:>4}{unit:<10} "
                 f"¥{line['amount']:>10,}"
             )
-        say(f"    {'支払予定額 (payout)':<50} ¥{up['payout']:>10,}")
+        say(f"    {_pad('支払予定額 (payout)', 59)} ¥{up['payout']:>10,}")
         query = f"from={today}&to={today}"
         _, report, _ = http("GET", f"{daemon.api}/v1/reports/daily-collections?{query}", None, auth)
         for r in report["data"]:
