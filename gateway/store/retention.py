@@ -120,7 +120,9 @@ def set_message_raws(conn: Connection, raws: Sequence[tuple[int, bytes]]) -> Non
         )
 
 
-#: A Zengin data record's 口座番号 and 預金者名 once redacted (1-based position 44, 7 + 30 bytes).
+#: A Zengin data record (120 bytes, spec/zengin.md) and its 口座番号 and 預金者名 once redacted
+#: (1-based position 44, 7 + 30 bytes), as gateway.retention.redact_data_record leaves them.
+DATA_RECORD_LENGTH = 120
 REDACTED_ACCOUNT_START = 44
 REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
 
@@ -149,7 +151,7 @@ def lock_unmatched_transfer_messages(
     still_held = (
         func.length(m.raw) > 0,
         or_(
-            func.length(m.raw) != 120,
+            func.length(m.raw) != DATA_RECORD_LENGTH,
             func.substr(m.raw, REDACTED_ACCOUNT_START, len(REDACTED_ACCOUNT)) != REDACTED_ACCOUNT,
         ),
     )
