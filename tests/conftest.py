@@ -7,6 +7,7 @@ a database of its own on that server, created and dropped around it, so runs can
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ import pytest_twisted
 import treq
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from twisted.logger import formatEvent, globalLogPublisher
 
 from gateway.admin import main as admin_main
 from gateway.config import Config, load_config
@@ -29,6 +31,22 @@ from gateway.store import create_db_engine
 from gateway.store.migrate import migrate
 
 DB_ENV = "GATEWAY_TEST_DATABASE_URL"
+
+
+@contextlib.contextmanager
+def logged() -> Iterator[list[str]]:
+    """Every log event published while the block runs, formatted as the daemon's log writes it
+    (to check what a log line says, and that it says nothing personal)."""
+    lines: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        lines.append(formatEvent(event) or "")
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        yield lines
+    finally:
+        globalLogPublisher.removeObserver(observe)
 
 
 def on_postgres() -> bool:

@@ -14,14 +14,13 @@ import pytest_twisted
 from sqlalchemy import select
 from twisted.internet.defer import succeed
 from twisted.internet.task import deferLater
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.mail import smtp
 from zope.interface import implementer
 
 from gateway.notify import describe_failure
 from gateway.store import create_db_engine
 from gateway.store.schema import notifications
-from tests.conftest import Running
+from tests.conftest import Running, logged
 from tests.test_api import bill_body
 
 
@@ -163,17 +162,9 @@ async def test_a_refusing_relay_is_retried_then_given_up(
     assert rows(gateway)[0].attempts == 3
 
     smtp_server.refuse = 10  # more than max_attempts
-    logged: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        logged.append(formatEvent(event) or "")
-
-    globalLogPublisher.addObserver(observe)
-    try:
+    with logged() as lines:
         await gateway.request("POST", "/v1/bills", acme, bill_body("R-2"))
         await until(lambda: rows(gateway)[-1].status == "failed")
-    finally:
-        globalLogPublisher.removeObserver(observe)
     last = rows(gateway)[-1]
     assert last.attempts == 3
     # The relay's reply, without the customer's address (in the row and in the log).
@@ -181,7 +172,7 @@ async def test_a_refusing_relay_is_retried_then_given_up(
         "SMTPDeliveryError: 451 No recipients accepted"
         " / <address>: 451 mailbox busy, try again later"
     )
-    text = "\n".join(logged)
+    text = "\n".join(lines)
     assert "failed after 3 attempts" in text and "451 mailbox busy" in text
     assert "taro@example.jp" not in text
     assert len(smtp_server.received) == 1

@@ -25,7 +25,6 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from twisted.internet import task
 from twisted.internet.defer import gatherResults
-from twisted.logger import formatEvent, globalLogPublisher
 
 from gateway.expiry import ExpiryJob
 from gateway.mappers.fields import parse_fields
@@ -52,7 +51,7 @@ from gateway.store.schema import (
     zengin_request_items,
 )
 from simulators.bank import SimulatedBank
-from tests.conftest import Biller, Running, jst_today, on_postgres
+from tests.conftest import Biller, Running, jst_today, logged, on_postgres
 from tests.test_api import bill_body
 from tests.test_payment_page import get, local, open_page
 from tests.test_payments_api import pay
@@ -328,20 +327,12 @@ async def test_a_run_purges_old_customer_data_keeps_the_money_and_audits_it(
     named = [i for i, c in customers_before.items() if c and set(c) - {"customer_no"}]
     assert any(i > last_old_event for i in named)  # RECENT's bill.created
 
-    logged: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        logged.append(formatEvent(event) or "")
-
     purged_before = counter("gateway_retention_bills_purged_total")
     store = new_store(stores, gateway.config.database.url)
     clock = clock_at(run_at)
     job = RetentionJob(store, clock, batch_size=2)  # several batches of each kind
-    globalLogPublisher.addObserver(observe)
-    try:
+    with logged() as lines:
         report = await job.run()
-    finally:
-        globalLogPublisher.removeObserver(observe)
 
     gone = ["DEBITED", "PAID-LATER", "PAID", "CANCELLED", "EXPIRED", "BEFORE-CUTOFF"]
     kept = ["OPEN", "OPEN-FAILED", "AT-CUTOFF", "RECENT"]
@@ -431,7 +422,7 @@ async def test_a_run_purges_old_customer_data_keeps_the_money_and_audits_it(
     }
 
     # The logs say how much, never whose.
-    text = "\n".join(logged)
+    text = "\n".join(lines)
     assert f"Retention run {audit.id}" in text
     secrets = [*PERSONAL, *(n for n, _ in ACCOUNTS.values()), *(h for _, h in ACCOUNTS.values())]
     assert not [s for s in secrets if s in text]
