@@ -96,6 +96,8 @@ from gateway.store.events import event_json
 from gateway.store.retention import (
     ACCOUNT_FIELDS,
     BILL_FIELDS,
+    RECORD_ACCOUNT,
+    REDACTED_ACCOUNT,
     clear_customers,
     event_watermark,
     lock_events_after,
@@ -126,9 +128,6 @@ DEFAULT_MONTHS = 3
 DEFAULT_BATCH = 500
 DEFAULT_MAX_BATCHES = 100  # of each kind per run: the rest waits for the next run
 
-#: The data record's 口座番号 (pos 44, 7 N) and 預金者名 (pos 51, 30 C), spec/zengin.md.
-ACCOUNT_NUMBER = slice(43, 50)
-HOLDER_NAME = slice(50, 80)
 
 #: What the audit row says was removed, by kind.
 FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -158,9 +157,7 @@ def redact_data_record(raw: bytes) -> bytes:
     預金者名 as spaces, every other byte as it was; ``b""`` for anything else."""
     if len(raw) != RECORD_LENGTH or raw[:1] != DATA_TYPE:
         return b""
-    account = b"0" * (ACCOUNT_NUMBER.stop - ACCOUNT_NUMBER.start)
-    holder = b" " * (HOLDER_NAME.stop - HOLDER_NAME.start)
-    return raw[: ACCOUNT_NUMBER.start] + account + holder + raw[HOLDER_NAME.stop :]
+    return raw[: RECORD_ACCOUNT.start] + REDACTED_ACCOUNT + raw[RECORD_ACCOUNT.stop :]
 
 
 def scrub_event_data(data: Any) -> dict[str, Any] | None:

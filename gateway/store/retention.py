@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
+from gateway.mappers.files import RECORD_LENGTH
 from gateway.model import BillStatus, Channel, MandateStatus, RefundStatus
 from gateway.store.schema import (
     bills,
@@ -120,10 +121,9 @@ def set_message_raws(conn: Connection, raws: Sequence[tuple[int, bytes]]) -> Non
         )
 
 
-#: A Zengin data record (120 bytes, spec/zengin.md) and its 口座番号 and 預金者名 once redacted
-#: (1-based position 44, 7 + 30 bytes), as gateway.retention.redact_data_record leaves them.
-DATA_RECORD_LENGTH = 120
-REDACTED_ACCOUNT_START = 44
+#: A Zengin data record's 口座番号 (pos 44, 7 N) and 預金者名 (pos 51, 30 C), spec/zengin.md, and
+#: what the purge leaves in them (gateway.retention.redact_data_record).
+RECORD_ACCOUNT = slice(43, 80)
 REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
 
 
@@ -151,8 +151,8 @@ def lock_unmatched_transfer_messages(
     still_held = (
         func.length(m.raw) > 0,
         or_(
-            func.length(m.raw) != DATA_RECORD_LENGTH,
-            func.substr(m.raw, REDACTED_ACCOUNT_START, len(REDACTED_ACCOUNT)) != REDACTED_ACCOUNT,
+            func.length(m.raw) != RECORD_LENGTH,
+            func.substr(m.raw, RECORD_ACCOUNT.start + 1, len(REDACTED_ACCOUNT)) != REDACTED_ACCOUNT,
         ),
     )
     stmt = (
