@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -53,18 +54,19 @@ def on_postgres() -> bool:
     return bool(os.environ.get(DB_ENV))
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    base = os.environ.get(DB_ENV)
-    if not base:
-        yield f"sqlite:///{tmp_path}/gateway.sqlite3"
-        return
+@contextlib.contextmanager
+def server_database(template: str | None = None) -> Iterator[str]:
+    """A database of its own on the GATEWAY_TEST_DATABASE_URL server, dropped afterwards
+    (a copy of ``template`` when given)."""
+    base = os.environ[DB_ENV]
     name = "gwtest_" + secrets.token_hex(6)
     server = create_engine(base, isolation_level="AUTOCOMMIT")
+    copy = f' TEMPLATE "{template}"' if template else ""
     with server.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"{copy}')
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
         with server.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -72,11 +74,45 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def migrated_url(database_url: str) -> str:
-    engine = create_db_engine(database_url, 1)
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database: a SQLite file in the test's temp dir, or one on the server."""
+    if not on_postgres():
+        path = tmp_path / "gateway.sqlite3"
+        yield f"sqlite:///{path}"
+        return
+    with server_database() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An empty database migrated once per run, that each ``migrated_url`` starts as a copy
+    of (0.3 s on PostgreSQL instead of a 1 s create-and-migrate per test). The tests that
+    start the daemon on an empty ``database_url`` still migrate it themselves."""
+    if on_postgres():
+        with server_database() as url:
+            engine = create_db_engine(url, 1)
+            migrate(engine)
+            engine.dispose()  # CREATE DATABASE … TEMPLATE needs it unused
+            yield make_url(url).database or ""
+        return
+    path = tmp_path_factory.mktemp("template") / "gateway.sqlite3"
+    engine = create_db_engine(f"sqlite:///{path}", 1)
     migrate(engine)
-    engine.dispose()
-    return database_url
+    engine.dispose()  # the last connection's close checkpoints the WAL into the file
+    yield str(path)
+
+
+@pytest.fixture
+def migrated_url(tmp_path: Path, migrated_template: str) -> Iterator[str]:
+    """A database at the newest schema, a copy of the run's migrated template."""
+    if on_postgres():
+        with server_database(template=migrated_template) as url:
+            yield url
+        return
+    path = tmp_path / "gateway.sqlite3"
+    shutil.copyfile(migrated_template, path)
+    yield f"sqlite:///{path}"
 
 
 def jst_today() -> date:
