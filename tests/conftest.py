@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import make_url
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -30,6 +30,7 @@ from gateway.config import Config, load_config
 from gateway.model import JST
 from gateway.store import create_db_engine
 from gateway.store.migrate import migrate
+from gateway.store.schema import payments, settlement_lines, settlements
 
 DB_ENV = "GATEWAY_TEST_DATABASE_URL"
 
@@ -54,6 +55,43 @@ def on_postgres() -> bool:
     return bool(os.environ.get(DB_ENV))
 
 
+def check_settlements_reconcile(url: str) -> None:
+    """For every settlement a test stored: its lines add up to its payout, to the yen, the
+    payout is never negative, and the payments it took add up to what it says it collected.
+
+    Run at the teardown of every test database, so it covers every settlement of the suite.
+    """
+    engine = create_db_engine(url, 1)
+    try:
+        with engine.connect() as conn:
+            if not inspect(conn).has_table("settlement_lines"):
+                return
+            lines = (
+                select(func.coalesce(func.sum(settlement_lines.c.amount), 0))
+                .where(settlement_lines.c.settlement_id == settlements.c.settlement_id)
+                .scalar_subquery()
+            )
+            taken = (
+                select(func.coalesce(func.sum(payments.c.amount), 0))
+                .where(payments.c.settlement_id == settlements.c.settlement_id)
+                .scalar_subquery()
+            )
+            rows = conn.execute(
+                select(
+                    settlements.c.settlement_id,
+                    settlements.c.payout,
+                    lines,
+                    settlements.c.collected,
+                    taken,
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    for settlement_id, payout, lines_total, collected, taken_total in rows:
+        assert int(lines_total) == int(payout) >= 0, settlement_id
+        assert int(taken_total) == int(collected), settlement_id
+
+
 @contextlib.contextmanager
 def server_database(template: str | None = None) -> Iterator[str]:
     """A database of its own on the GATEWAY_TEST_DATABASE_URL server, dropped afterwards
@@ -67,6 +105,7 @@ def server_database(template: str | None = None) -> Iterator[str]:
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
         yield url
+        check_settlements_reconcile(url)
     finally:
         with server.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -79,6 +118,8 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     if not on_postgres():
         path = tmp_path / "gateway.sqlite3"
         yield f"sqlite:///{path}"
+        if path.exists():
+            check_settlements_reconcile(f"sqlite:///{path}")
         return
     with server_database() as url:
         yield url
@@ -113,6 +154,7 @@ def migrated_url(tmp_path: Path, migrated_template: str) -> Iterator[str]:
     path = tmp_path / "gateway.sqlite3"
     shutil.copyfile(migrated_template, path)
     yield f"sqlite:///{path}"
+    check_settlements_reconcile(f"sqlite:///{path}")
 
 
 def jst_today() -> date:

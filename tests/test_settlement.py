@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from gateway import ids
@@ -29,7 +29,7 @@ from gateway.store.events import list_events
 from gateway.store.ledger import list_refund_cases, resolve_refund_case
 from gateway.store.schema import payments, settlement_lines, settlements
 from gateway.store.settlements import get_settlement, preview_next, save_plan, settle_next
-from tests.conftest import config_text
+from tests.conftest import check_settlements_reconcile, config_text
 
 CREATED = datetime(2026, 11, 2, 9, 0, tzinfo=JST)
 
@@ -149,27 +149,6 @@ class World:
         return found
 
 
-def check_reconciles(engine: Engine) -> None:
-    """For every settlement stored: the lines add up to the payout, to the yen."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(settlements.c.settlement_id, settlements.c.payout, settlements.c.collected)
-        ).all()
-        for settlement_id, payout, collected in rows:
-            total = conn.execute(
-                select(func.coalesce(func.sum(settlement_lines.c.amount), 0)).where(
-                    settlement_lines.c.settlement_id == settlement_id
-                )
-            ).scalar_one()
-            paid_out = conn.execute(
-                select(func.coalesce(func.sum(payments.c.amount), 0)).where(
-                    payments.c.settlement_id == settlement_id
-                )
-            ).scalar_one()
-            assert int(total) == int(payout) >= 0
-            assert int(paid_out) == int(collected)
-
-
 @pytest.fixture
 def world(tmp_path: Path, migrated_url: str) -> Iterator[World]:
     path = tmp_path / "gateway.toml"
@@ -189,7 +168,6 @@ def world(tmp_path: Path, migrated_url: str) -> Iterator[World]:
             )
     ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no, "version": b.version}, "987654")
     yield World(engine, ingest, Issuer(config))
-    check_reconciles(engine)
     engine.dispose()
 
 
@@ -252,6 +230,35 @@ def test_a_month_pays_out_confirmed_payments_once_less_fees_tax_and_stamps(world
     assert left == 0 and voided is None
     assert [e.data["settlement"]["payout"] for e in events] == [64_507, december.totals.payout]
     assert events[0].data["settlement"]["settlement_id"] == november.settlement_id
+
+
+def test_the_suites_teardown_check_finds_a_yen_out_of_place(world: World) -> None:
+    """check_settlements_reconcile, run on every test database, fails on a stored settlement
+    whose lines miss its payout by one yen, or whose payments miss what it collected."""
+    world.plan(standard_plan())
+    world.confirm(world.bill("B-1", 5_400), at(11, 5), at(11, 8))
+    november = world.settle(date(2026, 12, 1))
+    assert november is not None
+    url = world.engine.url.render_as_string(hide_password=False)
+    fee = settlement_lines.c.kind == LineKind.PAYMENT_FEE.value
+    mine = settlement_lines.c.settlement_id == november.settlement_id
+    for change, undo in [
+        (
+            update(settlement_lines).where(mine, fee).values(amount=settlement_lines.c.amount + 1),
+            update(settlement_lines).where(mine, fee).values(amount=settlement_lines.c.amount - 1),
+        ),
+        (
+            update(payments).values(settlement_id=None),
+            update(payments).values(settlement_id=november.settlement_id),
+        ),
+    ]:
+        with world.engine.begin() as conn:
+            conn.execute(change)
+        with pytest.raises(AssertionError, match=november.settlement_id):
+            check_settlements_reconcile(url)
+        with world.engine.begin() as conn:
+            conn.execute(undo)
+        check_settlements_reconcile(url)
 
 
 def test_a_confirmation_that_commits_after_its_period_was_settled_goes_into_the_next(
