@@ -242,14 +242,15 @@ def test_the_suites_teardown_check_finds_a_yen_out_of_place(world: World) -> Non
     url = world.engine.url.render_as_string(hide_password=False)
     fee = settlement_lines.c.kind == LineKind.PAYMENT_FEE.value
     mine = settlement_lines.c.settlement_id == november.settlement_id
+    taken = payments.c.payment_id.in_(world.settled_ids(november.settlement_id))
     for change, undo in [
         (
             update(settlement_lines).where(mine, fee).values(amount=settlement_lines.c.amount + 1),
             update(settlement_lines).where(mine, fee).values(amount=settlement_lines.c.amount - 1),
         ),
         (
-            update(payments).values(settlement_id=None),
-            update(payments).values(settlement_id=november.settlement_id),
+            update(payments).where(taken).values(settlement_id=None),
+            update(payments).where(taken).values(settlement_id=november.settlement_id),
         ),
     ]:
         with world.engine.begin() as conn:
