@@ -235,6 +235,15 @@ def _save(conn: Connection, report: PurgeReport) -> PurgeReport:
 Batch = Callable[[Connection, PurgeReport, int, int], tuple[PurgeReport, int, int]]
 
 
+def _audit_row(conn: Connection, report: PurgeReport) -> tuple[PurgeReport, int]:
+    """The report with its audit row written, and the row's id, for a batch whose purged rows
+    point to it (``purge_id``): the row comes first."""
+    if report.purge_id is None:
+        report = _save(conn, report)
+    assert report.purge_id is not None
+    return report, report.purge_id
+
+
 def purge_bills_batch(
     conn: Connection, report: PurgeReport, after: int, limit: int
 ) -> tuple[PurgeReport, int, int]:
@@ -242,11 +251,9 @@ def purge_bills_batch(
     found = lock_purgeable_bills(conn, report.cutoff, after, limit)
     if not found:
         return report, 0, after
-    if report.purge_id is None:
-        report = _save(conn, report)  # the row first: the purged rows point to it
-    assert report.purge_id is not None
+    report, purge_id = _audit_row(conn, report)
     ids = [bill_id for bill_id, _ in found]
-    clear_customers(conn, ids, report.purge_id)
+    clear_customers(conn, ids, purge_id)
     keys = message_keys(request_item_keys(conn, ids))
     items = redact_request_items(conn, ids)
     messages = transfer_messages(conn, keys)
@@ -272,8 +279,6 @@ def purge_unmatched_messages_batch(
     found = lock_unmatched_transfer_messages(conn, report.cutoff, after, limit)
     if not found:
         return report, 0, after
-    if report.purge_id is None:
-        report = _save(conn, report)
     set_message_raws(conn, [(i, redact_data_record(raw)) for i, raw in found])
     report = replace(report, messages=report.messages + len(found))
     return _save(conn, report), len(found), found[-1][0]
@@ -286,11 +291,9 @@ def purge_mandates_batch(
     found = lock_purgeable_mandates(conn, report.cutoff, after, limit)
     if not found:
         return report, 0, after
-    if report.purge_id is None:
-        report = _save(conn, report)
-    assert report.purge_id is not None
+    report, purge_id = _audit_row(conn, report)
     ids = [mandate_id for mandate_id, _ in found]
-    purge_mandates(conn, ids, report.purge_id)
+    purge_mandates(conn, ids, purge_id)
     report = replace(report, mandates=report.mandates + len(found))
     return _save(conn, report), len(found), ids[-1]
 
