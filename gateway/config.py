@@ -8,6 +8,7 @@ option; keep the two in step.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import tomllib
@@ -113,6 +114,9 @@ class MpnConfig:
     hostname: str
     close_at: dt_time  # JST; 閉局 of the business day
     guard_limit: int
+    # Keys the permutation that makes お客様番号 non-sequential (gateway.payeasy); required in
+    # the file (the empty default only serves code that builds an MpnConfig by hand).
+    number_key: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -366,6 +370,7 @@ def _api(t: _Table) -> ApiConfig:
         or "#" in public_url
     ):
         raise ConfigError(t.key("public_url"), f"{public_url!r} is not an http(s) base URL")
+    _require_https(t.key("public_url"), public_url)
     ttl = t.integer("idempotency_ttl_hours", 24, low=24, high=24 * 30)
     return ApiConfig(
         listen=listen,
@@ -374,6 +379,24 @@ def _api(t: _Table) -> ApiConfig:
         max_page_size=t.integer("max_page_size", 100, low=1, high=1000),
         auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=3600)),
     )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8, ::1
+    except ValueError:
+        return False
+
+
+def _require_https(key: str, url: str) -> None:
+    """``url`` must be https unless its host is a loopback address (development and tests)."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
+        raise ConfigError(
+            key, f"{url!r} must be https:// (plain http only on a loopback host such as 127.0.0.1)"
+        )
 
 
 def _tls(t: _Table) -> TLSConfig:
@@ -417,6 +440,7 @@ def _cvs(t: _Table) -> CvsConfig:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(s.key("url"), f"{url!r} is not an http(s) URL")
+        _require_https(s.key("url"), url)  # it carries the agency password
         return CvsAgencyConfig(
             url=url,
             user_id=s.string("user_id"),
@@ -461,6 +485,13 @@ def _mpn(t: _Table) -> MpnConfig:
         ),
         close_at=dt_time(int(close_at[:2]), int(close_at[3:])),
         guard_limit=t.integer("guard_limit", 5, low=1, high=100),
+        number_key=bytes.fromhex(
+            t.string(
+                "number_key",
+                pattern=r"[0-9a-fA-F]{32,128}",
+                hint="32 to 128 hexadecimal digits (make one with: openssl rand -hex 32)",
+            )
+        ),
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,7 @@ poll_interval = 0.5
 institution_code = "58191"
 connect = "tcp:127.0.0.1:{mpn}"
 center_code = "0001"
+number_key = "{number_key}"
 
 [zengin]
 outbox = "outbox/zengin"
@@ -155,7 +157,13 @@ def run(workdir: Path, keep_running: bool) -> int:
     api_port, metrics_port, link_port, mpn_port = (free_port() for _ in range(4))
     config = workdir / "gateway.toml"
     config.write_text(
-        CONFIG.format(api=api_port, metrics=metrics_port, link=link_port, mpn=mpn_port),
+        CONFIG.format(
+            api=api_port,
+            metrics=metrics_port,
+            link=link_port,
+            mpn=mpn_port,
+            number_key=secrets.token_hex(32),
+        ),
         encoding="utf-8",
     )
     say(f"== gateway-demo in {workdir}  (config: {config})")

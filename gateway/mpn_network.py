@@ -12,6 +12,7 @@ counters both ways and confirms the day's pending 消込.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -43,7 +44,7 @@ from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, Messa
 from gateway.store import Store
 from gateway.store.ledger import payments_by_keys
 from gateway.store.mpn import (
-    count_guard_failure,
+    count_guard_attempt,
     day_counters,
     day_payments,
     payeasy_lookup,
@@ -103,16 +104,25 @@ class MpnNetwork:
         self, conn: Connection, key: Any, day: date
     ) -> tuple[Bill | None, str, str | None]:
         """(the bill, its biller's kana, None) or (None, "", the refusal code) for a key."""
-        found = payeasy_lookup(conn, key.institution_code, key.customer_number, day)
+        found = payeasy_lookup(conn, key.institution_code, key.customer_number)
         if found is None:
             return None, "", "1001"
-        bill, kana, failures = found
-        if failures >= self.config.guard_limit:
+        bill, kana = found
+        assert bill.payeasy is not None
+        wrong = not hmac.compare_digest(
+            bill.payeasy.confirmation_number.encode(), str(key.confirmation_number).encode()
+        )
+        # The count returned by the one atomic statement decides, never a count read before.
+        failures = count_guard_attempt(
+            conn, key.institution_code, key.customer_number, day, wrong=wrong
+        )
+        # A wrong one counted past the limit, or a right one once the limit is reached.
+        if failures > self.config.guard_limit or (
+            not wrong and failures >= self.config.guard_limit
+        ):
             GUARD_REFUSALS.inc()
             return None, "", "1001"
-        assert bill.payeasy is not None
-        if bill.payeasy.confirmation_number != key.confirmation_number:
-            count_guard_failure(conn, key.institution_code, key.customer_number, day)
+        if wrong:
             return None, "", "1001"
         return bill, kana, None
 
@@ -334,7 +344,13 @@ def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[ISer
 
     config = network.config
     assert config.connect is not None and config.center_code is not None and tls is not None
-    files = TLSFiles(tls.ca, tls.certificate, tls.key)
+    assert config.hostname is not None, "config requires mpn.hostname with mpn.connect"
+    files = TLSFiles(
+        config.ca or tls.ca,
+        tls.certificate,
+        tls.key,
+        ca_option="tls.ca" if config.ca is None else "mpn.ca",
+    )
     files.load()  # a missing or wrong file stops the daemon before it starts
     link = MpnLink(
         reactor,

@@ -94,7 +94,7 @@ class Issuer:
         assert mpn is not None, "the payeasy channel is off"
         return PayEasyNumbers(
             institution_code=biller.payeasy_institution_code or mpn.institution_code,
-            customer_number=payeasy.customer_number(biller.code, serial),
+            customer_number=payeasy.customer_number(biller.code, serial, mpn.number_key),
             confirmation_number=payeasy.confirmation_number(
                 self.randbelow, mpn.confirmation_digits
             ),

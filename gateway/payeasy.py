@@ -1,13 +1,20 @@
 """Pay-easy customer-facing identifiers (spec/mpn.md §1).
 
-- お客様番号 (customer number): 5-digit biller code + 10-digit serial + 1 check digit = 16 digits,
-  so it is deterministic and unique per (biller code, serial) and well within the 20-digit limit.
+- お客様番号 (customer number): 5-digit biller code + 10 digits + 1 check digit = 16 digits, well
+  within the 20-digit limit. The 10 digits are the bill's serial under a keyed permutation of
+  [0, 10^10) (``mpn.number_key``), so consecutive bills get unrelated numbers: knowing one's own
+  number tells nothing of the neighbours', and the 確認番号 guard is no longer the only defence.
+  A permutation is a bijection, so numbers stay unique per (biller code, serial) as long as the
+  key never changes (the bills table's unique constraint refuses a collision regardless). Numbers
+  are looked up by their stored value, never by inverting the permutation.
   The check digit is mod 10 with weights 3, 1, 3, ... from the right, as in the CVS barcode.
 - 確認番号 (confirmation number): 4 to 6 random digits per bill.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Callable
@@ -28,17 +35,48 @@ def _mod10_31(digits: str) -> int:
     return (10 - total % 10) % 10
 
 
-def customer_number(biller_code: str, serial: int) -> str:
-    """The 16-digit お客様番号 of bill ``serial`` of a biller.
+FEISTEL_ROUNDS = 10
 
-    Raises ``ValueError`` when ``biller_code`` is not 5 ASCII digits or ``serial`` is not a whole
-    number from 0 to 9,999,999,999.
+
+def permute_digits(value: int, digits: int, key: bytes) -> int:
+    """``value`` of ``[0, 10**digits)`` under a permutation of that range keyed by ``key``.
+
+    A balanced decimal Feistel network (the construction of NIST SP 800-38G's FF1, with
+    HMAC-SHA256 as round function): the number is split into a high part of ``digits // 2``
+    digits and a low part of the rest, and each round adds a keyed function of one part to the
+    other modulo its own power of ten. Every round is invertible, so the whole is a bijection on
+    exactly ``[0, 10**digits)``, with no cycle-walking. Not a format-preserving *cipher* for
+    secrets: it only makes serials unpredictable to whoever does not hold the key.
+    """
+    if not key:
+        raise ValueError("the permutation needs a key (mpn.number_key)")
+    if isinstance(digits, bool) or not isinstance(digits, int) or digits < 2:
+        raise ValueError(f"digits must be a whole number of at least 2, got {digits!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**digits:
+        raise ValueError(f"value must be a whole number in [0, 10**{digits}), got {value!r}")
+    u = digits // 2
+    v = digits - u
+    a, b = divmod(value, 10**v)  # a: u digits, b: v digits
+    for i in range(FEISTEL_ROUNDS):
+        m = u if i % 2 == 0 else v  # a has m digits in this round
+        mac = hmac.new(key, f"{digits}:{i}:{b}".encode("ascii"), hashlib.sha256).digest()
+        a, b = b, (a + int.from_bytes(mac, "big")) % 10**m
+    # An even number of rounds leaves a with u digits and b with v digits again.
+    return a * 10**v + b
+
+
+def customer_number(biller_code: str, serial: int, key: bytes) -> str:
+    """The 16-digit お客様番号 of bill ``serial`` of a biller: the biller code, the serial under
+    the keyed permutation (``mpn.number_key``), and the check digit.
+
+    Raises ``ValueError`` when ``biller_code`` is not 5 ASCII digits, ``serial`` is not a whole
+    number from 0 to 9,999,999,999 or ``key`` is empty.
     """
     if not isinstance(biller_code, str) or not _BILLER_CODE.fullmatch(biller_code):
         raise ValueError(f"biller code must be exactly 5 digits, got {biller_code!r}")
     if isinstance(serial, bool) or not isinstance(serial, int) or not 0 <= serial <= MAX_SERIAL:
         raise ValueError(f"serial must be a whole number from 0 to {MAX_SERIAL}, got {serial!r}")
-    body = f"{biller_code}{serial:0{SERIAL_LENGTH}d}"
+    body = f"{biller_code}{permute_digits(serial, SERIAL_LENGTH, key):0{SERIAL_LENGTH}d}"
     return body + str(_mod10_31(body))
 
 

@@ -193,6 +193,7 @@ ceiling = 300000
 
 [mpn]
 institution_code = "58191"
+number_key = "5e1f0c2a9b7d4e6f8a3c1b2d0e9f7a6c"
 
 [zengin]
 outbox = "var/outbox/zengin"

@@ -46,6 +46,7 @@ MINIMAL: dict[str, Any] = {"api": API, "metrics": METRICS}
 CVS: dict[str, Any] = {"company_code": "987654"}
 MPN: dict[str, Any] = {  # the link to the center off: no [tls] needed
     "institution_code": "58191",
+    "number_key": "00112233445566778899aabbccddeeff",
 }
 ZENGIN: dict[str, Any] = {"outbox": "var/outbox/zengin", "inbox": "var/inbox/zengin"}
 TLS: dict[str, Any] = {
@@ -128,6 +129,7 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             hostname="localhost",
             close_at=time(23, 50),
             guard_limit=5,
+            number_key=bytes(16),  # the example's placeholder: 32 zeros
         ),
         zengin=ZenginConfig(
             outbox=conf / "var" / "outbox" / "zengin",
@@ -433,14 +435,14 @@ BAD: list[Any] = [
     ),
     pytest.param(cvs(files={}), "cvs.files.inbox", id="missing-cvs-files-inbox"),
     pytest.param(
-        cfg(mpn={"institution_code": "58191", "connect": "tcp:h:1", "center_code": "0001"}),
+        cfg(mpn={**MPN, "connect": "tcp:h:1", "center_code": "0001"}),
         "mpn.connect",
         id="mpn-connect-without-tls",
     ),
     pytest.param(cfg(mpn={**MPN, "close_at": "24:00"}), "mpn.close_at", id="close-at-24"),
     pytest.param(cfg(mpn={**MPN, "guard_limit": 0}), "mpn.guard_limit", id="guard-limit-0"),
     pytest.param(
-        cfg(mpn={"institution_code": "58191", "connect": "tcp:h:1"}),
+        cfg(mpn={**MPN, "connect": "tcp:h:1"}),
         "mpn.center_code",
         id="missing-center-code",
     ),
@@ -921,3 +923,89 @@ def test_bad_bulk_options_name_the_key(bulk: dict[str, Any], path: str) -> None:
     with pytest.raises(ConfigError) as e:
         parse_config(cfg(bulk=bulk), BASE)
     assert e.value.path == path
+
+
+# --- https (issue 14, finding 12) -------------------------------------------------------------
+
+AGENCY: dict[str, Any] = {"user_id": "USER", "password": "SECRET"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://pay.example.jp",
+        "http://pay.example.jp:8080/gw",
+        "http://10.0.0.5:8080",
+        "http://[2001:db8::1]:8080",
+        "http://localhost.example.jp",
+        "http://128.0.0.1",
+    ],
+)
+def test_public_url_must_be_https_off_loopback(url: str) -> None:
+    """Customer links (payment pages, slips) must not travel in clear."""
+    with pytest.raises(ConfigError, match="https") as info:
+        parse_config(cfg(api={"public_url": url}), BASE)
+    assert info.value.path == "api.public_url"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://pay.example.jp",
+        "http://127.0.0.1:8080",
+        "http://127.8.9.10",
+        "http://localhost:8080/gw",
+        "http://LOCALHOST",
+        "http://[::1]:8080",
+    ],
+)
+def test_public_url_plain_http_on_loopback_only(url: str) -> None:
+    assert parse_config(cfg(api={"public_url": url}), BASE).api.public_url == url.rstrip("/")
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://agency.example.jp/csv", False),
+        ("http://192.168.1.10/csv", False),
+        ("https://agency.example.jp/csv", True),
+        ("http://127.0.0.1:8443/csv", True),
+        ("http://[::1]/csv", True),
+    ],
+)
+def test_agency_url_must_be_https_off_loopback(url: str, allowed: bool) -> None:
+    """The agency URL carries the agency password."""
+    raw = cvs(agency={**AGENCY, "url": url})
+    if allowed:
+        config = parse_config(raw, BASE)
+        assert config.cvs is not None and config.cvs.agency is not None
+        assert config.cvs.agency.url == url
+        return
+    with pytest.raises(ConfigError, match="https") as info:
+        parse_config(raw, BASE)
+    assert info.value.path == "cvs.agency.url"
+
+
+# --- Pay-easy number key (issue 14, finding 8) ------------------------------------------------
+
+
+def test_mpn_number_key_is_required() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg(mpn={"institution_code": "58191"}), BASE)
+    assert info.value.path == "mpn.number_key"
+
+
+@pytest.mark.parametrize(
+    "key", ["", "00112233", "0" * 31, "0" * 129, "zz112233445566778899aabbccddeeff", 1234]
+)
+def test_mpn_number_key_must_be_hex_of_128_bits_or_more(key: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(cfg(mpn={**MPN, "number_key": key}), BASE)
+    assert info.value.path == "mpn.number_key"
+
+
+def test_mpn_number_key_is_bytes_and_never_shown() -> None:
+    config = parse_config(cfg(mpn=MPN), BASE)
+    assert config.mpn is not None
+    assert config.mpn.number_key == bytes.fromhex(MPN["number_key"])
+    assert MPN["number_key"] not in repr(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -14,30 +14,33 @@ from gateway.store.ledger import _payment
 from gateway.store.schema import billers, bills, mpn_day_closes, mpn_guard, payments
 
 
-def guard_failures(conn: Connection, institution: str, number: str, day: date) -> int:
-    found = conn.execute(
-        select(mpn_guard.c.failures).where(
-            mpn_guard.c.institution_code == institution,
-            mpn_guard.c.customer_number == number,
-            mpn_guard.c.business_date == day,
-        )
-    ).scalar()
-    return int(found or 0)
+def count_guard_attempt(
+    conn: Connection, institution: str, number: str, day: date, *, wrong: bool
+) -> int:
+    """Count one 確認番号 attempt for the number on the day, in one atomic statement, and return
+    the day's wrong-確認番号 count including this attempt: the caller decides on that count.
 
-
-def count_guard_failure(conn: Connection, institution: str, number: str, day: date) -> int:
-    """One more wrong 確認番号 for the number on the day; returns the day's count."""
+    An ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` takes the row's lock (PostgreSQL) or
+    the database's write lock (SQLite) and returns the count as of its own update, so concurrent
+    attempts on one number take turns: no two read the same count. A right 確認番号 adds nothing
+    but still queues behind the wrong ones before it, so a burst of guesses cannot slip a right
+    one past the limit. (A read then an increment, as before, let every guess of a burst see the
+    count from before the burst.)
+    """
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(mpn_guard).values(
-        institution_code=institution, customer_number=number, business_date=day, failures=1
-    )
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["institution_code", "customer_number", "business_date"],
-            set_={"failures": mpn_guard.c.failures + 1},
+    add = 1 if wrong else 0
+    stmt = (
+        dialect.insert(mpn_guard)
+        .values(
+            institution_code=institution, customer_number=number, business_date=day, failures=add
         )
+        .on_conflict_do_update(
+            index_elements=["institution_code", "customer_number", "business_date"],
+            set_={"failures": mpn_guard.c.failures + add},
+        )
+        .returning(mpn_guard.c.failures)
     )
-    return guard_failures(conn, institution, number, day)
+    return int(conn.execute(stmt).scalar_one())
 
 
 def _day(day: date) -> str:
@@ -108,23 +111,13 @@ def last_day_close(conn: Connection) -> dict[str, object] | None:
     return None if row is None else dict(row._mapping)
 
 
-def payeasy_lookup(
-    conn: Connection, institution: str, number: str, day: date
-) -> tuple[Bill, str, int] | None:
-    """What an 照会 or a 消込 needs, in one statement: the bill of a Pay-easy number, its
-    biller's kana and the number's wrong-確認番号 count for the day (None: no such number)."""
-    guard = and_(
-        mpn_guard.c.institution_code == bills.c.payeasy_institution_code,
-        mpn_guard.c.customer_number == bills.c.payeasy_customer_number,
-        mpn_guard.c.business_date == day,
-    )
+def payeasy_lookup(conn: Connection, institution: str, number: str) -> tuple[Bill, str] | None:
+    """What an 照会 or a 消込 needs, in one statement: the bill of a Pay-easy number and its
+    biller's kana (None: no such number). The guard's count is not read here: it is counted and
+    returned atomically by :func:`count_guard_attempt`."""
     row = conn.execute(
-        select(bills, billers.c.kana.label("biller_kana"), mpn_guard.c.failures)
-        .select_from(
-            bills.join(billers, billers.c.biller_id == bills.c.biller_id).outerjoin(
-                mpn_guard, guard
-            )
-        )
+        select(bills, billers.c.kana.label("biller_kana"))
+        .select_from(bills.join(billers, billers.c.biller_id == bills.c.biller_id))
         .where(
             bills.c.payeasy_institution_code == institution,
             bills.c.payeasy_customer_number == number,
@@ -132,7 +125,7 @@ def payeasy_lookup(
     ).first()
     if row is None:
         return None
-    return _bill(row), row.biller_kana, int(row.failures or 0)
+    return _bill(row), row.biller_kana
 
 
 def day_close_report(conn: Connection, first: date, last: date) -> list[dict[str, object]]:
