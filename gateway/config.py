@@ -74,6 +74,11 @@ class BillsConfig:
 class CvsLinkConfig:
     listen: str
     heartbeat_timeout: float
+    peers: tuple[str, ...] = ()  # certificate names (CN or DNS SAN) allowed on the link
+    ca: Path | None = None  # None: [tls] ca
+    max_unacked: int = 100  # records in flight per connection; reading stops at this many
+    max_connections: int = 4  # established connections (and, apart, handshakes in progress)
+    handshake_timeout: float = 10.0  # seconds for a TLS handshake to complete
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,10 @@ class MpnConfig:
     center_code: str | None
     confirmation_digits: int
     max_amount: int
-    hostname: str
+    hostname: str | None  # the name the center's certificate must carry; required with connect
     close_at: dt_time  # JST; 閉局 of the business day
     guard_limit: int
+    ca: Path | None = None  # the CA of the center's certificate; None: [tls] ca
     # Keys the permutation that makes お客様番号 non-sequential (gateway.payeasy); required in
     # the file (the empty default only serves code that builds an MpnConfig by hand).
     number_key: bytes = field(default=b"", repr=False)
@@ -430,7 +436,17 @@ def _cvs(t: _Table) -> CvsConfig:
             raise ConfigError(t.key("stamp_thresholds"), "two thresholds share a date")
 
     def link(s: _Table) -> CvsLinkConfig:
-        return CvsLinkConfig(s.endpoint("listen", client=False), s.number("heartbeat_timeout", 60))
+        return CvsLinkConfig(
+            s.endpoint("listen", client=False),
+            s.number("heartbeat_timeout", 60),
+            peers=_peer_names(s, "peers"),
+            ca=s.path_value("ca", None) if "ca" in s.raw else None,
+            max_unacked=s.integer("max_unacked", 100, low=1, high=10_000),
+            max_connections=s.integer("max_connections", 4, low=1, high=1000),
+            handshake_timeout=_at_most(
+                s, "handshake_timeout", s.number("handshake_timeout", 10.0), 300
+            ),
+        )
 
     def files(s: _Table) -> CvsFilesConfig:
         return CvsFilesConfig(s.path_value("inbox"), s.number("poll_interval", 5.0))
@@ -462,12 +478,45 @@ def _cvs(t: _Table) -> CvsConfig:
     )
 
 
+#: A certificate name: printable, no control character, no surrounding space.
+_CERT_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,251}[^\x00-\x20\x7f])?")
+
+
+def _peer_names(t: _Table, name: str) -> tuple[str, ...]:
+    """A required, non-empty list of certificate names (CN or DNS subjectAltName)."""
+    value = t._get(name, list, "a list of certificate names", _MISSING)
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or not _CERT_NAME.fullmatch(item):
+            raise ConfigError(t.key(name), f"{item!r} is not a certificate name")
+        names.append(item)
+    if not names:
+        raise ConfigError(t.key(name), "must list at least one certificate name")
+    if len({n.casefold() for n in names}) != len(names):
+        raise ConfigError(t.key(name), "lists a name twice")
+    return tuple(names)
+
+
+def _at_most(t: _Table, name: str, value: float, high: float) -> float:
+    if value > high:
+        raise ConfigError(t.key(name), f"{value:g} is above the maximum {high:g}")
+    return value
+
+
 def _mpn(t: _Table) -> MpnConfig:
     connect = t.endpoint("connect", client=True, default=None) if "connect" in t.raw else None
     t.seen.add("connect")
     center_code = t.string("center_code", None, pattern=r"[0-9]{4}", hint="4 digits")
     if connect is not None and center_code is None:
         raise ConfigError(t.key("center_code"), "is required with mpn.connect")
+    hostname = t.string(
+        "hostname", None, pattern=r"[A-Za-z0-9.\-:]{1,253}", hint="a host name or address"
+    )
+    if connect is not None and hostname is None:
+        raise ConfigError(
+            t.key("hostname"),
+            "is required with mpn.connect: the name the center's certificate carries",
+        )
     close_at = t.string(
         "close_at", "23:50", pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]", hint="a time HH:MM"
     )
@@ -477,14 +526,10 @@ def _mpn(t: _Table) -> MpnConfig:
         center_code=center_code,
         confirmation_digits=t.integer("confirmation_digits", 6, low=4, high=6),
         max_amount=t.integer("max_amount", 9_999_999, low=1, high=9_999_999_999),
-        hostname=t.string(
-            "hostname",
-            "localhost",
-            pattern=r"[A-Za-z0-9.\-:]{1,253}",
-            hint="a host name or address",
-        ),
+        hostname=hostname,
         close_at=dt_time(int(close_at[:2]), int(close_at[3:])),
         guard_limit=t.integer("guard_limit", 5, low=1, high=100),
+        ca=t.path_value("ca", None) if "ca" in t.raw else None,
         number_key=bytes.fromhex(
             t.string(
                 "number_key",

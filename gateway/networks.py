@@ -228,15 +228,28 @@ class CvsNetwork:
             services.append(AgencyPoller(settings, self.apply_agency_csv, self.reactor))
         if self.config.link is not None:
             assert self.tls is not None, "config checks that [tls] is present"
-            files = TLSFiles(self.tls.ca, self.tls.certificate, self.tls.key)
-            files.load()  # a missing or wrong file stops the daemon before it listens
             link = self.config.link
+            files = TLSFiles(
+                link.ca or self.tls.ca,
+                self.tls.certificate,
+                self.tls.key,
+                ca_option="tls.ca" if link.ca is None else "cvs.link.ca",
+            )
+            files.load()  # a missing or wrong file stops the daemon before it listens
             services.append(
                 ListenerService(
                     "cvs-link",
                     link.listen,
                     lambda: listen_cvs_link(
-                        self.reactor, link.listen, files, self.submit, link.heartbeat_timeout
+                        self.reactor,
+                        link.listen,
+                        files,
+                        self.submit,
+                        link.heartbeat_timeout,
+                        peers=link.peers,
+                        max_unacked=link.max_unacked,
+                        max_connections=link.max_connections,
+                        handshake_timeout=link.handshake_timeout,
                     ),
                     self.reactor,
                 )

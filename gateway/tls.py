@@ -2,10 +2,16 @@
 
 The CVS agency connects to the gateway with a client certificate (spec/cvs.md §4); the gateway dials
 the MPN center with its own client certificate and verifies the center's (spec/mpn.md §2). Both use
-the same three files from the ``[tls]`` section: ``ca`` (signs the peers' certificates),
-``certificate`` and ``key`` (the gateway's own).
+the ``[tls]`` section: ``certificate`` and ``key`` (the gateway's own) and ``ca`` (signs the peers'
+certificates), which each link may replace with a CA file of its own (``cvs.link.ca``,
+``mpn.ca``). A CA only says a certificate is genuine, not who may speak: the CVS link admits
+only the names of ``cvs.link.peers`` (:func:`peer_names`), the MPN link only ``mpn.hostname``.
 
-:func:`make_certs` writes a development CA and certificates for ``gateway-admin certs make DIR``.
+Every context this module builds speaks TLS 1.3 (preferred) or TLS 1.2 with ECDHE key exchange and
+AES-GCM or ChaCha20-Poly1305 (:data:`CIPHERS`), nothing older or weaker.
+
+:func:`make_certs` writes a development CA and certificates for ``gateway-admin certs make DIR``;
+each certificate carries its own name only, so no development peer can pass for another.
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ import errno
 import ipaddress
 import os
 import re
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +36,7 @@ from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString, wrapClientTLS
 from twisted.internet.interfaces import (
+    IAcceptableCiphers,
     IListeningPort,
     IOpenSSLClientConnectionCreator,
     IOpenSSLServerConnectionCreator,
@@ -39,9 +45,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from gateway import safe_files
 from gateway.errors import ConfigError
 
 __all__ = [
+    "CIPHERS",
     "PEERS",
     "TLSFiles",
     "TLSKey",
@@ -51,11 +59,17 @@ __all__ = [
     "listen_tls",
     "make_certs",
     "peer_common_name",
+    "peer_names",
     "server_options",
 ]
 
 #: The simulated peers that ``certs make`` writes a certificate for.
 PEERS = ("cvs-agency", "mpn-center", "bank", "webhook-receiver")
+
+#: TLS 1.2 cipher suites (OpenSSL syntax): ECDHE key exchange, AES-GCM or ChaCha20-Poly1305 only.
+#: TLS 1.3 suites are all AEAD and are left to OpenSSL; TLS 1.3 is negotiated when both sides
+#: speak it, TLS 1.1 and older never.
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!PSK"
 
 _ORGANIZATION = "collection-gateway (development)"
 _BACKDATE = datetime.timedelta(minutes=5)
@@ -87,17 +101,20 @@ def make_certs(
     *,
     now: datetime.datetime,
     peers: Sequence[str] = PEERS,
-    hostnames: Sequence[str] = ("localhost",),
-    ip_addresses: Sequence[str] = ("127.0.0.1", "::1"),
+    hostnames: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
     days: int = 825,
     overwrite: bool = False,
 ) -> dict[str, Path]:
     """Write a development CA and, signed by it, a certificate for the gateway and each peer.
 
     Files are ``ca.pem``/``ca.key``, ``gateway.pem``/``gateway.key`` and
-    ``<peer>.pem``/``<peer>.key`` (EC P-256, keys mode 0600). Every leaf is valid for
-    ``hostnames`` and ``ip_addresses`` (and its own name) as both TLS server and TLS client, from
-    ``now`` minus 5 minutes for ``days`` days.
+    ``<peer>.pem``/``<peer>.key`` (EC P-256, keys mode 0600). Each leaf names itself only: its
+    file name is its CN and its one DNS subjectAltName (``gateway``, ``cvs-agency``, ...), so
+    that no development peer can pass for another (a shared name such as ``localhost`` would let
+    the bank's certificate answer for the MPN center). ``hostnames`` and ``ip_addresses`` add
+    names to the gateway's certificate only. Every leaf is valid as both TLS server and TLS
+    client, from ``now`` minus 5 minutes for ``days`` days.
 
     If any of the files exists, nothing is written and :class:`FileExistsError` names it, unless
     ``overwrite`` is true. Each file is written to a temporary file beside it and renamed over it.
@@ -137,8 +154,16 @@ def make_certs(
     files: dict[str, tuple[bytes, bytes]] = {"ca": (_cert_pem(ca_cert), _key_pem(ca_key))}
     for name in names:
         key = ec.generate_private_key(ec.SECP256R1())
+        extra = name == "gateway"
         cert = _leaf_certificate(
-            name, key, ca_cert, ca_key, not_before, not_after, [name, *hostnames], addresses
+            name,
+            key,
+            ca_cert,
+            ca_key,
+            not_before,
+            not_after,
+            [name, *hostnames] if extra else [name],
+            addresses if extra else [],
         )
         files[name] = (_cert_pem(cert), _key_pem(key))
 
@@ -257,18 +282,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _write_atomic(path: Path, data: bytes, mode: int) -> None:
     """Write ``data`` to a new file beside ``path`` created with ``mode``, then rename it over."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), mode)
-    try:
-        with open(fd, "wb", closefd=True) as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    safe_files.write_atomically(path, data, mode)  # exclusive, random name, never via a link
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -306,15 +320,20 @@ class TLSMaterial:
 
 @dataclass(frozen=True)
 class TLSFiles:
-    """The ``[tls]`` section: CA bundle, the gateway's certificate (chain) and its private key."""
+    """The ``[tls]`` section: CA bundle, the gateway's certificate (chain) and its private key.
+
+    ``ca_option`` is the option that named ``ca`` (``tls.ca``, or a link's own ``cvs.link.ca`` /
+    ``mpn.ca``), for the error that says it is wrong.
+    """
 
     ca: Path
     certificate: Path
     key: Path
+    ca_option: str = "tls.ca"
 
     def load(self) -> TLSMaterial:
         """Read and check the three files; :class:`ConfigError` (``tls.<key>``) if one is wrong."""
-        authorities = _load_certificates("tls.ca", self.ca)
+        authorities = _load_certificates(self.ca_option, self.ca)
         chain = _load_certificates("tls.certificate", self.certificate)
         key = _load_key("tls.key", self.key)
         if _spki(key.public_key()) != _spki(chain[0].public_key()):
@@ -369,8 +388,13 @@ def _spki(public_key: Any) -> bytes:
 # --- connection creators and endpoints ----------------------------------------------------------
 
 
+def _ciphers() -> IAcceptableCiphers:
+    return ssl.AcceptableCiphers.fromOpenSSLCipherString(CIPHERS)
+
+
 def server_options(files: TLSFiles) -> IOpenSSLServerConnectionCreator:
-    """Present our certificate and require a client certificate that chains to ``files.ca``."""
+    """Present our certificate and require a client certificate that chains to ``files.ca``;
+    TLS 1.2 or 1.3 with :data:`CIPHERS` only (the server's order of preference)."""
     material = files.load()
     options = ssl.CertificateOptions(
         privateKey=crypto.PKey.from_cryptography_key(material.key),
@@ -380,12 +404,15 @@ def server_options(files: TLSFiles) -> IOpenSSLServerConnectionCreator:
         caCerts=material.authority_certs(),
         requireCertificate=True,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableCiphers=_ciphers(),
     )
     return cast(IOpenSSLServerConnectionCreator, options)
 
 
 def client_options(files: TLSFiles, hostname: str) -> IOpenSSLClientConnectionCreator:
-    """Present our certificate and verify the server's against ``files.ca`` and ``hostname``."""
+    """Present our certificate and verify the server's against ``files.ca`` and ``hostname``
+    (a DNS subjectAltName of the server's certificate, or an IP address one for an address);
+    TLS 1.2 or 1.3 with :data:`CIPHERS` only."""
     material = files.load()
     authorities = [ssl.Certificate(c) for c in material.authority_certs()]
     return ssl.optionsForClientTLS(
@@ -395,6 +422,7 @@ def client_options(files: TLSFiles, hostname: str) -> IOpenSSLClientConnectionCr
         extraCertificateOptions={
             "extraCertChain": material.extra_chain(),
             "raiseMinimumTo": ssl.TLSVersion.TLSv1_2,
+            "acceptableCiphers": _ciphers(),
         },
     )
 
@@ -431,19 +459,45 @@ class _HasPeerCertificate(Protocol):
     def getPeerCertificate(self) -> crypto.X509 | None: ...
 
 
+def _peer_certificate(transport: object) -> x509.Certificate | None:
+    if not isinstance(transport, _HasPeerCertificate):
+        return None
+    peer = transport.getPeerCertificate()
+    return None if peer is None else peer.to_cryptography()
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not names:
+        return None
+    value = names[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
 def peer_common_name(transport: object) -> str | None:
     """The CN of the peer's verified certificate on a TLS transport, or ``None`` if there is none.
 
     The certificate is only there once the handshake has verified it, so this is meant for a
     protocol's ``dataReceived`` or ``handshakeCompleted``, not ``connectionMade``.
     """
-    if not isinstance(transport, _HasPeerCertificate):
-        return None
-    peer = transport.getPeerCertificate()
-    if peer is None:
-        return None
-    names = peer.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not names:
-        return None
-    value = names[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    cert = _peer_certificate(transport)
+    return None if cert is None else _common_name(cert)
+
+
+def peer_names(transport: object) -> tuple[str, ...]:
+    """The names of the peer's verified certificate: its CN first, then its DNS
+    subjectAltNames, each once; empty without a certificate (or before the handshake)."""
+    cert = _peer_certificate(transport)
+    if cert is None:
+        return ()
+    names: list[str] = []
+    common_name = _common_name(cert)
+    if common_name:
+        names.append(common_name)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        san = None
+    if san is not None:
+        names += san.get_values_for_type(x509.DNSName)
+    return tuple(dict.fromkeys(names))

@@ -578,7 +578,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--link", required=True, help="the gateway's CVS link, tcp:HOST:PORT")
     p.add_argument("--tls-dir", required=True, help="ca.pem, cvs-agency.pem, cvs-agency.key")
     p.add_argument("--inbox", required=True, help="the gateway's CVS result-file inbox")
-    p.add_argument("--hostname", default="localhost", help="the gateway certificate's name")
+    p.add_argument("--hostname", default="gateway", help="the name in the gateway's certificate")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--bills", type=int, default=10, help="how many open bills to pay")
     p.add_argument("--void", type=float, default=0.2, help="probability of a 速報取消")

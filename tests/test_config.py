@@ -49,6 +49,7 @@ MPN: dict[str, Any] = {  # the link to the center off: no [tls] needed
     "number_key": "00112233445566778899aabbccddeeff",
 }
 ZENGIN: dict[str, Any] = {"outbox": "var/outbox/zengin", "inbox": "var/inbox/zengin"}
+PEERS: dict[str, Any] = {"peers": ["cvs-agency"]}  # cvs.link.peers, required with the link
 TLS: dict[str, Any] = {
     "ca": "tls/ca.pem",
     "certificate": "tls/gateway.pem",
@@ -126,7 +127,7 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             center_code=None,
             confirmation_digits=6,
             max_amount=9_999_999,
-            hostname="localhost",
+            hostname=None,  # required with connect, which is commented out
             close_at=time(23, 50),
             guard_limit=5,
             number_key=bytes(16),  # the example's placeholder: 32 zeros
@@ -224,7 +225,7 @@ def test_minimal_config_gets_the_documented_defaults() -> None:
 def test_network_sections_get_their_defaults() -> None:
     config = parse_config(
         cfg(
-            cvs={**CVS, "link": {"listen": "tcp:7001"}, "files": {"inbox": "in"}},
+            cvs={**CVS, "link": {"listen": "tcp:7001", **PEERS}, "files": {"inbox": "in"}},
             mpn=MPN,
             zengin=ZENGIN,
             tls=TLS,
@@ -235,7 +236,15 @@ def test_network_sections_get_their_defaults() -> None:
         company_code="987654",
         ceiling=300_000,
         stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
-        link=CvsLinkConfig(listen="tcp:7001", heartbeat_timeout=60.0),
+        link=CvsLinkConfig(
+            listen="tcp:7001",
+            heartbeat_timeout=60.0,
+            peers=("cvs-agency",),
+            ca=None,
+            max_unacked=100,
+            max_connections=4,
+            handshake_timeout=10.0,
+        ),
         files=CvsFilesConfig(inbox=BASE / "in", poll_interval=5.0),
         agency=None,
     )
@@ -383,7 +392,7 @@ def test_numbers_accept_integers_and_floats() -> None:
     config = parse_config(
         cfg(
             bills={"expiry_interval": 0.5},
-            cvs={**CVS, "link": {"listen": "tcp:1", "heartbeat_timeout": 5}},
+            cvs={**CVS, "link": {"listen": "tcp:1", "heartbeat_timeout": 5, **PEERS}},
             tls=TLS,
         ),
         BASE,
@@ -404,7 +413,9 @@ BAD: list[Any] = [
     pytest.param(cfg(api={"bogus": 1}), "api.bogus", id="unknown-api-key"),
     pytest.param(cfg(database={"pool": 5}), "database.pool", id="unknown-database-key"),
     pytest.param(
-        cvs(link={"listen": "tcp:7001", "bogus": 1}), "cvs.link.bogus", id="unknown-cvs-link-key"
+        cvs(link={"listen": "tcp:7001", **PEERS, "bogus": 1}),
+        "cvs.link.bogus",
+        id="unknown-cvs-link-key",
     ),
     pytest.param(
         cvs(files={"inbox": "in", "outbox": "out"}), "cvs.files.outbox", id="unknown-cvs-files-key"
@@ -435,7 +446,7 @@ BAD: list[Any] = [
     ),
     pytest.param(cvs(files={}), "cvs.files.inbox", id="missing-cvs-files-inbox"),
     pytest.param(
-        cfg(mpn={**MPN, "connect": "tcp:h:1", "center_code": "0001"}),
+        cfg(mpn={**MPN, "connect": "tcp:h:1", "center_code": "0001", "hostname": "mpn-center"}),
         "mpn.connect",
         id="mpn-connect-without-tls",
     ),
@@ -826,9 +837,78 @@ def test_error_inside_a_loaded_file_names_the_key(tmp_path: Path) -> None:
     assert info.value.path == "metrics.listen"
 
 
+# --- the links' peers (issue 14: a certificate of the same CA does not make a peer) --------------
+
+LINK: dict[str, Any] = {"listen": "tcp:7001", **PEERS}
+MPN_LINK: dict[str, Any] = {
+    **MPN,
+    "connect": "tcp:127.0.0.1:7002",
+    "center_code": "0001",
+    "hostname": "mpn-center",
+}
+
+
+def test_link_peers_ca_and_limits_are_read() -> None:
+    link = {
+        **LINK,
+        "peers": ["cvs-agency", "Agency Link 2"],
+        "ca": "tls/agency-ca.pem",
+        "max_unacked": 10,
+        "max_connections": 2,
+        "handshake_timeout": 2.5,
+    }
+    config = parse_config(
+        cfg(cvs={**CVS, "link": link}, mpn={**MPN_LINK, "ca": "tls/mpn-ca.pem"}, tls=TLS), BASE
+    )
+    assert config.cvs is not None and config.cvs.link is not None
+    assert config.cvs.link.peers == ("cvs-agency", "Agency Link 2")
+    assert config.cvs.link.ca == BASE / "tls" / "agency-ca.pem"
+    assert (config.cvs.link.max_unacked, config.cvs.link.max_connections) == (10, 2)
+    assert config.cvs.link.handshake_timeout == 2.5
+    assert config.mpn is not None
+    assert (config.mpn.hostname, config.mpn.ca) == ("mpn-center", BASE / "tls" / "mpn-ca.pem")
+
+
+def test_each_link_ca_defaults_to_the_tls_ca() -> None:
+    config = parse_config(cfg(cvs={**CVS, "link": LINK}, mpn=MPN_LINK, tls=TLS), BASE)
+    assert config.cvs is not None and config.cvs.link is not None
+    assert config.cvs.link.ca is None  # the [tls] ca
+    assert config.mpn is not None and config.mpn.ca is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "message"),
+    [
+        (cvs(link={"listen": "tcp:7001"}), "cvs.link.peers", "is required"),
+        (cvs(link={**LINK, "peers": []}), "cvs.link.peers", "at least one"),
+        (cvs(link={**LINK, "peers": "cvs-agency"}), "cvs.link.peers", "must be a list"),
+        (cvs(link={**LINK, "peers": ["cvs-agency", 7]}), "cvs.link.peers", "7 is not"),
+        (cvs(link={**LINK, "peers": [""]}), "cvs.link.peers", "is not a certificate name"),
+        (cvs(link={**LINK, "peers": [" cvs"]}), "cvs.link.peers", "is not a certificate name"),
+        (cvs(link={**LINK, "peers": ["a", "A"]}), "cvs.link.peers", "twice"),
+        (cvs(link={**LINK, "ca": ""}), "cvs.link.ca", "must not be empty"),
+        (cvs(link={**LINK, "max_unacked": 0}), "cvs.link.max_unacked", "below the minimum 1"),
+        (cvs(link={**LINK, "max_connections": 0}), "cvs.link.max_connections", "minimum 1"),
+        (cvs(link={**LINK, "handshake_timeout": 0}), "cvs.link.handshake_timeout", "greater"),
+        (cvs(link={**LINK, "handshake_timeout": 301}), "cvs.link.handshake_timeout", "maximum"),
+        (
+            cfg(mpn={k: v for k, v in MPN_LINK.items() if k != "hostname"}, tls=TLS),
+            "mpn.hostname",
+            "is required with mpn.connect",
+        ),
+        (cfg(mpn={**MPN_LINK, "ca": ""}, tls=TLS), "mpn.ca", "must not be empty"),
+    ],
+)
+def test_bad_link_peer_options_name_the_key(raw: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, BASE)
+    assert info.value.path == path
+    assert message in info.value.message
+
+
 def test_the_link_needs_tls() -> None:
     with pytest.raises(ConfigError) as info:
-        parse_config(cfg(cvs={**CVS, "link": {"listen": "tcp:7001"}}), BASE)
+        parse_config(cfg(cvs={**CVS, "link": {"listen": "tcp:7001", **PEERS}}), BASE)
     assert info.value.path == "cvs.link"
 
 

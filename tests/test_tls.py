@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl as stdlib_ssl
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -17,13 +20,14 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 from cryptography.x509.verification import VerificationError as X509VerificationError
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from twisted.internet import (
     defer,
     protocol,
     reactor,  # noqa: TID251
     ssl,
+    threads,
 )
 from twisted.internet.interfaces import (
     IAddress,
@@ -108,7 +112,13 @@ def test_make_certs_default_validity_is_825_days(tmp_path: Path) -> None:
 
 
 def test_make_certs_extensions(tmp_path: Path) -> None:
-    paths = make_certs(tmp_path, now=NOW, peers=["cvs-agency"], hostnames=["localhost", "gw.test"])
+    paths = make_certs(
+        tmp_path,
+        now=NOW,
+        peers=["cvs-agency"],
+        hostnames=["localhost", "gw.test"],
+        ip_addresses=["127.0.0.1", "::1"],
+    )
 
     ca = load_cert(paths["ca"])
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
@@ -121,12 +131,30 @@ def test_make_certs_extensions(tmp_path: Path) -> None:
         assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    # the extra names and addresses are the gateway's only
+    gateway = load_cert(paths["gateway"])
+    san = gateway.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(san.get_values_for_type(x509.DNSName)) == {"gateway", "localhost", "gw.test"}
+    assert set(san.get_values_for_type(x509.IPAddress)) == {
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    }
+    agency = load_cert(paths["cvs-agency"])
+    san = agency.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert list(san) == [x509.DNSName("cvs-agency")]
+
+
+def test_each_development_certificate_carries_its_own_name_only(tmp_path: Path) -> None:
+    """Issue 14: with a shared name (``localhost`` in each) the bank's certificate passed for the
+    MPN center's, and any of them for the agency's."""
+    paths = make_certs(tmp_path, now=NOW)
+
+    for name in ("gateway", *PEERS):
+        leaf = load_cert(paths[name])
+        common_names = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert set(san.get_values_for_type(x509.DNSName)) == {name, "localhost", "gw.test"}
-        assert set(san.get_values_for_type(x509.IPAddress)) == {
-            ipaddress.ip_address("127.0.0.1"),
-            ipaddress.ip_address("::1"),
-        }
+        assert [n.value for n in common_names] == [name]
+        assert list(san) == [x509.DNSName(name)], name  # no localhost, no 127.0.0.1
 
 
 def test_make_certs_refuses_to_overwrite(tmp_path: Path) -> None:
@@ -179,14 +207,14 @@ def test_chain_verifies_against_its_ca_only(tmp_path: Path) -> None:
     store = Store([load_cert(paths["ca"])])
     at = NOW + timedelta(days=1)
     client_verifier = PolicyBuilder().store(store).time(at).build_client_verifier()
-    server_verifier = (
-        PolicyBuilder().store(store).time(at).build_server_verifier(x509.DNSName("localhost"))
-    )
 
     for name in ("gateway", *PEERS):
         leaf = load_cert(paths[name])
         verified = client_verifier.verify(leaf, [])
         assert verified.chain == [leaf, load_cert(paths["ca"])]
+        server_verifier = (
+            PolicyBuilder().store(store).time(at).build_server_verifier(x509.DNSName(name))
+        )
         assert server_verifier.verify(leaf, []) == [leaf, load_cert(paths["ca"])]
         with pytest.raises(X509VerificationError):
             client_verifier.verify(load_cert(other[name]), [])
@@ -355,7 +383,7 @@ async def exchange(
 async def test_mutual_tls_echo_knows_the_peer(certs: dict[str, Path]) -> None:
     outcome = await exchange(
         server_options(files_for(certs, "gateway")),
-        client_options(files_for(certs, "cvs-agency"), "localhost"),
+        client_options(files_for(certs, "cvs-agency"), "gateway"),
     )
 
     assert outcome.connect_failed is None
@@ -366,10 +394,10 @@ async def test_mutual_tls_echo_knows_the_peer(certs: dict[str, Path]) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_gateway_dials_a_center_by_ip_address(certs: dict[str, Path]) -> None:
-    outcome = await exchange(
+async def test_gateway_dials_a_center_at_an_address_by_its_name(certs: dict[str, Path]) -> None:
+    outcome = await exchange(  # connects to 127.0.0.1, verifies the name mpn-center
         server_options(files_for(certs, "mpn-center")),
-        client_options(files_for(certs, "gateway"), "127.0.0.1"),
+        client_options(files_for(certs, "gateway"), "mpn-center"),
     )
 
     assert outcome.client_received == b"hello"
@@ -390,7 +418,7 @@ def assert_refused(outcome: Outcome) -> None:
 @pytest_twisted.ensureDeferred
 async def test_client_without_certificate_is_refused(certs: dict[str, Path]) -> None:
     ca = ssl.Certificate.loadPEM(certs["ca"].read_bytes())
-    anonymous = ssl.optionsForClientTLS("localhost", trustRoot=ca)  # trusts the server, no cert
+    anonymous = ssl.optionsForClientTLS("gateway", trustRoot=ca)  # trusts the server, no cert
 
     outcome = await exchange(server_options(files_for(certs, "gateway")), anonymous)
 
@@ -407,7 +435,7 @@ async def test_client_with_certificate_from_another_ca_is_refused(
     )
 
     outcome = await exchange(
-        server_options(files_for(certs, "gateway")), client_options(stranger, "localhost")
+        server_options(files_for(certs, "gateway")), client_options(stranger, "gateway")
     )
 
     assert_refused(outcome)
@@ -423,7 +451,7 @@ async def test_gateway_refuses_a_center_from_another_ca(
     )
 
     outcome = await exchange(
-        server_options(impostor), client_options(files_for(certs, "gateway"), "localhost")
+        server_options(impostor), client_options(files_for(certs, "gateway"), "mpn-center")
     )
 
     assert_refused(outcome)
@@ -439,8 +467,22 @@ async def test_gateway_refuses_a_center_with_the_wrong_name(certs: dict[str, Pat
     assert_refused(outcome)
 
 
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("impostor", ["bank", "webhook-receiver", "cvs-agency"])
+async def test_gateway_refuses_another_peer_of_its_ca_as_the_center(
+    certs: dict[str, Path], impostor: str
+) -> None:
+    """Issue 14: a certificate of the same CA made for another peer is not the center's."""
+    outcome = await exchange(
+        server_options(files_for(certs, impostor)),
+        client_options(files_for(certs, "gateway"), "mpn-center"),
+    )
+
+    assert_refused(outcome)
+
+
 def test_plain_endpoint_strings_only(certs: dict[str, Path]) -> None:
-    options = client_options(files_for(certs, "gateway"), "localhost")
+    options = client_options(files_for(certs, "gateway"), "mpn-center")
 
     with pytest.raises(ValueError, match="plain endpoint"):
         connect_tls_endpoint(reactor, "ssl:127.0.0.1:7002", options)
@@ -448,3 +490,133 @@ def test_plain_endpoint_strings_only(certs: dict[str, Path]) -> None:
 
 def test_peer_common_name_without_tls() -> None:
     assert peer_common_name(object()) is None
+
+
+# --- protocol versions and ciphers (issue 14, finding 10) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Handshake:
+    """What a stdlib ``ssl`` client (a real OpenSSL client, not Twisted) got from a server."""
+
+    version: str | None = None
+    cipher: str | None = None
+    error: str | None = None
+
+
+def stdlib_client(
+    port: int,
+    paths: dict[str, Path],
+    *,
+    ciphers: str | None = None,
+    maximum: stdlib_ssl.TLSVersion | None = None,
+) -> Handshake:
+    """Connect as the agency with only ``ciphers`` / versions up to ``maximum`` on offer."""
+    context = stdlib_ssl.SSLContext(stdlib_ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(paths["ca"])
+    context.load_cert_chain(paths["cvs-agency"], paths["cvs-agency_key"])
+    if maximum is not None:
+        context.set_ciphers("ALL:@SECLEVEL=0")  # let the client itself offer old versions
+        context.minimum_version = stdlib_ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = maximum
+    if ciphers is not None:
+        context.maximum_version = stdlib_ssl.TLSVersion.TLSv1_2  # 1.3 suites cannot be limited
+        context.set_ciphers(ciphers)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as raw,
+            context.wrap_socket(raw, server_hostname="gateway") as tls,
+        ):
+            tls.sendall(b"hello")
+            tls.recv(5)
+            cipher = tls.cipher()
+            return Handshake(tls.version(), cipher[0] if cipher else None)
+    except (stdlib_ssl.SSLError, OSError) as e:
+        return Handshake(error=str(e))
+
+
+async def against_gateway(paths: dict[str, Path], **offer: Any) -> tuple[Handshake, Outcome]:
+    outcome = Outcome()
+    port = await listen_tls(
+        reactor,
+        "tcp:0:interface=127.0.0.1",
+        Build(lambda: EchoServer(outcome)),
+        server_options(files_for(paths, "gateway")),
+    )
+    try:
+        result = await threads.deferToThread(stdlib_client, port.getHost().port, paths, **offer)
+    finally:
+        await defer.maybeDeferred(port.stopListening)
+    return result, outcome
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_13_is_preferred(certs: dict[str, Path]) -> None:
+    result, outcome = await against_gateway(certs)
+
+    assert result == Handshake("TLSv1.3", result.cipher)
+    assert outcome.server_received == b"hello"
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "cipher", ["ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"]
+)
+async def test_tls_12_with_ecdhe_and_an_aead_cipher_is_accepted(
+    certs: dict[str, Path], cipher: str
+) -> None:
+    result, _ = await against_gateway(certs, ciphers=cipher)
+
+    assert result == Handshake("TLSv1.2", cipher)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "cipher",
+    [
+        "ECDHE-ECDSA-AES128-SHA256",  # CBC
+        "ECDHE-ECDSA-AES256-SHA",  # CBC, SHA-1
+        "ECDHE-ECDSA-AES256-SHA384",
+    ],
+)
+async def test_a_client_offering_only_a_weak_cipher_is_refused(
+    certs: dict[str, Path], cipher: str
+) -> None:
+    result, outcome = await against_gateway(certs, ciphers=cipher)
+
+    assert result.error is not None and result.version is None
+    assert "handshake failure" in result.error or "no shared cipher" in result.error, result
+    assert outcome.server_received == b""
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize(
+    "version", [stdlib_ssl.TLSVersion.TLSv1_1, stdlib_ssl.TLSVersion.TLSv1]
+)
+async def test_a_client_offering_only_tls_11_or_older_is_refused(
+    certs: dict[str, Path], version: stdlib_ssl.TLSVersion
+) -> None:
+    result, outcome = await against_gateway(certs, maximum=version)
+
+    assert result.error is not None and result.version is None
+    assert "protocol version" in result.error, result  # the server's alert
+    assert outcome.server_received == b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_gateway_refuses_a_server_offering_only_a_weak_cipher(
+    certs: dict[str, Path],
+) -> None:
+    material = files_for(certs, "mpn-center").load()
+    weak_center = ssl.CertificateOptions(  # the right name and CA, a CBC cipher only
+        privateKey=crypto.PKey.from_cryptography_key(material.key),
+        certificate=crypto.X509.from_cryptography(material.chain[0]),
+        acceptableCiphers=ssl.AcceptableCiphers.fromOpenSSLCipherString(
+            "ECDHE-ECDSA-AES128-SHA256"
+        ),
+        lowerMaximumSecurityTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+    outcome = await exchange(weak_center, client_options(files_for(certs, "gateway"), "mpn-center"))
+
+    assert_refused(outcome)

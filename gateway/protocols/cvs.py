@@ -1,6 +1,24 @@
 """The real-time 速報 link with the CVS agency (spec/cvs.md §4), the gateway's side.
 
-The agency connects over mutual TLS. Each frame is a 2-byte big-endian length and a payload of at
+The agency connects over mutual TLS. Who may speak is decided once the handshake is complete
+(:meth:`CvsLinkProtocol.handshakeCompleted`), before a single byte of it is read:
+
+- The certificate must carry one of the factory's ``peers`` (``cvs.link.peers``) as its CN or a
+  DNS subjectAltName; a certificate of the same CA with any other name (the MPN center's, the
+  bank's) is closed at once, logged with its names and counted in
+  ``gateway_cvs_link_refused_total{reason="peer_name"}``.
+- At most ``max_connections`` connections are established at once (a further one is refused,
+  ``too_many_connections``); only an established connection counts in
+  ``gateway_cvs_link_connections``. Apart from them, at most ``max_connections`` handshakes may
+  be in progress (a further connection is closed at once, ``too_many_handshakes``), and a
+  handshake not complete ``handshake_timeout`` seconds after the connection (on the injected
+  clock) is aborted (``handshake_timeout``). A connection lost before its handshake completed
+  (another CA, no certificate, a weak cipher, a port scan) is counted ``handshake_failed``.
+- At most ``max_unacked`` records are in flight (submitted, not yet answered) per connection:
+  at that many the protocol stops reading (``pauseProducing``: the socket is not read, the frames
+  already received wait in the buffer) and reads again once an ack has gone out.
+
+Each frame is a 2-byte big-endian length and a payload of at
 most 1,024 bytes (a longer one closes the connection):
 
 - ``DT`` + sequence (10 digits) + one 120-byte record, from the agency. The record goes to the
@@ -32,19 +50,26 @@ Choices the spec leaves open:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 from prometheus_client import Counter, Gauge
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IHandshakeListener,
+    IListeningPort,
+    IReactorTime,
+)
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import IntNStringReceiver
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from gateway.errors import FrameError
-from gateway.tls import TLSFiles, listen_tls, peer_common_name, server_options
+from gateway.tls import TLSFiles, listen_tls, peer_names, server_options
 
 __all__ = [
     "CLOSE_GRACE",
@@ -68,10 +93,22 @@ _MAX_SEQUENCE: Final = 10**SEQUENCE_LENGTH - 1
 _LOGGED_BYTES: Final = 40
 #: Seconds between closing a connection cleanly and aborting it if it is still open.
 CLOSE_GRACE: Final = 10.0
+DEFAULT_MAX_UNACKED: Final = 100
+DEFAULT_MAX_CONNECTIONS: Final = 4
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+_LOGGED_NAMES: Final = 5  # a refused certificate's names in the log: at most this many
+_LOGGED_NAME: Final = 80  # characters of each
 
 RESULTS: Final = ("00", "10", "90")
 FRAME_TYPES: Final = ("dt", "hb", "ha", "ak_sent", "unknown", "bad")
 DISCONNECT_REASONS: Final = ("idle", "frame_too_long", "peer_closed", "bad_frame")
+REFUSAL_REASONS: Final = (
+    "peer_name",
+    "too_many_connections",
+    "too_many_handshakes",
+    "handshake_timeout",
+    "handshake_failed",
+)
 
 FRAMES = Counter(
     "gateway_cvs_link_frames_total",
@@ -81,7 +118,20 @@ FRAMES = Counter(
 ACKS = Counter(
     "gateway_cvs_link_acks_total", "AK frames sent to the CVS agency, by result.", ["result"]
 )
-CONNECTIONS = Gauge("gateway_cvs_link_connections", "Open connections from the CVS agency.")
+CONNECTIONS = Gauge(
+    "gateway_cvs_link_connections",
+    "Established connections from the CVS agency (handshake complete, peer name allowed).",
+)
+REFUSED = Counter(
+    "gateway_cvs_link_refused_total",
+    "CVS link connections refused before a frame was read, by reason (peer_name, "
+    "too_many_connections, too_many_handshakes, handshake_timeout, handshake_failed).",
+    ["reason"],
+)
+PAUSES = Counter(
+    "gateway_cvs_link_pauses_total",
+    "Times a CVS link connection stopped reading because max_unacked records were in flight.",
+)
 DISCONNECTS = Counter(
     "gateway_cvs_link_disconnects_total",
     "CVS link connections closed, by reason (idle, frame_too_long, bad_frame; peer_closed).",
@@ -93,6 +143,8 @@ for _result in RESULTS:
     ACKS.labels(_result)
 for _reason in DISCONNECT_REASONS:
     DISCONNECTS.labels(_reason)
+for _reason in REFUSAL_REASONS:
+    REFUSED.labels(_reason)
 
 log = Logger()
 
@@ -115,8 +167,23 @@ def _address(address: IAddress | None) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def _allowed(names: tuple[str, ...], peers: Collection[str]) -> str | None:
+    """The first of a certificate's ``names`` that ``peers`` allows (DNS names compare without
+    regard to case), as ``peers`` spells it; ``None`` if none is allowed."""
+    allowed = {p.casefold(): p for p in peers}
+    for name in names:
+        if name.casefold() in allowed:
+            return allowed[name.casefold()]
+    return None
+
+
+@implementer(IHandshakeListener)
 class CvsLinkProtocol(IntNStringReceiver):
-    """One connection from the agency; see the module docstring for the rules."""
+    """One connection from the agency; see the module docstring for the rules.
+
+    Nothing is read before :meth:`handshakeCompleted` has admitted the peer: over TLS the
+    handshake comes first; on a plain transport (tests) the connection is never admitted.
+    """
 
     structFormat = "!H"
     prefixLength = 2
@@ -128,48 +195,149 @@ class CvsLinkProtocol(IntNStringReceiver):
         clock: IReactorTime,
         idle_timeout: float,
         heartbeat_interval: float | None = None,
+        *,
+        peers: Collection[str],
+        max_unacked: int = DEFAULT_MAX_UNACKED,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+        if max_unacked < 1:
+            raise ValueError(f"max_unacked must be at least 1, not {max_unacked}")
+        if handshake_timeout <= 0:
+            raise ValueError(f"handshake_timeout must be positive, not {handshake_timeout}")
         self._submit = submit
         self._clock = clock
         self.idle_timeout = idle_timeout
         self.heartbeat_interval = (
             idle_timeout / 3 if heartbeat_interval is None else heartbeat_interval
         )
+        self.peers = tuple(peers)
+        self.max_unacked = max_unacked
+        self.handshake_timeout = handshake_timeout
         self.pending = 0  # submits whose Deferred has not fired yet
         self._connected = False
+        self.established = False  # handshake complete and the peer's name allowed
+        self._refused = False
         self._closing = False
-        self._common_name: str | None = None
+        self._peer_name: str | None = None
         self._heartbeat_sequence = 1
+        self._handshake_call: IDelayedCall | None = None
         self._idle_call: IDelayedCall | None = None
         self._heartbeat_call: IDelayedCall | None = None
         self._abort_call: IDelayedCall | None = None
 
     # --- connection -----------------------------------------------------------------------------
 
+    def _link_factory(self) -> CvsLinkFactory | None:
+        factory = self.factory
+        return factory if isinstance(factory, CvsLinkFactory) else None
+
     def connectionMade(self) -> None:
         self._connected = True
+        factory = self._link_factory()
+        if factory is not None:
+            if len(factory._handshaking) >= factory.max_connections:
+                self._refuse(
+                    "too_many_handshakes",
+                    f"{len(factory._handshaking)} handshakes already in progress",
+                    names=(),
+                )
+                return
+            factory._handshaking.add(self)
+        self._handshake_call = self._clock.callLater(self.handshake_timeout, self._handshake_late)
+
+    def handshakeCompleted(self) -> None:
+        """The peer's certificate chains to the link's CA; admit it if its name is allowed and
+        a connection is free, else close it before reading anything."""
+        if not self._connected or self._closing:
+            return
+        self._end_handshake()
+        names = peer_names(self.transport)
+        name = _allowed(names, self.peers)
+        if name is None:
+            self._refuse("peer_name", "its certificate names no allowed peer", names=names)
+            return
+        factory = self._link_factory()
+        if factory is not None and factory.connections >= factory.max_connections:
+            self._refuse(
+                "too_many_connections",
+                f"{factory.connections} connections already open",
+                names=names,
+            )
+            return
+        self._peer_name = name
+        self.established = True
         CONNECTIONS.inc()
-        if isinstance(self.factory, CvsLinkFactory):
-            self.factory._protocols.add(self)
+        if factory is not None:
+            factory._protocols.add(self)
         self._idle_call = self._clock.callLater(self.idle_timeout, self._idle)
         self._schedule_heartbeat()
-        log.info("CVS link: connection from {address}", address=self._address())
+        log.info("CVS link: {peer} connected from {address}", peer=name, address=self._address())
+
+    def _handshake_late(self) -> None:
+        self._handshake_call = None
+        self._refuse(
+            "handshake_timeout",
+            f"no complete TLS handshake within {self.handshake_timeout:g} s",
+            names=(),
+        )
+
+    def _end_handshake(self) -> None:
+        if self._handshake_call is not None and self._handshake_call.active():
+            self._handshake_call.cancel()
+        self._handshake_call = None
+        factory = self._link_factory()
+        if factory is not None:
+            factory._handshaking.discard(self)
+
+    def _refuse(self, reason: str, why: str, *, names: tuple[str, ...]) -> None:
+        """Close a connection that was never admitted; nothing of it has been read."""
+        self._end_handshake()
+        if self._closing or not self._connected:
+            return
+        self._refused = self._closing = True
+        REFUSED.labels(reason).inc()
+        log.warn(
+            "CVS link: refused {address} ({reason}): {why}; certificate names {names}",
+            address=self._address(),
+            reason=reason,
+            why=why,
+            names=", ".join(repr(n[:_LOGGED_NAME]) for n in names[:_LOGGED_NAMES]) or "none",
+        )
+        if self.transport is None:
+            return
+        if reason in ("handshake_timeout", "too_many_handshakes"):
+            self._abort(force=True)  # no handshake to close cleanly
+        else:
+            self.transport.loseConnection()
+            self._abort_call = self._clock.callLater(CLOSE_GRACE, self._abort)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if not self._connected:
             return
         self._connected = False
+        self._end_handshake()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._abort_call = None
+        if not self.established:
+            if not self._refused:
+                REFUSED.labels("handshake_failed").inc()
+                log.warn(
+                    "CVS link: {address} closed before its TLS handshake completed ({why})",
+                    address=self._address(),
+                    why=reason.getErrorMessage(),
+                )
+            return
+        self.established = False
         CONNECTIONS.dec()
         if not self._closing:
             DISCONNECTS.labels("peer_closed").inc()
         self._cancel_timers()
-        if self._abort_call is not None and self._abort_call.active():
-            self._abort_call.cancel()
-        self._abort_call = None
-        if isinstance(self.factory, CvsLinkFactory):
-            self.factory._protocols.discard(self)
+        factory = self._link_factory()
+        if factory is not None:
+            factory._protocols.discard(self)
         log.info(
             "CVS link: {peer} disconnected ({why}); {pending} acks outstanding",
             peer=self._peer(),
@@ -179,13 +347,11 @@ class CvsLinkProtocol(IntNStringReceiver):
 
     @property
     def source(self) -> str:
-        """``link:<CN of the peer's certificate>``, or ``link:<address>`` without one."""
+        """``link:<the allowed name of the peer's certificate>``."""
         return f"link:{self._peer()}"
 
     def _peer(self) -> str:
-        if self._common_name is None:
-            self._common_name = peer_common_name(self.transport)
-        return self._common_name or self._address()
+        return self._peer_name or self._address()
 
     def _address(self) -> str:
         return _address(self.transport.getPeer() if self.transport is not None else None)
@@ -203,16 +369,22 @@ class CvsLinkProtocol(IntNStringReceiver):
             self.transport.loseConnection()
         self._abort_call = self._clock.callLater(CLOSE_GRACE, self._abort)
 
-    def _abort(self) -> None:
+    def _abort(self, force: bool = False) -> None:
         self._abort_call = None
         abort = getattr(self.transport, "abortConnection", None)
-        if self._connected and callable(abort):
+        if not self._connected:
+            return
+        if not callable(abort):
+            if force and self.transport is not None:
+                self.transport.loseConnection()
+            return
+        if not force:
             log.warn(
                 "CVS link: {peer} still open {grace} s after close, aborting",
                 peer=self._peer(),
                 grace=CLOSE_GRACE,
             )
-            abort()
+        abort()
 
     def _cancel_timers(self) -> None:
         for call in (self._idle_call, self._heartbeat_call):
@@ -224,6 +396,9 @@ class CvsLinkProtocol(IntNStringReceiver):
 
     def _idle(self) -> None:
         self._idle_call = None
+        if self.paused:  # we stopped reading: the silence is ours, not the agency's
+            self._idle_call = self._clock.callLater(self.idle_timeout, self._idle)
+            return
         self._close("idle", f"no frame for {self.idle_timeout:g} s")
 
     def _schedule_heartbeat(self) -> None:
@@ -244,7 +419,7 @@ class CvsLinkProtocol(IntNStringReceiver):
     # --- frames ---------------------------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._closing:
+        if self.established and not self._closing:
             super().dataReceived(data)
 
     def lengthLimitExceeded(self, length: int) -> None:
@@ -340,8 +515,31 @@ class CvsLinkProtocol(IntNStringReceiver):
         d.addErrback(
             lambda f: log.failure("CVS link: answering DT {sequence}", f, sequence=sequence)
         )
+        if self.pending >= self.max_unacked and not self.paused:
+            PAUSES.inc()
+            log.info(
+                "CVS link: {pending} records from {peer} in flight, reading stops until acks go",
+                pending=self.pending,
+                peer=self._peer(),
+            )
+            self.pauseProducing()
+
+    def _resume_if_drained(self) -> None:
+        if (
+            self.paused
+            and self.pending < self.max_unacked
+            and self._connected
+            and not self._closing
+        ):
+            self.resumeProducing()  # reads again, the buffered frames first
 
     def _ack(self, sequence: str, result: str) -> None:
+        try:
+            self._write_ack(sequence, result)
+        finally:
+            self._resume_if_drained()
+
+    def _write_ack(self, sequence: str, result: str) -> None:
         if not self._connected or self._closing:
             log.info(
                 "CVS link: ack {result} for DT {sequence} not sent, the connection is gone "
@@ -360,7 +558,8 @@ class CvsLinkProtocol(IntNStringReceiver):
 
 
 class CvsLinkFactory(Factory):
-    """Builds a :class:`CvsLinkProtocol` per connection and knows how many are open."""
+    """Builds a :class:`CvsLinkProtocol` per connection; knows the established connections and
+    the handshakes in progress, and holds both under ``max_connections``."""
 
     def __init__(
         self,
@@ -368,35 +567,78 @@ class CvsLinkFactory(Factory):
         clock: IReactorTime,
         idle_timeout: float,
         heartbeat_interval: float | None = None,
+        *,
+        peers: Collection[str],
+        max_unacked: int = DEFAULT_MAX_UNACKED,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
+        if not peers:
+            raise ValueError("peers must name at least one certificate name")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         self.submit = submit
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.heartbeat_interval = heartbeat_interval
+        self.peers = tuple(peers)
+        self.max_unacked = max_unacked
+        self.max_connections = max_connections
+        self.handshake_timeout = handshake_timeout
         self._protocols: set[CvsLinkProtocol] = set()
+        self._handshaking: set[CvsLinkProtocol] = set()
 
     @property
     def connections(self) -> int:
-        """The number of open connections."""
+        """The number of established connections (handshake complete, peer allowed)."""
         return len(self._protocols)
+
+    @property
+    def handshakes(self) -> int:
+        """The number of connections whose TLS handshake is still in progress."""
+        return len(self._handshaking)
 
     def buildProtocol(self, addr: IAddress | None) -> CvsLinkProtocol:
         protocol = CvsLinkProtocol(
-            self.submit, self.clock, self.idle_timeout, self.heartbeat_interval
+            self.submit,
+            self.clock,
+            self.idle_timeout,
+            self.heartbeat_interval,
+            peers=self.peers,
+            max_unacked=self.max_unacked,
+            handshake_timeout=self.handshake_timeout,
         )
         protocol.factory = self
         return protocol
 
 
 def listen_cvs_link(
-    reactor: Any, description: str, tls: TLSFiles, submit: Submit, idle_timeout: float
+    reactor: Any,
+    description: str,
+    tls: TLSFiles,
+    submit: Submit,
+    idle_timeout: float,
+    *,
+    peers: Collection[str],
+    max_unacked: int = DEFAULT_MAX_UNACKED,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
 ) -> Deferred[IListeningPort]:
     """Listen for the agency on ``description`` (e.g. ``tcp:7001``) with mutual TLS from ``tls``.
 
-    Only a client whose certificate chains to ``tls.ca`` completes the handshake; ``reactor`` is
-    also the clock of the idle timeout and heartbeats.
+    Only a client whose certificate chains to ``tls.ca`` completes the handshake, and only one
+    whose certificate names one of ``peers`` is read from; ``reactor`` is also the clock of the
+    handshake deadline, the idle timeout and heartbeats.
     """
-    factory = CvsLinkFactory(submit, reactor, idle_timeout)
+    factory = CvsLinkFactory(
+        submit,
+        reactor,
+        idle_timeout,
+        peers=peers,
+        max_unacked=max_unacked,
+        max_connections=max_connections,
+        handshake_timeout=handshake_timeout,
+    )
     return listen_tls(reactor, description, factory, server_options(tls))

@@ -1,10 +1,22 @@
-"""gateway.protocols.cvs: the gateway's side of the CVS real-time link (StringTransport, Clock)."""
+"""gateway.protocols.cvs: the gateway's side of the CVS real-time link (StringTransport, Clock).
+
+The TLS layer is stood in for by :class:`TLSTransport`, a StringTransport that shows a peer
+certificate; the tests call ``handshakeCompleted`` where TLS would.
+"""
 
 from __future__ import annotations
 
+import datetime
+import functools
 import struct
+from collections.abc import Sequence
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
 from prometheus_client import REGISTRY
 from twisted.internet import task
 from twisted.internet.address import IPv4Address
@@ -17,6 +29,42 @@ from twisted.python.failure import Failure
 from gateway.protocols.cvs import CLOSE_GRACE, CvsLinkFactory, CvsLinkProtocol, Submit
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
+AGENCY = "cvs-agency"
+
+
+@functools.cache
+def certificate(common_name: str | None, dns_names: Sequence[str] = ()) -> crypto.X509:
+    """A certificate with these names, as a verified peer's would look after the handshake."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
+        )
+    return crypto.X509.from_cryptography(builder.sign(key, hashes.SHA256()))
+
+
+class TLSTransport(StringTransport):
+    """A StringTransport that shows the peer's certificate, as TLSMemoryBIOProtocol does."""
+
+    def __init__(self, peer_certificate: crypto.X509 | None) -> None:
+        super().__init__(peerAddress=PEER)
+        self.peer_certificate = peer_certificate
+
+    def getPeerCertificate(self) -> crypto.X509 | None:
+        return self.peer_certificate
 
 
 def record(n: int) -> bytes:
@@ -60,12 +108,23 @@ class Core:
 
 
 def connect(
-    submit: Submit, clock: task.Clock, idle_timeout: float = 60.0, heartbeat: float | None = None
+    submit: Submit,
+    clock: task.Clock,
+    idle_timeout: float = 60.0,
+    heartbeat: float | None = None,
+    *,
+    factory: CvsLinkFactory | None = None,
+    peer: crypto.X509 | None = None,
+    handshake: bool = True,
 ) -> tuple[CvsLinkProtocol, StringTransport, CvsLinkFactory]:
-    factory = CvsLinkFactory(submit, clock, idle_timeout, heartbeat)
+    """A connection from ``peer`` (default: the agency's certificate), its handshake done."""
+    if factory is None:
+        factory = CvsLinkFactory(submit, clock, idle_timeout, heartbeat, peers=[AGENCY])
     protocol = factory.buildProtocol(PEER)
-    transport = StringTransport(peerAddress=PEER)
+    transport = TLSTransport(certificate(AGENCY, (AGENCY,)) if peer is None else peer)
     protocol.makeConnection(transport)
+    if handshake:
+        protocol.handshakeCompleted()
     return protocol, transport, factory
 
 
@@ -81,7 +140,7 @@ def test_a_frame_split_across_reads_is_submitted_once_and_acked(clock: task.Cloc
     for byte in dt(42):
         protocol.dataReceived(bytes([byte]))
 
-    assert [(r, s) for r, s, _ in core.calls] == [(record(42), "link:192.0.2.7:40001")]
+    assert [(r, s) for r, s, _ in core.calls] == [(record(42), "link:cvs-agency")]
     assert transport.value() == b""  # no ack before the record is committed
     core.calls[0][2].callback("00")
     assert parse(transport.value()) == [b"AK000000004200"]
@@ -299,11 +358,9 @@ def test_unknown_frames_are_logged_briefly_counted_and_ignored(clock: task.Clock
 
 
 def test_the_factory_counts_open_connections(clock: task.Clock) -> None:
-    factory = CvsLinkFactory(Core(), clock, 60.0)
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY])
     gauge = sample("gateway_cvs_link_connections")
-    protocols = [factory.buildProtocol(PEER) for _ in range(3)]
-    for protocol in protocols:
-        protocol.makeConnection(StringTransport(peerAddress=PEER))
+    protocols = [connect(Core(), clock, factory=factory)[0] for _ in range(3)]
 
     assert factory.connections == 3
     assert sample("gateway_cvs_link_connections") == gauge + 3
@@ -317,4 +374,195 @@ def test_the_factory_counts_open_connections(clock: task.Clock) -> None:
 
 def test_idle_timeout_must_be_positive(clock: task.Clock) -> None:
     with pytest.raises(ValueError, match="idle_timeout"):
-        CvsLinkFactory(Core(), clock, 0)
+        CvsLinkFactory(Core(), clock, 0, peers=[AGENCY])
+
+
+# --- peer identity, connection limits, handshake deadline, flow control (issue 14) -------------
+
+
+def refused(reason: str) -> float:
+    return sample("gateway_cvs_link_refused_total", reason=reason)
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        certificate("mpn-center", ("mpn-center",)),  # another peer of the same CA
+        certificate("bank", ("bank", "localhost")),
+        certificate("anything"),
+        certificate(None, ("cvs-agency.evil.example",)),
+        None,  # no certificate at all
+    ],
+    ids=["mpn-center", "bank", "cn-anything", "san-lookalike", "none"],
+)
+def test_a_peer_of_another_name_is_closed_before_a_frame_is_read(
+    clock: task.Clock, peer: crypto.X509 | None
+) -> None:
+    core = Core()
+    factory = CvsLinkFactory(core, clock, 60.0, peers=[AGENCY])
+    protocol = factory.buildProtocol(PEER)
+    transport = TLSTransport(peer)
+    before, gauge = refused("peer_name"), sample("gateway_cvs_link_connections")
+    failed = refused("handshake_failed")
+
+    with capturedLogs() as events:
+        protocol.makeConnection(transport)
+        protocol.handshakeCompleted()
+        protocol.dataReceived(dt(1) + dt(2))  # a 02 record right behind the handshake
+
+    assert core.calls == []  # nothing reached the ledger
+    assert transport.value() == b""  # not even an ack
+    assert transport.disconnecting
+    assert refused("peer_name") == before + 1
+    assert sample("gateway_cvs_link_connections") == gauge
+    assert factory.connections == 0
+    logged = " ".join(text(e) for e in events)
+    assert "refused 192.0.2.7:40001 (peer_name)" in logged
+    if peer is not None:
+        name = peer.to_cryptography().subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        assert repr(name[0].value if name else "cvs-agency.evil.example") in logged
+    clock.advance(CLOSE_GRACE)
+    assert transport.disconnected  # aborted if it does not go away
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert refused("handshake_failed") == failed  # counted once, as peer_name
+
+
+def test_the_allowed_name_may_be_a_subject_alt_name_in_any_case(clock: task.Clock) -> None:
+    core = Core()
+    peer = certificate("Agency link 7", ("link7.agency.example", "CVS-Agency"))
+    protocol, transport, factory = connect(core, clock, peer=peer)
+
+    protocol.dataReceived(dt(1))
+
+    assert [s for _, s, _ in core.calls] == ["link:cvs-agency"]
+    assert factory.connections == 1
+
+
+def test_nothing_is_read_before_the_handshake(clock: task.Clock) -> None:
+    core = Core()
+    protocol, transport, _ = connect(core, clock, handshake=False)
+
+    protocol.dataReceived(dt(1))
+
+    assert core.calls == []
+    assert transport.value() == b""
+
+
+def test_a_connection_counts_only_once_its_handshake_is_complete(clock: task.Clock) -> None:
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY])
+    gauge = sample("gateway_cvs_link_connections")
+    protocol, _, _ = connect(Core(), clock, factory=factory, handshake=False)
+
+    assert sample("gateway_cvs_link_connections") == gauge
+    assert (factory.connections, factory.handshakes) == (0, 1)
+    protocol.handshakeCompleted()
+    assert sample("gateway_cvs_link_connections") == gauge + 1
+    assert (factory.connections, factory.handshakes) == (1, 0)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert sample("gateway_cvs_link_connections") == gauge
+
+
+def test_at_most_max_connections_are_established(clock: task.Clock) -> None:
+    core = Core()
+    factory = CvsLinkFactory(core, clock, 60.0, peers=[AGENCY], max_connections=2)
+    before = refused("too_many_connections")
+    first, _, _ = connect(core, clock, factory=factory)
+    connect(core, clock, factory=factory)
+
+    third, transport, _ = connect(core, clock, factory=factory)
+    third.dataReceived(dt(3))
+
+    assert factory.connections == 2
+    assert transport.disconnecting
+    assert core.calls == []
+    assert refused("too_many_connections") == before + 1
+    first.connectionLost(Failure(ConnectionDone()))  # a place is free again
+    fourth, transport, _ = connect(core, clock, factory=factory)
+    fourth.dataReceived(dt(4))
+    assert not transport.disconnecting
+    assert len(core.calls) == 1
+
+
+def test_at_most_max_connections_handshakes_at_once(clock: task.Clock) -> None:
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY], max_connections=2)
+    before = refused("too_many_handshakes")
+    for _ in range(2):
+        connect(Core(), clock, factory=factory, handshake=False)
+
+    _, transport, _ = connect(Core(), clock, factory=factory, handshake=False)
+
+    assert transport.disconnected  # aborted at once
+    assert factory.handshakes == 2
+    assert refused("too_many_handshakes") == before + 1
+
+
+def test_an_unfinished_handshake_is_aborted_at_its_deadline(clock: task.Clock) -> None:
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY], handshake_timeout=5.0)
+    before = refused("handshake_timeout")
+    protocol, transport, _ = connect(Core(), clock, factory=factory, handshake=False)
+
+    clock.advance(4.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+
+    assert transport.disconnected
+    assert refused("handshake_timeout") == before + 1
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert factory.handshakes == 0
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_connection_lost_during_its_handshake_is_counted(clock: task.Clock) -> None:
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY])
+    before = refused("handshake_failed")
+    protocol, _, _ = connect(Core(), clock, factory=factory, handshake=False)
+
+    protocol.connectionLost(Failure(ConnectionDone()))
+
+    assert refused("handshake_failed") == before + 1
+    assert factory.handshakes == 0
+    assert clock.getDelayedCalls() == []
+
+
+def test_reading_stops_at_max_unacked_and_resumes_as_acks_go(clock: task.Clock) -> None:
+    core = Core()
+    factory = CvsLinkFactory(core, clock, 60.0, peers=[AGENCY], max_unacked=3)
+    protocol, transport, _ = connect(core, clock, factory=factory)
+
+    protocol.dataReceived(b"".join(dt(n) for n in range(1, 8)))  # a burst of 7, none acked
+
+    assert [r for r, _, _ in core.calls] == [record(1), record(2), record(3)]
+    assert transport.producerState == "paused"  # the socket is no longer read
+    core.calls[1][2].callback("00")
+    assert parse(transport.value()) == [b"AK000000000200"]
+    assert [r for r, _, _ in core.calls][3:] == [record(4)]  # one more read, then paused again
+    assert transport.producerState == "paused"
+    while not all(d.called for _, _, d in core.calls):  # the core answers the rest
+        next(d for _, _, d in core.calls if not d.called).callback("00")
+    assert [r for r, _, _ in core.calls] == [record(n) for n in range(1, 8)]
+    assert transport.producerState == "producing"
+    assert len(parse(transport.value())) == 7
+    assert protocol.pending == 0
+
+
+def test_a_paused_connection_is_not_closed_as_idle(clock: task.Clock) -> None:
+    core = Core()
+    factory = CvsLinkFactory(core, clock, 60.0, peers=[AGENCY], max_unacked=1)
+    protocol, transport, _ = connect(core, clock, factory=factory)
+    protocol.dataReceived(dt(1) + dt(2))
+
+    clock.advance(61)  # the core is slow; the agency is waiting for us
+
+    assert not transport.disconnecting
+    core.calls[0][2].callback("00")
+    assert len(core.calls) == 2
+    assert transport.producerState == "paused"
+    core.calls[1][2].callback("00")
+    assert transport.producerState == "producing"
+    clock.advance(60)
+    assert transport.disconnecting  # idle again counts once we read
+
+
+def test_peers_must_be_given(clock: task.Clock) -> None:
+    with pytest.raises(ValueError, match="peers"):
+        CvsLinkFactory(Core(), clock, 60.0, peers=[])
