@@ -153,6 +153,9 @@ class MailConfig:
     retry_cap: float
 
 
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class WebhooksConfig:
     """Webhook delivery (docs/webhooks.md); every option has a default, the section is optional."""
@@ -166,6 +169,8 @@ class WebhooksConfig:
     per_endpoint: int = 4  # attempts in flight to one endpoint in one daemon
     allow_http: bool = False  # plain http:// to other hosts than loopback
     log_retention_days: int = 30  # finished deliveries and their attempts are kept this long
+    # Non-public networks webhooks may still reach (gateway.webhook_address); none by default.
+    allowed_networks: tuple[_Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -610,7 +615,24 @@ def _webhooks(t: _Table) -> WebhooksConfig:
         per_endpoint=per_endpoint,
         allow_http=t.boolean("allow_http", False),
         log_retention_days=t.integer("log_retention_days", 30, low=1, high=3650),
+        allowed_networks=_networks(t, "allowed_networks"),
     )
+
+
+def _networks(t: _Table, name: str) -> tuple[_Network, ...]:
+    """A list of networks in CIDR notation (``10.20.0.0/16``, ``fd12::/64``; a bare address is
+    a /32 or /128); empty by default."""
+    value = t._get(name, list, "a list of networks (CIDR strings)", [])
+    networks = []
+    for i, item in enumerate(value):
+        key = f"{t.key(name)}[{i}]"
+        if not isinstance(item, str):
+            raise ConfigError(key, f"must be a CIDR string (10.0.0.0/8), not {type(item).__name__}")
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=True))
+        except ValueError as e:
+            raise ConfigError(key, f"{item!r} is not a network in CIDR notation: {e}") from None
+    return tuple(networks)
 
 
 def _bulk(t: _Table) -> BulkConfig:

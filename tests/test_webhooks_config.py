@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,18 @@ def test_absent_or_empty_section_gives_the_documented_defaults() -> None:
         per_endpoint=4,
         allow_http=False,
         log_retention_days=30,
+        allowed_networks=(),
     )
     assert parse_config(MINIMAL, BASE).webhooks == defaults
     assert parse_config(with_webhooks(), BASE).webhooks == defaults
     docs = DOCS.read_text(encoding="utf-8")
     section = docs[docs.index("## [webhooks]") :]
-    for line in ("| default | `10` |", "| default | `72` (3 days) |", "| default | `3600` |"):
+    for line in (
+        "| default | `10` |",
+        "| default | `72` (3 days) |",
+        "| default | `3600` |",
+        "| default | `[]` (public addresses only) |",
+    ):
         assert line in section
 
 
@@ -55,6 +62,7 @@ def test_every_key_is_read() -> None:
             per_endpoint=8,
             allow_http=True,
             log_retention_days=1,
+            allowed_networks=["127.0.0.0/8", "10.20.0.0/16", "fd12:3456::/32", "::1"],
         ),
         BASE,
     ).webhooks
@@ -68,6 +76,12 @@ def test_every_key_is_read() -> None:
         per_endpoint=8,
         allow_http=True,
         log_retention_days=1,
+        allowed_networks=(
+            ip_network("127.0.0.0/8"),
+            ip_network("10.20.0.0/16"),
+            ip_network("fd12:3456::/32"),
+            ip_network("::1/128"),
+        ),
     )
 
 
@@ -92,6 +106,11 @@ def test_every_key_is_read() -> None:
         ({"allow_http": 1}, "webhooks.allow_http"),
         ({"log_retention_days": 0}, "webhooks.log_retention_days"),
         ({"secret": "x"}, "webhooks.secret"),
+        ({"allowed_networks": "10.0.0.0/8"}, "webhooks.allowed_networks"),
+        ({"allowed_networks": ["10.0.0.0/8", "10.0.0.1/8"]}, "webhooks.allowed_networks[1]"),
+        ({"allowed_networks": ["10.0.0.0/33"]}, "webhooks.allowed_networks[0]"),
+        ({"allowed_networks": ["intranet"]}, "webhooks.allowed_networks[0]"),
+        ({"allowed_networks": [10]}, "webhooks.allowed_networks[0]"),
     ],
 )
 def test_a_bad_value_names_its_key(keys: dict[str, Any], path: str) -> None:
