@@ -322,10 +322,12 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     say(f"setting up the gateway with its CVS link on {db.backend} in {workdir}")
     gateway = prepare(workdir, db.url, cvs_link=True)
     text = gateway.config_path.read_text(encoding="utf-8")
+    # The receiver is on 127.0.0.1: not a public address, so its network must be allowed.
+    values = {("webhooks", "allowed_networks"): '["127.0.0.0/8"]'}
     poll = args.poll_interval
     if poll is not None:
-        text = set_toml_values(text, {("webhooks", "poll_interval"): repr(float(poll))})
-        gateway.config_path.write_text(text, encoding="utf-8")
+        values[("webhooks", "poll_interval")] = repr(float(poll))
+    gateway.config_path.write_text(set_toml_values(text, values), encoding="utf-8")
     config = load_config(gateway.config_path)
     poll = config.webhooks.poll_interval
     payments = round(args.rate * args.seconds)

@@ -67,6 +67,9 @@ connect = "tcp:127.0.0.1:{mpn}"
 center_code = "0001"
 number_key = "{number_key}"
 
+[webhooks]
+allowed_networks = ["127.0.0.0/8"]    # the demo's receivers run on this machine
+
 [zengin]
 outbox = "outbox/zengin"
 inbox = "inbox/zengin"

@@ -12,7 +12,9 @@ there is more work) it
    (one transaction for all that finished meanwhile), with the next attempt after an
    exponential back-off with full jitter, until ``max_age``, then failed.
 
-Time is the injected reactor's. Logs name the endpoint and delivery ids, never a URL or secret.
+Attempts connect only to public addresses and ``webhooks.allowed_networks``, checked at each
+attempt (:mod:`gateway.protocols.webhook_client`). Time is the injected reactor's. Logs name the
+endpoint and delivery ids, never a URL or secret.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from gateway.store.webhook_queue import (
     queue_depth,
 )
 from gateway.store.webhooks import Dispatched, dispatch, purge_finished
+from gateway.webhook_address import AddressPolicy
 from gateway.webhook_verify import signature_header
 from gateway.webhooks import backoff, event_body
 
@@ -111,7 +114,12 @@ class WebhookDelivery(Service):
         self.store = store
         self.reactor = reactor
         self.config = config
-        self.client = client or WebhookClient(reactor, config.timeout, config.per_endpoint)
+        self.client = client or WebhookClient(
+            reactor,
+            config.timeout,
+            config.per_endpoint,
+            policy=AddressPolicy(config.allowed_networks),
+        )
         self.owner = owner or owner_name()
         self.rng = rng or random.Random()
         # Long enough for a claim to wait its turn here (at most about one timeout: see

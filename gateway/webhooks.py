@@ -26,6 +26,7 @@ from gateway.config import Config
 from gateway.errors import NotFound
 from gateway.ids import new_id
 from gateway.model import EventType, Principal
+from gateway.protocols.webhook_client import shown_error
 from gateway.store import Store
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.webhooks import (
@@ -39,6 +40,7 @@ from gateway.store.webhooks import (
 )
 from gateway.validation import Fields
 from gateway.views import iso
+from gateway.webhook_address import AddressPolicy, parse_literal
 
 EVENT_TYPES = tuple(t.value for t in EventType)
 EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")
@@ -66,11 +68,22 @@ def event_body(event_id: str, seq: int, type: str, created_at: datetime, data: s
     return (head[:-1] + ',"data":' + data + "}").encode("utf-8")
 
 
+def ipv6_literal(host: str) -> str | None:
+    literal = parse_literal(host)
+    return str(literal) if literal is not None and literal.version == 6 else None
+
+
 def _is_loopback(host: str) -> bool:
     return host in LOOPBACK or (host.startswith("127.") and host.replace(".", "").isdigit())
 
 
-def parse_endpoint_request(body: object, *, allow_http: bool) -> tuple[str, tuple[str, ...]]:
+def parse_endpoint_request(
+    body: object, *, allow_http: bool, policy: AddressPolicy | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """The endpoint's URL and event types, or InvalidRequest naming each bad field. A literal
+    address (or ``localhost``) that ``policy`` refuses is refused here; a name's addresses are
+    checked at each attempt (gateway.protocols.webhook_client)."""
+    policy = policy if policy is not None else AddressPolicy()
     f = Fields(body)
     url = f.string(
         "url",
@@ -95,6 +108,15 @@ def parse_endpoint_request(body: object, *, allow_http: bool) -> tuple[str, tupl
                 f.bad("url", "must not carry a user or password (the signature authenticates)")
             elif parts.fragment or url.endswith("#"):
                 f.bad("url", "must not have a #fragment")
+            elif "[" in parts.netloc and ipv6_literal(host) is None:
+                f.bad("url", "must hold an IPv6 address between [ and ]")
+            elif not policy.permits_host(host):
+                f.bad(
+                    "url",
+                    f"{host[:60]} is not a public address: webhooks do not go to loopback, "
+                    "private, link-local, shared (CGNAT), unique-local, multicast or other "
+                    "non-public addresses",
+                )
             elif parts.scheme.lower() == "http" and not allow_http and not _is_loopback(host):
                 f.bad("url", "must be https:// (plain http:// only to 127.0.0.1 or localhost)")
     types: list[str] = []
@@ -136,7 +158,7 @@ def attempt_json(row: Any) -> dict[str, Any]:
         "attempted_at": iso(row.attempted_at),
         "result": row.result,
         "status_code": row.status_code,
-        "error": row.error,
+        "error": shown_error(row.error),
         "duration_ms": row.duration_ms,
         "next_attempt_at": iso(row.next_attempt_at),
     }
@@ -160,12 +182,13 @@ class WebhookApi:
         self.clock = clock
         self.ttl = config.api.idempotency_ttl
         self.allow_http = config.webhooks.allow_http
+        self.policy = AddressPolicy(config.webhooks.allowed_networks)
 
     async def create(
         self, principal: Principal, body: object, claim: IdempotencyClaim | None
     ) -> StoredResponse:
         biller_id = _biller_id(principal)
-        url, types = parse_endpoint_request(body, allow_http=self.allow_http)
+        url, types = parse_endpoint_request(body, allow_http=self.allow_http, policy=self.policy)
         now = clock_now(self.clock)
         secret = "whsec_" + secrets.token_urlsafe(32)
         endpoint_id = new_id("we")

@@ -173,7 +173,10 @@ def config_text(
     metrics: str = "tcp:0:interface=127.0.0.1",
     public_url: str = "http://127.0.0.1:8080",
     extra: str = "",
+    webhooks: str = 'allowed_networks = ["127.0.0.0/8"]\n',
 ) -> str:
+    """The test configuration; ``extra`` goes at the end (after [zengin]), ``webhooks`` is the
+    body of the [webhooks] section (by default: receivers on 127.0.0.0/8 may be reached)."""
     return f"""
 [database]
 url = "{database_url}"
@@ -195,6 +198,8 @@ ceiling = 300000
 institution_code = "58191"
 number_key = "5e1f0c2a9b7d4e6f8a3c1b2d0e9f7a6c"
 
+[webhooks]
+{webhooks}
 [zengin]
 outbox = "var/outbox/zengin"
 inbox = "var/inbox/zengin"

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,12 @@ from gateway.store.billers import create_biller
 from gateway.store.events import append_event
 from gateway.store.schema import webhook_attempts, webhook_deliveries
 from gateway.store.webhooks import create_endpoint
+from gateway.webhook_address import AddressPolicy
 from gateway.webhook_delivery import WebhookDelivery
 from gateway.webhook_verify import SignatureError, verify_signature
 from tests.conftest import Biller, Running, admin, config_text, due
+
+LOOPBACK = (IPv4Network("127.0.0.0/8"),)  # the receivers' network: allowed in these tests
 
 
 def reactor() -> Any:
@@ -44,7 +48,9 @@ def reactor() -> Any:
 
 
 def webhooks_toml(**over: Any) -> str:
+    """The body of the [webhooks] section: short timers, receivers on 127.0.0.0/8 allowed."""
     values: dict[str, Any] = {
+        "allowed_networks": ["127.0.0.0/8"],
         "timeout": 0.5,
         "poll_interval": 0.05,
         "backoff_base": 0.05,
@@ -53,8 +59,7 @@ def webhooks_toml(**over: Any) -> str:
         "per_endpoint": 2,
     }
     values.update(over)
-    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
-    return "\n[webhooks]\n" + "\n".join(lines) + "\n"
+    return "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
 
 @asynccontextmanager
@@ -62,7 +67,7 @@ async def gateway_with(tmp_path: Path, url: str, **webhooks: Any) -> AsyncIterat
     from gateway.service import make_service
 
     path = tmp_path / "gateway.toml"
-    path.write_text(config_text(url, extra=webhooks_toml(**webhooks)), encoding="utf-8")
+    path.write_text(config_text(url, webhooks=webhooks_toml(**webhooks)), encoding="utf-8")
     config = load_config(path)
     top = make_service(config, reactor())
     top.startService()
@@ -306,8 +311,9 @@ async def test_a_bad_endpoint_is_refused_naming_the_field(
 
 @pytest_twisted.ensureDeferred
 async def test_http_to_loopback_only_unless_allowed(tmp_path: Path, migrated_url: str) -> None:
+    loopback = ["127.0.0.0/8", "::1/128"]  # allowed_networks: loopback is not public
     for host in ("127.0.0.1:8080", "localhost", "[::1]:9"):
-        async with gateway_with(tmp_path, migrated_url) as gw:
+        async with gateway_with(tmp_path, migrated_url, allowed_networks=loopback) as gw:
             acme = gw.onboard(f"a{secrets.token_hex(3)}")
             body = {"url": f"http://{host}/hook", "events": ["*"]}
             status, doc, _ = await gw.request("POST", "/v1/webhook-endpoints", acme, body)
@@ -544,8 +550,8 @@ async def test_deleting_an_endpoint_stops_its_deliveries(
 
 
 class CountingClient(WebhookClient):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.sent = 0
 
     def post(self, url: str, body: bytes, headers: Any) -> Deferred[PostResult]:
@@ -597,12 +603,18 @@ async def test_two_delivery_services_on_one_database_send_each_attempt_once(
         backoff_cap=0.1,
         concurrency=3,
         per_endpoint=1,
+        allowed_networks=LOOPBACK,
     )
     stores = [Store.from_url(migrated_url, reactor(), 2) for _ in range(2)]
     services = []
     for n, store in enumerate(stores):
         store.start()
-        client = CountingClient(reactor(), config.timeout, config.per_endpoint)
+        client = CountingClient(
+            reactor(),
+            config.timeout,
+            config.per_endpoint,
+            policy=AddressPolicy(config.allowed_networks),
+        )
         services.append(
             WebhookDelivery(store, reactor(), config, client=client, owner=f"daemon-{n}")
         )
@@ -696,7 +708,13 @@ async def test_stopping_gives_attempts_in_flight_back_at_once(
                 data={},
                 now=now,
             )
-    config = WebhooksConfig(timeout=30.0, poll_interval=0.05, concurrency=2, per_endpoint=2)
+    config = WebhooksConfig(
+        timeout=30.0,
+        poll_interval=0.05,
+        concurrency=2,
+        per_endpoint=2,
+        allowed_networks=LOOPBACK,
+    )
     stores = [Store.from_url(migrated_url, reactor(), 2) for _ in range(2)]
     for store in stores:
         store.start()
