@@ -414,7 +414,16 @@ class BulkService:
             lambda biller_id: Deferred.fromCoroutine(self.biller_exists(biller_id)),
             self.reactor,
             interval,
+            refuse=self.refuse_entry,
+            max_bytes=MAX_BYTES,
         )
+
+    def refuse_entry(self, name: str, reason: str) -> FileOutcome:
+        """An entry of the folder set aside unread (a link, not a regular file, too large):
+        its errors file says why, in the words of :mod:`gateway.safe_files` (never its content)."""
+        FILES.labels("inbox", "refused").inc()
+        output = write_csv(ERROR_COLUMNS, [("", "file", reason)], UTF8)
+        return FileOutcome(False, f"refused: {reason}", output)
 
     async def biller_exists(self, biller_id: str) -> bool:
         def txn(conn: Connection) -> bool:

@@ -22,7 +22,6 @@ elsewhere in between is a double payment, with its refund case.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -37,7 +36,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway import calendar
+from gateway import calendar, safe_files
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import ZenginConfig
@@ -141,21 +140,10 @@ def check_debit_date(debit_date: date, today: date) -> None:
 
 
 def write_atomically(folder: Path, name: str, data: bytes) -> Path:
-    """``folder/name`` appears complete or not at all: a hidden temp file, fsync, rename."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
-    return target
+    """``folder/name`` appears complete or not at all, and never through a link someone left
+    in the outbox (:func:`gateway.safe_files.write_atomically`: an exclusive temp file under a
+    random name, fsync, rename, fsync of the folder)."""
+    return safe_files.write_atomically(folder / name, data)
 
 
 def request_bytes(

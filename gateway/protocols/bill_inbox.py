@@ -8,6 +8,12 @@ is written beside it (temporary name, then rename), and the file moves to ``done
 ``rejected/`` with its ``NAME.csv.report.txt``. Only ``*.csv`` names are taken (not the
 gateway's own ``.result.csv`` and ``.errors.csv``); hidden names and ``.tmp`` / ``.part`` are left
 alone until renamed. A folder that names no biller is ignored, with one log line.
+
+Nothing is followed through a symbolic link (:mod:`gateway.safe_files`): a biller folder that
+is a link is ignored (one log line); in a biller folder a ``*.csv`` entry that is a link, not a
+regular file or over :data:`gateway.bulk.MAX_BYTES` is moved to ``rejected/`` unread, with an
+``NAME.errors.csv`` saying why; the answers are written under a random temporary name created
+exclusively, then renamed over (a link planted at the answer's name is replaced, not followed).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway.protocols.inbox import FileResult, InboxWatcher
+from gateway.protocols.inbox import MAX_FILE_BYTES, FileResult, InboxWatcher
+from gateway.safe_files import Refused, write_atomically
 
 log = Logger()
 
@@ -31,9 +38,12 @@ ERRORS_SUFFIX = ".errors.csv"
 
 
 class Outcome(Protocol):
-    accepted: bool
-    report: str
-    output: bytes
+    @property
+    def accepted(self) -> bool: ...
+    @property
+    def report(self) -> str: ...
+    @property
+    def output(self) -> bytes: ...
 
 
 def takes(name: str) -> bool:
@@ -47,18 +57,9 @@ def output_name(name: str, accepted: bool) -> str:
     return stem + (RESULT_SUFFIX if accepted else ERRORS_SUFFIX)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """The file appears whole or not at all (written as ``.NAME.tmp``, synced, renamed)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 Register = Callable[[str, str, bytes], "Deferred[Any]"]  # (biller_id, name, data) -> Outcome
 BillerExists = Callable[[str], "Deferred[bool]"]
+Refuse = Callable[[str, str], Outcome]  # (name, why) -> the errors file of an unread entry
 
 
 class BillInbox(TimerService):
@@ -69,15 +70,21 @@ class BillInbox(TimerService):
         biller_exists: BillerExists,
         clock: IReactorTime,
         interval: float = 5.0,
+        *,
+        refuse: Refuse | None = None,
+        max_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         super().__init__(interval, self.scan)
         self.clock = self.reactor_time = clock
         self.folder = folder
         self.register = register
         self.biller_exists = biller_exists
+        self.refuse = refuse
+        self.max_bytes = max_bytes
         self.watchers: dict[str, InboxWatcher] = {}
         self.known: set[str] = set()  # billers are never deleted: asked once
         self.ignored: set[str] = set()  # folders already logged as naming no biller
+        self.links: set[str] = set()  # symbolic links already logged (never followed)
 
     def startService(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -91,14 +98,33 @@ class BillInbox(TimerService):
                 d = self.register(biller_id, name, data)
                 return d.addCallback(self._settled, folder, name)
 
-            watcher = InboxWatcher("bills", folder, handler, self.reactor_time, accept=takes)
+            def refused(name: str, why: Refused) -> str | None:
+                if self.refuse is None:
+                    return None
+                return self._written(folder, name, self.refuse(name, why.detail))
+
+            watcher = InboxWatcher(
+                "bills",
+                folder,
+                handler,
+                self.reactor_time,
+                accept=takes,
+                max_bytes=self.max_bytes,
+                follow_folder=False,  # a biller's folder is an entry of the inbox: never a link
+                on_refused=refused,
+            )
             self.watchers[biller_id] = watcher
         return watcher
 
     def _settled(self, outcome: Outcome, folder: Path, name: str) -> FileResult:
+        return FileResult(
+            outcome.accepted, f"{outcome.report}\n{self._written(folder, name, outcome)}"
+        )
+
+    def _written(self, folder: Path, name: str, outcome: Outcome) -> str:
         target = folder / output_name(name, outcome.accepted)
-        write_atomically(target, outcome.output)
-        return FileResult(outcome.accepted, f"{outcome.report}\nwritten: {target.name}")
+        write_atomically(target, outcome.output, follow_folder=False)
+        return f"written: {target.name}"
 
     @inlineCallbacks
     def scan(self) -> Generator[Deferred[Any], Any, None]:
@@ -106,9 +132,18 @@ class BillInbox(TimerService):
         name order. A folder that cannot be read is logged and skipped: a failing scan would
         stop the timer for good."""
         try:
-            folders = sorted(
-                p for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith(".")
-            )
+            folders = []
+            for entry in sorted(os.scandir(self.folder), key=lambda e: e.name):
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(Path(entry.path))
+                elif entry.is_symlink() and entry.name not in self.links:
+                    self.links.add(entry.name)
+                    log.warn(
+                        "bills inbox: {name} is a symbolic link, not a folder: ignored",
+                        name=entry.path,
+                    )
         except OSError as e:
             log.error(
                 "bills inbox: cannot list {folder}: {error}", folder=str(self.folder), error=e
