@@ -5,12 +5,11 @@ a clock, a file or the network. Money is int yen; timestamps are aware and print
 
 * :func:`statement_csv` — the statement for people: a few header rows, a blank row, then one row
   per line and a 合計 row, with Japanese column names. Amounts are plain signed integers (no ¥, no
-  thousands separators) so a spreadsheet sums them; the lines add up to the payout. A text cell
-  that a spreadsheet would run as a formula (it begins with ``= + - @``, a tab or a CR) gets a
-  leading ``'``.
+  thousands separators) so a spreadsheet sums them; the lines add up to the payout.
 * :func:`payments_csv` — the payments a settlement paid out, for the biller's systems: English
   column names, channel codes (``cvs``, ``payeasy``, ``transfer``), ISO 8601 timestamps in JST
-  (``2026-12-01T08:30:00+09:00``), ``stamped`` as 1/0, values verbatim. It consumes its rows
+  (``2026-12-01T08:30:00+09:00``), ``stamped`` as 1/0, values verbatim but for formula
+  escaping (below). It consumes its rows
   once, encoding each as it comes, so a generator from the store is fine.
 * :func:`daily_report_csv` — collections per JST business day, channel and chain (日別収納実績).
 * :func:`statement_pdf` — the A4 statement, paginated, the same bytes for the same input.
@@ -19,7 +18,9 @@ Encodings of the CSVs: ``"utf-8"`` is written with a BOM (Excel needs it to read
 ``"shift_jis"`` with Microsoft's code page 932, the Shift_JIS that Japanese Windows and Excel use
 (it has ①, ～, Ⅱ, 髙 that plain Shift_JIS lacks). A character CP932 cannot hold (𠮷, emoji) is
 written as the geta mark ``〓``; ``¥`` and ``—`` become their full-width forms first. Lines end
-with CRLF.
+with CRLF. In every CSV a text cell that a spreadsheet would run as a formula (it begins with
+``= + - @``, a tab or a CR: a bill_no, a store's name, a biller's name) gets a leading ``'``
+(:mod:`gateway.mappers.csv_cells`); amounts are int cells, so ``-1200`` stays a number.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
 from gateway.fees import CHANNEL_NAMES, DailyCollection, LineKind, SettledPayment, Settlement
+from gateway.mappers.csv_cells import cells
 from gateway.model import JST
 from gateway.pdf import (
     GETA,
@@ -80,7 +82,6 @@ FOOTNOTE = "この明細書の金額はすべて円単位です。明細の合�
 
 # Characters CP932 lacks but has a full-width twin of (its Shift_JIS table maps them so).
 _CP932_TWINS = str.maketrans({"¥": "￥", "\u2014": "\u2015", "\u00a6": "\uffe4"})
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- CSV -------------------------------------------------------------------------------------
@@ -91,9 +92,9 @@ def statement_csv(s: Settlement, biller_name: str, encoding: str) -> bytes:
     codec = _codec(encoding)
     period = f"{s.period_start.isoformat()}〜{s.period_end.isoformat()}"
     rows: list[Sequence[object]] = [
-        ("精算番号", _text(s.settlement_id)),
-        ("請求者", _text(biller_name)),
-        ("請求者ID", _text(s.biller_id)),
+        ("精算番号", s.settlement_id),
+        ("請求者", biller_name),
+        ("請求者ID", s.biller_id),
         ("対象期間", period),
         ("支払予定日", s.payout_date.isoformat()),
         ("支払金額", s.totals.payout),
@@ -106,7 +107,7 @@ def statement_csv(s: Settlement, biller_name: str, encoding: str) -> bytes:
                 number,
                 KIND_NAMES[line.kind],
                 CHANNEL_NAMES[line.channel] if line.channel is not None else "",
-                _text(line.description),
+                line.description,
                 line.quantity,
                 "" if line.unit_amount is None else line.unit_amount,
                 line.amount,
@@ -147,7 +148,7 @@ def daily_report_csv(rows: Iterable[DailyCollection], encoding: str) -> bytes:
             yield (
                 d.day.isoformat(),
                 CHANNEL_NAMES[d.channel],
-                _text(d.chain),
+                d.chain,
                 d.count,
                 d.amount,
                 d.confirmed_count,
@@ -171,7 +172,7 @@ def _csv(rows: Iterable[Sequence[object]], codec: str) -> bytes:
     writer = csv.writer(buffer)  # the default dialect: "excel", lines end with "\r\n"
     out = [codecs.BOM_UTF8] if codec == "utf-8" else []
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(cells(row))  # text a spreadsheet would run is kept as text
         out.append(_encode(buffer.getvalue(), codec))
         buffer.seek(0)
         buffer.truncate()
@@ -193,11 +194,6 @@ def _encode_char(ch: str, codec: str) -> bytes:
         return ch.encode(codec)
     except UnicodeEncodeError:  # a CP932 gap, or a lone surrogate in UTF-8
         return GETA.encode(codec)
-
-
-def _text(value: str) -> str:
-    """A text cell a spreadsheet shows as text, not runs as a formula."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
 
 
 def _iso_jst(at: datetime) -> str:

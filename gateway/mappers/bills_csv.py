@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import FileErrors, RecordError
+from gateway.mappers import csv_cells
 
 NETWORK = "bills"  # RecordError.network of this file kind
 
@@ -241,11 +242,13 @@ ERROR_COLUMNS = ("row", "column", "message")
 
 def write_csv(header: Sequence[str], rows: Iterable[Sequence[object]], encoding: str) -> bytes:
     """CRLF lines; UTF-8 with a BOM (Excel then reads it as UTF-8), or Shift_JIS (CP932) with
-    what it cannot encode replaced by ``?``."""
+    what it cannot encode replaced by ``?``. A text cell a spreadsheet would run as a formula
+    (a bill_no ``=HYPERLINK(...)``, or a message quoting it) gets a leading ``'``
+    (:mod:`gateway.mappers.csv_cells`); int cells (row numbers, amounts) are written as they are."""
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    writer.writerows(csv_cells.cells(row) for row in rows)
     if encoding == SHIFT_JIS:
         return out.getvalue().encode("cp932", errors="replace")
     return codecs.BOM_UTF8 + out.getvalue().encode("utf-8")

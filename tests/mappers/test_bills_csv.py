@@ -146,6 +146,20 @@ def test_written_files_read_back(encoding: str) -> None:
     ]
 
 
+@pytest.mark.parametrize("encoding", [UTF8, SHIFT_JIS])
+def test_written_files_keep_formulas_as_text(encoding: str) -> None:
+    """Every text cell that begins with = + - @, a tab or a CR gets a leading ' (issue 14,
+    finding 13); int cells (row numbers, amounts) are numbers and are written as they are."""
+    link = '=HYPERLINK("https://evil.example/","x")'
+    rows = [[2, link, "+1", -1200, "@SUM(A1)"], [3, "-5", "\tx", 0, "\rcmd|' /C calc'!A0"]]
+    text = write_csv(RESULT_COLUMNS[:5], rows, encoding)
+    back = list(csv.reader(io.StringIO(text.decode("utf-8-sig" if encoding == UTF8 else "cp932"))))
+    assert back[1:] == [
+        ["2", "'" + link, "'+1", "-1200", "'@SUM(A1)"],
+        ["3", "'-5", "'\tx", "0", "'\rcmd|' /C calc'!A0"],
+    ]
+
+
 @given(st.binary(max_size=300), st.sampled_from([None, "utf-8", "shift_jis"]))
 def test_any_bytes_are_a_file_or_file_errors(data: bytes, charset: str | None) -> None:
     try:
