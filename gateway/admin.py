@@ -302,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--biller")
     kc.add_argument("--admin", action="store_true")
     kc.set_defaults(fn=cmd_key_create)
+    from gateway.admin_keys import add_commands as add_key_commands
+
+    add_key_commands(key)  # list, revoke, rotate
 
     imp = sub.add_parser("import", help="load a file by hand").add_subparsers(
         dest="kind", required=True

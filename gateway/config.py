@@ -388,7 +388,8 @@ def _api(t: _Table) -> ApiConfig:
         public_url=public_url,
         idempotency_ttl=timedelta(hours=ttl),
         max_page_size=t.integer("max_page_size", 100, low=1, high=1000),
-        auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=3600)),
+        # A revoked key works until its cache entry expires: a minute at most.
+        auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=60)),
     )
 
 

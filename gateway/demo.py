@@ -56,6 +56,7 @@ company_code = "987654"
 
 [cvs.link]
 listen = "tcp:{link}:interface=127.0.0.1"
+peers = ["cvs-agency"]                # the simulated agency's certificate; no other may speak
 
 [cvs.files]
 inbox = "inbox/cvs"
@@ -65,6 +66,7 @@ poll_interval = 0.5
 institution_code = "58191"
 connect = "tcp:127.0.0.1:{mpn}"
 center_code = "0001"
+hostname = "mpn-center"               # the name the simulated center's certificate carries
 number_key = "{number_key}"
 
 [webhooks]

@@ -353,7 +353,7 @@ def test_public_url_loses_its_trailing_slash_and_keeps_a_path() -> None:
     [
         ("idempotency_ttl_hours", 24, 720),
         ("max_page_size", 1, 1000),
-        ("auth_cache_seconds", 0, 3600),
+        ("auth_cache_seconds", 0, 60),
     ],
 )
 def test_api_integer_bounds_are_inclusive(key: str, low: int, high: int) -> None:
@@ -595,7 +595,7 @@ BAD: list[Any] = [
         cfg(api={"auth_cache_seconds": -1}), "api.auth_cache_seconds", id="auth-cache-negative"
     ),
     pytest.param(
-        cfg(api={"auth_cache_seconds": 3601}), "api.auth_cache_seconds", id="auth-cache-3601"
+        cfg(api={"auth_cache_seconds": 61}), "api.auth_cache_seconds", id="auth-cache-61"
     ),
     pytest.param(cfg(database={"pool_size": 0}), "database.pool_size", id="pool-size-0"),
     pytest.param(cfg(database={"pool_size": 201}), "database.pool_size", id="pool-size-201"),

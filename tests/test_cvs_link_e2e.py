@@ -3,31 +3,43 @@
 - SIGKILL the daemon several times while the agency streams: every acknowledged record is
   stored, no record is stored twice, and in the end every record is in the ledger.
 - Two daemons on one database receive the same records at the same time: each payment once.
+- Issue 14: a certificate of the same CA made for another peer (the MPN center's, the bank's,
+  ``CN=anything``) cannot speak on the link; a burst of unacknowledged records is read only
+  ``max_unacked`` at a time; ``max_connections`` and the handshake deadline hold.
 """
 
 from __future__ import annotations
 
 import json
 import signal
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import clientFromString, connectProtocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 
 from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_record
 from gateway.model import JST
 from gateway.process import DaemonProcess, admin, free_port, http
 from gateway.store import create_db_engine
 from gateway.store.schema import collection_messages, payments
-from gateway.tls import TLSFiles
+from gateway.tls import TLSFiles, client_options, connect_tls_endpoint
 from simulators.cvs_link import AgencyLink, start_agency_link
 from tests.conftest import config_text, due
 
@@ -60,7 +72,9 @@ class Site:
         )
 
 
-def make_site(root: Path, database_url: str, tls: Path | None = None) -> Site:
+def make_site(
+    root: Path, database_url: str, tls: Path | None = None, link_options: str = ""
+) -> Site:
     root.mkdir(parents=True, exist_ok=True)
     api, metrics, link = free_port(), free_port(), free_port()
     tls = tls or root / "tls"
@@ -71,7 +85,7 @@ def make_site(root: Path, database_url: str, tls: Path | None = None) -> Site:
         public_url=f"http://127.0.0.1:{api}",
         extra=f'[tls]\nca = "{tls}/ca.pem"\ncertificate = "{tls}/gateway.pem"\n'
         f'key = "{tls}/gateway.key"\n\n[cvs.link]\n'
-        f'listen = "tcp:{link}:interface=127.0.0.1"\n\n'
+        f'listen = "tcp:{link}:interface=127.0.0.1"\npeers = ["cvs-agency"]\n{link_options}\n'
         f'[cvs.files]\ninbox = "{root}/inbox"\npoll_interval = 0.2\n',
     )
     path = root / "gateway.toml"
@@ -188,7 +202,7 @@ async def test_sigkill_while_streaming_loses_and_doubles_nothing(
         reactor,
         f"tcp:127.0.0.1:{site.link_port}",
         site.agency_tls(),
-        "localhost",
+        "gateway",
         retry_delay=0.2,
         heartbeat_interval=5,
     )
@@ -252,7 +266,7 @@ async def test_two_daemons_on_one_database_store_each_payment_once(
                     reactor,
                     f"tcp:127.0.0.1:{site.link_port}",
                     site.agency_tls(),
-                    "localhost",
+                    "gateway",
                     retry_delay=0.2,
                 )
             )
@@ -311,7 +325,7 @@ async def test_daemon_and_agency_simulator_agree(tmp_path: Path, database_url: s
             reactor,
             f"tcp:127.0.0.1:{site.link_port}",
             site.agency_tls(),
-            "localhost",
+            "gateway",
             retry_delay=0.2,
         )
         acks = await agency.stream(link, agency.pay(slips), timeout=30)
@@ -358,3 +372,222 @@ async def test_daemon_and_agency_simulator_agree(tmp_path: Path, database_url: s
         if link is not None:
             await link.stop()
         await deferToThread(daemon.stop)
+
+
+# --- issue 14: who may speak on the link, and how much -----------------------------------------
+
+TIMEOUT = 30  # seconds: the bound of any one network wait below
+
+
+def dt_frame(sequence: int, record: bytes) -> bytes:
+    payload = b"DT" + f"{sequence:010d}".encode() + record
+    return struct.pack("!H", len(payload)) + payload
+
+
+def frames(data: bytes) -> list[bytes]:
+    out = []
+    while len(data) >= 2:
+        (length,) = struct.unpack("!H", data[:2])
+        if len(data) < 2 + length:
+            break
+        out.append(data[2 : 2 + length])
+        data = data[2 + length :]
+    return out
+
+
+class RawAgency(Protocol):
+    """Writes ``data`` at once (TLS sends it right after the handshake), keeps what comes back;
+    ``acked`` fires once ``wanted`` AK frames have come, ``lost`` when the connection goes."""
+
+    def __init__(self, data: bytes, wanted: int = 0) -> None:
+        self.data = data
+        self.wanted = wanted
+        self.received = b""
+        self.acked: Deferred[None] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.data)
+
+    def acks(self) -> list[bytes]:
+        return [f for f in frames(self.received) if f.startswith(b"AK")]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if self.wanted and len(self.acks()) >= self.wanted and not self.acked.called:
+            self.acked.callback(None)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.callback(None)
+
+
+async def dial(site: Site, tls: TLSFiles | None, client: RawAgency) -> RawAgency:
+    """Connect ``client`` to the site's link: with TLS as ``tls``, or plain TCP without."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    description = f"tcp:127.0.0.1:{site.link_port}"
+    if tls is None:
+        endpoint = clientFromString(reactor, description)
+    else:
+        endpoint = connect_tls_endpoint(reactor, description, client_options(tls, "gateway"))
+    await connectProtocol(endpoint, client).addTimeout(TIMEOUT, reactor)
+    return client
+
+
+async def within(d: Deferred[Any]) -> Any:
+    from twisted.internet import reactor  # noqa: TID251
+
+    return await d.addTimeout(TIMEOUT, reactor)
+
+
+def metric(daemon: DaemonProcess, name: str, **labels: str) -> float:
+    """One sample of the daemon's /metrics, as a scraper reads it (0 if absent)."""
+    status, text, _ = http("GET", daemon.metrics + "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def issue_certificate(tls: Path, common_name: str) -> TLSFiles:
+    """A client certificate signed by the site's own development CA, named ``common_name`` only:
+    what anyone holding that CA (or a careless issuer) could make."""
+    ca = x509.load_pem_x509_certificate((tls / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((tls / "ca.key").read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem, key_pem = tls / f"{common_name}.pem", tls / f"{common_name}.key"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return TLSFiles(tls / "ca.pem", pem, key_pem)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_certificate_of_another_name_from_the_same_ca_cannot_pay(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Issue 14, finding 1: the MPN center's and the bank's development certificates, and one
+    made for CN=anything by the same CA, each send a 02 record for an open bill right after the
+    handshake: each connection is closed unanswered, no payment is stored, every refusal is on
+    /metrics and in the log with its name. The agency's certificate then pays the same bill."""
+    site = make_site(tmp_path, database_url)
+    codes = await deferToThread(prepare, site, 1)
+    (record,) = records_for(codes, 1)
+    impostors = {
+        "mpn-center": TLSFiles(
+            site.tls / "ca.pem", site.tls / "mpn-center.pem", site.tls / "mpn-center.key"
+        ),
+        "bank": TLSFiles(site.tls / "ca.pem", site.tls / "bank.pem", site.tls / "bank.key"),
+        "anything": issue_certificate(site.tls, "anything"),
+    }
+    daemon = site.start()
+    try:
+        await deferToThread(daemon.wait, "/readyz")
+        before = await deferToThread(
+            metric, daemon, "gateway_cvs_link_refused_total", reason="peer_name"
+        )
+        for name, tls in impostors.items():
+            client = await dial(site, tls, RawAgency(dt_frame(1, record)))
+            await within(client.lost)
+            assert client.received == b"", name  # no AK: the record was never read
+        assert await deferToThread(stored_keys, database_url) == []
+        refused = await deferToThread(
+            metric, daemon, "gateway_cvs_link_refused_total", reason="peer_name"
+        )
+        assert refused == before + len(impostors)
+        log = daemon.output()
+        for name in impostors:
+            assert f"certificate names '{name}'" in log, name
+
+        agency = await dial(site, site.agency_tls(), RawAgency(dt_frame(1, record), wanted=1))
+        await within(agency.acked)
+        assert agency.acks() == [b"AK000000000100"]
+        agency.transport.loseConnection()  # type: ignore[union-attr]
+        await within(agency.lost)
+    finally:
+        await deferToThread(daemon.stop)
+    assert stored_keys(database_url) == [event_key(record)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_burst_of_unacked_records_is_read_max_unacked_at_a_time(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Issue 14, finding 9: 20 records in one write, max_unacked = 3: the daemon stops reading
+    (counted in gateway_cvs_link_pauses_total) and goes on as acks leave, so every record is
+    acked 00 and stored once; a second connection is refused while max_connections = 1 is
+    taken; a peer that never completes its handshake is closed at the deadline."""
+    site = make_site(
+        tmp_path,
+        database_url,
+        link_options="max_unacked = 3\nmax_connections = 1\nhandshake_timeout = 1\n",
+    )
+    codes = await deferToThread(prepare, site, 20)
+    records = records_for(codes, 1)
+    daemon = site.start()
+    try:
+        await deferToThread(daemon.wait, "/readyz")
+        pauses = await deferToThread(metric, daemon, "gateway_cvs_link_pauses_total")
+        refused = {
+            reason: await deferToThread(
+                metric, daemon, "gateway_cvs_link_refused_total", reason=reason
+            )
+            for reason in ("too_many_connections", "handshake_timeout")
+        }
+        burst = b"".join(dt_frame(n, r) for n, r in enumerate(records, 1))
+        first = await dial(site, site.agency_tls(), RawAgency(burst, wanted=len(records)))
+        await within(first.acked)
+        assert sorted(first.acks()) == [b"AK%010d00" % n for n in range(1, len(records) + 1)]
+        assert await deferToThread(metric, daemon, "gateway_cvs_link_pauses_total") > pauses
+        assert await deferToThread(metric, daemon, "gateway_cvs_link_connections") == 1
+
+        second = await dial(site, site.agency_tls(), RawAgency(dt_frame(1, records[0])))
+        await within(second.lost)
+        assert second.received == b""
+        assert (
+            await deferToThread(
+                metric, daemon, "gateway_cvs_link_refused_total", reason="too_many_connections"
+            )
+            == refused["too_many_connections"] + 1
+        )
+
+        silent = await dial(site, None, RawAgency(b""))  # TCP only: no ClientHello ever
+        await within(silent.lost)
+        assert (
+            await deferToThread(
+                metric, daemon, "gateway_cvs_link_refused_total", reason="handshake_timeout"
+            )
+            == refused["handshake_timeout"] + 1
+        )
+        assert await deferToThread(metric, daemon, "gateway_cvs_link_connections") == 1
+        first.transport.loseConnection()  # type: ignore[union-attr]
+        await within(first.lost)
+    finally:
+        await deferToThread(daemon.stop)
+    stored = stored_keys(database_url)
+    assert sorted(stored) == sorted(event_key(r) for r in records)

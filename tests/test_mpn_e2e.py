@@ -4,11 +4,14 @@ MPN center listens, the daemon dials it, the center's banks look up and pay bill
 - The center's scenario (wrong 確認番号, lost answers and 再送確認, 取消, double payments): every
   answer as the spec says, the ledger is the center's own, the day's counters are its figures.
 - A bill paid at a store first answers 照会 ``1002``.
+- Issue 14: a center whose certificate (same CA) carries another name is refused; without
+  ``mpn.hostname`` the daemon does not start.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -16,8 +19,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.defer import maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_file
@@ -78,7 +83,7 @@ def make_site(root: Path, database_url: str) -> Site:
     text = text.replace(
         MPN_SECTION,
         f'{MPN_SECTION}connect = "tcp:127.0.0.1:{center}"\ncenter_code = "0001"\n'
-        'hostname = "localhost"\n',
+        'hostname = "mpn-center"\n',
     )
     path = root / "gateway.toml"
     path.write_text(text, encoding="utf-8")
@@ -221,3 +226,71 @@ async def test_a_bill_paid_at_a_store_answers_1002(tmp_path: Path, database_url:
     assert at_store.header.response_code == "1002"
     assert still_open.header.response_code == "0000"
     assert isinstance(still_open.body, InquiryAnswer) and still_open.body.amount == other["amount"]
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    """Wait (at most TIMEOUT seconds) until ``condition()`` holds."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    for _ in range(TIMEOUT * 10):
+        if condition():
+            return
+        await deferLater(reactor, 0.1)
+    raise AssertionError(f"not after {TIMEOUT} s: {what}")
+
+
+def link_up(daemon: DaemonProcess) -> float | None:
+    status, text, _ = http("GET", daemon.metrics + "/metrics")
+    assert status == 200
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "gateway_mpn_link_up":
+                return float(sample.value)
+    return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_gateway_refuses_a_center_whose_certificate_has_another_name(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Issue 14, finding 1: an impostor center at the configured address presents the bank's
+    development certificate (same CA): the gateway never completes a handshake with it, never
+    sends 開局, answers nothing. The real center at the same address is then opened."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    site = await deferToThread(make_site, tmp_path, database_url)
+    listen = f"tcp:{site.center_port}:interface=127.0.0.1"
+    impostor = MpnCenterFactory(reactor, deadline=5.0)
+    bank = TLSFiles(site.tls / "ca.pem", site.tls / "bank.pem", site.tls / "bank.key")
+    port = await listen_mpn_center(reactor, listen, bank, factory=impostor)
+    daemon = site.start()
+    try:
+        await deferToThread(daemon.wait, "/healthz", 20)
+        await eventually(lambda: len(impostor.disconnects) >= 2, "the gateway dialled twice")
+        await maybeDeferred(port.stopListening)
+        assert not impostor.opened.called
+        assert sum(impostor.received.values()) == 0  # no 開局, nothing at all
+        assert await deferToThread(link_up, daemon) == 0
+
+        center = MpnCenterFactory(reactor, deadline=5.0)
+        port = await listen_mpn_center(reactor, listen, site.center_tls(), factory=center)
+        await center.opened.addTimeout(TIMEOUT, reactor)
+        assert center.received["1000"] == 1
+    finally:
+        await deferToThread(daemon.stop)
+        await maybeDeferred(port.stopListening)
+
+
+def test_the_daemon_does_not_start_without_mpn_hostname(tmp_path: Path, database_url: str) -> None:
+    """Issue 14: there is no default name for the center (it was ``localhost``, which every
+    development certificate carried): the daemon refuses to start and names the option."""
+    site = make_site(tmp_path, database_url)
+    text = site.config.read_text(encoding="utf-8")
+    site.config.write_text(text.replace('hostname = "mpn-center"\n', ""), encoding="utf-8")
+    daemon = site.start()
+    try:
+        with pytest.raises(RuntimeError, match="daemon exited") as info:
+            daemon.wait("/healthz", 20)
+    finally:
+        daemon.stop()
+    assert "mpn.hostname: is required with mpn.connect" in str(info.value)

@@ -7,6 +7,7 @@ another connection (as two store threads of the daemon would), then commits the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from gateway.mappers.mpn.mapper import Inquiry
 from gateway.model import Bill
+from gateway.payeasy import valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import mpn_guard
 from tests.test_mpn_answers import Desk, desk  # noqa: F401 (the fixture)
@@ -98,3 +100,18 @@ def test_a_right_guess_within_the_limit_still_answers(desk: Desk) -> None:  # no
     assert (first, second) == ("1001", "0000")
     assert failures(desk) == 4
     assert desk.inquire(bill) == "0000"
+
+
+def test_consecutive_bills_get_unrelated_customer_numbers(desk: Desk) -> None:  # noqa: F811
+    """The attack that made the guard the only defence: from one's own お客様番号, the numbers of
+    the bills issued just before and after were one serial away. Bills are issued here by the
+    real issuer and store, as POST /v1/bills does."""
+    made = [desk.bill(f"N-{n}") for n in range(20)]
+    numbers = [b.payeasy.customer_number for b in made if b.payeasy is not None]
+    assert len(set(numbers)) == len(made) == 20
+    assert all(valid_customer_number(n) for n in numbers)
+    assert {n[:5] for n in numbers} == {made[0].payeasy.customer_number[:5]}  # type: ignore[union-attr]
+    middles = [int(n[5:15]) for n in numbers]
+    assert not any(abs(b - a) <= 1000 for a, b in itertools.pairwise(middles))
+    # Numbers are found as stored: each answers its own 照会.
+    assert {desk.inquire(b) for b in made[:3]} == {"0000"}

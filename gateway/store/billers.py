@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -92,12 +93,86 @@ def insert_api_key(
     )
 
 
-def principal_for_hash(conn: Connection, key_hash: str) -> Principal | None:
+def _key_active(now: datetime) -> Any:
+    """A key works while it is not revoked, or revoked at a time still to come (a grace)."""
+    return or_(api_keys.c.revoked_at.is_(None), api_keys.c.revoked_at > now)
+
+
+def principal_for_hash(
+    conn: Connection, key_hash: str, now: datetime
+) -> tuple[Principal, datetime | None] | None:
+    """Who a key hash belongs to, and when the key stops working (None: not revoked), if it is
+    known and works at ``now``."""
     row = conn.execute(
-        select(api_keys.c.key_id, api_keys.c.biller_id, api_keys.c.is_admin).where(
-            api_keys.c.key_hash == key_hash, api_keys.c.revoked_at.is_(None)
-        )
+        select(
+            api_keys.c.key_id, api_keys.c.biller_id, api_keys.c.is_admin, api_keys.c.revoked_at
+        ).where(api_keys.c.key_hash == key_hash, _key_active(now))
     ).first()
     if row is None:
         return None
-    return Principal(row.key_id, row.biller_id, bool(row.is_admin))
+    return Principal(row.key_id, row.biller_id, bool(row.is_admin)), row.revoked_at
+
+
+def _key_json(row: Row, now: datetime) -> dict[str, Any]:
+    """What an operator sees of a key: never the key itself nor its hash."""
+    revoked_at = row.revoked_at
+    state = "active" if revoked_at is None else ("expiring" if revoked_at > now else "revoked")
+    return {
+        "key_id": row.key_id,
+        "biller_id": row.biller_id,
+        "admin": bool(row.is_admin),
+        "created_at": row.created_at.isoformat(),
+        "revoked_at": None if revoked_at is None else revoked_at.isoformat(),
+        "state": state,
+    }
+
+
+_KEY_COLUMNS = (
+    api_keys.c.key_id,
+    api_keys.c.biller_id,
+    api_keys.c.is_admin,
+    api_keys.c.created_at,
+    api_keys.c.revoked_at,
+)
+
+
+def list_api_keys(
+    conn: Connection, now: datetime, biller_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Every key (of one biller), oldest first: id, biller, admin flag, created, revoked."""
+    query = select(*_KEY_COLUMNS).order_by(api_keys.c.created_at, api_keys.c.key_id)
+    if biller_id is not None:
+        get_biller(conn, biller_id)
+        query = query.where(api_keys.c.biller_id == biller_id)
+    return [_key_json(r, now) for r in conn.execute(query)]
+
+
+def revoke_api_key(conn: Connection, key_id: str, now: datetime) -> dict[str, Any]:
+    """Revoke one key now (a key in its rotation grace loses the rest of it). Revoking a revoked
+    key changes nothing."""
+    conn.execute(
+        update(api_keys).where(api_keys.c.key_id == key_id, _key_active(now)).values(revoked_at=now)
+    )
+    row = conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_id == key_id)).first()
+    if row is None:
+        raise NotFound(f"key {key_id}")
+    return _key_json(row, now)
+
+
+def revoke_biller_keys(
+    conn: Connection, biller_id: str, at: datetime, now: datetime, *, keep: str | None = None
+) -> list[dict[str, Any]]:
+    """Revoke every key of a biller (but ``keep``) at ``at`` (now, or the end of a grace); a
+    key that stops working before ``at`` keeps its earlier end. Returns the keys changed."""
+    get_biller(conn, biller_id)
+    still = or_(api_keys.c.revoked_at.is_(None), api_keys.c.revoked_at > at)
+    mine = and_(api_keys.c.biller_id == biller_id, still)
+    if keep is not None:
+        mine = and_(mine, api_keys.c.key_id != keep)
+    changed = [r.key_id for r in conn.execute(select(api_keys.c.key_id).where(mine))]
+    if changed:
+        conn.execute(update(api_keys).where(api_keys.c.key_id.in_(changed)).values(revoked_at=at))
+    rows = conn.execute(
+        select(*_KEY_COLUMNS).where(api_keys.c.key_id.in_(changed)).order_by(api_keys.c.key_id)
+    )
+    return [_key_json(r, now) for r in rows]
