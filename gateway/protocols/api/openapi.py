@@ -394,7 +394,8 @@ SCHEMAS.update(
                     "maxLength": 2048,
                     "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
                     "description": "https://; http:// only to 127.0.0.1 or localhost "
-                    "(unless webhooks.allow_http)",
+                    "(unless webhooks.allow_http); a literal address must be public "
+                    "(unless in webhooks.allowed_networks)",
                 },
                 "events": {
                     "type": "array",
