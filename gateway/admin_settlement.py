@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gateway import safe_files
 from gateway.config import Config
 from gateway.store import create_db_engine
 
@@ -128,9 +129,7 @@ def cmd_statement(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             body = statements.statement_pdf(settlement, name, daily)
         else:
             body = statements.statement_csv(settlement, name, encoding)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(body)
-    tmp.replace(out)
+    safe_files.write_atomically(out, body)  # never through a link at the name or its temp name
     return {"settlement_id": args.settlement, "file": str(out), "bytes": len(body)}
 
 
@@ -148,7 +147,7 @@ def cmd_report_daily(config: Config, args: argparse.Namespace) -> dict[str, Any]
         get_biller(conn, args.biller)
         rows = daily_collections(conn, args.biller, first, last)
     body = statements.daily_report_csv(rows, encoding_of(args.encoding))
-    Path(args.output).write_bytes(body)
+    safe_files.write_atomically(Path(args.output), body)
     return {"biller_id": args.biller, "file": args.output, "rows": len(rows)}
 
 

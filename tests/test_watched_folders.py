@@ -230,3 +230,22 @@ def test_links_at_the_names_of_the_zengin_outbox_are_not_followed(
     path = Path(written["file"])
     assert not path.is_symlink() and path.read_bytes().startswith(b"1")  # the request itself
     assert [v.read_bytes() for v in victims] == [b"precious"] * len(victims)
+
+
+def test_a_report_written_to_a_folder_does_not_follow_a_link(gateway: Gateway) -> None:
+    """``gateway-admin report daily --output`` into a folder others can write to: a link at the
+    output name is replaced, never written through."""
+    shared = gateway.root / "shared"
+    shared.mkdir()
+    victim = gateway.root / "victim"
+    victim.write_bytes(b"precious")
+    (shared / "daily.csv").symlink_to(victim)
+    day = jst_today().isoformat()
+    admin_cli(
+        gateway.root / "gateway.toml",
+        *("report", "daily", "--biller", "acme", "--from", day, "--to", day),
+        *("--output", str(shared / "daily.csv")),
+    )
+    assert victim.read_bytes() == b"precious"
+    written = shared / "daily.csv"
+    assert not written.is_symlink() and written.read_bytes().startswith(b"\xef\xbb\xbf")
