@@ -145,12 +145,19 @@ class MailConfig:
     sender_name: str | None
     username: str | None
     password: str | None = field(repr=False)
-    require_tls: bool  # STARTTLS required before anything is sent
+    require_tls: bool  # STARTTLS required before anything is sent (always with a username)
     poll_interval: float
-    timeout: float
+    timeout: float  # seconds for the whole SMTP exchange of one e-mail
     max_attempts: int
     retry_base: float  # seconds before the 2nd attempt; doubled each time, up to retry_cap
     retry_cap: float
+    ca: Path | None = None  # CA file the relay's certificate must chain to; None: system trust
+    tls_hostname: str = ""  # the name the relay's certificate must carry (default: relay host)
+
+    @property
+    def starttls_required(self) -> bool:
+        """STARTTLS before anything is sent: when asked, and always before credentials."""
+        return self.require_tls or self.username is not None
 
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -573,8 +580,18 @@ def _mail(t: _Table) -> MailConfig:
     if (username is None) != (password is None):
         missing = "password" if password is None else "username"
         raise ConfigError(t.key(missing), "username and password go together")
+    relay = t.endpoint("relay", client=True)
+    relay_host = getattr(clientFromString(None, relay), "_host", None)
+    tls_hostname = t.string(
+        "tls_hostname",
+        relay_host if isinstance(relay_host, str) else None,
+        pattern=r"[A-Za-z0-9.\-:]{1,253}",
+        hint="a host name or address",
+    )
+    if tls_hostname is None:
+        raise ConfigError(t.key("tls_hostname"), "is required when the relay is not tcp:HOST:PORT")
     return MailConfig(
-        relay=t.endpoint("relay", client=True),
+        relay=relay,
         sender=t.string("sender", pattern=email, hint="an e-mail address"),
         sender_name=t.string("sender_name", None),
         username=username,
@@ -585,6 +602,8 @@ def _mail(t: _Table) -> MailConfig:
         max_attempts=t.integer("max_attempts", 8, low=1, high=50),
         retry_base=t.number("retry_base", 60.0),
         retry_cap=t.number("retry_cap", 3600.0),
+        ca=t.path_value("ca") if "ca" in t.raw else None,
+        tls_hostname=tls_hostname,
     )
 
 

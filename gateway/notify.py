@@ -24,12 +24,15 @@ from prometheus_client import Counter
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
 from twisted.python.failure import Failure
 
 from gateway.clock import now as clock_now
 from gateway.config import MailConfig
+from gateway.errors import ConfigError
 from gateway.model import Bill, BillStatus
 from gateway.store import Store
 from gateway.store.notify import Claimed, claim, finish
@@ -97,6 +100,20 @@ def render_bill_email(
     return msg
 
 
+def client_tls(config: MailConfig) -> IOpenSSLClientConnectionCreator:
+    """The TLS of STARTTLS: the relay's certificate must chain to ``[mail] ca`` (the system's
+    trust store without it) and carry ``tls_hostname``."""
+    trust: Any = None  # optionsForClientTLS: the platform's trust store
+    if config.ca is not None:
+        try:
+            trust = Certificate.loadPEM(config.ca.read_bytes())
+        except OSError as e:
+            raise ConfigError("mail.ca", f"{config.ca} cannot be read: {e.strerror or e}") from None
+        except Exception as e:
+            raise ConfigError("mail.ca", f"{config.ca} is not a PEM certificate: {e}") from None
+    return optionsForClientTLS(config.tls_hostname, trustRoot=trust)
+
+
 def backoff(config: MailConfig, attempts: int) -> timedelta:
     """Wait before the next attempt after ``attempts`` failed ones."""
     return timedelta(seconds=min(config.retry_cap, config.retry_base * 2 ** (attempts - 1)))
@@ -120,25 +137,56 @@ class Mailer(TimerService):
         self.reactor = reactor
         self.page_url = page_url
         self.batch = batch
+        self.tls = client_tls(config)
+        self._sending: set[Deferred[Any]] = set()
 
     def send(self, recipient: str, message: bytes) -> Deferred[Any]:
-        d: Deferred[Any] = Deferred()
+        """Hand one message to the relay. The whole exchange (connect, STARTTLS, AUTH, data) is
+        cancelled after ``timeout`` seconds, and by :meth:`stopService`."""
         c = self.config
+        factory: ESMTPSenderFactory | None = None
+
+        def cancel(_: Deferred[Any]) -> None:
+            connecting.cancel()  # still connecting: give up the attempt
+            protocol = getattr(factory, "currentProtocol", None)
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+
+        done: Deferred[Any] = Deferred(cancel)
+        sent: Deferred[Any] = Deferred()
+
+        def relay(result: Any) -> None:  # the first outcome wins (a cancelled send stays so)
+            if not done.called:
+                if isinstance(result, Failure):
+                    done.errback(result)
+                else:
+                    done.callback(result)
+
+        sent.addBoth(relay)
         factory = ESMTPSenderFactory(
-            c.username or "",
-            c.password or "",
+            (c.username or "").encode("utf-8"),
+            (c.password or "").encode("utf-8"),
             c.sender,
             [recipient],
             BytesIO(message),
-            d,
+            sent,
             retries=0,
             timeout=c.timeout,
+            contextFactory=self.tls,
             requireAuthentication=c.username is not None,
-            requireTransportSecurity=c.require_tls,
+            requireTransportSecurity=c.starttls_required,
         )
+        factory.noisy = False
         connecting = clientFromString(self.reactor, c.relay).connect(factory)
-        connecting.addErrback(d.errback)
-        return d
+        connecting.addErrback(relay)
+        self._sending.add(done)
+        done.addBoth(self._sent, done)
+        return done.addTimeout(c.timeout, self.reactor)
+
+    def _sent(self, result: Any, d: Deferred[Any]) -> Any:
+        self._sending.discard(d)
+        return result
 
     def _tick(self) -> Deferred[None]:
         def failed(failure: Failure) -> None:
@@ -192,3 +240,9 @@ class Mailer(TimerService):
     def startService(self) -> None:
         super().startService()
         log.info("mail: sending through {relay}", relay=self.config.relay)
+
+    def stopService(self) -> Deferred[None]:
+        # A send in flight must not hold the daemon: cancel it (it is retried after a restart).
+        for d in list(self._sending):
+            d.cancel()
+        return super().stopService()  # type: ignore[no-any-return]
