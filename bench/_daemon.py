@@ -259,11 +259,12 @@ def prepare(
 
     With ``cvs_link``, also the CVS agency's real-time link: development certificates made by
     ``gateway-admin certs make WORKDIR/tls``, ``[tls]`` pointing at them, and ``[cvs.link]
-    listen`` on a third free port (the example has the section commented out: it is added).
+    listen`` on a third free port with ``peers = ["cvs-agency"]`` (the example has the section
+    commented out: it is added).
 
     With ``mpn_link``, the link to the MPN center (the same certificates and ``[tls]``): ``[mpn]
     connect`` to a fourth free port where the benchmark's center must listen, ``center_code``
-    :data:`MPN_CENTER_CODE` and ``hostname = "localhost"`` (commented out in the example: added
+    :data:`MPN_CENTER_CODE` and ``hostname = "mpn-center"`` (commented out in the example: added
     at the top of ``[mpn]``).
     """
     api_port, metrics_port, link_port, center_port = free_ports(4)
@@ -293,7 +294,7 @@ def prepare(
             [
                 f"connect = {toml_string(f'tcp:127.0.0.1:{center_port}')}",
                 f"center_code = {toml_string(MPN_CENTER_CODE)}",
-                f"hostname = {toml_string('localhost')}",
+                f"hostname = {toml_string('mpn-center')}",
             ],
         )
         center = MpnCenter(
@@ -303,8 +304,12 @@ def prepare(
         listen = toml_string(f"tcp:{link_port}:interface=127.0.0.1")
         if "link" in tomllib.loads(example).get("cvs", {}):
             values[("cvs.link", "listen")] = listen
+            values[("cvs.link", "peers")] = '["cvs-agency"]'
         else:
-            example += f"\n[cvs.link]  # added by bench/_daemon.py\nlisten = {listen}\n"
+            example += (
+                f"\n[cvs.link]  # added by bench/_daemon.py\nlisten = {listen}\n"
+                'peers = ["cvs-agency"]\n'
+            )
         link = CvsLink(
             link_port, Path(made["ca"]), Path(made["cvs-agency"]), Path(made["cvs-agency_key"])
         )

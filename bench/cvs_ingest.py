@@ -458,7 +458,7 @@ async def link_phases(
     assert gateway.cvs_link is not None
     cvs: CvsLink = gateway.cvs_link
     link = start_agency_link(
-        reactor, cvs.connect, TLSFiles(cvs.ca, cvs.certificate, cvs.key), "localhost"
+        reactor, cvs.connect, TLSFiles(cvs.ca, cvs.certificate, cvs.key), "gateway"
     )
     try:
         await connected(reactor, link)

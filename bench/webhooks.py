@@ -179,7 +179,7 @@ async def measure(
     cvs = gateway.cvs_link
     assert cvs is not None
     link = start_agency_link(
-        reactor, cvs.connect, TLSFiles(cvs.ca, cvs.certificate, cvs.key), "localhost"
+        reactor, cvs.connect, TLSFiles(cvs.ca, cvs.certificate, cvs.key), "gateway"
     )
     poller = FeedPoller(api, gateway.api_key, poll_interval)
     try:

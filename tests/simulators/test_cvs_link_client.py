@@ -3,14 +3,19 @@ and over real mutual TLS on loopback."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from OpenSSL import SSL
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL, crypto
 from twisted.internet import defer, ssl, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionLost
@@ -30,6 +35,7 @@ from simulators.cvs_link import (
 
 TIMEOUT = 10  # seconds; no network wait may be longer
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
+AGENCY = "cvs-agency"
 
 
 def record(n: int) -> bytes:
@@ -203,28 +209,59 @@ class Core:
         return [r for r, _, _ in self.calls]
 
 
+@functools.cache
+def agency_certificate() -> crypto.X509:
+    """A certificate named ``cvs-agency``, as the gateway sees the agency's after the handshake."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, AGENCY)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return crypto.X509.from_cryptography(cert)
+
+
+class AgencyTransport(iosim.FakeTransport):
+    """The gateway's end of the in-memory connection: shows the agency's certificate, as the
+    TLS layer would once its handshake is complete."""
+
+    def getPeerCertificate(self) -> crypto.X509:
+        return agency_certificate()
+
+
 def in_memory(
     factory: CvsLinkFactory, client: AgencyLinkClient, clock: task.Clock
 ) -> tuple[CvsLinkProtocol, AgencyLinkProtocol, iosim.IOPump]:
-    """The one use of iosim: a gateway protocol and an agency protocol connected in memory."""
+    """The one use of iosim: a gateway protocol and an agency protocol connected in memory,
+    the gateway told that the handshake is complete before a byte moves."""
     agency, gateway, pump = iosim.connectedServerAndClient(
         lambda: factory.buildProtocol(PEER),
         lambda: client.buildProtocol(None),
-        serverTransportFactory=lambda p: iosim.FakeTransport(p, True, peerAddress=PEER),
+        serverTransportFactory=lambda p: AgencyTransport(p, True, peerAddress=PEER),
         clock=clock,
+        greet=False,
     )
+    gateway.handshakeCompleted()
+    pump.flush()
     return gateway, agency, pump
 
 
 def test_records_survive_a_reconnect_end_to_end(clock: task.Clock) -> None:
     core = Core()
-    factory = CvsLinkFactory(core, clock, 60.0)
+    factory = CvsLinkFactory(core, clock, 60.0, peers=[AGENCY])
     client = AgencyLinkClient(clock, retry_delay=5.0)
     _, agency, pump = in_memory(factory, client, clock)
     sent = [client.send(record(n)) for n in (1, 2, 3)]
     pump.flush()
     assert core.records() == [record(1), record(2), record(3)]
-    assert {s for _, s, _ in core.calls} == {"link:192.0.2.7:40001"}
+    assert {s for _, s, _ in core.calls} == {"link:cvs-agency"}
 
     core.calls[2][2].callback("00")  # the core commits out of order
     core.calls[0][2].callback("10")
@@ -263,7 +300,7 @@ def test_records_survive_a_reconnect_end_to_end(clock: task.Clock) -> None:
 
 
 def test_heartbeats_keep_a_quiet_link_open(clock: task.Clock) -> None:
-    factory = CvsLinkFactory(Core(), clock, 60.0)
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY])
     client = AgencyLinkClient(clock, heartbeat_interval=20.0, idle_timeout=60.0)
     gateway, _, pump = in_memory(factory, client, clock)
 
@@ -322,7 +359,12 @@ async def refused(certs: dict[str, Path], connect: Callable[[str], AgencyLink]) 
         return defer.succeed("00")
 
     port = await listen_cvs_link(
-        reactor, "tcp:0:interface=127.0.0.1", files_for(certs, "gateway"), submit, 60.0
+        reactor,
+        "tcp:0:interface=127.0.0.1",
+        files_for(certs, "gateway"),
+        submit,
+        60.0,
+        peers=[AGENCY],
     )
     link = connect(address(port))
     try:
@@ -348,13 +390,18 @@ async def test_a_record_is_acknowledged_over_mutual_tls(certs: dict[str, Path]) 
         return task.deferLater(reactor, 0.01, lambda: "00")
 
     port = await listen_cvs_link(
-        reactor, "tcp:0:interface=127.0.0.1", files_for(certs, "gateway"), submit, 60.0
+        reactor,
+        "tcp:0:interface=127.0.0.1",
+        files_for(certs, "gateway"),
+        submit,
+        60.0,
+        peers=[AGENCY],
     )
     link = start_agency_link(
         reactor,
         address(port),
         files_for(certs, "cvs-agency"),
-        "localhost",
+        "gateway",
     )
     try:
         results = [await link.send(record(n)).addTimeout(TIMEOUT, reactor) for n in (1, 2)]
@@ -376,7 +423,7 @@ async def test_a_client_without_a_certificate_gets_nothing_acknowledged(
     from twisted.internet import reactor  # noqa: TID251
 
     ca = ssl.Certificate.loadPEM(certs["ca"].read_bytes())
-    anonymous = ssl.optionsForClientTLS("localhost", trustRoot=ca)  # trusts the gateway, no cert
+    anonymous = ssl.optionsForClientTLS("gateway", trustRoot=ca)  # trusts the gateway, no cert
 
     def connect(description: str) -> AgencyLink:
         endpoint = connect_tls_endpoint(reactor, description, anonymous)
@@ -396,4 +443,4 @@ async def test_a_client_certificate_from_another_ca_gets_nothing_acknowledged(
         ca=certs["ca"], certificate=other["cvs-agency"], key=other["cvs-agency_key"]
     )
 
-    await refused(certs, lambda d: start_agency_link(reactor, d, stranger, "localhost"))
+    await refused(certs, lambda d: start_agency_link(reactor, d, stranger, "gateway"))

@@ -537,7 +537,9 @@ async def test_the_command_pays_voids_and_writes_the_confirmation_file(tmp_path:
 
     api = FakeApi(7)
     files = TLSFiles(certs["ca"], certs["gateway"], certs["gateway_key"])
-    link = await listen_cvs_link(reactor, "tcp:0:interface=127.0.0.1", files, submit, 60.0)
+    link = await listen_cvs_link(
+        reactor, "tcp:0:interface=127.0.0.1", files, submit, 60.0, peers=["cvs-agency"]
+    )
     site = await serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(Site(api))
     factory = link.factory.wrappedFactory  # type: ignore[attr-defined]
     assert isinstance(factory, CvsLinkFactory)

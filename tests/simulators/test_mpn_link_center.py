@@ -220,7 +220,7 @@ async def test_an_inquiry_is_answered_over_mutual_tls(certs: dict[str, Path]) ->
         reactor,
         address(port),
         files_for(certs, "gateway"),
-        "localhost",
+        "mpn-center",
         answer,
         institution_code="12345",
         center_code="0009",
@@ -251,7 +251,7 @@ async def test_a_gateway_without_a_certificate_cannot_open(certs: dict[str, Path
         reactor, "tcp:0:interface=127.0.0.1", files_for(certs, "mpn-center"), factory=center
     )
     ca = ssl.Certificate.loadPEM(certs["ca"].read_bytes())
-    anonymous = ssl.optionsForClientTLS("localhost", trustRoot=ca)  # trusts the center, no cert
+    anonymous = ssl.optionsForClientTLS("mpn-center", trustRoot=ca)  # trusts the center, no cert
     link = MpnLinkFactory(
         lambda m, s: defer.fail(RuntimeError("never asked")),
         reactor,
