@@ -289,3 +289,52 @@ async def test_a_webhook_reaches_a_receiver_on_ipv6_loopback_when_allowed(
             assert (await gw.request("POST", "/v1/webhook-endpoints", acme, v4))[0] == 422
     finally:
         await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_names_resolving_to_internal_hosts_are_refused_before_any_connection(
+    tmp_path: Path, migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The metadata service and a private host behind names: every attempt fails as a refused
+    address and the daemon never asks the reactor to connect there. (A guard on connectTCP
+    refuses any non-loopback connection, so even a daemon without the check sends nothing.)"""
+    asked: list[str] = []
+    connect = reactor().connectTCP
+
+    def guarded(host: str, port: int, factory: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(host)
+        if not (host.startswith("127.") or host == "::1"):
+            raise OSError(f"test guard: no connection to {host}")
+        return connect(host, port, factory, *args, **kwargs)
+
+    monkeypatch.setattr(reactor(), "connectTCP", guarded)
+    resolver = FakeResolver(
+        {
+            "metadata.test": [["169.254.169.254"]],
+            "intranet.test": [["10.0.0.1", "fd00::1", "::ffff:192.168.1.1"]],
+        },
+        reactor().nameResolver,
+    )
+    previous = reactor().installNameResolver(resolver)
+    try:
+        async with gateway_with(tmp_path, migrated_url) as gw:  # 127.0.0.0/8 allowed only
+            acme = gw.onboard("acme")
+            endpoints = []
+            for url in ("https://metadata.test/latest/meta-data/", "https://intranet.test/"):
+                body = {"url": url, "events": ["*"]}
+                status, doc, _ = await gw.request("POST", "/v1/webhook-endpoints", acme, body)
+                assert status == 201, doc
+                endpoints.append(doc["id"])
+            await new_bills(gw, acme, 1)
+            for endpoint_id in endpoints:
+                deadline = reactor().seconds() + 20
+                entries = await log_of(gw, acme, endpoint_id)
+                while sum(e["error"] == REFUSED_ADDRESS for e in entries) < 2:
+                    assert reactor().seconds() < deadline, entries
+                    await deferLater(reactor(), 0.05)
+                    entries = await log_of(gw, acme, endpoint_id)
+                assert {e["error"] for e in entries} <= {REFUSED_ADDRESS, None}
+    finally:
+        reactor().installNameResolver(previous)
+    assert {"metadata.test", "intranet.test"} <= set(resolver.asked)
+    assert [h for h in asked if not (h.startswith("127.") or h == "::1")] == []
