@@ -62,7 +62,9 @@ def is_public(ip: Address) -> bool:
 def parse_literal(host: str) -> Address | None:
     """``host`` (without brackets) as an IP address, or None for a name. IPv4 in the legacy forms
     that the C resolver also takes (``127.1``, ``2130706433``, ``0x7f.0.0.1``) counts as the
-    address it stands for: the system would connect there."""
+    address it stands for: the system would connect there. A trailing dot is ignored."""
+    if host.endswith(".") and not host.endswith(".."):
+        host = host[:-1]
     try:
         return ip_address(host)
     except ValueError:

@@ -84,6 +84,8 @@ def test_allowed_networks_open_exactly_what_they_list() -> None:
         ("0x7f.0.0.1", "127.0.0.1"),
         ("017700000001", "127.0.0.1"),
         ("::1", "::1"),
+        ("10.0.0.1.", "10.0.0.1"),  # a trailing dot (the root) changes nothing
+        ("127.1.", "127.0.0.1"),
         ("example.com", None),
         ("cafe", None),
         ("1e100.net", None),
