@@ -271,6 +271,7 @@ async def test_the_gateway_refuses_a_center_whose_certificate_has_another_name(
         assert not impostor.opened.called
         assert sum(impostor.received.values()) == 0  # no 開局, nothing at all
         assert await deferToThread(link_up, daemon) == 0
+        assert "VerificationError" in daemon.output()  # the log says why the link is down
 
         center = MpnCenterFactory(reactor, deadline=5.0)
         port = await listen_mpn_center(reactor, listen, site.center_tls(), factory=center)
