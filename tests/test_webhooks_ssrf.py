@@ -338,3 +338,27 @@ async def test_names_resolving_to_internal_hosts_are_refused_before_any_connecti
         reactor().installNameResolver(previous)
     assert {"metadata.test", "intranet.test"} <= set(resolver.asked)
     assert [h for h in asked if not (h.startswith("127.") or h == "::1")] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_name_is_resolved_by_the_system_resolver_at_each_attempt(
+    tmp_path: Path, migrated_url: str
+) -> None:
+    """No fake here: ``localhost`` goes through the reactor's own resolver (getaddrinfo), and
+    its addresses are checked like any name's."""
+    receiver = Receiver()
+    receiver.start()
+    port = receiver.port.getHost().port
+    try:
+        async with gateway_with(tmp_path, migrated_url) as gw:  # 127.0.0.0/8 allowed
+            acme = gw.onboard("acme")
+            body = {"url": f"http://localhost:{port}/by-name", "events": ["*"]}
+            status, endpoint, _ = await gw.request("POST", "/v1/webhook-endpoints", acme, body)
+            assert status == 201, endpoint
+            receiver.secrets["/by-name"] = endpoint["secret"]
+            [event_id] = await new_bills(gw, acme, 1)
+            await wait_for("the webhook", lambda: len(receiver.at("/by-name")) == 1)
+            assert receiver.at("/by-name")[0].event_id == event_id
+            assert receiver.at("/by-name")[0].verified == "ok"
+    finally:
+        await receiver.stop()
