@@ -42,6 +42,7 @@ from gateway.store.schema import collection_messages, payments
 from gateway.tls import TLSFiles, client_options, connect_tls_endpoint
 from simulators.cvs_link import AgencyLink, start_agency_link
 from tests.conftest import config_text, due
+from tests.test_tls import stdlib_client
 
 pytestmark = pytest.mark.e2e
 
@@ -541,7 +542,10 @@ async def test_a_burst_of_unacked_records_is_read_max_unacked_at_a_time(
     """Issue 14, finding 9: 20 records in one write, max_unacked = 3: the daemon stops reading
     (counted in gateway_cvs_link_pauses_total) and goes on as acks leave, so every record is
     acked 00 and stored once; a second connection is refused while max_connections = 1 is
-    taken; a peer that never completes its handshake is closed at the deadline."""
+    taken; a client offering only a CBC suite fails the handshake (finding 10); a peer that never
+    completes its handshake is closed at the deadline."""
+    from twisted.internet import reactor  # noqa: TID251
+
     site = make_site(
         tmp_path,
         database_url,
@@ -557,7 +561,7 @@ async def test_a_burst_of_unacked_records_is_read_max_unacked_at_a_time(
             reason: await deferToThread(
                 metric, daemon, "gateway_cvs_link_refused_total", reason=reason
             )
-            for reason in ("too_many_connections", "handshake_timeout")
+            for reason in ("too_many_connections", "handshake_timeout", "handshake_failed")
         }
         burst = b"".join(dt_frame(n, r) for n, r in enumerate(records, 1))
         first = await dial(site, site.agency_tls(), RawAgency(burst, wanted=len(records)))
@@ -575,6 +579,27 @@ async def test_a_burst_of_unacked_records_is_read_max_unacked_at_a_time(
             )
             == refused["too_many_connections"] + 1
         )
+
+        weak = await deferToThread(  # the agency's own certificate, but a CBC suite only
+            stdlib_client,
+            site.link_port,
+            {
+                "ca": site.tls / "ca.pem",
+                "cvs-agency": site.tls / "cvs-agency.pem",
+                "cvs-agency_key": site.tls / "cvs-agency.key",
+            },
+            ciphers="ECDHE-ECDSA-AES128-SHA256",
+        )
+        assert weak.error is not None and weak.version is None, weak
+        # counted when the daemon sees the connection go, which may follow the client's error
+        for _ in range(TIMEOUT * 10):
+            failed = await deferToThread(
+                metric, daemon, "gateway_cvs_link_refused_total", reason="handshake_failed"
+            )
+            if failed > refused["handshake_failed"]:
+                break
+            await deferLater(reactor, 0.1)
+        assert failed == refused["handshake_failed"] + 1
 
         silent = await dial(site, None, RawAgency(b""))  # TCP only: no ClientHello ever
         await within(silent.lost)
