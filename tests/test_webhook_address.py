@@ -6,6 +6,8 @@ from __future__ import annotations
 from ipaddress import ip_address, ip_network
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequest
 from gateway.webhook_address import AddressPolicy, is_public, parse_literal
@@ -134,3 +136,26 @@ def test_registration_takes_names_public_and_allowed_addresses() -> None:
 
 def test_brackets_must_hold_an_ipv6_address() -> None:
     assert [f for f, _ in url_errors("https://[10.0.0.1]/")] == ["url"]
+
+
+@given(
+    st.one_of(
+        st.text(max_size=80),
+        st.builds(
+            lambda scheme, host, rest: f"{scheme}://{host}{rest}",
+            st.sampled_from(["http", "https", "HTtps"]),
+            st.one_of(
+                st.text(alphabet="0123456789abcdefx.:[]%", max_size=40),
+                st.ip_addresses().map(lambda ip: f"[{ip}]" if ip.version == 6 else str(ip)),
+            ),
+            st.text(max_size=20),
+        ),
+    )
+)
+def test_registration_raises_nothing_but_a_field_error(url: str) -> None:
+    """Whatever the URL, the check answers (422/400 naming a field) or accepts: never a 500."""
+    allowed = AddressPolicy((ip_network("127.0.0.0/8"),))
+    try:
+        parse_endpoint_request({"url": url, "events": ["*"]}, allow_http=False, policy=allowed)
+    except InvalidRequest as e:
+        assert {f.field for f in e.errors} <= {"url"}
