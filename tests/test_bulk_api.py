@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from gateway.mappers.bills_csv import RESULT_COLUMNS
 from gateway.mappers.cvs import barcode
-from gateway.payeasy import valid_customer_number
+from gateway.payeasy import permute_digits, valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import (
     bill_batch_items,
@@ -462,8 +462,12 @@ async def test_a_bill_from_a_file_is_the_bill_post_v1_bills_makes(gateway: Runni
     assert made[0] <= made[1] and all(m.utcoffset() is not None for m in made)
     one, other = barcode.parse(single["cvs"]["barcode"]), barcode.parse(batch["cvs"]["barcode"])
     assert int(other.free_field[5:]) == int(one.free_field[5:]) + 1  # the next serial
-    assert batch["payeasy"]["customer_number"][5:15] == other.free_field[-10:]
-    assert single["payeasy"]["customer_number"][5:15] == one.free_field[-10:]
+    # The お客様番号 carries the same serial, under the mpn.number_key permutation.
+    assert gateway.config.mpn is not None
+    key = gateway.config.mpn.number_key
+    for doc, code in ((batch, other), (single, one)):
+        serial = int(code.free_field[-10:])
+        assert doc["payeasy"]["customer_number"][5:15] == f"{permute_digits(serial, 10, key):010d}"
     _, feed, _ = await gateway.request("GET", "/v1/events", acme)
     assert [e["data"]["bill"] for e in feed["data"]] == [single, batch]
 
