@@ -590,9 +590,7 @@ async def test_a_client_offering_only_a_weak_cipher_is_refused(
 
 
 @pytest_twisted.ensureDeferred
-@pytest.mark.parametrize(
-    "version", [stdlib_ssl.TLSVersion.TLSv1_1, stdlib_ssl.TLSVersion.TLSv1]
-)
+@pytest.mark.parametrize("version", [stdlib_ssl.TLSVersion.TLSv1_1, stdlib_ssl.TLSVersion.TLSv1])
 async def test_a_client_offering_only_tls_11_or_older_is_refused(
     certs: dict[str, Path], version: stdlib_ssl.TLSVersion
 ) -> None:

@@ -436,6 +436,7 @@ def test_the_allowed_name_may_be_a_subject_alt_name_in_any_case(clock: task.Cloc
 
     assert [s for _, s, _ in core.calls] == ["link:cvs-agency"]
     assert factory.connections == 1
+    assert not transport.disconnecting
 
 
 def test_nothing_is_read_before_the_handshake(clock: task.Clock) -> None:
