@@ -19,7 +19,14 @@ from gateway import ledger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import Config
-from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, TransitionError
+from gateway.errors import (
+    ConfigError,
+    Conflict,
+    FieldError,
+    InvalidRequest,
+    NotFound,
+    TransitionError,
+)
 from gateway.model import (
     JST,
     Bill,
@@ -32,6 +39,8 @@ from gateway.model import (
     Tax,
 )
 from gateway.networks import Issuer
+from gateway.secretbox import ENV as SECRET_ENV
+from gateway.secretbox import SecretBox, token_hash
 from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.bills import (
@@ -165,6 +174,8 @@ def _iso(at: datetime) -> str:
 
 
 def bill_json(bill: Bill, public_url: str, issuer: Issuer) -> dict[str, Any]:
+    """The bill as events carry it (and the API, with ``page_url`` added by
+    :meth:`BillService.render`): events are stored, and the database keeps no page token."""
     """The bill as the API, the events feed and webhooks show it."""
     doc: dict[str, Any] = {
         "bill_no": bill.bill_no,
@@ -192,7 +203,6 @@ def bill_json(bill: Bill, public_url: str, issuer: Issuer) -> dict[str, Any]:
             "customer_number": bill.payeasy.customer_number,
             "confirmation_number": bill.payeasy.confirmation_number,
         }
-    doc["page_url"] = f"{public_url}/p/{bill.page_token}"
     doc["created_at"] = _iso(bill.created_at)
     doc["updated_at"] = _iso(bill.updated_at)
     return doc
@@ -220,21 +230,53 @@ class BillService:
         clock: IReactorTime,
         config: Config,
         issuer: Issuer,
-        new_token: Callable[[], str] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.config = config
         self.issuer = issuer
         self.public_url = config.api.public_url
-        # 192 random bits: a page URL cannot be guessed.
-        self.new_token = new_token or (lambda: secrets.token_urlsafe(24))
+        if config.secret_key is None:
+            raise ConfigError("secrets.key", f"is required (or the environment's {SECRET_ENV})")
+        # The page token: an HMAC of the bill's biller and number (192 bits, not guessable),
+        # recomputed whenever the URL is shown; the database keeps its SHA-256 only.
+        self.box = SecretBox(config.secret_key)
+
+    def stored_token(self, biller_id: str, bill_no: str) -> str:
+        """What ``bills.page_token`` keeps of the bill's page token."""
+        return token_hash(self.box.page_token(biller_id, bill_no))
+
+    def page_url_of(self, biller_id: str, bill_no: str) -> str:
+        return f"{self.public_url}/p/{self.box.page_token(biller_id, bill_no)}"
 
     def page_url(self, bill: Bill) -> str:
-        return f"{self.public_url}/p/{bill.page_token}"
+        return self.page_url_of(bill.biller_id, bill.bill_no)
 
     def render(self, bill: Bill) -> dict[str, Any]:
+        """The bill as the API answers it: with its page URL."""
+        return {**bill_json(bill, self.public_url, self.issuer), "page_url": self.page_url(bill)}
+
+    def event_doc(self, bill: Bill) -> dict[str, Any]:
+        """The bill as events carry it: without its page URL (events are stored)."""
         return bill_json(bill, self.public_url, self.issuer)
+
+    def _answer(self, status: int, bill: Bill) -> StoredResponse:
+        """An answer with the bill; the replay table keeps it without the page URL."""
+        doc = self.render(bill)
+        kept = {k: v for k, v in doc.items() if k != "page_url"}
+        return StoredResponse(status, _dumps(doc), kept=_dumps(kept))
+
+    def _restore(self, principal: Principal) -> Callable[[Connection, StoredResponse], Any]:
+        """A replayed answer gets its page URL back (recomputed: the table does not keep it)."""
+
+        def restore(conn: Connection, replay: StoredResponse) -> StoredResponse:
+            doc = json.loads(replay.body)
+            if isinstance(doc, dict) and "bill_no" in doc and "page_url" not in doc:
+                doc["page_url"] = self.page_url_of(principal.biller_id or "", doc["bill_no"])
+                return StoredResponse(replay.status, _dumps(doc), replayed=True)
+            return replay
+
+        return restore
 
     def _event(
         self,
@@ -244,7 +286,7 @@ class BillService:
         now: datetime,
         extra: Mapping[str, Any] | None = None,
     ) -> None:
-        data: dict[str, Any] = {"bill": self.render(bill)}
+        data: dict[str, Any] = {"bill": self.event_doc(bill)}
         if extra:
             data.update(extra)
         append_event(
@@ -272,7 +314,6 @@ class BillService:
             max_due_days=self.config.bills.max_due_days,
         )
         now = clock_now(self.clock)
-        token = self.new_token()
 
         def effect(conn: Connection) -> StoredResponse:
             biller = self._biller(conn, principal)
@@ -283,16 +324,23 @@ class BillService:
             def identify(serial: int) -> Identifiers:
                 return self.issuer.identify(biller, serial, request, today)
 
+            token = self.stored_token(biller.biller_id, request.bill_no)
             new = NewBill(biller.biller_id, request, token)
             bill, created = insert_bill(conn, new, now, identify)
             if created:
                 self._event(conn, bill, "bill.created", now)
                 if self.config.mail is not None and bill.customer.email:
                     queue_bill_email(conn, biller.biller_id, bill.bill_no, now)
-            return StoredResponse(201 if created else 200, _dumps(self.render(bill)))
+            return self._answer(201 if created else 200, bill)
 
         return await self.store.run_interaction(
-            "bills.create", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+            "bills.create",
+            run_idempotent,
+            claim,
+            now,
+            self.config.api.idempotency_ttl,
+            effect,
+            self._restore(principal),
         )
 
     async def get(self, principal: Principal, bill_no: str) -> dict[str, Any]:
@@ -347,10 +395,16 @@ class BillService:
             if outcome.bill_changed and outcome.bill is not None:
                 save_bill(conn, bill_id, bill, outcome.bill)
                 self._event(conn, outcome.bill, "bill.cancelled", now)
-            return StoredResponse(200, _dumps(self.render(outcome.bill or bill)))
+            return self._answer(200, outcome.bill or bill)
 
         return await self.store.run_interaction(
-            "bills.cancel", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+            "bills.cancel",
+            run_idempotent,
+            claim,
+            now,
+            self.config.api.idempotency_ttl,
+            effect,
+            self._restore(principal),
         )
 
     async def reissue(
@@ -414,10 +468,16 @@ class BillService:
             if slip is not None:
                 insert_slip(conn, bill_id, slip, now)
             self._event(conn, outcome.bill, "bill.reissued", now)
-            return StoredResponse(200, _dumps(self.render(outcome.bill)))
+            return self._answer(200, outcome.bill)
 
         return await self.store.run_interaction(
-            "bills.reissue", run_idempotent, claim, now, self.config.api.idempotency_ttl, effect
+            "bills.reissue",
+            run_idempotent,
+            claim,
+            now,
+            self.config.api.idempotency_ttl,
+            effect,
+            self._restore(principal),
         )
 
     def _locked(self, conn: Connection, principal: Principal, bill_no: str) -> tuple[int, Bill]:

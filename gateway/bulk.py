@@ -301,7 +301,7 @@ class BulkService:
         if errors:
             raise _refused(errors)
         issuer = self.bills.issuer
-        render = self.bills.render
+        event_doc = self.bills.event_doc
         want_mail = self.config.mail is not None
 
         def identify(serial: int, terms: BillTerms) -> Identifiers:
@@ -316,7 +316,13 @@ class BulkService:
         for start in range(0, len(to_insert), INSERT_CHUNK):
             chunk = to_insert[start : start + INSERT_CHUNK]
             news = [
-                NewBill(biller_id, r.terms, self.bills.new_token(), r.fingerprint) for r in chunk
+                NewBill(
+                    biller_id,
+                    r.terms,
+                    self.bills.stored_token(biller_id, r.terms.bill_no),
+                    r.fingerprint,
+                )
+                for r in chunk
             ]
             for r, stored in zip(chunk, insert_bills(conn, news, now, identify), strict=True):
                 if stored is None:
@@ -325,7 +331,7 @@ class BulkService:
                 serial, bill = stored
                 items.append(BatchItem(r.row, serial, True))
                 event_id = "evt_" + secrets.token_hex(12)
-                new_events.append((event_id, BILL_CREATED, event_json({"bill": render(bill)})))
+                new_events.append((event_id, BILL_CREATED, event_json({"bill": event_doc(bill)})))
                 if want_mail and bill.customer.email:
                     mail.append((biller_id, serial))
         if raced:

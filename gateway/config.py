@@ -13,7 +13,7 @@ import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from datetime import time as dt_time
 from pathlib import Path
@@ -26,6 +26,7 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 
 from gateway.errors import ConfigError
 from gateway.model import Channel
+from gateway.secretbox import key_from_environment, parse_key
 from gateway.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 
 T = TypeVar("T")
@@ -176,6 +177,8 @@ class WebhooksConfig:
     per_endpoint: int = 4  # attempts in flight to one endpoint in one daemon
     allow_http: bool = False  # plain http:// to other hosts than loopback
     log_retention_days: int = 30  # finished deliveries and their attempts are kept this long
+    # the top-level secret key ([secrets] key), which decrypts the endpoints' secrets
+    secret_key: bytes | None = field(default=None, repr=False)
     # Non-public networks webhooks may still reach (gateway.webhook_address); none by default.
     allowed_networks: tuple[_Network, ...] = ()
 
@@ -219,6 +222,8 @@ class Config:
     bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # [secrets] key or GATEWAY_SECRET_KEY (gateway.secretbox): page tokens, webhook secrets
+    secret_key: bytes | None = field(default=None, repr=False)
 
     @property
     def channels(self) -> frozenset[Channel]:
@@ -667,6 +672,10 @@ def _settlement(t: _Table) -> SettlementConfig:
     )
 
 
+def _secret_key(t: _Table) -> bytes:
+    return parse_key(t.string("key"), t.key("key"))
+
+
 def _retention(t: _Table) -> RetentionConfig:
     return RetentionConfig(
         months=t.integer("months", 3, low=1, high=120),
@@ -685,6 +694,8 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         root, "metrics", lambda t: MetricsConfig(t.endpoint("listen", client=False)), required=True
     )
     bills = _section(root, "bills", _bills) or _bills(_Table({}, "bills", base))
+    secret_key = _section(root, "secrets", _secret_key) or key_from_environment()
+    webhooks = _section(root, "webhooks", _webhooks) or WebhooksConfig()
     config = Config(
         source=source,
         database=database,
@@ -696,10 +707,11 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         mpn=_section(root, "mpn", _mpn),
         zengin=_section(root, "zengin", _zengin),
         mail=_section(root, "mail", _mail),
-        webhooks=_section(root, "webhooks", _webhooks) or WebhooksConfig(),
+        webhooks=replace(webhooks, secret_key=secret_key),
         bulk=_section(root, "bulk", _bulk),
         settlement=_section(root, "settlement", _settlement) or SettlementConfig(),
         retention=_section(root, "retention", _retention) or RetentionConfig(),
+        secret_key=secret_key,
     )
     root.done()
     if config.cvs is not None and config.cvs.link is not None and config.tls is None:

@@ -20,6 +20,7 @@ settled and its PDF statement written, and this month's settlement is shown as i
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import secrets
 import shutil
@@ -45,6 +46,9 @@ public_url = "http://127.0.0.1:{api}"
 
 [metrics]
 listen = "tcp:{metrics}:interface=127.0.0.1"
+
+[secrets]
+key = "{secret_key}"                   # page tokens and webhook secrets at rest
 
 [tls]
 ca = "tls/ca.pem"
@@ -168,6 +172,7 @@ def run(workdir: Path, keep_running: bool) -> int:
             link=link_port,
             mpn=mpn_port,
             number_key=secrets.token_hex(32),
+            secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
         ),
         encoding="utf-8",
     )

@@ -45,13 +45,15 @@ from gateway.model import (
 from gateway.networks import Issuer
 from gateway.payment_page import PageState, PageView, page_state, render_page
 from gateway.receipts import Receipt, render_receipt
+from gateway.secretbox import token_hash
 from gateway.store import Store
-from gateway.store.pages import BillView, view_by_bill_no, view_by_token
+from gateway.store.pages import BillView, view_by_bill_no, view_by_token_hash
 from gateway.views import PAYEASY_CHANNELS
 
 T = TypeVar("T")
 
-# secrets.token_urlsafe(24) gives 32 characters; anything unlike a token is not looked up.
+# Tokens are 32 URL-safe characters (gateway.secretbox; before migration 0009
+# secrets.token_urlsafe(24)); anything unlike a token is not looked up.
 TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,64}")
 _SETTLED = frozenset(
     {BillStatus.PAID, BillStatus.CONFIRMED, BillStatus.EXPIRED, BillStatus.CANCELLED}
@@ -158,7 +160,10 @@ class PageService:
     async def _by_token(self, token: str) -> BillView:
         if not TOKEN.fullmatch(token):
             raise NotFound("page")
-        view = await self.store.run_interaction("pages.by_token", view_by_token, token)
+        # Looked up by its SHA-256: the database keeps no page token.
+        view = await self.store.run_interaction(
+            "pages.by_token", view_by_token_hash, token_hash(token)
+        )
         if view is None:
             raise NotFound("page")
         bill = view.bill

@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.at_rest import SecretsAtRest
 from gateway.bills import BillService
 from gateway.bulk import BulkService
 from gateway.clock import now
@@ -41,6 +42,7 @@ from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.ops import ops_site
 from gateway.retention import RetentionJob, retention_service
+from gateway.secretbox import SecretBox
 from gateway.settlement import SettlementApi, SettlementJob, settlement_service
 from gateway.store import Store
 from gateway.store.idempotency import purge_expired
@@ -147,6 +149,10 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     purge.clock = reactor
     purge.setServiceParent(top)
 
+    # Bills made before migration 0009 and webhook secrets stored in clear (gateway.at_rest).
+    if config.secret_key is not None:
+        SecretsAtRest(store, SecretBox(config.secret_key)).setServiceParent(top)
+
     # Webhooks: after the store (stopped before it), before the listeners.
     WebhookDelivery(store, reactor, config.webhooks).setServiceParent(top)
 
@@ -186,7 +192,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
-    expiry = ExpiryJob(store, reactor, bills.render)
+    expiry = ExpiryJob(store, reactor, bills.event_doc)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     # Billers settled at once: at most one store connection less than the pool (the API's).
     settle = SettlementJob(
@@ -202,7 +208,8 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 
     # The networks: their pollers and watchers, then their listeners (which stop first).
-    ingest = Ingest(store, reactor, bills.render, config.cvs.company_code if config.cvs else None)
+    company_code = config.cvs.company_code if config.cvs else None
+    ingest = Ingest(store, reactor, bills.event_doc, company_code)
     if config.mpn is not None and config.mpn.connect is not None:
         mpn = MpnNetwork(config.mpn, store, ingest, reactor)
         services, link = mpn_services(mpn, config.tls, reactor)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import ClassVar
 
 from twisted.application.service import IService
@@ -22,10 +23,19 @@ class Options(usage.Options):
         except ConfigError as e:
             # twistd prints this and exits non-zero: nothing has listened yet.
             raise usage.UsageError(f"configuration error: {e}") from None
+        if self.config.secret_key is None:
+            raise usage.UsageError(
+                "configuration error: secrets.key: is required (or the environment's "
+                "GATEWAY_SECRET_KEY): page tokens and webhook secrets are kept with it"
+            )
 
 
 def makeService(options: Options) -> IService:
     from twisted.internet import reactor
+
+    # Everything the daemon creates (database, logs, outbox files, reports, certificates) is
+    # readable by its user only.
+    os.umask(0o077)
 
     from gateway.service import make_service
 

@@ -41,6 +41,7 @@ from gateway.config import WebhooksConfig
 from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.protocols.webhook_client import PostResult, WebhookClient
+from gateway.secretbox import SecretBox
 from gateway.store import Store
 from gateway.store.webhook_queue import (
     Claim,
@@ -121,6 +122,7 @@ class WebhookDelivery(Service):
             policy=AddressPolicy(config.allowed_networks),
         )
         self.owner = owner or owner_name()
+        self.secrets = SecretBox(config.secret_key or bytes(32))  # plain secrets: read as is
         self.rng = rng or random.Random()
         # Long enough for a claim to wait its turn here (at most about one timeout: see
         # PREFETCH), be sent and be recorded; a daemon that dies loses its claims for this
@@ -296,7 +298,11 @@ class WebhookDelivery(Service):
             "User-Agent": USER_AGENT,
             "Gateway-Event-Id": claim.event_id,
             "Gateway-Delivery-Id": claim.delivery_id,
-            "Gateway-Signature": signature_header(claim.secret, int(self.reactor.seconds()), body),
+            "Gateway-Signature": signature_header(
+                self.secrets.decrypt(claim.secret, claim.endpoint_id),  # stored encrypted
+                int(self.reactor.seconds()),
+                body,
+            ),
         }
         self.sending[claim.endpoint_pk] += 1
         IN_FLIGHT.inc()

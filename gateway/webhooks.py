@@ -23,16 +23,19 @@ from twisted.internet.interfaces import IReactorTime
 from gateway.bills import decode_cursor, encode_cursor
 from gateway.clock import now as clock_now
 from gateway.config import Config
-from gateway.errors import NotFound
+from gateway.errors import ConfigError, NotFound
 from gateway.ids import new_id
 from gateway.model import EventType, Principal
 from gateway.protocols.webhook_client import shown_error
+from gateway.secretbox import ENV as SECRET_ENV
+from gateway.secretbox import SecretBox
 from gateway.store import Store
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.webhooks import (
     Endpoint,
     create_endpoint,
     disable_endpoint,
+    endpoint_secret,
     get_endpoint,
     list_attempts,
     list_endpoints,
@@ -181,6 +184,9 @@ class WebhookApi:
         self.store = store
         self.clock = clock
         self.ttl = config.api.idempotency_ttl
+        if config.secret_key is None:
+            raise ConfigError("secrets.key", f"is required (or the environment's {SECRET_ENV})")
+        self.box = SecretBox(config.secret_key)  # the secrets are stored encrypted
         self.allow_http = config.webhooks.allow_http
         self.policy = AddressPolicy(config.webhooks.allowed_networks)
 
@@ -200,14 +206,24 @@ class WebhookApi:
                 endpoint_id=endpoint_id,
                 url=url,
                 event_types=types,
-                secret=secret,
+                secret=self.box.encrypt(secret, endpoint_id),
                 now=now,
             )
-            # The only answer that carries the secret (and its Idempotency-Key replay).
-            return StoredResponse(201, _dumps({**endpoint_json(endpoint), "secret": secret}))
+            # The only answer that carries the secret (and its Idempotency-Key replay, which
+            # reads it again: the replay table keeps the answer without it).
+            doc = endpoint_json(endpoint)
+            return StoredResponse(201, _dumps({**doc, "secret": secret}), kept=_dumps(doc))
+
+        def restore(conn: Connection, replay: StoredResponse) -> StoredResponse:
+            doc = json.loads(replay.body)
+            stored = endpoint_secret(conn, biller_id, str(doc.get("id", "")))
+            if "secret" in doc or stored is None:
+                return replay
+            doc["secret"] = self.box.decrypt(stored, doc["id"])
+            return StoredResponse(replay.status, _dumps(doc), replayed=True)
 
         return await self.store.run_interaction(
-            "webhooks.create_endpoint", run_idempotent, claim, now, self.ttl, effect
+            "webhooks.create_endpoint", run_idempotent, claim, now, self.ttl, effect, restore
         )
 
     async def list(self, principal: Principal, cursor: str | None, limit: int) -> dict[str, Any]:

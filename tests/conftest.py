@@ -167,6 +167,10 @@ def due(days: int = 30) -> str:
     return (jst_today() + timedelta(days=days)).isoformat()
 
 
+#: [secrets] key of the test configuration (page tokens, webhook secrets): 32 bytes in base64.
+TEST_SECRET_KEY = "dGVzdC1zZWNyZXQta2V5LW9mLTMyLWJ5dGVzLWxvbmc="
+
+
 def config_text(
     database_url: str,
     api: str = "tcp:0:interface=127.0.0.1",
@@ -189,6 +193,9 @@ auth_cache_seconds = 0
 
 [metrics]
 listen = "{metrics}"
+
+[secrets]
+key = "{TEST_SECRET_KEY}"
 
 [cvs]
 company_code = "987654"

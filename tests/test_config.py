@@ -153,8 +153,10 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             per_endpoint=4,
             allow_http=False,
             log_retention_days=30,
+            secret_key=bytes(32),  # [secrets] key, to decrypt the endpoints' secrets
         ),
         bulk=BulkConfig(inbox=conf / "var" / "inbox" / "bills", poll_interval=5.0),
+        secret_key=bytes(32),  # the example's placeholder key: all zeros
     )
 
 

@@ -273,8 +273,8 @@ class _Realm:
 
 
 def listen_relay(server: SecureRelay, tls_pem: bytes | None) -> Any:
-    """Twisted's ESMTP server on 127.0.0.1: AUTH LOGIN (a password in base64) always offered (checked against
-    gateway/PASSWORD), STARTTLS only with ``tls_pem``; every received byte recorded."""
+    """Twisted's ESMTP server on 127.0.0.1: AUTH LOGIN (the password in base64) always offered
+    (checked against gateway/PASSWORD), STARTTLS only with ``tls_pem``; every byte recorded."""
     from twisted.internet import reactor  # noqa: TID251 - a real server for the real client
     from twisted.internet.ssl import PrivateCertificate
 
@@ -454,3 +454,25 @@ def test_a_relay_that_never_answers_is_timed_out_and_sigterm_still_stops_the_dae
         finally:
             assert daemon.stop(timeout=20) == 0  # raises "daemon ignored SIGTERM" otherwise
         assert "Traceback" not in daemon.output()
+
+
+def test_the_relay_name_to_verify_comes_from_the_relay_or_tls_hostname(tmp_path: Path) -> None:
+    from gateway.config import parse_config
+    from gateway.errors import ConfigError
+
+    base = {
+        "api": {"listen": "tcp:0", "public_url": "http://127.0.0.1:8080"},
+        "metrics": {"listen": "tcp:0"},
+    }
+    mail = {"relay": "tcp:smtp.example.jp:587", "sender": "billing@example.jp"}
+    config = parse_config({**base, "mail": mail}, tmp_path).mail
+    assert config is not None and config.tls_hostname == "smtp.example.jp" and config.ca is None
+    assert not config.starttls_required
+    login = {**mail, "username": "gw", "password": "pw", "ca": "ca.pem"}
+    config = parse_config({**base, "mail": login}, tmp_path).mail
+    assert config is not None and config.starttls_required and config.ca == tmp_path / "ca.pem"
+    unix = {**mail, "relay": "unix:/run/smtp.sock"}
+    with pytest.raises(ConfigError, match=r"^mail\.tls_hostname: is required"):
+        parse_config({**base, "mail": unix}, tmp_path)
+    named = {**unix, "tls_hostname": "smtp.example.jp"}
+    assert parse_config({**base, "mail": named}, tmp_path).mail.tls_hostname == "smtp.example.jp"  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ gets ``database.pool_size`` threads and as many connections.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -55,12 +56,24 @@ _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 _MAX_ATTEMPTS = 5
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """The database file readable by its owner only: created 0600 (SQLite gives its -wal and
+    -shm files the database file's mode), and an existing one of ours made so."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except FileExistsError:
+        info = path.stat()
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            path.chmod(info.st_mode & 0o700)
+
+
 def create_db_engine(url: str, pool_size: int = 10) -> Engine:
     """An engine set up for the gateway: durable SQLite (WAL) or pooled PostgreSQL."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(parsed.database))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -71,6 +84,9 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")  # a committed payment survives a power cut
             cur.execute("PRAGMA foreign_keys=ON")
+            # What is deleted or overwritten (purged personal data, a secret replaced by its
+            # encrypted form) is zeroed in the file, not left in free space for a copy to read.
+            cur.execute("PRAGMA secure_delete=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 

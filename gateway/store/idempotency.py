@@ -4,12 +4,16 @@ The record is inserted with ``ON CONFLICT DO NOTHING`` before the effect runs. O
 second transaction with the same key waits on the unique index until the first commits, then
 finds the stored response and replays it: two concurrent requests, one effect. A request that
 fails rolls back with its record, so a rejected request leaves nothing behind.
+
+A response that carries a secret (a webhook endpoint's signing secret, a bill's page URL) is
+stored without it (:attr:`StoredResponse.kept`) and completed again on replay by the caller's
+``restore`` (the table must not be where a copy of the database reads secrets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -25,6 +29,8 @@ class StoredResponse:
     status: int
     body: str
     replayed: bool = False
+    # What the replay table keeps instead of ``body`` (``body`` without its secrets), if not body
+    kept: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ def run_idempotent(
     now: datetime,
     ttl: timedelta,
     effect: Callable[[Connection], StoredResponse],
+    restore: Callable[[Connection, StoredResponse], StoredResponse] | None = None,
 ) -> StoredResponse:
     if claim is None:
         return effect(conn)
@@ -70,7 +77,10 @@ def run_idempotent(
             conn.execute(
                 update(idempotency_keys)
                 .where(key_match)
-                .values(status_code=response.status, response_body=response.body)
+                .values(
+                    status_code=response.status,
+                    response_body=response.body if response.kept is None else response.kept,
+                )
             )
             return response
         row = conn.execute(select(idempotency_keys).where(key_match)).one()
@@ -83,7 +93,8 @@ def run_idempotent(
                 "this Idempotency-Key was already used with a different request",
                 field="Idempotency-Key",
             )
-        return StoredResponse(row.status_code, row.response_body, replayed=True)
+        replay = StoredResponse(row.status_code, row.response_body, replayed=True)
+        return replay if restore is None else restore(conn, replay)
     raise AssertionError("unreachable: an expired key was deleted and could not be claimed")
 
 

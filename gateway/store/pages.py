@@ -3,9 +3,10 @@ biller's name, its payments and which of them wait to be refunded."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -55,8 +56,27 @@ def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
     )
 
 
-def view_by_token(conn: Connection, token: str) -> BillView | None:
-    return _view(conn, bills.c.page_token == token)
+def view_by_token_hash(conn: Connection, digest: str) -> BillView | None:
+    """The bill whose page token has this SHA-256 (or whose token from before migration 0009
+    has it): the database keeps no token itself."""
+    return _view(conn, or_(bills.c.page_token == digest, bills.c.legacy_page_token == digest))
+
+
+def bills_without_token_hash(conn: Connection, limit: int) -> list[tuple[int, str, str]]:
+    """(id, biller_id, bill_no) of bills made before migration 0009 whose ``page_token`` is
+    still the ``legacy:<id>`` placeholder."""
+    rows = conn.execute(
+        select(bills.c.id, bills.c.biller_id, bills.c.bill_no)
+        .where(bills.c.page_token.like("legacy:%"))
+        .order_by(bills.c.id)
+        .limit(limit)
+    ).all()
+    return [(r.id, r.biller_id, r.bill_no) for r in rows]
+
+
+def set_token_hashes(conn: Connection, hashes: Sequence[tuple[int, str]]) -> None:
+    for bill_id, digest in hashes:
+        conn.execute(update(bills).where(bills.c.id == bill_id).values(page_token=digest))
 
 
 def view_by_bill_no(conn: Connection, biller_id: str, bill_no: str) -> BillView | None:

@@ -124,7 +124,11 @@ bills = Table(
     Column("payeasy_institution_code", String(5)),
     Column("payeasy_customer_number", String(20)),
     Column("payeasy_confirmation_number", String(6)),
+    # SHA-256 (hex) of the page token, an HMAC of biller and bill number (gateway.secretbox);
+    # "legacy:<id>" until the daemon fills it in for a bill made before migration 0009.
     Column("page_token", String(64), nullable=False, unique=True),
+    # SHA-256 of the random token a bill made before migration 0009 was issued: it still opens.
+    Column("legacy_page_token", String(64)),
     # SHA-256 of the fields the biller sent: "same bill_no, identical fields" is a replay.
     Column("fingerprint", String(64), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
@@ -137,6 +141,7 @@ bills = Table(
     Index(None, "biller_id", "status", "id"),
     Index(None, "purge_id", "updated_at"),  # the retention job: bills not purged, oldest first
     Index(None, "biller_id", "due_date"),  # settlements: a period's uncollected bills
+    Index(None, "legacy_page_token", unique=True),  # migration 0009
 )
 
 bill_slips = Table(
@@ -379,8 +384,9 @@ zengin_request_items = Table(
 
 # --- webhooks (migration 0005) ----------------------------------------------------------------
 
-# A biller's webhook endpoint. The secret is kept as issued: the gateway needs it to sign
-# (HMAC), so it cannot be hashed; the API shows it once and no log ever carries it. Deleting
+# A biller's webhook endpoint. The secret cannot be hashed (the gateway needs it to sign): it is
+# kept encrypted with [secrets] key ("v1:…", gateway.secretbox; plain text only before the
+# daemon's first start after migration 0009); the API shows it once, no log carries it. Deleting
 # an endpoint disables it (the delivery log stays). ``after_seq``: the biller's dispatch cursor
 # when it was created; only events after it are sent to it (redeliver excepted).
 webhook_endpoints = Table(

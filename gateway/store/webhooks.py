@@ -146,6 +146,27 @@ def create_endpoint(
     return found
 
 
+def endpoint_secret(conn: Connection, biller_id: str, endpoint_id: str) -> str | None:
+    """The secret as stored (encrypted: gateway.secretbox)."""
+    found = conn.execute(
+        select(ep.c.secret).where(ep.c.biller_id == biller_id, ep.c.endpoint_id == endpoint_id)
+    ).scalar()
+    return None if found is None else str(found)
+
+
+def plain_secrets(conn: Connection) -> list[tuple[int, str, str]]:
+    """(pk, endpoint_id, secret) of the secrets stored in clear (before migration 0009)."""
+    rows = conn.execute(
+        select(ep.c.id, ep.c.endpoint_id, ep.c.secret).where(ep.c.secret.not_like("v1:%"))
+    ).all()
+    return [(r.id, r.endpoint_id, r.secret) for r in rows]
+
+
+def set_secret(conn: Connection, pk: int, plain: str, sealed: str) -> None:
+    """Replace a plain secret by its encrypted form (only if it is still the same plain one)."""
+    conn.execute(update(ep).where(ep.c.id == pk, ep.c.secret == plain).values(secret=sealed))
+
+
 def get_endpoint(conn: Connection, biller_id: str, endpoint_id: str) -> Endpoint | None:
     row = conn.execute(
         select(*_ENDPOINT_COLUMNS).where(
