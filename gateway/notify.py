@@ -245,4 +245,4 @@ class Mailer(TimerService):
         # A send in flight must not hold the daemon: cancel it (it is retried after a restart).
         for d in list(self._sending):
             d.cancel()
-        return super().stopService()  # type: ignore[no-any-return]
+        return super().stopService()
