@@ -50,6 +50,16 @@ class ApiConfig:
     idempotency_ttl: timedelta
     max_page_size: int
     auth_cache_seconds: float
+    # HTTP limits (docs/operations.md, "HTTP limits"): bodies, deadlines, connections, rates.
+    max_body_bytes: int = 1024 * 1024
+    max_file_bytes: int = 64 * 1024 * 1024
+    header_timeout: float = 10.0
+    request_timeout: float = 120.0
+    max_connections_per_address: int = 64
+    requests_per_second: float = 50.0
+    request_burst: int = 100
+    auth_failures_per_second: float = 1.0
+    auth_failure_burst: int = 20
 
 
 @dataclass(frozen=True)
@@ -402,7 +412,35 @@ def _api(t: _Table) -> ApiConfig:
         max_page_size=t.integer("max_page_size", 100, low=1, high=1000),
         # A revoked key works until its cache entry expires: a minute at most.
         auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=60)),
+        **_http_limits(t),
     )
+
+
+def _http_limits(t: _Table) -> dict[str, Any]:
+    """The API listener's limits (the ``ApiConfig`` fields of the same names)."""
+    max_body = t.integer("max_body_bytes", 1024 * 1024, low=1024, high=64 * 1024 * 1024)
+    max_file = t.integer("max_file_bytes", 64 * 1024 * 1024, low=1024, high=1024 * 1024 * 1024)
+    if max_file < max_body:
+        raise ConfigError(t.key("max_file_bytes"), f"must be at least max_body_bytes ({max_body})")
+    header_timeout = t.number("header_timeout", 10.0)
+    request_timeout = t.number("request_timeout", 120.0)
+    if request_timeout < header_timeout:
+        raise ConfigError(
+            t.key("request_timeout"), f"must be at least header_timeout ({header_timeout:g})"
+        )
+    return {
+        "max_body_bytes": max_body,
+        "max_file_bytes": max_file,
+        "header_timeout": header_timeout,
+        "request_timeout": request_timeout,
+        "max_connections_per_address": t.integer(
+            "max_connections_per_address", 64, low=0, high=100_000
+        ),
+        "requests_per_second": t.number("requests_per_second", 50.0),
+        "request_burst": t.integer("request_burst", 100, low=1, high=100_000),
+        "auth_failures_per_second": t.number("auth_failures_per_second", 1.0),
+        "auth_failure_burst": t.integer("auth_failure_burst", 20, low=1, high=100_000),
+    }
 
 
 def _is_loopback(host: str) -> bool:

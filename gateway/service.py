@@ -36,6 +36,7 @@ from gateway.pages import PageService
 from gateway.payments import PaymentService
 from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
+from gateway.protocols.api.limits import http_limits
 from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
@@ -204,7 +205,8 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
     retention = RetentionJob(store, reactor, months=config.retention.months)
     retention_service(retention, config.retention.interval, reactor).setServiceParent(top)
-    api = make_site(Router(routes, auth))
+    limits = http_limits(config.api)
+    api = make_site(Router(routes, auth, limits, reactor), limits, reactor)
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 
     # The networks: their pollers and watchers, then their listeners (which stop first).

@@ -28,6 +28,7 @@ def write_config(
     migrate_on_start: bool = False,
     extra: str = "",
     api: str | None = None,
+    api_extra: str = "",
 ) -> tuple[Path, int, int]:
     api_port, metrics_port = free_port(), free_port()
     text = config_text(
@@ -37,6 +38,8 @@ def write_config(
         public_url=f"http://127.0.0.1:{api_port}",
         extra=extra,
     )
+    if api_extra:  # more [api] keys (e.g. the HTTP limits)
+        text = text.replace("auth_cache_seconds = 0", "auth_cache_seconds = 0\n" + api_extra)
     if migrate_on_start:
         text = text.replace("pool_size = 4", "pool_size = 4\nmigrate_on_start = true")
     path = tmp_path / "gateway.toml"

@@ -17,6 +17,15 @@ from twisted.web import resource, server
 ReadyCheck = Callable[[], Deferred[dict[str, Any]]]
 
 
+class _Request(server.Request):
+    """A request whose response names no server software (twisted.web sends TwistedWeb/…)."""
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            self.responseHeaders.removeHeader(b"server")
+        super().write(data)
+
+
 class _Json(resource.Resource):
     isLeaf = True
 
@@ -69,5 +78,6 @@ def ops_site(
     root.putChild(b"healthz", Health())
     root.putChild(b"readyz", Ready(check, clock))
     site = server.Site(root)
+    site.requestFactory = _Request
     site.displayTracebacks = False
     return site

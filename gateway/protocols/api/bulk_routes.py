@@ -66,6 +66,6 @@ def bulk_routes(bulk: BulkService) -> list[Route]:
         )
 
     return [
-        Route(b"POST", "/v1/bills/batch", create_batch),
+        Route(b"POST", "/v1/bills/batch", create_batch, takes_file=True),
         Route(b"GET", "/v1/bills/batch/{batch_id}/result.csv", batch_result),
     ]

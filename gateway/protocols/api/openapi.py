@@ -11,6 +11,7 @@ from typing import Any
 from gateway.bills import MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_bulk import bulk_paths
+from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
@@ -29,7 +30,7 @@ def _op(
     op_id: str = "",
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {**ok}}
-    op["responses"].update(_problems(401, 403, 404, 500, *problems))
+    op["responses"].update(_problems(401, 403, 404, 429, 500, *problems))
     parameters = list(params or [])
     if idempotent:
         parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
@@ -48,15 +49,10 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-BILL_NO_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+BILL_NO_PATTERN = PATH_PARAMS["bill_no"].schema()["pattern"]
 DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
 TIMESTAMP = {"type": "string", "format": "date-time"}
-PAGE_TOKEN = {
-    "name": "token",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_\-]{16,64}$"},
-}
+PAGE_TOKEN = path_param("token")
 PDF_RESPONSE = {
     "description": "The e-receipt (one A5 page)",
     "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
@@ -377,8 +373,8 @@ SCHEMAS: dict[str, Any] = {
 # --- webhooks (docs/webhooks.md) --------------------------------------------------------------
 
 WEBHOOK_EVENT_TYPES = [t.value for t in EventType]
-ENDPOINT_ID = {"type": "string", "pattern": r"^we_[0-9a-f]{24}$"}
-EVENT_ID = {"type": "string", "pattern": r"^evt_[0-9a-f]{24}$"}
+ENDPOINT_ID = PATH_PARAMS["endpoint_id"].schema()
+EVENT_ID = PATH_PARAMS["event_id"].schema()
 NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 
 SCHEMAS.update(
@@ -513,7 +509,7 @@ SCHEMAS.update(
 
 
 def _webhook_paths(max_page_size: int) -> dict[str, Any]:
-    endpoint_id = {"name": "endpoint_id", "in": "path", "required": True, "schema": ENDPOINT_ID}
+    endpoint_id = path_param("endpoint_id")
     endpoint = _json({"$ref": "#/components/schemas/WebhookEndpoint"}, "The endpoint")
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": max_page_size})
     cursor = _query("cursor", {"type": "string", "pattern": r"^[0-9]{1,18}$"})
@@ -580,7 +576,7 @@ def _webhook_paths(max_page_size: int) -> dict[str, Any]:
                 413,
                 415,
                 422,
-                params=[{"name": "event_id", "in": "path", "required": True, "schema": EVENT_ID}],
+                params=[path_param("event_id")],
                 body=body("Redeliver", False),
                 idempotent=True,
                 op_id="redeliverEvent",
@@ -592,18 +588,8 @@ def _webhook_paths(max_page_size: int) -> dict[str, Any]:
 def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any]:
     from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
 
-    bill_no = {
-        "name": "bill_no",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": BILL_NO_PATTERN},
-    }
-    customer_no = {
-        "name": "customer_no",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": BILL_NO_PATTERN},
-    }
+    bill_no = path_param("bill_no")
+    customer_no = path_param("customer_no")
     mandate = {"$ref": "#/components/schemas/Mandate"}
     bill = {"$ref": "#/components/schemas/Bill"}
     bill_ok = _json(bill, "The bill")
@@ -764,14 +750,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                     413,
                     415,
                     422,
-                    params=[
-                        {
-                            "name": "case_id",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string"},
-                        }
-                    ],
+                    params=[path_param("case_id")],
                     idempotent=True,
                     op_id="resolveRefundCase",
                     body={

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.mappers.bills_csv import COLUMNS, RESULT_COLUMNS
+from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
 _EXAMPLE = (
@@ -18,7 +19,7 @@ BATCH_SUMMARY = {
     "type": "object",
     "required": ["batch_id", "rows", "created", "existing", "result_url"],
     "properties": {
-        "batch_id": {"type": "string", "pattern": r"^bat_[0-9a-f]{24}$"},
+        "batch_id": PATH_PARAMS["batch_id"].schema(),
         "rows": {"type": "integer", "minimum": 1, "description": "bill rows in the file"},
         "created": {"type": "integer", "minimum": 0, "description": "bills this file created"},
         "existing": {
@@ -32,7 +33,7 @@ BATCH_SUMMARY = {
 
 
 def _problems(*codes: int) -> dict[str, Any]:
-    return {str(code): _PROBLEM for code in (401, 403, 404, 500, *codes)}
+    return {str(code): _PROBLEM for code in (401, 403, 404, 429, 500, *codes)}
 
 
 def bulk_paths() -> dict[str, Any]:
@@ -67,12 +68,7 @@ def bulk_paths() -> dict[str, Any]:
                 "Shift_JIS with charset=shift_jis.",
                 "operationId": "getBillBatchResult",
                 "parameters": [
-                    {
-                        "name": "batch_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "pattern": r"^bat_[0-9a-f]{24}$"},
-                    },
+                    path_param("batch_id"),
                     {
                         "name": "charset",
                         "in": "query",

@@ -8,15 +8,16 @@ from typing import Any
 from gateway.fees import MAX_FEE, MAX_PAYOUT_DAYS, Cycle, LineKind, Rounding
 from gateway.model import Channel
 from gateway.protocols.api.openapi import DATE, TIMESTAMP, _json, _op, _query
+from gateway.protocols.api.params import PATH_PARAMS, path_param
 
-SETTLEMENT_ID = {"type": "string", "pattern": r"^stl_[0-9a-f]{24}$"}
-BILLER_ID = {"type": "string", "pattern": r"^[a-z0-9][a-z0-9_\-]{0,31}$"}
+SETTLEMENT_ID = PATH_PARAMS["settlement_id"].schema()
+BILLER_ID = PATH_PARAMS["biller_id"].schema()
 YEN = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
 FEE = {"type": "integer", "minimum": 0, "maximum": MAX_FEE}
 # The report and day-close dates: real calendar days of this century (the store compares them
 # with timestamps, which a date at the edge of the calendar would overflow).
-REPORT_DATE = {**DATE, "pattern": r"^20\d{2}-\d{2}-\d{2}$"}
+REPORT_DATE = PATH_PARAMS["effective_from"].schema(format="date")
 
 RATES = {
     "type": "object",
@@ -133,9 +134,9 @@ def _file(media: str, description: str) -> dict[str, Any]:
 
 
 def settlement_paths(max_page_size: int) -> dict[str, Any]:
-    sid = {"name": "settlement_id", "in": "path", "required": True, "schema": SETTLEMENT_ID}
-    biller = {"name": "biller_id", "in": "path", "required": True, "schema": BILLER_ID}
-    effective = {"name": "effective_from", "in": "path", "required": True, "schema": REPORT_DATE}
+    sid = path_param("settlement_id")
+    biller = path_param("biller_id")
+    effective = path_param("effective_from", format="date")
     encoding = _query("encoding", {"type": "string", "enum": ["utf-8", "shift_jis"]})
     first = {**_query("from", REPORT_DATE), "required": True}
     last = {**_query("to", REPORT_DATE), "required": True}

@@ -65,8 +65,9 @@ def page_routes(pages: PageService) -> list[Route]:
             raise Problem(404, "Not found", f"bill {bill_no[:64]} not found")
         return _pdf(*await pages.receipt_for_bill(principal, bill_no))
 
+    not_found = _error(404)  # a token of the wrong shape: the page of an unknown one
     return [
-        Route(b"GET", "/p/{token}", page, auth=False),
-        Route(b"GET", "/p/{token}/receipt.pdf", customer_receipt, auth=False),
+        Route(b"GET", "/p/{token}", page, auth=False, not_found=not_found),
+        Route(b"GET", "/p/{token}/receipt.pdf", customer_receipt, auth=False, not_found=not_found),
         Route(b"GET", "/v1/bills/{bill_no}/receipt.pdf", biller_receipt, auth=True),
     ]

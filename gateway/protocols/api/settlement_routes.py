@@ -19,10 +19,11 @@ from gateway.admin import BILLER_ID
 from gateway.errors import FieldError
 from gateway.model import Principal
 from gateway.protocols.api.http import Call, Problem, Response, Route
+from gateway.protocols.api.params import PATH_PARAMS
 from gateway.settlement import SettlementApi, daily_json, encoding_of, settlement_json
 from gateway.views import iso
 
-SETTLEMENT_ID = re.compile(r"stl_[0-9a-f]{24}")
+SETTLEMENT_ID = PATH_PARAMS["settlement_id"].regex
 
 
 def _biller(call: Call) -> Principal:
