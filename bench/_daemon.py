@@ -273,6 +273,10 @@ def prepare(
         ("api", "listen"): toml_string(f"tcp:{api_port}:interface=127.0.0.1"),
         ("api", "public_url"): toml_string(f"http://127.0.0.1:{api_port}"),
         ("metrics", "listen"): toml_string(f"tcp:{metrics_port}:interface=127.0.0.1"),
+        # One key and many clients measure throughput, not the per-key and per-address limits.
+        ("api", "requests_per_second"): "1000000",
+        ("api", "request_burst"): "100000",
+        ("api", "max_connections_per_address"): "0",
     }
     example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
     config_path = workdir / "gateway.toml"

@@ -438,3 +438,30 @@ def test_the_token_bucket_refills_at_its_rate_and_names_the_wait() -> None:
     clock.advance(2)
     assert bucket.take("key_a") is None
     assert bucket.take("key_a") == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "path", "says"),
+    [
+        ("max_body_bytes = 100", "api.max_body_bytes", "below the minimum 1024"),
+        ("max_file_bytes = 2048\nmax_body_bytes = 4096", "api.max_file_bytes", "at least"),
+        ("header_timeout = 0", "api.header_timeout", "greater than 0"),
+        ("header_timeout = 30\nrequest_timeout = 10", "api.request_timeout", "at least"),
+        ("max_connections_per_address = -1", "api.max_connections_per_address", "minimum 0"),
+        ("requests_per_second = 0", "api.requests_per_second", "greater than 0"),
+        ("request_burst = 0", "api.request_burst", "below the minimum 1"),
+        ("auth_failure_burst = true", "api.auth_failure_burst", "not a boolean"),
+    ],
+)
+def test_a_bad_limit_is_refused_naming_it(tmp_path: Path, line: str, path: str, says: str) -> None:
+    from gateway.config import load_config
+    from gateway.errors import ConfigError
+    from tests.conftest import config_text
+
+    text = config_text(f"sqlite:///{tmp_path}/g.sqlite3")
+    config = tmp_path / "gateway.toml"
+    config.write_text(text.replace("auth_cache_seconds = 0", "auth_cache_seconds = 0\n" + line))
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert raised.value.path == path
+    assert says in str(raised.value)
