@@ -176,6 +176,7 @@ def run(workdir: Path, keep_running: bool) -> int:
         ),
         encoding="utf-8",
     )
+    config.chmod(0o600)  # it holds [secrets] key
     say(f"== gateway-demo in {workdir}  (config: {config})")
 
     say("\n$ gateway-admin migrate")
