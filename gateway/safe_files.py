@@ -33,8 +33,8 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
-FILE_MODE = 0o640  # files left for a peer's transfer software (group: the operator's choice)
-DIR_MODE = 0o750
+FILE_MODE = 0o600  # everything the daemon creates is its user's only (as its umask 077 makes it)
+DIR_MODE = 0o700
 REASONS = ("symlink", "not_regular", "too_large")
 
 
