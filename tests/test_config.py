@@ -596,9 +596,7 @@ BAD: list[Any] = [
     pytest.param(
         cfg(api={"auth_cache_seconds": -1}), "api.auth_cache_seconds", id="auth-cache-negative"
     ),
-    pytest.param(
-        cfg(api={"auth_cache_seconds": 61}), "api.auth_cache_seconds", id="auth-cache-61"
-    ),
+    pytest.param(cfg(api={"auth_cache_seconds": 61}), "api.auth_cache_seconds", id="auth-cache-61"),
     pytest.param(cfg(database={"pool_size": 0}), "database.pool_size", id="pool-size-0"),
     pytest.param(cfg(database={"pool_size": 201}), "database.pool_size", id="pool-size-201"),
     # paths
