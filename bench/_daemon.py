@@ -253,14 +253,20 @@ def free_ports(count: int) -> list[int]:
 
 
 def prepare(
-    workdir: Path, database_url: str, *, cvs_link: bool = False, mpn_link: bool = False
+    workdir: Path,
+    database_url: str,
+    *,
+    cvs_link: bool = False,
+    mpn_link: bool = False,
+    link_options: Mapping[str, str] | None = None,
 ) -> Gateway:
     """Write the config (the example's, with a database and two free ports), migrate, onboard.
 
     With ``cvs_link``, also the CVS agency's real-time link: development certificates made by
     ``gateway-admin certs make WORKDIR/tls``, ``[tls]`` pointing at them, and ``[cvs.link]
     listen`` on a third free port with ``peers = ["cvs-agency"]`` (the example has the section
-    commented out: it is added).
+    commented out: it is added), plus ``link_options`` (key -> TOML value, e.g. a benchmark's
+    ``max_unacked``); every other ``[cvs.link]`` option keeps its default.
 
     With ``mpn_link``, the link to the MPN center (the same certificates and ``[tls]``): ``[mpn]
     connect`` to a fourth free port where the benchmark's center must listen, ``center_code``
@@ -304,15 +310,24 @@ def prepare(
         center = MpnCenter(
             center_port, Path(made["ca"]), Path(made["mpn-center"]), Path(made["mpn-center_key"])
         )
+    if link_options and not cvs_link:
+        raise BenchFailure("link_options without cvs_link")
     if cvs_link:
-        listen = toml_string(f"tcp:{link_port}:interface=127.0.0.1")
-        if "link" in tomllib.loads(example).get("cvs", {}):
-            values[("cvs.link", "listen")] = listen
-            values[("cvs.link", "peers")] = '["cvs-agency"]'
+        options = {
+            "listen": toml_string(f"tcp:{link_port}:interface=127.0.0.1"),
+            "peers": '["cvs-agency"]',
+            **(link_options or {}),
+        }
+        present = tomllib.loads(example).get("cvs", {}).get("link")
+        if present is not None:
+            for k, v in options.items():
+                if k in present:
+                    values[("cvs.link", k)] = v
+                else:
+                    example = add_to_section(example, "cvs.link", [f"{k} = {v}"])
         else:
-            example += (
-                f"\n[cvs.link]  # added by bench/_daemon.py\nlisten = {listen}\n"
-                'peers = ["cvs-agency"]\n'
+            example += "\n[cvs.link]  # added by bench/_daemon.py\n" + "".join(
+                f"{k} = {v}\n" for k, v in options.items()
             )
         link = CvsLink(
             link_port, Path(made["ca"]), Path(made["cvs-agency"]), Path(made["cvs-agency_key"])

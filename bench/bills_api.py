@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import secrets
 import sys
 import threading
 import time
@@ -40,7 +39,7 @@ from _daemon import (
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from gateway.bills import parse_bill_request
+from gateway.bills import BillService, parse_bill_request
 from gateway.config import Config, load_config
 from gateway.model import JST, Biller, BillStatus
 from gateway.networks import Issuer
@@ -77,6 +76,10 @@ class RowMaker:
     biller: Biller
     today: date
     due: date
+    page_token: Callable[[str, str], str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "page_token", stored_page_token(self.config, self.issuer))
 
     def rows(self, prefix: str, count: int) -> list[dict[str, Any]]:
         return [self.row(f"{prefix}-{i:06d}", i, SERIAL_BASE[prefix] + i) for i in range(count)]
@@ -110,7 +113,7 @@ class RowMaker:
             "double_paid": False,
             "late": False,
             "stamp": False,
-            "page_token": _token(),
+            "page_token": self.page_token(self.biller.biller_id, request.bill_no),
             "fingerprint": request.fingerprint(),
             "created_at": now,
             "updated_at": now,
@@ -133,8 +136,13 @@ class RowMaker:
         return row
 
 
-def _token() -> str:
-    return secrets.token_urlsafe(24)  # as BillService.new_token
+def stored_page_token(config: Config, issuer: Issuer | None = None) -> Callable[[str, str], str]:
+    """``BillService.stored_token`` of a service configured as the daemon is: what
+    ``bills.page_token`` holds for (biller id, bill number), the SHA-256 of the page token the
+    service derives under ``[secrets] key``. The service's own method, so the rows inserted raw
+    hold what the API stores (and their page URLs work); it needs neither store nor clock."""
+    service = BillService(None, None, config, issuer or Issuer(config))  # type: ignore[arg-type]
+    return service.stored_token
 
 
 # --- running work from many threads ----------------------------------------------------------
@@ -352,8 +360,9 @@ def count_by_prefix(engine: Engine) -> dict[str, int]:
     return {str(p): int(c) for p, c in rows}
 
 
-def check_same_shape(engine: Engine) -> None:
-    """The first row of each phase has the same columns set, of the same types and lengths."""
+def check_same_shape(engine: Engine, maker: RowMaker) -> None:
+    """The first row of each phase has the same columns set, of the same types and lengths,
+    and the API's first bill has the ``page_token`` the raw rows' function gives it."""
 
     def shape(value: object) -> tuple[str, int | None]:
         return type(value).__name__, len(value) if isinstance(value, str) else None
@@ -365,6 +374,9 @@ def check_same_shape(engine: Engine) -> None:
     if len(shapes) != len(names):
         raise BenchFailure(f"expected rows {names}, found {sorted(shapes)}")
     api = shapes[names[0]]
+    stored_token = next(r["page_token"] for r in rows if r["bill_no"] == names[0])
+    if stored_token != maker.page_token(BILLER_ID, names[0]):
+        raise BenchFailure(f"{names[0]}: the daemon stored another page_token than the raw rows'")
     for name in names[1:]:
         differ = {k: (api[k], v) for k, v in shapes[name].items() if api[k] != v}
         if differ:
@@ -452,8 +464,11 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
         expected |= {RAW: args.bills, BATCHED: args.bills}
         if counts != {k: v for k, v in expected.items() if v}:
             raise BenchFailure(f"rows by phase {counts}, expected {expected}")
-        check_same_shape(engine)
-        stored += "; API, raw and batched rows alike (columns set, types, lengths)"
+        check_same_shape(engine, maker)
+        stored += (
+            "; API, raw and batched rows alike (columns set, types, lengths; page_token as the"
+            " daemon stores it)"
+        )
         durability = durability_settings(db.url)
     finally:
         engine.dispose()

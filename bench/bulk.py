@@ -17,7 +17,6 @@ import argparse
 import csv
 import io
 import json
-import secrets
 import subprocess
 import sys
 import time
@@ -42,6 +41,7 @@ from _daemon import (
     say,
     venv_command,
 )
+from bills_api import stored_page_token
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -234,6 +234,7 @@ def raw_rows(
     """The ``bills`` rows the API stores for these CSV rows (every column insert_bill and its
     UPDATE set), under bill_nos prefixed ``R`` and serials from ``base``, so nothing collides."""
     issuer = Issuer(config)
+    page_token = stored_page_token(config, issuer)  # as BulkService: BillService.stored_token
     now = datetime.now(UTC)
     rows = []
     for i, line in enumerate(lines):
@@ -242,7 +243,7 @@ def raw_rows(
             doc, limits=issuer.channel_limits(), today=today, max_due_days=config.bills.max_due_days
         )
         ids = issuer.identify(biller, base + i, terms, today)
-        new = NewBill(biller.biller_id, terms, secrets.token_urlsafe(24))
+        new = NewBill(biller.biller_id, terms, page_token(biller.biller_id, terms.bill_no))
         rows.append(
             {
                 "id": base + i,

@@ -7,7 +7,10 @@ from ``gateway-admin certs make``) on a scratch database, issues one bill per re
 gateway's own store code, then connects as the agency (``simulators.cvs_link``) and:
 
 1. throughput: sends ``N`` 速報 records with up to ``--window`` unacknowledged, from the first
-   send to the last ``AK``; every ack must be ``00``;
+   send to the last ``AK``; every ack must be ``00``. The daemon's ``[cvs.link] max_unacked``
+   (default 100, a per-connection safety valve: reading stops at that many records in flight)
+   is set to ``--window`` + 1, so the valve never closes on the window this phase measures
+   (checked: ``gateway_cvs_link_pauses_total`` does not move during it);
 2. latency: sends ``--rate`` records/s for ``--seconds`` (a LoopingCall schedule on the reactor)
    and times each record from send to ack;
 
@@ -183,6 +186,9 @@ def scrape(port: int) -> dict[Sample, float]:
     }
 
 
+PAUSES: Sample = ("gateway_cvs_link_pauses_total", ())  # looked up strictly: must be there
+
+
 @dataclass(frozen=True)
 class PhaseMetrics:
     """What the daemon counted during one phase (the difference of two scrapes)."""
@@ -193,6 +199,7 @@ class PhaseMetrics:
     commits: int
     applied: int  # gateway_ingest_messages_total{channel="cvs",outcome="applied"}, all kinds
     acks: dict[str, int]  # gateway_cvs_link_acks_total by result: AK frames the daemon sent
+    pauses: int  # gateway_cvs_link_pauses_total: reading stopped at max_unacked in flight
 
     @property
     def mean_group(self) -> float:
@@ -221,6 +228,7 @@ class PhaseMetrics:
             acks={
                 r: int(delta("gateway_cvs_link_acks_total", result=r)) for r in ("00", "10", "90")
             },
+            pauses=int(after[PAUSES] - before[PAUSES]),
         )
 
 
@@ -686,6 +694,7 @@ class Result:
             "backend": self.backend,
             "records": self.records,
             "window": self.window,
+            "max_unacked": max_unacked(self.window),
             "link_records_per_s": round(self.link_rate, 1),
             "raw_batched_records_per_s": round(self.raw_rate, 1),
             "raw_batch": self.batch,
@@ -707,8 +716,14 @@ class Result:
 
 def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     say(f"setting up the gateway with its CVS link on {db.backend} in {workdir}")
-    gateway = prepare(workdir, db.url, cvs_link=True)
+    # max_unacked: reading stops at that many in flight; one more than the window keeps the
+    # valve shut while the throughput phase keeps its window full (it measures throughput).
+    options = {"max_unacked": str(max_unacked(args.window))}
+    gateway = prepare(workdir, db.url, cvs_link=True, link_options=options)
     config = load_config(gateway.config_path)
+    if config.cvs is None or config.cvs.link is None:
+        raise BenchFailure("the daemon's config has no [cvs.link]")
+    say(f"[cvs.link] max_unacked = {config.cvs.link.max_unacked} (window {args.window})")
     engine = create_db_engine(db.url, pool_size=2)
     try:
         latency_records = round(args.rate * args.seconds)
@@ -765,6 +780,11 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
                     f"{name}: the daemon sent AK {m.acks} and applied {m.applied} messages"
                     f" for {count} records; expected {count} AK 00 and nothing else"
                 )
+        if link.throughput_metrics.pauses:
+            raise BenchFailure(
+                f"throughput: the link stopped reading {link.throughput_metrics.pauses} time(s)"
+                f" (max_unacked) with a window of {args.window}"
+            )
         all_keys = plan.warmup.keys + plan.throughput.keys + plan.latency.keys
         stored = check_stored(engine, all_keys)
         say(stored)
@@ -864,7 +884,9 @@ def report(r: Result) -> str:
         f" Issuer.slip, payeasy_numbers) + bill_slips, executemany, {BILLS_PER_TXN} per"
         f" transaction, {r.bills_seconds:.1f}s; no bill.created events",
         "  link:       twistd gateway, [cvs.link] mutual TLS on 127.0.0.1, one agency connection"
-        " (simulators.cvs_link); an ack counts only once the gateway has committed",
+        " (simulators.cvs_link); an ack counts only once the gateway has committed;"
+        f" max_unacked {max_unacked(r.window)} (the window + 1: the link never stopped reading"
+        f" in the throughput phase; {lm.pauses} time(s) in the latency phase)",
         f"  checked:    every ack 00 (and the daemon sent no 10 or 90); {r.stored}",
         f"  throughput: {r.records} records, up to {r.window} unacknowledged, first send to last"
         f" ack {r.link.throughput.seconds:.2f}s; {r.warmup} warm-up records before, not counted",
@@ -909,13 +931,27 @@ def report(r: Result) -> str:
     return "\n".join(lines)
 
 
+MAX_UNACKED_LIMIT = 10_000  # the highest cvs.link.max_unacked the config accepts
+
+
+def max_unacked(window: int) -> int:
+    """The daemon's ``[cvs.link] max_unacked`` for a window: it stops reading at that many
+    records in flight, so one more than the window never stops it."""
+    return window + 1
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench/cvs_ingest.py", description=__doc__.strip().splitlines()[0]
     )
     add_database_url(p)
     p.add_argument("--records", type=int, default=20_000, help="throughput records (20000)")
-    p.add_argument("--window", type=int, default=2000, help="most records unacknowledged (2000)")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=2000,
+        help="most records unacknowledged (2000); the daemon's max_unacked is set one above",
+    )
     p.add_argument("--rate", type=float, default=1000.0, help="latency phase records/s (1000)")
     p.add_argument("--seconds", type=float, default=10.0, help="latency phase length (10)")
     p.add_argument("--warmup", type=int, default=200, help="warm-up records, not counted (200)")
@@ -930,6 +966,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if min(args.records, args.window, args.batch) < 1 or args.warmup < 0:
         p.error("--records, --window and --batch must be at least 1, --warmup at least 0")
+    if max_unacked(args.window) > MAX_UNACKED_LIMIT:
+        p.error(f"--window must be below {MAX_UNACKED_LIMIT} (cvs.link.max_unacked's limit)")
     if args.rate <= 0 or args.seconds <= 0 or round(args.rate * args.seconds) < 2:
         p.error("--rate and --seconds must be positive, and send at least 2 records")
     if args.warmup + args.records + round(args.rate * args.seconds) > 999_999:

@@ -9,9 +9,12 @@ Loads ``N`` open Pay-easy bills with ``COPY``, starts an MPN center (``simulator
 mutual TLS) in this process and the real daemon (``twistd -n gateway``) dialling it, then offers
 照会 at a fixed ``--rate`` for ``--seconds`` and, after that, with ``--in-flight`` outstanding
 for ``--saturation-seconds``; each 照会 names a random existing bill with its right 確認番号, and
-every answer must be ``0000`` with that bill's amount. Then, with the daemon stopped, the same
-lookups through the gateway's own store functions, one transaction each, on 1 and 10 threads.
-Prints a table and, last, one JSON line. See bench/README.md.
+every answer must be ``0000`` with that bill's amount. The bills' お客様番号 are those the
+daemon issues (``gateway.payeasy.customer_number`` under its ``[mpn] number_key``) and their
+``page_token`` what ``BillService.stored_token`` stores. Then, with the daemon stopped, the same
+照会 answered by ``MpnNetwork._inquiry`` itself (the bill's SELECT and the 確認番号 guard's
+upsert), one transaction each, on 1 and 10 threads. Prints a table and, last, one JSON line.
+See bench/README.md.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import hashlib
 import json
 import os
 import random
-import secrets
 import sys
 import time
 from array import array
@@ -47,7 +49,7 @@ from _daemon import (
     prepare,
     say,
 )
-from bills_api import Step, Timing, run_concurrently
+from bills_api import Step, Timing, run_concurrently, stored_page_token
 from cvs_ingest import Cpu, CpuClock, PySpy, _table, code_state, on_reactor, scrape
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
@@ -57,13 +59,13 @@ from twisted.python.failure import Failure
 
 from gateway import payeasy
 from gateway.bills import parse_bill_request
-from gateway.config import load_config
-from gateway.mappers.mpn.mapper import Inquiry, InquiryAnswer, Key, Message
+from gateway.config import Config, load_config
+from gateway.mappers.mpn.mapper import Header, Inquiry, InquiryAnswer, Key, Message
 from gateway.model import JST, Biller, BillStatus
+from gateway.mpn_network import MpnNetwork
 from gateway.networks import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
-from gateway.store.mpn import payeasy_lookup
 from gateway.tls import TLSFiles
 from simulators.mpn_link import MpnCenterFactory, listen_mpn_center
 
@@ -132,12 +134,13 @@ class Bills:
     count: int
     biller: Biller
     institution: str
+    numbers: array[int]  # お客様番号 (16 digits) as integers, index serial - 1
     confirmations: array[int]  # index serial - 1
 
     def key(self, serial: int) -> Key:
         return Key(
             self.institution,
-            payeasy.customer_number(self.biller.code, serial),
+            f"{self.numbers[serial - 1]:016d}",
             f"{self.confirmations[serial - 1]:06d}",
         )
 
@@ -160,16 +163,22 @@ class RowText:
     ``parse_bill_request`` on the first body gives every derived column (tax, kana, fingerprint
     recipe); per row only what depends on the serial changes: bill_no, amount, customer_no, the
     fingerprint (``BillRequest.fingerprint``'s JSON with those three fields, checked against
-    ``parse_bill_request`` for the first rows), お客様番号, 確認番号, page_token.
+    ``parse_bill_request`` for the first rows), お客様番号 (:meth:`number`, computed before the
+    COPY), 確認番号, and ``page_token``: ``BillService.stored_token`` (the SHA-256 of the token
+    derived under the daemon's ``[secrets] key``), as the API stores it.
     """
 
-    def __init__(self, gateway_config: Any, biller: Biller, today: date, due: date) -> None:
+    def __init__(self, gateway_config: Config, biller: Biller, today: date, due: date) -> None:
         self.config = gateway_config
         self.issuer = Issuer(gateway_config)
+        self.page_token = stored_page_token(gateway_config, self.issuer)
         self.biller = biller
         self.today = today
         self.due = due
-        self.institution = self.issuer.payeasy_numbers(biller, 1).institution_code
+        first_numbers = self.issuer.payeasy_numbers(biller, 1)
+        self.institution = first_numbers.institution_code
+        if self.number(1) != first_numbers.customer_number:
+            raise BenchFailure("bill 1: the お客様番号 differs from the one the daemon issues")
         first = self.request(1)
         if first.tax.taxable or first.customer.kana or first.description:
             raise BenchFailure(f"unexpected derived fields in {first}")
@@ -202,6 +211,12 @@ class RowText:
         doc["due_date"] = request.due_date.isoformat()
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
+    def number(self, serial: int) -> str:
+        """The お客様番号 the daemon issues for this serial: ``gateway.payeasy.customer_number``
+        under the daemon's ``[mpn] number_key`` (checked against ``Issuer.payeasy_numbers``)."""
+        assert self.config.mpn is not None
+        return payeasy.customer_number(self.biller.code, serial, self.config.mpn.number_key)
+
     def fingerprint(self, serial: int) -> str:
         doc = self.doc_template
         doc["bill_no"] = f"P-{serial:07d}"
@@ -216,11 +231,12 @@ class RowText:
             if self.fingerprint(serial) != self.request(serial).fingerprint():
                 raise BenchFailure(f"bill {serial}: the fingerprint differs from the API's")
 
-    def line(self, serial: int, confirmation: int) -> str:
+    def line(self, serial: int, number: int, confirmation: int) -> str:
+        bill_no = f"P-{serial:07d}"
         return (
-            f"{serial}\t{self.head}P-{serial:07d}\t{amount_of(serial)}{self.due_channels}"
-            f"C{serial:07d}{self.middle}{payeasy.customer_number(self.biller.code, serial)}"
-            f"\t{confirmation:06d}\t{secrets.token_urlsafe(24)}\t{self.fingerprint(serial)}"
+            f"{serial}\t{self.head}{bill_no}\t{amount_of(serial)}{self.due_channels}"
+            f"C{serial:07d}{self.middle}{number:016d}\t{confirmation:06d}"
+            f"\t{self.page_token(self.biller.biller_id, bill_no)}\t{self.fingerprint(serial)}"
             f"{self.tail}"
         )
 
@@ -238,6 +254,11 @@ def load_bills(url: str, gateway: Gateway, count: int) -> Load:
         rows.check(range(1, 51))
         rng = random.Random(20240501)
         confirmations = array("I", (rng.randrange(1_000_000) for _ in range(count)))
+        # The keyed permutation costs tens of µs a number: made before the clock, kept for the
+        # 照会 (the load figure is the database's).
+        t_numbers = time.perf_counter()
+        numbers = array("Q", (int(rows.number(s)) for s in range(1, count + 1)))
+        say(f"{count} お客様番号 under [mpn] number_key: {time.perf_counter() - t_numbers:.1f}s")
         columns = ", ".join(COLUMNS)
         t0 = time.perf_counter()
         raw = engine.raw_connection()
@@ -248,7 +269,8 @@ def load_bills(url: str, gateway: Gateway, count: int) -> Load:
                     for start in range(1, count + 1, COPY_CHUNK):
                         stop = min(count + 1, start + COPY_CHUNK)
                         chunk = "".join(
-                            rows.line(s, confirmations[s - 1]) for s in range(start, stop)
+                            rows.line(s, numbers[s - 1], confirmations[s - 1])
+                            for s in range(start, stop)
                         )
                         copy.write(chunk.encode())
                         if stop - 1 and (stop - 1) % 200_000 == 0:
@@ -279,7 +301,7 @@ def load_bills(url: str, gateway: Gateway, count: int) -> Load:
     finally:
         engine.dispose()
     return Load(
-        Bills(count, biller, rows.institution, confirmations),
+        Bills(count, biller, rows.institution, numbers, confirmations),
         copy_seconds,
         analyze_seconds,
         str(size),
@@ -525,11 +547,18 @@ class Direct:
     timing: Timing
 
 
-def direct_lookups(url: str, bills: Bills, threads: int, n: int, seed: int) -> Direct:
-    """``n`` lookups of random bills, each what ``MpnNetwork._inquiry`` runs for an open bill
-    (``payeasy_lookup``: the bill, its biller's kana and the day's guard count in one SELECT)
-    in its own transaction, through the gateway's engine (``create_db_engine``, pool of
-    ``threads``), on ``threads`` threads."""
+def direct_lookups(
+    url: str, config: Config, bills: Bills, threads: int, n: int, seed: int
+) -> Direct:
+    """``n`` 照会 of random bills answered by ``MpnNetwork._inquiry`` itself, the function the
+    daemon's ``mpn.inquiry`` store interaction runs (``payeasy_lookup``: the bill and its
+    biller's kana in one SELECT; then the 確認番号 guard's ``count_guard_attempt``, one
+    ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per attempt, right ones included; then the
+    bill's state), each in its own transaction, through the gateway's engine
+    (``create_db_engine``, pool of ``threads``), on ``threads`` threads. No link, no TLS, no
+    framing, no reactor."""
+    assert config.mpn is not None
+    network = MpnNetwork(config.mpn, None, None, None)  # type: ignore[arg-type]  # _inquiry uses none
     engine = create_db_engine(url, pool_size=threads)
     rng = random.Random(seed)
     keys = [(s, bills.key(s)) for s in (rng.randint(1, bills.count) for _ in range(n + 200))]
@@ -539,18 +568,14 @@ def direct_lookups(url: str, bills: Bills, threads: int, n: int, seed: int) -> D
     def session() -> Iterator[Step]:
         def step(i: int, warm: bool) -> None:
             serial, key = keys[i if warm else 200 + i]
+            request = Message(Header("1100", "0002", day, f"{i % 10**8:08d}"), Inquiry(key))
             with engine.begin() as conn:
-                found = payeasy_lookup(conn, key.institution_code, key.customer_number, day)
-                if found is None:
-                    raise BenchFailure(f"bill {serial}: not found")
-                bill, kana, failures = found
-                if failures >= 5:
-                    raise BenchFailure(f"bill {serial}: guarded")
-                assert bill.payeasy is not None
-                if bill.payeasy.confirmation_number != key.confirmation_number:
-                    raise BenchFailure(f"bill {serial}: wrong 確認番号")
-                if bill.amount != amount_of(serial) or not kana:
-                    raise BenchFailure(f"bill {serial}: amount {bill.amount}")
+                response = network._inquiry(conn, request)
+            code, body = response.header.response_code, response.body
+            if code != "0000" or not isinstance(body, InquiryAnswer):
+                raise BenchFailure(f"bill {serial}: answered {code}")
+            if body.amount != amount_of(serial) or not body.biller_name:
+                raise BenchFailure(f"bill {serial}: amount {body.amount}")
 
         yield step
 
@@ -631,10 +656,11 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     say(f"daemon stopped ({how})")
 
     n = max(2, round(args.rate * args.seconds))
+    config = load_config(gateway.config_path)
     direct = []
     for threads in DIRECT_THREADS:
-        say(f"direct: {n} lookups on {threads} thread(s)")
-        direct.append(direct_lookups(db.url, load.bills, threads, n, seed=7))
+        say(f"direct: {n} 照会 on {threads} thread(s) (MpnNetwork._inquiry, no link)")
+        direct.append(direct_lookups(db.url, config, load.bills, threads, n, seed=7))
     return Result(
         load,
         args.rate,
@@ -687,8 +713,9 @@ def report(r: Result) -> str:
         f" {sat.rate:.1f}/s, send→answer p50 {sat.timing().percentile_ms(50):.1f} ms,"
         f" p99 {sat.timing().percentile_ms(99):.1f} ms",
         f"              {_cpu(sat.cpu, sat)}",
-        f"  direct:     the same call (payeasy_lookup: one SELECT), one"
-        " transaction per lookup, create_db_engine; daemon stopped; 200 warm-up;"
+        "  direct:     MpnNetwork._inquiry, the daemon's own store call (payeasy_lookup: one"
+        " SELECT; count_guard_attempt: one upsert), one transaction per 照会, create_db_engine;"
+        " daemon stopped; 200 warm-up;"
         f" {one.timing.count} lookups: 1 thread {one.timing.rate:.1f}/s"
         f" (p50 {one.timing.percentile_ms(50):.2f} ms,"
         f" p99 {one.timing.percentile_ms(99):.2f} ms), {many.threads} threads"

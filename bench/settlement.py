@@ -12,15 +12,17 @@ directory): ``migrate``; ``B`` billers (``create_biller``) each with one monthly
 2026-11-01 (``save_plan``); one bill per payment and ``N`` confirmed payments spread at random over
 the billers and the three channels, paid and confirmed in November 2026 (JST), plus 2 % pending
 (速報 only) and 1 % voided ones that must not be paid out, loaded with ``copy_rows`` (``COPY`` on
-PostgreSQL), then ``VACUUM ANALYZE``. Then:
+PostgreSQL), then ``VACUUM ANALYZE``. A bill's お客様番号 and ``page_token`` are what a daemon
+with the example config issues and stores (``customer_number`` under its ``[mpn] number_key``,
+``BillService.stored_token`` under its ``[secrets] key``). Then:
 
 1. baseline (timed, best of 3): one ``SELECT biller_id, channel, count(*), sum(amount),
    sum(stamped) FROM payments WHERE status = 'confirmed' AND confirmed_at < 2026-12-01 JST
    GROUP BY biller_id, channel``: the figures every settlement needs, in one read of the rows;
 2. settlement (timed): ``settle_next(conn, biller, today=2026-12-01, ...)`` for every biller,
    each in its own transaction (``engine.begin()``), as the settlement job runs it, on
-   ``--workers`` threads (default 2, the job's own default on PostgreSQL, ``[settlement]
-   workers``; SQLite has one writer, so there it is 1);
+   ``--workers`` threads (default: as the job runs, 2 on PostgreSQL, its ``[settlement]
+   workers`` default, and 1 on SQLite, which has one writer);
 3. checks: one settlement per biller; its lines add up to its payout; its counts and yen are the
    baseline's (per biller and channel), its fees, tax, stamp duty and payout are the plan's
    arithmetic done here; every confirmed payment claimed by its biller's settlement, no pending
@@ -37,25 +39,32 @@ import hashlib
 import json
 import random
 import re
-import secrets
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _daemon import BenchFailure, ScratchDatabase, bench_main, durability_settings, say
-from bills_api import Step, Timing, run_concurrently
+from _daemon import (
+    EXAMPLE_CONFIG,
+    BenchFailure,
+    ScratchDatabase,
+    bench_main,
+    durability_settings,
+    say,
+)
+from bills_api import Step, Timing, run_concurrently, stored_page_token
 from cvs_ingest import _table, code_state
 from sqlalchemy import and_, case, event, func, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
 from gateway import ids
+from gateway.config import load_config
 from gateway.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
 from gateway.mappers.cvs import barcode
 from gateway.model import JST, BillStatus, Channel, PaymentStatus, transfer_key
@@ -88,8 +97,8 @@ PLAN = FeePlan(
         Channel.TRANSFER: ChannelRates(per_payment=40),
     },
 )
-COMPANY_CODE = "987654"  # the example config's [cvs] company_code
-INSTITUTION_CODE = "58191"  # the example config's [mpn] institution_code
+COMPANY_CODE = "987654"  # the example config's [cvs] company_code (checked)
+INSTITUTION_CODE = "58191"  # the example config's [mpn] institution_code (checked)
 CENTER_CODE = "0001"  # 仕向センタコード in a Pay-easy payment's event key
 DEBIT_DAYS = (date(2026, 11, 5), date(2026, 11, 16), date(2026, 11, 26))  # 振替日
 PENDING_SHARE, VOIDED_SHARE = 0.02, 0.01  # of --payments, on top of them
@@ -227,7 +236,29 @@ def month(n_billers: int, n_confirmed: int, rng: random.Random) -> list[Pay]:
     return made
 
 
-def bill_row(p: Pay, biller_id: str, code: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Issuing:
+    """What a daemon with the example config gives a bill: the key of its お客様番号
+    permutation (``[mpn] number_key``) and what ``bills.page_token`` stores
+    (``BillService.stored_token`` under ``[secrets] key``)."""
+
+    number_key: bytes
+    page_token: Callable[[str, str], str]
+
+    @classmethod
+    def example(cls) -> Issuing:
+        config = load_config(EXAMPLE_CONFIG)
+        if config.cvs is None or config.mpn is None:
+            raise BenchFailure(f"{EXAMPLE_CONFIG}: no [cvs] or [mpn]: update bench/settlement.py")
+        if (config.cvs.company_code, config.mpn.institution_code) != (
+            COMPANY_CODE,
+            INSTITUTION_CODE,
+        ):
+            raise BenchFailure(f"{EXAMPLE_CONFIG}: other codes: update bench/settlement.py")
+        return cls(config.mpn.number_key, stored_page_token(config))
+
+
+def bill_row(p: Pay, biller_id: str, code: str, issuing: Issuing) -> dict[str, Any]:
     """The bill of ``p``: every column insert_bill and its UPDATE set, as the API stores a bill
     of that one channel with id = serial, and the state its payment left it in."""
     bill_no = f"N-{p.bill_id:07d}"
@@ -255,7 +286,7 @@ def bill_row(p: Pay, biller_id: str, code: str) -> dict[str, Any]:
         double_paid=False,
         late=False,
         stamp=p.stamped,
-        page_token=secrets.token_urlsafe(24),  # as BillService.new_token
+        page_token=issuing.page_token(biller_id, bill_no),
         fingerprint=hashlib.sha256(bill_no.encode()).hexdigest(),
         created_at=BILLS_CREATED,
         updated_at=p.confirmed_at or p.voided_at or p.paid_at,
@@ -273,7 +304,7 @@ def bill_row(p: Pay, biller_id: str, code: str) -> dict[str, Any]:
     elif p.channel is Channel.PAYEASY:
         row.update(
             payeasy_institution_code=INSTITUTION_CODE,
-            payeasy_customer_number=customer_number(code, p.bill_id),
+            payeasy_customer_number=customer_number(code, p.bill_id, issuing.number_key),
             payeasy_confirmation_number=f"{p.bill_id * 7919 % 1_000_000:06d}",
         )
     return row
@@ -333,7 +364,7 @@ class Load:
         return f"VACUUM ANALYZE {self.analyze_seconds:.1f}s"
 
 
-def load(engine: Engine, n_billers: int, n_confirmed: int) -> Load:
+def load(engine: Engine, n_billers: int, n_confirmed: int, issuing: Issuing) -> Load:
     """Billers with their plan, then bills and payments with copy_rows, one transaction."""
     rng = random.Random(SEED)
     t0 = time.perf_counter()
@@ -363,7 +394,7 @@ def load(engine: Engine, n_billers: int, n_confirmed: int) -> Load:
             bill_rows, payment_rows = [], []
             for p in pays[start : start + CHUNK]:
                 biller_id = biller_ids[p.biller]
-                bill = bill_row(p, biller_id, codes[biller_id])
+                bill = bill_row(p, biller_id, codes[biller_id], issuing)
                 bill_rows.append(bill)
                 payment_rows.append(payment_row(p, biller_id, codes[biller_id], bill))
                 counts[p.status] += 1
@@ -802,7 +833,7 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
             f"load on {db.backend}: {args.billers} billers with a fee plan, {args.payments:,}"
             " confirmed payments + 2 % pending + 1 % voided, a bill each (not timed)"
         )
-        loaded = load(engine, args.billers, args.payments)
+        loaded = load(engine, args.billers, args.payments, Issuing.example())
         check_sample(engine)
         say(
             f"loaded in {loaded.seconds:.1f}s (rows built {loaded.build_seconds:.1f}s) +"
@@ -942,8 +973,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--workers",
         type=int,
-        default=2,
-        help="threads settling billers at once (default 2, the job's [settlement] workers)",
+        default=None,
+        help="threads settling billers at once (default: as the job, [settlement] workers = 2"
+        " on PostgreSQL, 1 on SQLite)",
     )
     p.add_argument("--baseline-runs", type=int, default=3, help="best of (default 3)")
     args = p.parse_args(argv)
@@ -951,9 +983,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--billers must be 1 to 99,999 (biller codes have 5 digits)")
     if not 1 <= args.payments <= 9_000_000:
         p.error("--payments must be 1 to 9,000,000 (bill numbers have 7 digits)")
-    if args.workers < 1 or args.baseline_runs < 1:
+    if (args.workers is not None and args.workers < 1) or args.baseline_runs < 1:
         p.error("--workers and --baseline-runs must be at least 1")
-    if make_url(args.database_url).get_backend_name() == "sqlite":
+    sqlite = make_url(args.database_url).get_backend_name() == "sqlite"
+    if args.workers is None:  # gateway.settlement.SettlementJob: one worker on SQLite
+        args.workers = 1 if sqlite else 2
+    if sqlite:
         args.database_url = None  # _daemon.scratch_database: SQLite in the temporary directory
     return args
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import secrets
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -58,6 +57,7 @@ from _daemon import (
     set_toml_values,
     toml_string,
 )
+from bills_api import stored_page_token
 from cvs_ingest import code_state
 from sqlalchemy import (
     Column,
@@ -193,10 +193,13 @@ class Debits:
     seconds: float
 
 
-def set_up(engine: Engine, n: int, debit_date: date) -> Debits:
+def set_up(engine: Engine, config: Config, n: int, debit_date: date) -> Debits:
     """Migrate; one biller (transfer channel) with its consignor contract; ``n`` active mandates
-    C0000001... and ``n`` open transfer bills of those customers, due on ``debit_date``."""
+    C0000001... and ``n`` open transfer bills of those customers, due on ``debit_date``, each
+    with the ``page_token`` the API would store (``BillService.stored_token`` under the
+    config's ``[secrets] key``)."""
     t0 = time.perf_counter()
+    page_token = stored_page_token(config)
     migrate(engine)
     now = utc_now()
     bank_name, branch_name = bank_names(BANK, BRANCH)
@@ -263,7 +266,7 @@ def set_up(engine: Engine, n: int, debit_date: date) -> Debits:
                 "payeasy_institution_code": None,
                 "payeasy_customer_number": None,
                 "payeasy_confirmation_number": None,
-                "page_token": secrets.token_urlsafe(24),  # as BillService.new_token
+                "page_token": page_token(BILLER_ID, bill_no),
                 "fingerprint": hashlib.sha256(bill_no.encode()).hexdigest(),
                 "created_at": now,
                 "updated_at": now,
@@ -599,7 +602,7 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
         debit_date = calendar.add_business_days(today, LEAD_DAYS)
         say(f"set-up on {db.backend}: {n} mandates and open bills due {debit_date} (not timed)")
         with step("set-up"):
-            debits = set_up(engine, n, debit_date)
+            debits = set_up(engine, config, n, debit_date)
         say(f"set-up done in {debits.seconds:.1f}s")
 
         say(f"request: prepare_requests + write_pending for {debit_date}")
