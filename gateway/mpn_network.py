@@ -48,6 +48,7 @@ from gateway.store.mpn import (
     day_counters,
     day_payments,
     payeasy_lookup,
+    purge_guard_before,
     record_day_close,
 )
 
@@ -197,7 +198,8 @@ class MpnNetwork:
         self, day: date, theirs: tuple[int, int, int, int] | None
     ) -> Deferred[dict[str, Any]]:
         """Store the day's counters with the center's, flag a difference, confirm the day's
-        pending 消込 (a payment the center counted is final)."""
+        pending 消込 (a payment the center counted is final), and drop the guard's counts of the
+        days before it."""
         return self.store.run_interaction("mpn.close", self._close, day, theirs)
 
     def _close(
@@ -206,6 +208,7 @@ class MpnNetwork:
         ours = day_counters(conn, day)
         now = clock_now(self.reactor)
         record_day_close(conn, day, ours, theirs, now)
+        purge_guard_before(conn, day)
         confirmations = [
             Received(
                 CollectionEvent(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -19,7 +20,7 @@ from gateway.model import Bill
 from gateway.payeasy import valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import mpn_guard
-from tests.test_mpn_answers import Desk, desk  # noqa: F401 (the fixture)
+from tests.test_mpn_answers import TODAY, Desk, desk  # noqa: F401 (the fixture)
 
 WRONG = "000000"
 
@@ -115,3 +116,18 @@ def test_consecutive_bills_get_unrelated_customer_numbers(desk: Desk) -> None:  
     assert not any(abs(b - a) <= 1000 for a, b in itertools.pairwise(middles))
     # Numbers are found as stored: each answers its own 照会.
     assert {desk.inquire(b) for b in made[:3]} == {"0000"}
+
+
+def test_the_day_close_drops_the_guard_counts_of_the_days_before(desk: Desk) -> None:  # noqa: F811
+    """Every 照会 writes a guard row for its number and business day, so the table would grow
+    by the day's numbers every day: the 閉局 of a day deletes the rows of the days before it and
+    keeps that day's (a count decides only on its own day)."""
+    bill = desk.bill("P-1")
+    for day in (TODAY - timedelta(days=2), TODAY - timedelta(days=1), TODAY):
+        with desk.engine.begin() as conn:
+            desk.network._inquiry(conn, desk.request("1100", Inquiry(desk.key(bill)), day=day))
+    with desk.engine.begin() as conn:
+        desk.network._close(conn, TODAY - timedelta(days=1), None)
+    with desk.engine.connect() as conn:
+        days = sorted(conn.execute(select(mpn_guard.c.business_date)).scalars())
+    assert days == [TODAY - timedelta(days=1), TODAY]

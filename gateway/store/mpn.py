@@ -43,6 +43,14 @@ def count_guard_attempt(
     return int(conn.execute(stmt).scalar_one())
 
 
+def purge_guard_before(conn: Connection, day: date) -> int:
+    """Delete the guard's counts of business days before ``day``: a count decides only on its
+    own day, and every 照会 writes one row per number and day. The 閉局 calls it for the day
+    it closes, so the table holds at most today's and the day before's numbers."""
+    result = conn.execute(mpn_guard.delete().where(mpn_guard.c.business_date < day))
+    return int(result.rowcount or 0)
+
+
 def _day(day: date) -> str:
     return f"{day:%Y%m%d}"
 
