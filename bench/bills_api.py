@@ -39,10 +39,11 @@ from _daemon import (
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from gateway.bills import BillService, parse_bill_request
+from gateway.bills import parse_bill_request
 from gateway.config import Config, load_config
 from gateway.model import JST, Biller, BillStatus
 from gateway.networks import Issuer
+from gateway.secretbox import SecretBox
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.schema import bill_slips, bills, events
@@ -79,7 +80,7 @@ class RowMaker:
     page_token: Callable[[str, str], str] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "page_token", stored_page_token(self.config, self.issuer))
+        object.__setattr__(self, "page_token", stored_page_token(self.config))
 
     def rows(self, prefix: str, count: int) -> list[dict[str, Any]]:
         return [self.row(f"{prefix}-{i:06d}", i, SERIAL_BASE[prefix] + i) for i in range(count)]
@@ -136,13 +137,12 @@ class RowMaker:
         return row
 
 
-def stored_page_token(config: Config, issuer: Issuer | None = None) -> Callable[[str, str], str]:
-    """``BillService.stored_token`` of a service configured as the daemon is: what
-    ``bills.page_token`` holds for (biller id, bill number), the SHA-256 of the page token the
-    service derives under ``[secrets] key``. The service's own method, so the rows inserted raw
-    hold what the API stores (and their page URLs work); it needs neither store nor clock."""
-    service = BillService(None, None, config, issuer or Issuer(config))  # type: ignore[arg-type]
-    return service.stored_token
+def stored_page_token(config: Config) -> Callable[[str, str], str]:
+    """What ``bills.page_token`` holds for (biller id, bill number): the SHA-256 of the page
+    token derived under ``[secrets] key``, by the function ``BillService.stored_token`` calls,
+    so the rows inserted raw hold what the API stores (and their page URLs work)."""
+    assert config.secret_key is not None, "[secrets] key"
+    return SecretBox(config.secret_key).stored_page_token
 
 
 # --- running work from many threads ----------------------------------------------------------

@@ -234,7 +234,7 @@ def raw_rows(
     """The ``bills`` rows the API stores for these CSV rows (every column insert_bill and its
     UPDATE set), under bill_nos prefixed ``R`` and serials from ``base``, so nothing collides."""
     issuer = Issuer(config)
-    page_token = stored_page_token(config, issuer)  # as BulkService: BillService.stored_token
+    page_token = stored_page_token(config)  # what BulkService stores (BillService.stored_token)
     now = datetime.now(UTC)
     rows = []
     for i, line in enumerate(lines):

@@ -171,7 +171,7 @@ class RowText:
     def __init__(self, gateway_config: Config, biller: Biller, today: date, due: date) -> None:
         self.config = gateway_config
         self.issuer = Issuer(gateway_config)
-        self.page_token = stored_page_token(gateway_config, self.issuer)
+        self.page_token = stored_page_token(gateway_config)
         self.biller = biller
         self.today = today
         self.due = due

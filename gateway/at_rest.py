@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from gateway.secretbox import SecretBox, token_hash
+from gateway.secretbox import SecretBox
 from gateway.store import Store
 from gateway.store.migrate import schema_is_current
 from gateway.store.pages import bills_without_token_hash, set_token_hashes
@@ -65,7 +65,7 @@ class SecretsAtRest(Service):
             )
             if not todo:
                 break
-            hashes = [(pk, token_hash(self.box.page_token(b, no))) for pk, b, no in todo]
+            hashes = [(pk, self.box.stored_page_token(b, no)) for pk, b, no in todo]
             await self.store.run_interaction("at_rest.set_tokens", set_token_hashes, hashes)
             bills += len(todo)
         found: list[tuple[int, str, str]] = await self.store.run_interaction(

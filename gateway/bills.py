@@ -40,7 +40,7 @@ from gateway.model import (
 )
 from gateway.networks import Issuer
 from gateway.secretbox import ENV as SECRET_ENV
-from gateway.secretbox import SecretBox, token_hash
+from gateway.secretbox import SecretBox
 from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.bills import (
@@ -244,7 +244,7 @@ class BillService:
 
     def stored_token(self, biller_id: str, bill_no: str) -> str:
         """What ``bills.page_token`` keeps of the bill's page token."""
-        return token_hash(self.box.page_token(biller_id, bill_no))
+        return self.box.stored_page_token(biller_id, bill_no)
 
     def page_url_of(self, biller_id: str, bill_no: str) -> str:
         return f"{self.public_url}/p/{self.box.page_token(biller_id, bill_no)}"

@@ -62,6 +62,10 @@ class SecretBox:
         mac = hmac.digest(self._pages, f"{biller_id}\n{bill_no}".encode(), "sha256")
         return base64.urlsafe_b64encode(mac[:24]).decode("ascii")
 
+    def stored_page_token(self, biller_id: str, bill_no: str) -> str:
+        """What ``bills.page_token`` keeps of the bill's page token: its SHA-256."""
+        return token_hash(self.page_token(biller_id, bill_no))
+
     def encrypt(self, secret: str, context: str) -> str:
         """``v1:`` + unpadded base64url of nonce + ciphertext: a ``whsec_`` secret of 43
         characters takes 99 (the column holds 100), its prefix being one flag byte."""
