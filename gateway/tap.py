@@ -39,4 +39,10 @@ def makeService(options: Options) -> IService:
 
     from gateway.service import make_service
 
-    return make_service(options.config, reactor)
+    try:
+        return make_service(options.config, reactor)
+    except ConfigError as e:
+        # A file the configuration names (a certificate, a CA) is found wanting only when the
+        # service is built: one line naming the option, as for load_config's errors, not a
+        # traceback. Nothing has listened yet.
+        raise SystemExit(f"configuration error: {e}") from None

@@ -228,3 +228,36 @@ def test_certs_make(tmp_path: Path) -> None:
     assert (tmp_path / "tls" / "gateway.key").stat().st_mode & 0o777 == 0o600
     refused = admin_cli(config, "certs", "make", str(tmp_path / "tls"), ok=False)
     assert refused.returncode == 1 and "exists" in refused.stderr
+
+
+@pytest.mark.parametrize("option", ["mail.ca", "cvs.link.ca"])
+def test_a_file_the_config_names_that_cannot_be_read_stops_the_daemon_in_one_line(
+    tmp_path: Path, option: str
+) -> None:
+    """A CA file that does not exist is found when the service is built, after the config was
+    parsed: the daemon exits non-zero with one line naming the option, not a traceback, and
+    nothing listens."""
+    missing = tmp_path / "no-such-ca.pem"
+    tls = tmp_path / "tls"
+    admin_cli(tmp_path / "unused.toml", "certs", "make", str(tls))
+    if option == "mail.ca":
+        extra = (
+            '[mail]\nrelay = "tcp:127.0.0.1:2525"\nsender = "billing@example.jp"\n'
+            f'ca = "{missing}"\n'
+        )
+    else:
+        extra = (
+            f'[tls]\nca = "{tls}/ca.pem"\ncertificate = "{tls}/gateway.pem"\n'
+            f'key = "{tls}/gateway.key"\n\n[cvs.link]\nlisten = "tcp:0:interface=127.0.0.1"\n'
+            f'peers = ["cvs-agency"]\nca = "{missing}"\n'
+        )
+    config, api_port, metrics_port = write_config(
+        tmp_path, f"sqlite:///{tmp_path}/g.sqlite3", extra=extra
+    )
+    daemon = start_daemon(config, api_port, metrics_port)
+    assert daemon.proc.wait(30) != 0
+    output = daemon.output()
+    assert f"configuration error: {option}:" in output
+    assert "Traceback" not in output
+    with socket.socket() as s, pytest.raises(OSError):
+        s.connect(("127.0.0.1", api_port))
