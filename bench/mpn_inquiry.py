@@ -55,16 +55,16 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from gateway import payeasy
-from gateway.bills import parse_bill_request
+from gateway.billing.bills import parse_bill_request
 from gateway.config import load_config
+from gateway.infra.tls import TLSFiles
+from gateway.mappers.mpn import numbers as payeasy
 from gateway.mappers.mpn.mapper import Inquiry, InquiryAnswer, Key, Message
 from gateway.model import JST, Biller, BillStatus
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.mpn import payeasy_lookup
-from gateway.tls import TLSFiles
 from simulators.mpn_link import MpnCenterFactory, listen_mpn_center
 
 TICK = 0.002  # seconds between two turns of the fixed-rate schedule

@@ -1,4 +1,4 @@
-"""GS1-128 as SVG (gateway/barcode_svg.py): Code 128 tables by hand, then a real reader.
+"""GS1-128 as SVG (gateway/render/barcode_svg.py): Code 128 tables by hand, then a real reader.
 
 The reader test renders each SVG with ``rsvg-convert`` (Debian librsvg2-bin) and decodes the PNG
 with ``zbarimg`` (Debian zbar-tools). What zbarimg 0.23 reports for our symbols:
@@ -26,8 +26,9 @@ from typing import Any
 
 import pytest
 
-from gateway import barcode_svg as module
-from gateway.barcode_svg import (
+from gateway.mappers.cvs.barcode import parse
+from gateway.render import barcode_svg as module
+from gateway.render.barcode_svg import (
     FNC1,
     START_C,
     STOP,
@@ -36,7 +37,6 @@ from gateway.barcode_svg import (
     code128_gs1_modules,
     gs1_128_symbol_values,
 )
-from gateway.mappers.cvs.barcode import parse
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cvs"
 VALID: list[dict[str, Any]] = json.loads((FIXTURES / "barcodes.json").read_text("utf-8"))["valid"]

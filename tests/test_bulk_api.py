@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from gateway.mappers.bills_csv import RESULT_COLUMNS
 from gateway.mappers.cvs import barcode
-from gateway.payeasy import permute_digits, valid_customer_number
+from gateway.mappers.mpn.numbers import permute_digits, valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import (
     bill_batch_items,

@@ -149,7 +149,7 @@ def test_two_overlapping_halves_give_the_same_ledger(
 
 @pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("invalid_*.txt")))
 def test_an_invalid_file_is_refused_whole(configured: Path, migrated_url: str, name: str) -> None:
-    from gateway.admin import main
+    from gateway.app.admin.commands import main
 
     assert main(["-c", str(configured), "import", "cvs", str(FIXTURES / name)]) == 1
     assert ledger(migrated_url)["messages"] == 0
@@ -159,7 +159,7 @@ def test_an_invalid_file_is_refused_whole(configured: Path, migrated_url: str, n
 async def watching(tmp_path: Path, migrated_url: str) -> AsyncIterator[Running]:
     from twisted.internet import reactor  # noqa: TID251
 
-    from gateway.service import make_service
+    from gateway.app.service import make_service
 
     path = tmp_path / "gateway.toml"
     path.write_text(
@@ -220,9 +220,10 @@ async def test_agency_csv_and_result_file_name_the_same_payments(
 ) -> None:
     from twisted.internet import reactor  # noqa: TID251
 
-    from gateway.bills import bill_json
+    from gateway.billing.bills import bill_json
     from gateway.ingest import Ingest
-    from gateway.networks import CvsNetwork, Issuer
+    from gateway.networks.cvs import CvsNetwork
+    from gateway.networks.issuer import Issuer
     from gateway.store import Store
 
     config = load_config(configured)
@@ -264,7 +265,7 @@ async def test_the_daemon_polls_the_agency_csv_into_the_ledger(
     endpoint and the payments it lists land in the ledger, once, however often it polls."""
     from twisted.internet import reactor  # noqa: TID251
 
-    from gateway.service import make_service
+    from gateway.app.service import make_service
     from simulators.cvs import Agency, Scenario, Slip, serve_agency_csv
 
     path = tmp_path / "gateway.toml"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from gateway.app.process import DaemonProcess
 from gateway.mappers.cvs import barcode
-from gateway.process import DaemonProcess
 from gateway.store import create_db_engine
 from gateway.store.schema import bills, events
 from tests.conftest import due
@@ -143,7 +143,7 @@ def test_readyz_is_false_until_the_schema_is_migrated(tmp_path: Path, database_u
 def test_migrate_on_start_with_json_logs(tmp_path: Path, database_url: str) -> None:
     config, api_port, metrics_port = write_config(tmp_path, database_url, migrate_on_start=True)
     daemon = DaemonProcess.start(
-        config, api_port, metrics_port, twistd_args=("--logger", "gateway.logs.json_observer")
+        config, api_port, metrics_port, twistd_args=("--logger", "gateway.app.logs.json_observer")
     )
     try:
         daemon.wait()
@@ -152,7 +152,8 @@ def test_migrate_on_start_with_json_logs(tmp_path: Path, database_url: str) -> N
         daemon.stop()
     records = [json.loads(line) for line in daemon.output().splitlines() if line.strip()]
     assert any(
-        r.get("log_namespace") == "gateway.service" and r.get("name") == "api" for r in records
+        r.get("log_namespace") == "gateway.protocols.listen" and r.get("name") == "api"
+        for r in records
     )
     assert any("Schema migrated" in r.get("log_format", "") for r in records)
 

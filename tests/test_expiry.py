@@ -1,4 +1,4 @@
-"""The expiry job (gateway/expiry.py) on a driven clock, against the real store.
+"""The expiry job (gateway/billing/expiry.py) on a driven clock, against the real store.
 
 Bills go in through the merchant API of the in-process daemon (due dates in the future, as the
 API requires); the job under test has a store of its own on the same database and a
@@ -20,7 +20,7 @@ from sqlalchemy import select
 from twisted.internet import task
 from twisted.internet.defer import gatherResults
 
-from gateway.expiry import ExpiryJob, expire_batch, expiry_service
+from gateway.billing.expiry import ExpiryJob, expire_batch, expiry_service
 from gateway.model import JST, MessageKind
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
@@ -126,8 +126,8 @@ async def test_bills_expire_the_day_after_their_due_date_once_with_one_event(
 @pytest_twisted.ensureDeferred
 async def test_the_daemons_event_carries_the_whole_bill_document(gateway: Running) -> None:
     """The daemon's own job (make_service) renders events with the API's bill document."""
-    from gateway.bills import BillService
-    from gateway.networks import Issuer
+    from gateway.billing.bills import BillService
+    from gateway.networks.issuer import Issuer
 
     acme = gateway.onboard("acme")
     due = jst_today() + timedelta(days=1)

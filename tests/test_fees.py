@@ -1,4 +1,4 @@
-"""Fee plans, cycles, periods, payout dates and statement arithmetic (gateway.fees, pure)."""
+"""Fee plans, cycles, periods, payout dates and statement arithmetic (gateway.money.fees, pure)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequest
-from gateway.fees import (
+from gateway.model import Channel
+from gateway.money.fees import (
     ChannelRates,
     Contract,
     Cycle,
@@ -23,7 +24,6 @@ from gateway.fees import (
     settle,
     tax_on,
 )
-from gateway.model import Channel
 
 
 def plan(

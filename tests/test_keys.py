@@ -18,8 +18,8 @@ from sqlalchemy import select
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
-from gateway.admin import main as admin_main
-from gateway.keys import NEGATIVE_SECONDS, Authenticator, hash_key, new_key, well_formed
+from gateway.app.admin.commands import main as admin_main
+from gateway.billing.keys import NEGATIVE_SECONDS, Authenticator, hash_key, new_key, well_formed
 from gateway.model import Principal
 from gateway.store import create_db_engine
 from gateway.store.billers import principal_for_hash

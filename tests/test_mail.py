@@ -23,7 +23,7 @@ from twisted.internet.task import deferLater
 from twisted.mail import smtp
 from zope.interface import implementer
 
-from gateway.notify import describe_failure
+from gateway.billing.notify import describe_failure
 from gateway.store import create_db_engine
 from gateway.store.schema import notifications
 from tests.conftest import Running, logged

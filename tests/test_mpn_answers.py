@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from twisted.internet.task import Clock
 
-from gateway.bills import bill_json
+from gateway.billing.bills import bill_json
 from gateway.config import load_config
 from gateway.ingest import Ingest, Received
 from gateway.mappers.mpn.mapper import (
@@ -27,8 +27,8 @@ from gateway.mappers.mpn.mapper import (
     ResendCheck,
 )
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
-from gateway.mpn_network import MpnNetwork
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
+from gateway.networks.mpn import MpnNetwork
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill
@@ -282,7 +282,7 @@ def test_a_store_failure_fails_the_answer_instead_of_raising(desk: Desk) -> None
 
 
 def test_a_reused_triple_with_other_content_is_not_applied_but_counted(desk: Desk) -> None:
-    from gateway.mpn_network import CONFLICTING_RESENDS
+    from gateway.networks.mpn import CONFLICTING_RESENDS
 
     first, second = desk.bill("P-1"), desk.bill("P-2", amount=3000)
     paid = desk.pay(first)

@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 from sqlalchemy import select
 
 from gateway.mappers.mpn.mapper import Inquiry
+from gateway.mappers.mpn.numbers import valid_customer_number
 from gateway.model import Bill
-from gateway.payeasy import valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import mpn_guard
 from tests.test_mpn_answers import Desk, desk  # noqa: F401 (the fixture)

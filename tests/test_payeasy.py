@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.payeasy import (
+from gateway.mappers.mpn.numbers import (
     confirmation_number,
     customer_number,
     permute_digits,

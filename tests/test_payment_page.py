@@ -22,9 +22,9 @@ import treq
 from sqlalchemy import update
 from twisted.logger import globalLogPublisher
 
-from gateway.expiry import ExpiryJob
+from gateway.billing.expiry import ExpiryJob
+from gateway.billing.pages import payment_place, receipt_number
 from gateway.model import JST, Channel, MessageKind, Payment, PaymentStatus
-from gateway.pages import payment_place, receipt_number
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
 from simulators.bank import SimulatedBank

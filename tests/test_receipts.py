@@ -24,7 +24,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
 from gateway.model import JST, Channel
-from gateway.pdf import (
+from gateway.render.pdf import (
     ELLIPSIS,
     GOTHIC,
     Column,
@@ -37,7 +37,7 @@ from gateway.pdf import (
     wrap,
     yen,
 )
-from gateway.receipts import MARGIN, STAMP_NOTE, Receipt, render_receipt
+from gateway.render.receipts import MARGIN, STAMP_NOTE, Receipt, render_receipt
 
 POPPLER_UTILS = "poppler-utils"
 POPPLER_DATA = "poppler-data"
@@ -279,7 +279,7 @@ def test_same_receipt_same_bytes() -> None:
 
 def test_same_bytes_in_another_process() -> None:
     script = (
-        "import sys, gateway.pdf as p, tests.test_receipts as t; "
+        "import sys, gateway.render.pdf as p, tests.test_receipts as t; "
         "assert p.text_width('あA', p.GOTHIC, 10) > 10, 'measuring before any render'; "
         "sys.stdout.buffer.write(t.render_receipt(t.RECEIPT))"
     )

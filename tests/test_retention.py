@@ -1,4 +1,5 @@
-"""The retention purge (gateway/retention.py): what it removes, what it keeps, its audit rows.
+"""The retention purge (gateway/billing/retention.py): what it removes, what it keeps, its
+audit rows.
 
 The pure parts (the cutoff, the redaction of a Zengin data record, the scrub of an event) are
 tested alone, the record against the spec's result vector. The job is tested against the real
@@ -26,12 +27,8 @@ from sqlalchemy.engine import Engine
 from twisted.internet import task
 from twisted.internet.defer import gatherResults
 
-from gateway.expiry import ExpiryJob
-from gateway.mappers.fields import parse_fields
-from gateway.mappers.files import split_records
-from gateway.mappers.zengin.records import DATA
-from gateway.model import JST, MessageKind, transfer_key
-from gateway.retention import (
+from gateway.billing.expiry import ExpiryJob
+from gateway.billing.retention import (
     PurgeReport,
     RetentionJob,
     months_before,
@@ -40,6 +37,10 @@ from gateway.retention import (
     retention_service,
     scrub_event_data,
 )
+from gateway.mappers.fields import parse_fields
+from gateway.mappers.files import split_records
+from gateway.mappers.zengin.records import DATA
+from gateway.model import JST, MessageKind, transfer_key
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import (
     bills,

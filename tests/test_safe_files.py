@@ -1,4 +1,5 @@
-"""gateway.safe_files: what a folder others can write to cannot make the daemon read or write."""
+"""gateway.infra.safe_files: what a folder others can write to cannot make the daemon read or
+write."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway import safe_files
-from gateway.safe_files import Refused
+from gateway.infra import safe_files
+from gateway.infra.safe_files import Refused
 
 
 @pytest.fixture

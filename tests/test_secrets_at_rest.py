@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import MetaData, select, text, update
 from sqlalchemy.engine import make_url
 
-from gateway.secretbox import SecretBox, token_hash
+from gateway.infra.secretbox import SecretBox, token_hash
 from gateway.store import create_db_engine
 from gateway.store.migrate import alembic_config, migrate
 from gateway.store.schema import bills, events, idempotency_keys, webhook_endpoints
@@ -142,7 +142,7 @@ async def test_tokens_and_secrets_stored_before_0009_still_work_and_are_hidden(
     old secret still signs, and nothing of them is left in the copy."""
     from twisted.internet import reactor  # noqa: TID251 - the real service, started again
 
-    from gateway.service import make_service
+    from gateway.app.service import make_service
 
     url = gateway.config.database.url
     acme = gateway.onboard("acme")

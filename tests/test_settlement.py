@@ -17,11 +17,11 @@ from sqlalchemy.engine import Engine
 from gateway import ids
 from gateway.config import load_config
 from gateway.errors import Conflict
-from gateway.fees import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
-from gateway.networks import Issuer
-from gateway.settlement import settlement_json
+from gateway.money.fees import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
+from gateway.money.settlement import settlement_json
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill

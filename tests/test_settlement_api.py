@@ -17,10 +17,10 @@ from typing import Any
 import pytest_twisted
 import treq
 
-from gateway.bills import bill_json
+from gateway.billing.bills import bill_json
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Channel, CollectionEvent, MessageKind
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.mpn import record_day_close
 from tests.conftest import Biller, Running, admin, due
@@ -260,7 +260,7 @@ async def test_the_mpn_day_close_is_shown_next_to_the_ledger(gateway: Running) -
 def test_contract_set_names_the_bad_field_and_settle_refuses_the_future(
     tmp_path: Path, migrated_url: str
 ) -> None:
-    from gateway.admin import main
+    from gateway.app.admin.commands import main
     from tests.conftest import config_text, onboard
 
     config = tmp_path / "gateway.toml"
@@ -287,7 +287,7 @@ async def test_the_job_settles_each_period_once_it_closes_on_the_injected_clock(
         task,
     )
 
-    from gateway.settlement import SETTLEMENTS_CREATED, SettlementJob, settlement_service
+    from gateway.money.settlement import SETTLEMENTS_CREATED, SettlementJob, settlement_service
     from gateway.store import Store
 
     school = gateway.onboard("school")
@@ -336,7 +336,7 @@ async def test_a_biller_whose_settlement_fails_does_not_hold_up_the_others(
     from sqlalchemy import update
     from twisted.internet import reactor  # noqa: TID251 - the store's threads need the reactor
 
-    from gateway.settlement import RUN_FAILURES, SettlementJob
+    from gateway.money.settlement import RUN_FAILURES, SettlementJob
     from gateway.store import Store
     from gateway.store.schema import fee_plans
 

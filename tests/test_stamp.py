@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from gateway.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold, stamp_required
+from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold, stamp_required
 
 DAY_BEFORE = date(2014, 3, 31)
 CHANGE = date(2014, 4, 1)

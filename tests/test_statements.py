@@ -1,9 +1,9 @@
 """Settlement statements: the CSVs read back with :mod:`csv`, the PDF with Poppler.
 
-The settlement is made by :func:`gateway.fees.settle` from a two-plan contract and a tally, so the
-lines are the real ones. The PDFs are read back as in ``test_receipts.py``: ``pdftoppm`` renders
-them, ``pdftotext`` gives back their text, ``pdfinfo`` counts pages (Debian ``poppler-utils`` and
-``poppler-data``). A missing tool fails the test; it is not skipped.
+The settlement is made by :func:`gateway.money.fees.settle` from a two-plan contract and a
+tally, so the lines are the real ones. The PDFs are read back as in ``test_receipts.py``:
+``pdftoppm`` renders them, ``pdftotext`` gives back their text, ``pdfinfo`` counts pages (Debian
+``poppler-utils`` and ``poppler-data``). A missing tool fails the test; it is not skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fees import (
+from gateway.model import JST, Channel
+from gateway.money.fees import (
     ChannelRates,
     Contract,
     Cycle,
@@ -33,9 +34,7 @@ from gateway.fees import (
     payout_date,
     settle,
 )
-from gateway.model import JST, Channel
-from gateway.pdf import yen
-from gateway.statements import (
+from gateway.money.statements import (
     DAILY_COLUMNS,
     FOOTNOTE,
     MARGIN,
@@ -46,6 +45,7 @@ from gateway.statements import (
     statement_csv,
     statement_pdf,
 )
+from gateway.render.pdf import yen
 from tests.test_receipts import page_count, png_size, run, text_of, words, write
 
 BILLER = "株式会社みなと電力"

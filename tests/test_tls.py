@@ -1,4 +1,5 @@
-"""gateway.tls: development certificates, the [tls] files, mutual TLS over loopback sockets."""
+"""gateway.infra.tls: development certificates, the [tls] files, mutual TLS over loopback
+sockets."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from gateway.errors import ConfigError
-from gateway.tls import (
+from gateway.infra.tls import (
     PEERS,
     TLSFiles,
     client_options,

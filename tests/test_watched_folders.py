@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from gateway import calendar
-from gateway.process import DaemonProcess, admin_json, http
+from gateway.app.process import DaemonProcess, admin_json, http
 from gateway.protocols.inbox import MAX_FILE_BYTES
 from tests.conftest import jst_today
 from tests.daemon import admin_cli, write_config

@@ -1,4 +1,4 @@
-"""Which addresses webhooks may reach (gateway.webhook_address), and the registration check
+"""Which addresses webhooks may reach (gateway.webhooks.address), and the registration check
 that uses it (the 422 naming ``url``)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequest
-from gateway.webhook_address import AddressPolicy, is_public, parse_literal
-from gateway.webhooks import parse_endpoint_request
+from gateway.webhooks.address import AddressPolicy, is_public, parse_literal
+from gateway.webhooks.api import parse_endpoint_request
 
 REFUSED = [
     "127.0.0.1",

@@ -1,4 +1,5 @@
-"""Webhook signatures (gateway/webhook_verify.py) and the retry schedule (gateway.webhooks.backoff).
+"""Webhook signatures (gateway/webhooks/signing.py) and the retry schedule
+(gateway.webhooks.api.backoff).
 
 The expected signatures are computed here with ``hmac`` directly, not with the module's own
 ``sign``, so a mistake in the module cannot agree with itself.
@@ -17,7 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.webhook_verify import (
+from gateway.webhooks.api import backoff
+from gateway.webhooks.signing import (
     MalformedSignature,
     SignatureError,
     StaleSignature,
@@ -26,7 +28,6 @@ from gateway.webhook_verify import (
     signature_header,
     verify_signature,
 )
-from gateway.webhooks import backoff
 
 SECRET = "whsec_4mW2Lq1t0p6V3b8y7Xk9Zr5sNc2Hd0Fg1Jm3Qa7Ue4I"
 T = 1_795_000_000  # 2026-11-18T...Z

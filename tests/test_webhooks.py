@@ -1,5 +1,5 @@
 """Webhooks end to end: the real service (make_service) in this process, a real HTTP receiver
-(twisted.web on 127.0.0.1:0) that checks every signature with gateway.webhook_verify, and the
+(twisted.web on 127.0.0.1:0) that checks every signature with gateway.webhooks.signing, and the
 delivery log read back through the API. SQLite, or PostgreSQL when GATEWAY_TEST_DATABASE_URL
 is set. Timers are short through [webhooks] (poll 0.05 s, back-off 0.05-0.2 s)."""
 
@@ -33,9 +33,9 @@ from gateway.store.billers import create_biller
 from gateway.store.events import append_event
 from gateway.store.schema import webhook_attempts, webhook_deliveries
 from gateway.store.webhooks import create_endpoint
-from gateway.webhook_address import AddressPolicy
-from gateway.webhook_delivery import WebhookDelivery
-from gateway.webhook_verify import SignatureError, verify_signature
+from gateway.webhooks.address import AddressPolicy
+from gateway.webhooks.delivery import WebhookDelivery
+from gateway.webhooks.signing import SignatureError, verify_signature
 from tests.conftest import Biller, Running, admin, config_text, due
 
 LOOPBACK = (IPv4Network("127.0.0.0/8"),)  # the receivers' network: allowed in these tests
@@ -64,7 +64,7 @@ def webhooks_toml(**over: Any) -> str:
 
 @asynccontextmanager
 async def gateway_with(tmp_path: Path, url: str, **webhooks: Any) -> AsyncIterator[Running]:
-    from gateway.service import make_service
+    from gateway.app.service import make_service
 
     path = tmp_path / "gateway.toml"
     path.write_text(config_text(url, webhooks=webhooks_toml(**webhooks)), encoding="utf-8")

@@ -27,7 +27,7 @@ import pytest_twisted
 from twisted.internet.task import deferLater
 from twisted.web import server
 
-from gateway.process import DaemonProcess, free_port, http
+from gateway.app.process import DaemonProcess, free_port, http
 from gateway.protocols.webhook_client import REFUSED_ADDRESS
 from tests.conftest import config_text, due
 from tests.daemon import admin_cli

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from gateway import calendar
+from gateway.app.process import DaemonProcess, admin_json, http
 from gateway.mappers.zengin.mapper import parse_file
-from gateway.process import DaemonProcess, admin_json, http
 from simulators.bank import SimulatedBank
 from tests.conftest import jst_today
 from tests.daemon import admin_cli, write_config

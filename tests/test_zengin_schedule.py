@@ -30,12 +30,12 @@ from gateway.model import (
     MandateStatus,
     Tax,
 )
+from gateway.networks.zengin import ZenginNetwork, prepare_requests
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill
 from gateway.store.schema import zengin_requests
 from gateway.store.zengin import insert_mandate, save_consignor
-from gateway.zengin_network import ZenginNetwork, prepare_requests
 from tests.conftest import config_text
 
 ACCOUNT = BankAccount("0005", "ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ", "135", "ｼﾌﾞﾔ", "1", "7654321")

@@ -17,7 +17,7 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from gateway import calendar
-from gateway.admin import main as admin_main
+from gateway.app.admin.commands import main as admin_main
 from gateway.mappers.zengin.mapper import ZenginFile, parse_file
 from gateway.model import MessageKind
 from simulators.bank import SimulatedBank

@@ -24,8 +24,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from gateway.infra.tls import TLSFiles, connect_tls_endpoint, make_certs
 from gateway.protocols.cvs import CvsLinkFactory, CvsLinkProtocol, listen_cvs_link
-from gateway.tls import TLSFiles, connect_tls_endpoint, make_certs
 from simulators.cvs_link import (
     AgencyLink,
     AgencyLinkClient,

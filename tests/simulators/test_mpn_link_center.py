@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
 from gateway.errors import PeerUnavailable
+from gateway.infra.tls import TLSFiles, connect_tls_endpoint, make_certs
 from gateway.mappers.mpn.mapper import (
     Close,
     Echo,
@@ -31,7 +32,6 @@ from gateway.mappers.mpn.mapper import (
     response_for,
 )
 from gateway.protocols.mpn import MpnLink, MpnLinkFactory, MpnLinkProtocol
-from gateway.tls import TLSFiles, connect_tls_endpoint, make_certs
 from simulators.mpn_link import MpnCenterFactory, MpnCenterProtocol, listen_mpn_center
 
 TIMEOUT = 10  # seconds; no network wait may be longer

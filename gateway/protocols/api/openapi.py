@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.bills import MAX_EVENTS_PAGE
+from gateway.billing.bills import MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_bulk import bulk_paths
 from gateway.protocols.api.params import PATH_PARAMS, path_param
