@@ -32,7 +32,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from gateway import calendar
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
+from gateway.mappers.zengin.mapper import parse_file
 from gateway.model import JST
 
 CONFIG = """\
@@ -351,8 +353,6 @@ def pay_through_payeasy(
 def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> None:
     """A water utility collects by account transfer: mandates, the request file of a debit
     date, the simulated bank, its result file through the inbox."""
-    from gateway import calendar
-    from gateway.mappers.zengin.mapper import parse_file
 
     biller_id, name, kana = WATER
     say(f"\n== {biller_id}: monthly water charges by bank account transfer (口座振替)")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gateway.billing.at_rest import SecretsAtRest
 from gateway.billing.bills import BillService
-from gateway.billing.bulk import BulkService
+from gateway.billing.bulk import MAX_BYTES, BulkService
 from gateway.billing.expiry import ExpiryJob, expiry_service
 from gateway.billing.keys import Authenticator
 from gateway.billing.mandates import MandateService
@@ -41,6 +42,7 @@ from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
+from gateway.protocols.bill_inbox import BillInbox
 from gateway.protocols.listen import ListenerService
 from gateway.protocols.ops import ops_site
 from gateway.store import Store
@@ -71,6 +73,21 @@ class StoreService(Service):
         self.store.stop()
         log.info("Store stopped")
         return None
+
+
+def bulk_inbox(bulk: BulkService, folder: Path, interval: float) -> IService:
+    """The billers' watched folder (``[bulk] inbox``): ``FOLDER/<biller_id>/NAME.csv``."""
+    return BillInbox(
+        folder,
+        lambda biller_id, name, data: Deferred.fromCoroutine(
+            bulk.register_file(biller_id, name, data)
+        ),
+        lambda biller_id: Deferred.fromCoroutine(bulk.biller_exists(biller_id)),
+        bulk.reactor,
+        interval,
+        refuse=bulk.refuse_entry,
+        max_bytes=MAX_BYTES,
+    )
 
 
 def make_service(config: Config, reactor: Any) -> MultiService:
@@ -169,7 +186,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
         for network_service in ZenginNetwork(config.zengin, store, ingest, reactor).services():
             network_service.setServiceParent(top)
     if config.bulk is not None:  # the billers' watched folder of bulk bill files
-        bulk.inbox_service(config.bulk.inbox, config.bulk.poll_interval).setServiceParent(top)
+        bulk_inbox(bulk, config.bulk.inbox, config.bulk.poll_interval).setServiceParent(top)
     if config.mail is not None:
         page_url = bills.page_url
         Mailer(config.mail, store, reactor, page_url).setServiceParent(top)

@@ -23,12 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
-from twisted.application.service import IService
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThreadPool
 
@@ -406,23 +404,7 @@ class BulkService:
 
         return write_csv(RESULT_COLUMNS, (line(i, b) for i, b in rows), encoding)
 
-    # --- the watched folder ----------------------------------------------------------------
-
-    def inbox_service(self, folder: Path, interval: float) -> IService:
-        """The billers' watched folder (``[bulk] inbox``): ``FOLDER/<biller_id>/NAME.csv``."""
-        from gateway.protocols.bill_inbox import BillInbox
-
-        return BillInbox(
-            folder,
-            lambda biller_id, name, data: Deferred.fromCoroutine(
-                self.register_file(biller_id, name, data)
-            ),
-            lambda biller_id: Deferred.fromCoroutine(self.biller_exists(biller_id)),
-            self.reactor,
-            interval,
-            refuse=self.refuse_entry,
-            max_bytes=MAX_BYTES,
-        )
+    # --- the watched folder (gateway.protocols.bill_inbox, wired by gateway.app.service) ------
 
     def refuse_entry(self, name: str, reason: str) -> FileOutcome:
         """An entry of the folder set aside unread (a link, not a regular file, too large):

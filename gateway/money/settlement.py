@@ -30,6 +30,7 @@ from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.infra.jobs import logged_run, timer
 from gateway.model import Principal
+from gateway.money import statements
 from gateway.money.fees import DailyCollection, FeePlan, Settlement, parse_plan
 from gateway.store import Store
 from gateway.store.billers import get_biller
@@ -257,7 +258,6 @@ class SettlementApi:
     ) -> tuple[str, str, bytes]:
         """(file name, content type, bytes) of a statement: ``csv``, ``pdf`` or
         ``payments`` (the CSV of every payment paid out)."""
-        from gateway.money import statements
 
         enc = encoding_of(encoding) if kind != "pdf" else "utf-8"
         settlement = await self.get(principal, settlement_id)

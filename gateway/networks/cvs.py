@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from gateway.clock import now
 from gateway.config import CvsConfig, TLSConfig
 from gateway.errors import FileErrors, RecordError
+from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
 from gateway.mappers.cvs.agency import (
@@ -26,7 +27,10 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
-from gateway.protocols.inbox import FileResult
+from gateway.protocols.cvs import listen_cvs_link
+from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
+from gateway.protocols.inbox import FileResult, InboxWatcher
+from gateway.protocols.listen import ListenerService
 
 log = Logger()
 
@@ -104,11 +108,6 @@ class CvsNetwork:
         return d.addCallback(lambda summary: FileResult(True, _summary(summary)))
 
     def services(self) -> list[IService]:
-        from gateway.infra.tls import TLSFiles
-        from gateway.protocols.cvs import listen_cvs_link
-        from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
-        from gateway.protocols.inbox import InboxWatcher
-        from gateway.protocols.listen import ListenerService
 
         services: list[IService] = []
         if self.config.files is not None:

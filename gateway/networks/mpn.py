@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import MpnConfig
+from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.mpn.mapper import (
     Cancel,
@@ -41,6 +42,7 @@ from gateway.mappers.mpn.mapper import (
     to_canonical,
 )
 from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
 from gateway.store.ledger import payments_by_keys
 from gateway.store.mpn import (
@@ -339,8 +341,6 @@ class DayCloser(Service):
 
 def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[IService], Any]:
     """The link and the day closer for make_service, and the link (for /readyz)."""
-    from gateway.infra.tls import TLSFiles
-    from gateway.protocols.mpn import MpnLink
 
     config = network.config
     assert config.connect is not None and config.center_code is not None and tls is not None

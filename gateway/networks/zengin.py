@@ -55,7 +55,7 @@ from gateway.mappers.zengin.mapper import (
 )
 from gateway.mappers.zengin.records import NETWORK, MandateAction
 from gateway.model import JST, Consignor, MandateStatus, MessageKind, parse_transfer_key
-from gateway.protocols.inbox import FileResult
+from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.store import Store
 from gateway.store.zengin import (
     Item,
@@ -468,7 +468,6 @@ class ZenginNetwork:
         )
 
     def services(self) -> list[IService]:
-        from gateway.protocols.inbox import InboxWatcher
 
         def tick() -> Deferred[None]:
             d = Deferred.fromCoroutine(self.scheduled())

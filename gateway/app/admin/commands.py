@@ -11,19 +11,40 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app.admin.common import Failure, utc_now
+from gateway.app.admin.keys import add_commands as add_key_commands
+from gateway.app.admin.settlement import add_commands as add_settlement_commands
+from gateway.billing.bills import bill_json
 from gateway.billing.keys import hash_key, new_key
+from gateway.billing.mandates import UnknownBank, bank_names
 from gateway.config import Config, load_config
 from gateway.errors import FileErrors, GatewayError
-from gateway.model import Channel
+from gateway.infra.tls import make_certs
+from gateway.ingest import Ingest, Received
+from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.mapper import parse_file
+from gateway.mappers.zengin.mapper import parse_file as parse_zengin
+from gateway.mappers.zengin.records import to_zengin_text
+from gateway.model import JST, BankAccount, Channel, Consignor
+from gateway.networks.issuer import Issuer
+from gateway.networks.zengin import (
+    RequestError,
+    apply_result,
+    check_debit_date,
+    prepare_requests,
+    write_pending,
+)
 from gateway.store import create_db_engine
-from gateway.store.billers import create_biller, insert_api_key
+from gateway.store.billers import create_biller, get_biller, insert_api_key
 from gateway.store.migrate import migrate
+from gateway.store.zengin import save_consignor
 from gateway.validation import BILLER_ID
 
 # Half-width katakana without small kana, digits, capitals, space and ( ) - . /
@@ -83,11 +104,6 @@ def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any
 
 def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Make a biller a 委託者 of account transfers (or change its contract)."""
-    from gateway.billing.mandates import UnknownBank, bank_names
-    from gateway.mappers.zengin.records import to_zengin_text
-    from gateway.model import BankAccount, Consignor
-    from gateway.store.billers import get_biller
-    from gateway.store.zengin import save_consignor
 
     if config.zengin is None:
         raise Failure("biller zengin: [zengin] is not in the configuration")
@@ -133,15 +149,6 @@ def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any
 
 def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Write the request files of a debit date into zengin.outbox (and any left pending)."""
-    from datetime import date
-
-    from gateway.model import JST
-    from gateway.networks.zengin import (
-        RequestError,
-        check_debit_date,
-        prepare_requests,
-        write_pending,
-    )
 
     if config.zengin is None:
         raise Failure("zengin request: [zengin] is not in the configuration")
@@ -164,9 +171,6 @@ def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, An
 
 def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Apply a Zengin result file as if it had arrived in the inbox (all records or none)."""
-    from gateway.mappers.zengin.mapper import parse_file as parse_zengin
-    from gateway.model import JST
-    from gateway.networks.zengin import apply_result
 
     if config.zengin is None:
         raise Failure("import zengin-result: [zengin] is not in the configuration")
@@ -186,11 +190,6 @@ def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[s
 
 def _ingest(config: Config) -> Any:
     """The ingest core as the daemon builds it, for commands that apply files by hand."""
-    from functools import partial
-
-    from gateway.billing.bills import bill_json
-    from gateway.ingest import Ingest
-    from gateway.networks.issuer import Issuer
 
     render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
     return Ingest(None, None, render, config.cvs.company_code if config.cvs else None)
@@ -221,10 +220,6 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Apply a CVS result file as if it had arrived in the inbox (all records or none)."""
-    from gateway.ingest import Received
-    from gateway.mappers.cvs import barcode
-    from gateway.mappers.cvs.mapper import parse_file
-    from gateway.model import JST
 
     path = Path(args.file)
     data = path.read_bytes()
@@ -244,7 +239,6 @@ def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.infra.tls import make_certs
 
     try:
         paths = make_certs(Path(args.dir), now=utc_now(), overwrite=args.force)
@@ -296,7 +290,6 @@ def parser() -> argparse.ArgumentParser:
     kc.add_argument("--biller")
     kc.add_argument("--admin", action="store_true")
     kc.set_defaults(fn=cmd_key_create)
-    from gateway.app.admin.keys import add_commands as add_key_commands
 
     add_key_commands(key)  # list, revoke, rotate
 
@@ -316,9 +309,7 @@ def parser() -> argparse.ArgumentParser:
     cm.add_argument("--force", action="store_true", help="overwrite existing files")
     cm.set_defaults(fn=cmd_certs_make, needs_config=False)
 
-    from gateway.app.admin.settlement import add_commands
-
-    add_commands(sub)
+    add_settlement_commands(sub)
     return p
 
 

@@ -13,10 +13,28 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from gateway import ids
 from gateway.app.admin.common import Failure, utc_now
 from gateway.config import Config
 from gateway.infra import safe_files
+from gateway.model import business_date
+from gateway.money import statements
+from gateway.money.fees import parse_plan
+from gateway.money.settlement import encoding_of, settlement_json
 from gateway.store import create_db_engine
+from gateway.store.billers import get_biller
+from gateway.store.mpn import day_close_report
+from gateway.store.settlements import (
+    billers_with_plans,
+    daily_collections,
+    get_settlement,
+    list_plans,
+    save_plan,
+    settle_next,
+    settled_payments,
+    settled_through,
+    settlement_biller,
+)
 
 
 def _day(text: str, option: str) -> date:
@@ -27,16 +45,12 @@ def _day(text: str, option: str) -> date:
 
 
 def _today() -> date:
-    from gateway.model import business_date
 
     return business_date(utc_now())
 
 
 def cmd_contract_set(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Add (or change, until it is settled) a fee plan version from a JSON file."""
-    from gateway.money.fees import parse_plan
-    from gateway.store.billers import get_biller
-    from gateway.store.settlements import save_plan
 
     path = Path(args.plan)
     try:
@@ -54,8 +68,6 @@ def cmd_contract_set(config: Config, args: argparse.Namespace) -> dict[str, Any]
 
 
 def cmd_contract_show(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.store.billers import get_biller
-    from gateway.store.settlements import list_plans, settled_through
 
     engine = create_db_engine(config.database.url, 1)
     with engine.connect() as conn:
@@ -71,9 +83,6 @@ def cmd_contract_show(config: Config, args: argparse.Namespace) -> dict[str, Any
 
 def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Settle every closed period now (what the daemon's job does every interval)."""
-    from gateway import ids
-    from gateway.money.settlement import settlement_json
-    from gateway.store.settlements import billers_with_plans, settle_next
 
     today = _today()
     day = _day(args.date, "--date") if args.date else today
@@ -97,15 +106,6 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_statement(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Write a settlement's statement (CSV, PDF, or the CSV of its payments) to a file."""
-    from gateway.money import statements
-    from gateway.money.settlement import encoding_of
-    from gateway.store.billers import get_biller
-    from gateway.store.settlements import (
-        daily_collections,
-        get_settlement,
-        settled_payments,
-        settlement_biller,
-    )
 
     encoding = encoding_of(args.encoding)
     out = Path(args.output)
@@ -130,10 +130,6 @@ def cmd_statement(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_report_daily(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    from gateway.money import statements
-    from gateway.money.settlement import encoding_of
-    from gateway.store.billers import get_biller
-    from gateway.store.settlements import daily_collections
 
     first, last = _day(args.from_, "--from"), _day(args.to, "--to")
     if last < first:
@@ -149,7 +145,6 @@ def cmd_report_daily(config: Config, args: argparse.Namespace) -> dict[str, Any]
 
 def cmd_mpn_days(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     """Each 閉局 next to the ledger's own totals for that day; mismatches flagged."""
-    from gateway.store.mpn import day_close_report
 
     first, last = _day(args.from_, "--from"), _day(args.to, "--to")
     engine = create_db_engine(config.database.url, 1)

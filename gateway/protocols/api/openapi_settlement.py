@@ -7,7 +7,7 @@ from typing import Any
 
 from gateway.model import Channel
 from gateway.money.fees import MAX_FEE, MAX_PAYOUT_DAYS, Cycle, LineKind, Rounding
-from gateway.protocols.api.openapi import DATE, TIMESTAMP, _json, _op, _query
+from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].schema()

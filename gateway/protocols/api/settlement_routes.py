@@ -18,6 +18,7 @@ from typing import Any
 from gateway.errors import FieldError
 from gateway.model import Principal
 from gateway.money.settlement import SettlementApi, daily_json, encoding_of, settlement_json
+from gateway.money.statements import daily_report_csv
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.params import PATH_PARAMS
 from gateway.validation import BILLER_ID
@@ -163,7 +164,6 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         )
 
     async def daily_report(call: Call) -> Response:
-        from gateway.money.statements import daily_report_csv
 
         principal = _biller(call)
         first, last = _date("from", call.query("from")), _date("to", call.query("to"))
