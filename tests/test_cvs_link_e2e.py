@@ -42,7 +42,7 @@ from gateway.store import create_db_engine
 from gateway.store.schema import collection_messages, payments
 from simulators.cvs_link import AgencyLink, start_agency_link
 from tests.conftest import config_text, due
-from tests.test_tls import stdlib_client
+from tests.infra.test_tls import stdlib_client
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,7 @@ from twisted.internet.task import deferLater
 
 from gateway.mappers.bills_csv import ERROR_COLUMNS
 from gateway.store.schema import bill_batches, bills, events
-from tests.conftest import Running
-from tests.test_bulk_api import (
+from tests.billing.test_bulk_api import (
     assert_result_matches_bills,
     count,
     csv_text,
@@ -22,6 +21,7 @@ from tests.test_bulk_api import (
     parse_result,
     post_csv,
 )
+from tests.conftest import Running
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ T = 1_795_000_000  # 2026-11-18T...Z
 BODY = (
     '{"id":"evt_0123456789abcdef01234567","seq":7,"type":"bill.created","data":{"x":"山田"}}'
 ).encode()
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "webhooks.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"
 
 
 def expected_hex(secret: str, t: int, body: bytes) -> str:

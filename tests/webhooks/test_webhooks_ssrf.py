@@ -32,7 +32,14 @@ from gateway.protocols.webhook_client import REFUSED_ADDRESS
 from tests.conftest import config_text, due
 from tests.daemon import admin_cli
 from tests.protocols.test_webhook_client import FakeResolver
-from tests.test_webhooks import Receiver, gateway_with, log_of, new_bills, reactor, wait_for
+from tests.webhooks.test_webhooks import (
+    Receiver,
+    gateway_with,
+    log_of,
+    new_bills,
+    reactor,
+    wait_for,
+)
 
 FAST = "poll_interval = 0.1\nbackoff_base = 0.1\nbackoff_cap = 0.5\ntimeout = 2\n"
 

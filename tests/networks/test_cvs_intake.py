@@ -22,7 +22,7 @@ from gateway.store import create_db_engine
 from gateway.store.schema import anomalies, bill_slips, bills, collection_messages, payments
 from tests.conftest import Running, admin, config_text, onboard
 
-FIXTURES = Path(__file__).parent / "fixtures" / "cvs"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "cvs"
 VECTOR = FIXTURES / "result_file.txt"
 EXPECTED = json.loads((FIXTURES / "expected.json").read_text())["result_file.txt"]
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=JST)

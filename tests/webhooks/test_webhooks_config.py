@@ -17,7 +17,7 @@ MINIMAL: dict[str, Any] = {
     "api": {"listen": "tcp:8080", "public_url": "http://127.0.0.1:8080"},
     "metrics": {"listen": "tcp:9464"},
 }
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "config.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "config.md"
 
 
 def with_webhooks(**keys: Any) -> dict[str, Any]:

@@ -25,10 +25,9 @@ from gateway.model import JST, MessageKind
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
 from simulators.bank import SimulatedBank
+from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today, on_postgres
-from tests.test_api import bill_body
-from tests.test_payments_api import pay
-from tests.test_zengin_transfer import (
+from tests.networks.test_zengin_transfer import (
     bill,
     consignor,
     debit_day,
@@ -36,6 +35,7 @@ from tests.test_zengin_transfer import (
     read_request,
     run_admin,
 )
+from tests.test_api import bill_body
 
 
 def clock_at(day: date, at: time = time(0, 0, 1)) -> task.Clock:

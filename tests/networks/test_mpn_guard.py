@@ -19,7 +19,7 @@ from gateway.mappers.mpn.numbers import valid_customer_number
 from gateway.model import Bill
 from gateway.store import create_db_engine
 from gateway.store.schema import mpn_guard
-from tests.test_mpn_answers import Desk, desk  # noqa: F401 (the fixture)
+from tests.networks.test_mpn_answers import Desk, desk  # noqa: F401 (the fixture)
 
 WRONG = "000000"
 

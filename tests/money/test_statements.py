@@ -46,7 +46,7 @@ from gateway.money.statements import (
     statement_pdf,
 )
 from gateway.render.pdf import yen
-from tests.test_receipts import page_count, png_size, run, text_of, words, write
+from tests.render.test_receipts import page_count, png_size, run, text_of, words, write
 
 BILLER = "株式会社みなと電力"
 A4_POINTS = (595.2756, 841.8898)

@@ -21,12 +21,12 @@ from gateway.app.admin.commands import main as admin_main
 from gateway.mappers.zengin.mapper import ZenginFile, parse_file
 from gateway.model import MessageKind
 from simulators.bank import SimulatedBank
+from tests.billing.test_mandates_api import ACCOUNT
+from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, admin, jst_today
 from tests.test_api import bill_body
-from tests.test_mandates_api import ACCOUNT
-from tests.test_payments_api import pay
 
-FIXTURES = Path(__file__).parent / "fixtures" / "zengin"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "zengin"
 CONSIGNOR = "1234567890"
 
 

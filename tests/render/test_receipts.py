@@ -279,7 +279,7 @@ def test_same_receipt_same_bytes() -> None:
 
 def test_same_bytes_in_another_process() -> None:
     script = (
-        "import sys, gateway.render.pdf as p, tests.test_receipts as t; "
+        "import sys, gateway.render.pdf as p, tests.render.test_receipts as t; "
         "assert p.text_width('あA', p.GOTHIC, 10) > 10, 'measuring before any render'; "
         "sys.stdout.buffer.write(t.render_receipt(t.RECEIPT))"
     )
@@ -290,7 +290,7 @@ def test_same_bytes_in_another_process() -> None:
         check=True,
         timeout=60,
         env=env,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.stdout == render_receipt(RECEIPT)
 

@@ -24,9 +24,9 @@ import pytest_twisted
 from twisted.internet.threads import deferToThread
 
 from gateway.model import MessageKind
+from tests.billing.test_payments_api import pay_at_store
 from tests.conftest import Running
 from tests.test_api import bill_body
-from tests.test_payments_api import pay_at_store
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -1,8 +1,8 @@
 """The customer's payment page and the e-receipts, through the real service on a real socket.
 
 What the page shows is read back from its HTML (html.parser), the barcode from its SVG with a
-real reader (rsvg-convert + zbarimg, as tests/test_barcode_svg.py does) and the receipts with
-pdftotext (as tests/test_receipts.py does). Payments arrive through the ingest
+real reader (rsvg-convert + zbarimg, as tests/render/test_barcode_svg.py does) and the receipts with
+pdftotext (as tests/render/test_receipts.py does). Payments arrive through the ingest
 (tests/test_payments_api.pay_at_store), as the CVS network delivers them.
 """
 
@@ -28,13 +28,19 @@ from gateway.model import JST, Channel, MessageKind, Payment, PaymentStatus
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
 from simulators.bank import SimulatedBank
+from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today
+from tests.networks.test_zengin_transfer import bill as transfer_bill
+from tests.networks.test_zengin_transfer import (
+    consignor,
+    debit_day,
+    mandate,
+    read_request,
+    run_admin,
+)
+from tests.render.test_barcode_svg import _read, _render
+from tests.render.test_receipts import squash, text_of, write
 from tests.test_api import bill_body
-from tests.test_barcode_svg import _read, _render
-from tests.test_payments_api import pay
-from tests.test_receipts import squash, text_of, write
-from tests.test_zengin_transfer import bill as transfer_bill
-from tests.test_zengin_transfer import consignor, debit_day, mandate, read_request, run_admin
 
 VOID = frozenset({"meta", "br", "link", "img", "input", "hr", "source", "wbr"})
 

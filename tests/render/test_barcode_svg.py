@@ -38,7 +38,7 @@ from gateway.render.barcode_svg import (
     gs1_128_symbol_values,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "cvs"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "cvs"
 VALID: list[dict[str, Any]] = json.loads((FIXTURES / "barcodes.json").read_text("utf-8"))["valid"]
 SVG = "{http://www.w3.org/2000/svg}"
 ZBAR = "{http://zbar.sourceforge.net/2008/barcode}"

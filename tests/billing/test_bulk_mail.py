@@ -8,8 +8,8 @@ from sqlalchemy import select
 
 from gateway.store import create_db_engine
 from gateway.store.schema import bills, notifications
+from tests.billing.test_bulk_api import csv_text, line, post_csv
 from tests.conftest import Running
-from tests.test_bulk_api import csv_text, line, post_csv
 
 
 @pytest.fixture

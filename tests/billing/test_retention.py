@@ -52,12 +52,9 @@ from gateway.store.schema import (
     zengin_request_items,
 )
 from simulators.bank import SimulatedBank
+from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today, logged, on_postgres
-from tests.test_api import bill_body
-from tests.test_payment_page import get, local, open_page
-from tests.test_payments_api import pay
-from tests.test_receipts import text_of, write
-from tests.test_zengin_transfer import (
+from tests.networks.test_zengin_transfer import (
     bill,
     consignor,
     debit_day,
@@ -65,8 +62,11 @@ from tests.test_zengin_transfer import (
     read_request,
     run_admin,
 )
+from tests.render.test_payment_page import get, local, open_page
+from tests.render.test_receipts import text_of, write
+from tests.test_api import bill_body
 
-FIXTURES = Path(__file__).parent / "fixtures" / "zengin"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "zengin"
 PERSONAL = ("山田", "ﾔﾏﾀﾞ", "taro@example.jp", "09012345678")
 BILL_FIELDS = ["customer_name", "customer_kana", "customer_email", "customer_phone"]
 

@@ -24,7 +24,7 @@ from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.mpn import record_day_close
 from tests.conftest import Biller, Running, admin, due
-from tests.test_receipts import text_of, write
+from tests.render.test_receipts import text_of, write
 
 TODAY = datetime.now(JST).date()
 MONTH = (TODAY.replace(day=1) - timedelta(days=1)).replace(day=1)  # last month's first day
