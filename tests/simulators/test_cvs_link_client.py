@@ -32,6 +32,7 @@ from simulators.cvs_link import (
     AgencyLinkProtocol,
     start_agency_link,
 )
+from tests.helpers import connected_in_memory
 
 TIMEOUT = 10  # seconds; no network wait may be longer
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
@@ -239,13 +240,15 @@ class AgencyTransport(iosim.FakeTransport):
 def in_memory(
     factory: CvsLinkFactory, client: AgencyLinkClient, clock: task.Clock
 ) -> tuple[CvsLinkProtocol, AgencyLinkProtocol, iosim.IOPump]:
-    """The one use of iosim: a gateway protocol and an agency protocol connected in memory,
-    the gateway told that the handshake is complete before a byte moves."""
-    agency, gateway, pump = iosim.connectedServerAndClient(
+    """A gateway protocol and an agency protocol connected in memory, the gateway told that the
+    handshake is complete before a byte moves."""
+    agency, gateway, pump = connected_in_memory(
         lambda: factory.buildProtocol(PEER),
         lambda: client.buildProtocol(None),
-        serverTransportFactory=lambda p: AgencyTransport(p, True, peerAddress=PEER),
-        clock=clock,
+        clock,
+        peer=PEER,
+        gateway_end="server",
+        transport=AgencyTransport,
         greet=False,
     )
     gateway.handshakeCompleted()
