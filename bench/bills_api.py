@@ -39,11 +39,11 @@ from _daemon import (
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from gateway.bills import parse_bill_request
+from gateway.billing.bills import parse_bill_request
 from gateway.config import Config, load_config
+from gateway.infra.secretbox import SecretBox
 from gateway.model import JST, Biller, BillStatus
-from gateway.networks import Issuer
-from gateway.secretbox import SecretBox
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.schema import bill_slips, bills, events

@@ -46,11 +46,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from gateway.bills import parse_bill_request
+from gateway.billing.bills import parse_bill_request
 from gateway.config import Config, load_config
 from gateway.mappers.bills_csv import bill_document
 from gateway.model import JST, Biller
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.bills import NewBill, identifier_columns, new_bill_columns

@@ -62,9 +62,10 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.python.failure import Failure
 
 from gateway.config import Config, load_config
+from gateway.infra.tls import TLSFiles
 from gateway.mappers.cvs.mapper import CHAINS, RecordKind, ResultRecord, build_record
 from gateway.model import JST, BillStatus, PaymentStatus
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.schema import (
@@ -76,7 +77,6 @@ from gateway.store.schema import (
     payments,
     refund_cases,
 )
-from gateway.tls import TLSFiles
 from simulators.cvs_link import AgencyLink, start_agency_link
 
 T = TypeVar("T")

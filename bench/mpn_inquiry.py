@@ -10,10 +10,11 @@ mutual TLS) in this process and the real daemon (``twistd -n gateway``) dialling
 照会 at a fixed ``--rate`` for ``--seconds`` and, after that, with ``--in-flight`` outstanding
 for ``--saturation-seconds``; each 照会 names a random existing bill with its right 確認番号, and
 every answer must be ``0000`` with that bill's amount. The bills' お客様番号 are those the
-daemon issues (``gateway.payeasy.customer_number`` under its ``[mpn] number_key``) and their
-``page_token`` what ``BillService.stored_token`` stores. Then, with the daemon stopped, the same
-照会 answered by ``MpnNetwork._inquiry`` itself (the bill's SELECT and the 確認番号 guard's
-upsert), one transaction each, on 1 and 10 threads. Prints a table and, last, one JSON line.
+daemon issues (``gateway.mappers.mpn.numbers.customer_number`` under its ``[mpn]
+number_key``) and their ``page_token`` what ``BillService.stored_token`` stores. Then, with
+the daemon stopped, the same 照会 answered by ``MpnNetwork._inquiry`` itself (the bill's
+SELECT and the 確認番号 guard's upsert), one transaction each, on 1 and 10 threads. Prints a
+table and, last, one JSON line.
 See bench/README.md.
 """
 
@@ -57,16 +58,16 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-from gateway import payeasy
-from gateway.bills import parse_bill_request
+from gateway.billing.bills import parse_bill_request
 from gateway.config import Config, load_config
+from gateway.infra.tls import TLSFiles
+from gateway.mappers.mpn import numbers as payeasy
 from gateway.mappers.mpn.mapper import Header, Inquiry, InquiryAnswer, Key, Message
 from gateway.model import JST, Biller, BillStatus
-from gateway.mpn_network import MpnNetwork
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
+from gateway.networks.mpn import MpnNetwork
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
-from gateway.tls import TLSFiles
 from simulators.mpn_link import MpnCenterFactory, listen_mpn_center
 
 TICK = 0.002  # seconds between two turns of the fixed-rate schedule
@@ -212,8 +213,9 @@ class RowText:
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def number(self, serial: int) -> str:
-        """The お客様番号 the daemon issues for this serial: ``gateway.payeasy.customer_number``
-        under the daemon's ``[mpn] number_key`` (checked against ``Issuer.payeasy_numbers``)."""
+        """The お客様番号 the daemon issues for this serial:
+        ``gateway.mappers.mpn.numbers.customer_number`` under the daemon's ``[mpn] number_key``
+        (checked against ``Issuer.payeasy_numbers``)."""
         assert self.config.mpn is not None
         return payeasy.customer_number(self.biller.code, serial, self.config.mpn.number_key)
 

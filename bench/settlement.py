@@ -65,11 +65,11 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway import ids
 from gateway.config import load_config
-from gateway.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
 from gateway.mappers.cvs import barcode
+from gateway.mappers.mpn.numbers import customer_number
 from gateway.model import JST, BillStatus, Channel, PaymentStatus, transfer_key
-from gateway.payeasy import customer_number
-from gateway.settlement import settlement_json
+from gateway.money.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
+from gateway.money.settlement import settlement_json
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.copy import copy_rows
@@ -156,7 +156,7 @@ class Expected:
     uncollected: dict[Channel, int] = field(default_factory=lambda: dict.fromkeys(CHANNELS, 0))
 
     def totals(self) -> dict[str, int]:
-        """The plan's arithmetic, done here and not by gateway.fees: fees per payment and per
+        """The plan's arithmetic, done here and not by gateway.money.fees: fees per payment and per
         uncollected bill and per settlement, 10 % tax rounded down, ¥200 per stamp."""
         count = sum(c for c, _ in self.collected.values())
         collected = sum(s for _, s in self.collected.values())
@@ -986,7 +986,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if (args.workers is not None and args.workers < 1) or args.baseline_runs < 1:
         p.error("--workers and --baseline-runs must be at least 1")
     sqlite = make_url(args.database_url).get_backend_name() == "sqlite"
-    if args.workers is None:  # gateway.settlement.SettlementJob: one worker on SQLite
+    if args.workers is None:  # gateway.money.settlement.SettlementJob: one worker on SQLite
         args.workers = 1 if sqlite else 2
     if sqlite:
         args.database_url = None  # _daemon.scratch_database: SQLite in the temporary directory

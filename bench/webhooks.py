@@ -61,11 +61,11 @@ from twisted.internet.task import deferLater
 from twisted.web import resource, server
 
 from gateway.config import load_config
+from gateway.infra.tls import TLSFiles
 from gateway.model import JST
 from gateway.store import create_db_engine
 from gateway.store.schema import webhook_attempts
-from gateway.tls import TLSFiles
-from gateway.webhook_verify import SignatureError, verify_signature
+from gateway.webhooks.signing import SignatureError, verify_signature
 from simulators.cvs_link import start_agency_link
 
 RTT_SAMPLES = 200  # bare POST round trips before the load
@@ -393,7 +393,7 @@ def report(r: Result) -> str:
         "  daemon:    twistd gateway, the example config with [webhooks] poll_interval"
         f" = {r.poll_interval:g}s; daemon CPU during the load {cpu}",
         "  receiver:  twisted.web on 127.0.0.1 in the benchmark process, every signature verified"
-        f" with gateway.webhook_verify; {r.m.duplicates} duplicate deliveries",
+        f" with gateway.webhooks.signing; {r.m.duplicates} duplicate deliveries",
         f"  checked:   every payment acked 00, every one's webhook arrived and is in the delivery"
         f" log; {r.warmup} warm-up payments before, not counted",
         f"  feed:      a client polling GET /v1/events every {r.poll_interval:g}s"

@@ -74,13 +74,20 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from gateway import calendar
-from gateway.admin import _ingest
+from gateway.app.admin.commands import _ingest
+from gateway.billing.mandates import bank_names
 from gateway.config import Config, ZenginConfig, load_config
 from gateway.errors import FileErrors
 from gateway.ingest import Ingest
-from gateway.mandates import bank_names
 from gateway.mappers.zengin.mapper import MandateAction, ZenginFile, mandate_action, parse_file
 from gateway.model import JST, BankAccount, BillStatus, Channel, Consignor, PaymentStatus
+from gateway.networks.zengin import (
+    WrittenFile,
+    apply_result,
+    check_debit_date,
+    prepare_requests,
+    write_pending,
+)
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.migrate import migrate
@@ -94,13 +101,6 @@ from gateway.store.schema import (
     zengin_requests,
 )
 from gateway.store.zengin import save_consignor
-from gateway.zengin_network import (
-    WrittenFile,
-    apply_result,
-    check_debit_date,
-    prepare_requests,
-    write_pending,
-)
 from simulators.bank import SimulatedBank, Totals, parse_mix
 
 T = TypeVar("T")

@@ -25,9 +25,9 @@ from sqlalchemy.exc import ArgumentError
 from twisted.internet.endpoints import clientFromString, serverFromString
 
 from gateway.errors import ConfigError
+from gateway.infra.secretbox import key_from_environment, parse_key
+from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 from gateway.model import Channel
-from gateway.secretbox import key_from_environment, parse_key
-from gateway.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 
 T = TypeVar("T")
 
@@ -131,8 +131,8 @@ class MpnConfig:
     close_at: dt_time  # JST; 閉局 of the business day
     guard_limit: int
     ca: Path | None = None  # the CA of the center's certificate; None: [tls] ca
-    # Keys the permutation that makes お客様番号 non-sequential (gateway.payeasy); required in
-    # the file (the empty default only serves code that builds an MpnConfig by hand).
+    # Keys the permutation that makes お客様番号 non-sequential (gateway.mappers.mpn.numbers);
+    # required in the file (the empty default only serves code that builds an MpnConfig by hand).
     number_key: bytes = field(default=b"", repr=False)
 
 
@@ -189,7 +189,7 @@ class WebhooksConfig:
     log_retention_days: int = 30  # finished deliveries and their attempts are kept this long
     # the top-level secret key ([secrets] key), which decrypts the endpoints' secrets
     secret_key: bytes | None = field(default=None, repr=False)
-    # Non-public networks webhooks may still reach (gateway.webhook_address); none by default.
+    # Non-public networks webhooks may still reach (gateway.webhooks.address); none by default.
     allowed_networks: tuple[_Network, ...] = ()
 
 
@@ -232,7 +232,7 @@ class Config:
     bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
-    # [secrets] key or GATEWAY_SECRET_KEY (gateway.secretbox): page tokens, webhook secrets
+    # [secrets] key or GATEWAY_SECRET_KEY (gateway.infra.secretbox): page tokens, webhook secrets
     secret_key: bytes | None = field(default=None, repr=False)
 
     @property

@@ -12,6 +12,9 @@ from gateway.errors import FieldError, InvalidRequest
 _MISSING: Any = object()
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+#: A biller id, as ``gateway-admin biller create`` accepts it and the API's paths check it.
+BILLER_ID = r"[a-z0-9][a-z0-9_\-]{0,31}"
+
 
 class Fields:
     """Typed getters over one JSON object. Type errors (400) and rule errors (422) are

@@ -520,7 +520,7 @@ async def _open_bills(reactor: Any, api: str, key: str, limit: int) -> list[dict
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The command's work; returns its summary."""
-    from gateway.tls import TLSFiles
+    from gateway.infra.tls import TLSFiles
     from simulators.cvs_link import start_agency_link
 
     api = args.api.rstrip("/")

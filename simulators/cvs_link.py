@@ -33,7 +33,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import IntNStringReceiver
 from twisted.python.failure import Failure
 
-from gateway.tls import TLSFiles, client_options, connect_tls_endpoint
+from gateway.infra.tls import TLSFiles, client_options, connect_tls_endpoint
 
 __all__ = ["AgencyLink", "AgencyLinkClient", "AgencyLinkProtocol", "start_agency_link"]
 

@@ -304,7 +304,7 @@ async def _open_bills(reactor: Any, api: str, key: str, limit: int) -> list[dict
 
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The command's work; returns its summary."""
-    from gateway.tls import TLSFiles
+    from gateway.infra.tls import TLSFiles
     from simulators.mpn_link import listen_mpn_center
 
     tls_dir = Path(args.tls_dir)

@@ -27,6 +27,7 @@ from twisted.protocols.basic import IntNStringReceiver
 from twisted.python.failure import Failure
 
 from gateway.errors import PeerUnavailable, RecordError
+from gateway.infra.tls import TLSFiles, listen_tls, server_options
 from gateway.mappers.mpn.mapper import (
     Body,
     Close,
@@ -38,7 +39,6 @@ from gateway.mappers.mpn.mapper import (
     response_for,
 )
 from gateway.mappers.mpn.records import MAX_MESSAGE_LENGTH
-from gateway.tls import TLSFiles, listen_tls, server_options
 
 __all__ = ["MpnCenterFactory", "MpnCenterProtocol", "listen_mpn_center"]
 

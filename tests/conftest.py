@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.engine import make_url
 from twisted.logger import formatEvent, globalLogPublisher
 
-from gateway.admin import main as admin_main
+from gateway.app.admin.commands import main as admin_main
 from gateway.config import Config, load_config
 from gateway.model import JST
 from gateway.store import create_db_engine
@@ -301,7 +301,7 @@ async def gateway(tmp_path: Path, migrated_url: str, gateway_extra: str) -> Asyn
     """The real service (make_service) in this process, listening on 127.0.0.1:0."""
     from twisted.internet import reactor  # noqa: TID251 - tests drive the real reactor
 
-    from gateway.service import make_service
+    from gateway.app.service import make_service
 
     path = tmp_path / "gateway.toml"
     path.write_text(config_text(migrated_url, extra=gateway_extra), encoding="utf-8")

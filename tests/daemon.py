@@ -1,12 +1,12 @@
-"""Test helpers around gateway.process: the real daemon with a test configuration."""
+"""Test helpers around gateway.app.process: the real daemon with a test configuration."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
 
-from gateway.process import BIN, DaemonProcess, free_port, http
-from gateway.process import admin as _admin
+from gateway.app.process import BIN, DaemonProcess, free_port, http
+from gateway.app.process import admin as _admin
 from tests.conftest import config_text
 
 __all__ = ["BIN", "Daemon", "admin_cli", "http", "start_daemon", "write_config"]

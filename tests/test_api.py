@@ -13,7 +13,7 @@ from sqlalchemy import select
 from twisted.internet.defer import DeferredList, ensureDeferred
 
 from gateway.mappers.cvs import barcode
-from gateway.payeasy import valid_customer_number
+from gateway.mappers.mpn.numbers import valid_customer_number
 from gateway.store import create_db_engine
 from gateway.store.schema import bill_slips, bills, idempotency_keys
 from tests.conftest import Running, due

@@ -32,8 +32,8 @@ from gateway.config import (
     parse_config,
 )
 from gateway.errors import ConfigError
+from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 from gateway.model import Channel
-from gateway.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "conf" / "gateway.example.toml"
@@ -379,7 +379,7 @@ def test_paths_resolve_against_base_and_expand_home(
 
 
 def test_tls_files_are_not_read_when_the_file_is_loaded() -> None:
-    """They are checked when a component that uses them starts (gateway.tls.TLSFiles.load)."""
+    """They are checked when a component that uses them starts (gateway.infra.tls.TLSFiles.load)."""
     config = parse_config(cfg(tls={**TLS, "ca": "/nonexistent/ca.pem"}), BASE)
     assert config.tls is not None
     assert not config.tls.ca.exists()

@@ -34,15 +34,15 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
+from gateway.app.process import DaemonProcess, admin, free_port, http
+from gateway.infra.tls import TLSFiles, client_options, connect_tls_endpoint
 from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_record
 from gateway.model import JST
-from gateway.process import DaemonProcess, admin, free_port, http
 from gateway.store import create_db_engine
 from gateway.store.schema import collection_messages, payments
-from gateway.tls import TLSFiles, client_options, connect_tls_endpoint
 from simulators.cvs_link import AgencyLink, start_agency_link
 from tests.conftest import config_text, due
-from tests.test_tls import stdlib_client
+from tests.infra.test_tls import stdlib_client
 
 pytestmark = pytest.mark.e2e
 

@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.bills import bill_json
+from gateway.billing.bills import bill_json
 from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.stamp import StampThreshold, threshold_on
 from gateway.model import Bill, BillTerms, Channel, Customer, Tax
-from gateway.stamp import StampThreshold, threshold_on
 from gateway.validation import Fields
 
 texts = st.one_of(st.none(), st.text(max_size=12))
@@ -52,7 +52,7 @@ def test_fingerprint(t: BillTerms) -> None:
 
 @given(st.text(alphabet="0123456789", min_size=1, max_size=60))
 def test_mod10_31(digits: str) -> None:
-    from gateway import payeasy
+    from gateway.mappers.mpn import numbers as payeasy
 
     assert barcode._mod10_31(digits) == reference_mod10_31(digits)
     assert payeasy._mod10_31(digits) == reference_mod10_31(digits)

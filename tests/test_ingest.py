@@ -26,7 +26,7 @@ from gateway.model import (
     MessageKind,
     Tax,
 )
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import Store, create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill

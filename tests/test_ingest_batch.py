@@ -18,7 +18,7 @@ from gateway.config import load_config
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
 from gateway.model import JST, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill

@@ -25,13 +25,13 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
+from gateway.app.process import DaemonProcess, admin, free_port, http
+from gateway.infra.tls import TLSFiles
 from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_file
 from gateway.mappers.mpn.mapper import Inquiry, InquiryAnswer
 from gateway.model import JST
-from gateway.process import DaemonProcess, admin, free_port, http
 from gateway.store import create_db_engine
 from gateway.store.mpn import day_counters
-from gateway.tls import TLSFiles
 from simulators.mpn import MpnCenter, MpnScenario, api_rows, bill_key
 from simulators.mpn_link import MpnCenterFactory, listen_mpn_center
 from tests.conftest import config_text, due

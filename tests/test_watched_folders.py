@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 from gateway import calendar
-from gateway.process import DaemonProcess, admin_json, http
+from gateway.app.process import DaemonProcess, admin_json, http
 from gateway.protocols.inbox import MAX_FILE_BYTES
+from tests.billing.test_bulk_api import csv_text, line
+from tests.billing.test_mandates_api import ACCOUNT
 from tests.conftest import jst_today
 from tests.daemon import admin_cli, write_config
 from tests.test_api import bill_body
-from tests.test_bulk_api import csv_text, line
-from tests.test_mandates_api import ACCOUNT
 
 pytestmark = pytest.mark.e2e
 

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 from gateway import calendar
+from gateway.app.process import DaemonProcess, admin_json, http
 from gateway.mappers.zengin.mapper import parse_file
-from gateway.process import DaemonProcess, admin_json, http
 from simulators.bank import SimulatedBank
+from tests.billing.test_mandates_api import ACCOUNT
+from tests.billing.test_payments_api import pay_at_store
 from tests.conftest import jst_today
 from tests.daemon import admin_cli, write_config
 from tests.test_api import bill_body
-from tests.test_mandates_api import ACCOUNT
-from tests.test_payments_api import pay_at_store
 
 pytestmark = pytest.mark.e2e
 

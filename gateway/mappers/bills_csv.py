@@ -6,7 +6,7 @@ row names the columns (any order, any case); then one bill per row. Rows are num
 spreadsheet shows them: the header is row 1. A row whose cells are all empty is skipped.
 
 This module only reads and writes the file: each row becomes the same JSON-like document
-``POST /v1/bills`` takes, and the rules are the API's (gateway.bills.parse_bill_request).
+``POST /v1/bills`` takes, and the rules are the API's (gateway.billing.bills.parse_bill_request).
 
 Pure: bytes in, frozen values or :class:`~gateway.errors.FileErrors` out (every problem that
 stops the file from being read at all: its encoding, its header).

@@ -9,9 +9,10 @@ is written beside it (temporary name, then rename), and the file moves to ``done
 gateway's own ``.result.csv`` and ``.errors.csv``); hidden names and ``.tmp`` / ``.part`` are left
 alone until renamed. A folder that names no biller is ignored, with one log line.
 
-Nothing is followed through a symbolic link (:mod:`gateway.safe_files`): a biller folder that
+Nothing is followed through a symbolic link (:mod:`gateway.infra.safe_files`): a biller folder that
 is a link is ignored (one log line); in a biller folder a ``*.csv`` entry that is a link, not a
-regular file or over :data:`gateway.bulk.MAX_BYTES` is moved to ``rejected/`` unread, with an
+regular file or over :data:`gateway.billing.bulk.MAX_BYTES` is moved to ``rejected/`` unread,
+with an
 ``NAME.errors.csv`` saying why; the answers are written under a random temporary name created
 exclusively, then renamed over (a link planted at the answer's name is replaced, not followed).
 """
@@ -28,8 +29,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from gateway.infra.safe_files import Refused, write_atomically
 from gateway.protocols.inbox import MAX_FILE_BYTES, FileResult, InboxWatcher
-from gateway.safe_files import Refused, write_atomically
 
 log = Logger()
 

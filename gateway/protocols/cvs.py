@@ -69,7 +69,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.errors import FrameError
-from gateway.tls import TLSFiles, listen_tls, peer_names, server_options
+from gateway.infra.tls import TLSFiles, listen_tls, peer_names, server_options
 
 __all__ = [
     "CLOSE_GRACE",

@@ -7,7 +7,7 @@ alone (peers should upload under such a name and rename when complete). Nothing 
 file's format or the store. Polling runs on the injected clock.
 
 Anyone who can write to the folder is not trusted with what else the daemon can read or write
-(:mod:`gateway.safe_files`): an entry that is a symbolic link, not a regular file (a FIFO, a
+(:mod:`gateway.infra.safe_files`): an entry that is a symbolic link, not a regular file (a FIFO, a
 directory, a device) or over ``max_bytes`` is not read; it moves to ``rejected/`` as it is (a
 link stays a link), with a report saying what it was, and is counted in
 ``gateway_inbox_refused_files_total``. ``done/`` and ``rejected/`` are never followed if they
@@ -27,8 +27,8 @@ from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway import safe_files
-from gateway.safe_files import Refused
+from gateway.infra import safe_files
+from gateway.infra.safe_files import Refused
 
 log = Logger()
 

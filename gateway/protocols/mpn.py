@@ -39,6 +39,7 @@ from twisted.protocols.basic import IntNStringReceiver
 from twisted.python.failure import Failure
 
 from gateway.errors import GatewayError, PeerUnavailable, RecordError
+from gateway.infra.tls import TLSFiles, client_options, connect_tls_endpoint, peer_common_name
 from gateway.mappers.fields import build_fields, parse_fields
 from gateway.mappers.mpn.mapper import (
     Close,
@@ -59,7 +60,6 @@ from gateway.mappers.mpn.records import (
     REQUEST_TYPES,
     TYPE_NAMES,
 )
-from gateway.tls import TLSFiles, client_options, connect_tls_endpoint, peer_common_name
 
 __all__ = [
     "CENTER_REQUESTS",

@@ -55,7 +55,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
 
-from gateway.webhook_address import Address, AddressPolicy, normalize, parse_literal
+from gateway.webhooks.address import Address, AddressPolicy, normalize, parse_literal
 
 BODY_LIMIT = 64 * 1024
 

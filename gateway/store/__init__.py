@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from gateway.errors import StoreError
+from gateway.store.migrate import schema_is_current
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -177,7 +178,6 @@ class Store:
 
     def ping(self) -> Deferred[bool]:
         """True when the database answers and the schema is at the newest migration."""
-        from gateway.store.migrate import schema_is_current
 
         return self.run_interaction("store.ping", schema_is_current)
 

@@ -1,4 +1,4 @@
-"""The store side of the retention job (gateway/retention.py): what is old enough to purge,
+"""The store side of the retention job (gateway/billing/retention.py): what is old enough to purge,
 locked a batch at a time, the columns it clears and the audit rows in ``data_purges``."""
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def set_message_raws(conn: Connection, raws: Sequence[tuple[int, bytes]]) -> Non
 
 
 #: A Zengin data record's 口座番号 (pos 44, 7 N) and 預金者名 (pos 51, 30 C), spec/zengin.md, and
-#: what the purge leaves in them (gateway.retention.redact_data_record).
+#: what the purge leaves in them (gateway.billing.retention.redact_data_record).
 RECORD_ACCOUNT = slice(43, 80)
 REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
 

@@ -124,7 +124,7 @@ bills = Table(
     Column("payeasy_institution_code", String(5)),
     Column("payeasy_customer_number", String(20)),
     Column("payeasy_confirmation_number", String(6)),
-    # SHA-256 (hex) of the page token, an HMAC of biller and bill number (gateway.secretbox);
+    # SHA-256 (hex) of the page token, an HMAC of biller and bill number (gateway.infra.secretbox);
     # "legacy:<id>" until the daemon fills it in for a bill made before migration 0009.
     Column("page_token", String(64), nullable=False, unique=True),
     # SHA-256 of the random token a bill made before migration 0009 was issued: it still opens.
@@ -385,7 +385,7 @@ zengin_request_items = Table(
 # --- webhooks (migration 0005) ----------------------------------------------------------------
 
 # A biller's webhook endpoint. The secret cannot be hashed (the gateway needs it to sign): it is
-# kept encrypted with [secrets] key ("v1:…", gateway.secretbox; plain text only before the
+# kept encrypted with [secrets] key ("v1:…", gateway.infra.secretbox; plain text only before the
 # daemon's first start after migration 0009); the API shows it once, no log carries it. Deleting
 # an endpoint disables it (the delivery log stays). ``after_seq``: the biller's dispatch cursor
 # when it was created; only events after it are sent to it (redeliver excepted).
@@ -516,7 +516,7 @@ notifications = Table(
 
 # A biller's contract, versioned: each row applies from ``effective_from`` (a JST date) until the
 # next row's. ``rates`` is the JSON of the per-channel fees ({"cvs": {"per_payment": 60,
-# "per_uncollected": 10, "stamp_charge": 200}, …}), validated by gateway.fees.parse_plan.
+# "per_uncollected": 10, "stamp_charge": 200}, …}), validated by gateway.money.fees.parse_plan.
 fee_plans = Table(
     "fee_plans",
     metadata,

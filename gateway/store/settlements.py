@@ -10,7 +10,7 @@ A settlement run is one transaction per biller and period (:func:`settle_next`):
    it is paid out once, and a payment confirmed after its period closed is claimed by the next;
 3. refund cases resolved ``refunded`` are claimed the same way and deducted;
 4. bills due in the period that never got a live payment are counted (uncollected slips);
-5. :func:`gateway.fees.settle` makes the lines; they, the totals and a ``settlement.created``
+5. :func:`gateway.money.fees.settle` makes the lines; they, the totals and a ``settlement.created``
    event are written in the same transaction.
 """
 
@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.expression import ColumnElement
 
 from gateway.errors import Conflict
-from gateway.fees import (
+from gateway.model import Channel, PaymentStatus
+from gateway.money.fees import (
     ChannelRates,
     Contract,
     Cycle,
@@ -45,7 +46,6 @@ from gateway.fees import (
     rates_document,
     settle,
 )
-from gateway.model import Channel, PaymentStatus
 from gateway.store.events import append_event
 from gateway.store.schema import (
     billers,

@@ -147,7 +147,7 @@ def create_endpoint(
 
 
 def endpoint_secret(conn: Connection, biller_id: str, endpoint_id: str) -> str | None:
-    """The secret as stored (encrypted: gateway.secretbox)."""
+    """The secret as stored (encrypted: gateway.infra.secretbox)."""
     found = conn.execute(
         select(ep.c.secret).where(ep.c.biller_id == biller_id, ep.c.endpoint_id == endpoint_id)
     ).scalar()

@@ -29,7 +29,7 @@ from gateway.protocols.webhook_client import (
     describe,
     shown_error,
 )
-from gateway.webhook_address import AddressPolicy
+from gateway.webhooks.address import AddressPolicy
 
 HEADERS = {"Content-Type": "application/json", "Gateway-Event-Id": "evt_1"}
 

@@ -24,14 +24,15 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.test import iosim
 
+from gateway.infra.tls import TLSFiles, connect_tls_endpoint, make_certs
 from gateway.protocols.cvs import CvsLinkFactory, CvsLinkProtocol, listen_cvs_link
-from gateway.tls import TLSFiles, connect_tls_endpoint, make_certs
 from simulators.cvs_link import (
     AgencyLink,
     AgencyLinkClient,
     AgencyLinkProtocol,
     start_agency_link,
 )
+from tests.helpers import connected_in_memory
 
 TIMEOUT = 10  # seconds; no network wait may be longer
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
@@ -239,13 +240,15 @@ class AgencyTransport(iosim.FakeTransport):
 def in_memory(
     factory: CvsLinkFactory, client: AgencyLinkClient, clock: task.Clock
 ) -> tuple[CvsLinkProtocol, AgencyLinkProtocol, iosim.IOPump]:
-    """The one use of iosim: a gateway protocol and an agency protocol connected in memory,
-    the gateway told that the handshake is complete before a byte moves."""
-    agency, gateway, pump = iosim.connectedServerAndClient(
+    """A gateway protocol and an agency protocol connected in memory, the gateway told that the
+    handshake is complete before a byte moves."""
+    agency, gateway, pump = connected_in_memory(
         lambda: factory.buildProtocol(PEER),
         lambda: client.buildProtocol(None),
-        serverTransportFactory=lambda p: AgencyTransport(p, True, peerAddress=PEER),
-        clock=clock,
+        clock,
+        peer=PEER,
+        gateway_end="server",
+        transport=AgencyTransport,
         greet=False,
     )
     gateway.handshakeCompleted()

@@ -24,6 +24,7 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from gateway.infra.tls import TLSFiles, make_certs
 from gateway.mappers.cvs import barcode
 from gateway.mappers.cvs.agency import AgencyError, agency_row_to_canonical, parse_agency_csv
 from gateway.mappers.cvs.mapper import (
@@ -38,7 +39,6 @@ from gateway.mappers.cvs.mapper import (
 from gateway.mappers.cvs.records import paid_at
 from gateway.model import JST
 from gateway.protocols.cvs import CvsLinkFactory, listen_cvs_link
-from gateway.tls import TLSFiles, make_certs
 from simulators.cvs import (
     APP_CHAINS,
     APP_STORE,

@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 from twisted.test import iosim
 
 from gateway.errors import PeerUnavailable
+from gateway.infra.tls import TLSFiles, connect_tls_endpoint, make_certs
 from gateway.mappers.mpn.mapper import (
     Close,
     Echo,
@@ -31,8 +32,8 @@ from gateway.mappers.mpn.mapper import (
     response_for,
 )
 from gateway.protocols.mpn import MpnLink, MpnLinkFactory, MpnLinkProtocol
-from gateway.tls import TLSFiles, connect_tls_endpoint, make_certs
 from simulators.mpn_link import MpnCenterFactory, MpnCenterProtocol, listen_mpn_center
+from tests.helpers import connected_in_memory
 
 TIMEOUT = 10  # seconds; no network wait may be longer
 PEER = IPv4Address("TCP", "192.0.2.9", 50001)
@@ -138,12 +139,13 @@ def test_close_is_answered_with_the_simulators_figures(clock: task.Clock) -> Non
 def in_memory(
     center: MpnCenterFactory, link: MpnLinkFactory, clock: task.Clock
 ) -> tuple[MpnLinkProtocol, MpnCenterProtocol, iosim.IOPump]:
-    """The one use of iosim: a gateway protocol and a center protocol connected in memory."""
-    client, server, pump = iosim.connectedServerAndClient(
+    """A gateway protocol and a center protocol connected in memory."""
+    client, server, pump = connected_in_memory(
         lambda: center.buildProtocol(None),
         lambda: link.buildProtocol(PEER),
-        clientTransportFactory=lambda p: iosim.FakeTransport(p, True, peerAddress=PEER),
-        clock=clock,
+        clock,
+        peer=PEER,
+        gateway_end="client",
     )
     return client, server, pump
 

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
-from twisted.test import iosim
 
 from gateway.mappers.mpn.mapper import (
     Cancel,
@@ -23,6 +22,7 @@ from gateway.mappers.mpn.mapper import (
 from gateway.protocols.mpn import MpnLinkFactory
 from simulators.mpn import MpnCenter, MpnScenario, api_rows
 from simulators.mpn_link import MpnCenterFactory
+from tests.helpers import connected_in_memory
 
 TODAY = date(2026, 11, 23)
 PEER = IPv4Address("TCP", "192.0.2.9", 50001)
@@ -93,11 +93,12 @@ def drive(
     link = MpnLinkFactory(
         toy.answer, clock, institution_code="58191", center_code="0001", business_date=lambda: TODAY
     )
-    _, _, pump = iosim.connectedServerAndClient(
+    _, _, pump = connected_in_memory(
         lambda: center.factory.buildProtocol(None),
         lambda: link.buildProtocol(PEER),
-        clientTransportFactory=lambda p: iosim.FakeTransport(p, True, peerAddress=PEER),
-        clock=clock,
+        clock,
+        peer=PEER,
+        gateway_end="client",
     )
     pump.flush()
     assert center.factory.opened.called

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import Engine, make_url
 
-from gateway.bills import bill_json, parse_bill_request
+from gateway.billing.bills import bill_json, parse_bill_request
 from gateway.config import load_config
 from gateway.model import JST, BillTerms, Channel
-from gateway.networks import Issuer
+from gateway.networks.issuer import Issuer
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import NewBill, _bill, insert_bill, insert_bills

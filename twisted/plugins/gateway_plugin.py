@@ -1,10 +1,10 @@
-"""twistd plugin: ``twistd -n gateway -c conf/gateway.toml``. Everything lives in gateway.tap."""
+"""twistd plugin: ``twistd -n gateway -c conf/gateway.toml``; everything is in gateway.app.tap."""
 
 from twisted.application.service import ServiceMaker
 
 gateway = ServiceMaker(
     "Collection gateway",
-    "gateway.tap",
+    "gateway.app.tap",
     "Shared-use payment collection center: merchant API, CVS, Pay-easy, Zengin",
     "gateway",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.bulk import BATCH_ID, BulkService
+from gateway.billing.bulk import BATCH_ID, BulkService
 from gateway.errors import FieldError
 from gateway.mappers.bills_csv import SHIFT_JIS, UTF8
 from gateway.protocols.api.http import Call, Problem, Response, Route

@@ -32,8 +32,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
+from gateway.billing.keys import Authenticator
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, StoreError
-from gateway.keys import Authenticator
 from gateway.model import Principal
 from gateway.protocols.api.access_log import mask_path, masked_log_formatter
 from gateway.protocols.api.limits import GuardedChannel, HttpLimits, TokenBucket, refused

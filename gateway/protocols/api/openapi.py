@@ -8,50 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.bills import MAX_EVENTS_PAGE
+from gateway.billing.bills import MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_bulk import bulk_paths
+from gateway.protocols.api.openapi_parts import DATE, PROBLEM, TIMESTAMP, _json, _op, _query
+from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
-PROBLEM = {"$ref": "#/components/responses/Problem"}
-
-
-def _problems(*codes: int) -> dict[str, Any]:
-    return {str(code): PROBLEM for code in codes}
-
-
-def _op(
-    summary: str,
-    ok: dict[str, Any],
-    *problems: int,
-    body: dict[str, Any] | None = None,
-    params: list[dict[str, Any]] | None = None,
-    idempotent: bool = False,
-    op_id: str = "",
-) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "operationId": op_id, "responses": {**ok}}
-    op["responses"].update(_problems(401, 403, 404, 429, 500, *problems))
-    parameters = list(params or [])
-    if idempotent:
-        parameters.append({"$ref": "#/components/parameters/IdempotencyKey"})
-    if parameters:
-        op["parameters"] = parameters
-    if body is not None:
-        op["requestBody"] = body
-    return op
-
-
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": schema}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
 BILL_NO_PATTERN = PATH_PARAMS["bill_no"].schema()["pattern"]
-DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
-TIMESTAMP = {"type": "string", "format": "date-time"}
 PAGE_TOKEN = path_param("token")
 PDF_RESPONSE = {
     "description": "The e-receipt (one A5 page)",
@@ -586,8 +550,6 @@ def _webhook_paths(max_page_size: int) -> dict[str, Any]:
 
 
 def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any]:
-    from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
-
     bill_no = path_param("bill_no")
     customer_no = path_param("customer_no")
     mandate = {"$ref": "#/components/schemas/Mandate"}

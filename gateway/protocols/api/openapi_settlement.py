@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.fees import MAX_FEE, MAX_PAYOUT_DAYS, Cycle, LineKind, Rounding
 from gateway.model import Channel
-from gateway.protocols.api.openapi import DATE, TIMESTAMP, _json, _op, _query
+from gateway.money.fees import MAX_FEE, MAX_PAYOUT_DAYS, Cycle, LineKind, Rounding
+from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].schema()

@@ -4,18 +4,18 @@
 
 The customers' routes answer HTML error pages (404 unknown token, 409 receipt not issued yet,
 410 past the retention period), never problem+json: a person reads them. Every answer carries the
-page's security headers (:data:`gateway.payment_page.PAGE_HEADERS`).
+page's security headers (:data:`gateway.render.payment_page.PAGE_HEADERS`).
 """
 
 from __future__ import annotations
 
 import re
 
-from gateway.bills import BILL_NO
+from gateway.billing.bills import BILL_NO
+from gateway.billing.pages import PageGone, PageService
 from gateway.errors import Conflict, NotFound
-from gateway.pages import PageGone, PageService
-from gateway.payment_page import HTML, PAGE_HEADERS, error_page
 from gateway.protocols.api.http import Call, Problem, Response, Route
+from gateway.render.payment_page import HTML, PAGE_HEADERS, error_page
 
 PDF = "application/pdf"
 # Only the router's own headers on a PDF: a Content-Security-Policy on it would stop the

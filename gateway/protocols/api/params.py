@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.admin import BILLER_ID
-from gateway.bills import BILL_NO, CUSTOMER_NO
-from gateway.bulk import BATCH_ID
-from gateway.pages import TOKEN
-from gateway.webhooks import ENDPOINT_ID, EVENT_ID
+from gateway.billing.bills import BILL_NO, CUSTOMER_NO
+from gateway.billing.bulk import BATCH_ID
+from gateway.billing.pages import TOKEN
+from gateway.validation import BILLER_ID
+from gateway.webhooks.api import ENDPOINT_ID, EVENT_ID
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ import re
 from enum import Enum
 from typing import Any, TypeVar
 
-from gateway.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
+from gateway.billing.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
+from gateway.billing.mandates import MandateService
+from gateway.billing.payments import PaymentService
 from gateway.errors import FieldError
-from gateway.mandates import MandateService
 from gateway.model import BillStatus, Channel, PaymentStatus, Principal, RefundStatus
-from gateway.payments import PaymentService
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.openapi import openapi_document
 from gateway.validation import parse_timestamp

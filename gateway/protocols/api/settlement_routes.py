@@ -15,12 +15,13 @@ import re
 from datetime import date, datetime
 from typing import Any
 
-from gateway.admin import BILLER_ID
 from gateway.errors import FieldError
 from gateway.model import Principal
+from gateway.money.settlement import SettlementApi, daily_json, encoding_of, settlement_json
+from gateway.money.statements import daily_report_csv
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.params import PATH_PARAMS
-from gateway.settlement import SettlementApi, daily_json, encoding_of, settlement_json
+from gateway.validation import BILLER_ID
 from gateway.views import iso
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].regex
@@ -163,7 +164,6 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         )
 
     async def daily_report(call: Call) -> Response:
-        from gateway.statements import daily_report_csv
 
         principal = _biller(call)
         first, last = _date("from", call.query("from")), _date("to", call.query("to"))

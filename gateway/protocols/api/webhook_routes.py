@@ -8,7 +8,7 @@ from typing import Any
 from gateway.errors import FieldError
 from gateway.model import Principal
 from gateway.protocols.api.http import Call, Problem, Response, Route
-from gateway.webhooks import EVENT_ID, WebhookApi
+from gateway.webhooks.api import EVENT_ID, WebhookApi
 
 
 def _biller(call: Call) -> Principal:

@@ -1,0 +1,1 @@
+"""The application: the composition root, the twistd options, gateway-admin, the demo."""

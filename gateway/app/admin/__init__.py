@@ -1,0 +1,1 @@
+"""``gateway-admin``: the operator's commands (commands.py is the entry point)."""

@@ -1,0 +1,333 @@
+"""``gateway-admin``: the operator's commands (spec/operator.md).
+
+Every command exits non-zero with a one-line reason on failure and prints JSON on success.
+Commands run their store functions directly (no reactor): each is one short transaction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Sequence
+from datetime import date
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway.app.admin.common import Failure, utc_now
+from gateway.app.admin.keys import add_commands as add_key_commands
+from gateway.app.admin.settlement import add_commands as add_settlement_commands
+from gateway.billing.bills import bill_json
+from gateway.billing.keys import hash_key, new_key
+from gateway.billing.mandates import UnknownBank, bank_names
+from gateway.config import Config, load_config
+from gateway.errors import FileErrors, GatewayError
+from gateway.infra.tls import make_certs
+from gateway.ingest import Ingest, Received
+from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.mapper import parse_file
+from gateway.mappers.zengin.mapper import parse_file as parse_zengin
+from gateway.mappers.zengin.records import to_zengin_text
+from gateway.model import JST, BankAccount, Channel, Consignor
+from gateway.networks.issuer import Issuer
+from gateway.networks.zengin import (
+    RequestError,
+    apply_result,
+    check_debit_date,
+    prepare_requests,
+    write_pending,
+)
+from gateway.store import create_db_engine
+from gateway.store.billers import create_biller, get_biller, insert_api_key
+from gateway.store.migrate import migrate
+from gateway.store.zengin import save_consignor
+from gateway.validation import BILLER_ID
+
+# Half-width katakana without small kana, digits, capitals, space and ( ) - . /
+KANA = r"[\uFF66\uFF70-\uFF9FA-Z0-9 ().\-/]{1,40}"
+
+
+def _channels(text: str) -> frozenset[Channel]:
+    try:
+        return frozenset(Channel(c.strip()) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise Failure(f"--channels: {text!r} must list cvs, payeasy, transfer") from None
+
+
+def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    before, after = migrate(create_db_engine(config.database.url, 1))
+    return {"from": before, "to": after}
+
+
+def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    if not re.fullmatch(BILLER_ID, args.id):
+        raise Failure(f"--id: {args.id!r} must be 1-32 of a-z, 0-9, '_' or '-'")
+    if not 1 <= len(args.name) <= 100:
+        raise Failure("--name: must be 1-100 characters")
+    if not re.fullmatch(KANA, args.kana):
+        raise Failure(
+            f"--kana: {args.kana!r} must be 1-40 half-width katakana (no small kana),"
+            " capitals, digits, space or ( ) - . /"
+        )
+    channels = _channels(args.channels)
+    off = sorted(channels - config.channels)
+    if off:
+        raise Failure(f"--channels: {', '.join(off)} is not enabled in the configuration")
+    if args.payeasy_institution and not re.fullmatch(r"\d{5}", args.payeasy_institution):
+        raise Failure("--payeasy-institution: must be 5 digits")
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        biller = create_biller(
+            conn,
+            biller_id=args.id,
+            name=args.name,
+            kana=args.kana,
+            channels=channels,
+            payeasy_institution_code=args.payeasy_institution,
+            now=utc_now(),
+        )
+    return {
+        "biller_id": biller.biller_id,
+        "code": biller.code,
+        "name": biller.name,
+        "kana": biller.kana,
+        "channels": sorted(biller.channels),
+        "payeasy_institution_code": biller.payeasy_institution_code
+        or (config.mpn.institution_code if config.mpn else None),
+        "created_at": biller.created_at.isoformat(),
+    }
+
+
+def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Make a biller a 委託者 of account transfers (or change its contract)."""
+
+    if config.zengin is None:
+        raise Failure("biller zengin: [zengin] is not in the configuration")
+    if not re.fullmatch(r"\d{10}", args.consignor_code):
+        raise Failure("--consignor-code: must be the 10 digits the bank assigned (委託者コード)")
+    match = re.fullmatch(r"(\d{4})-(\d{3})-([129])-(\d{1,7})", args.account)
+    if match is None:
+        raise Failure(
+            f"--account: {args.account!r} must be BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567"
+            " (type 1 普通, 2 当座, 9 その他)"
+        )
+    bank_code, branch_code, account_type, number = match.groups()
+    try:
+        bank_name, branch_name = bank_names(
+            bank_code, branch_code, check=config.zengin.check_bank_master
+        )
+    except UnknownBank as e:
+        raise Failure(f"--account: {e}") from None
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        biller = get_biller(conn, args.id)
+        try:
+            name = to_zengin_text(args.consignor_name or biller.kana).strip()
+        except ValueError as e:
+            raise Failure(f"--consignor-name: {e}") from None
+        if not 1 <= len(name) <= 40:
+            raise Failure("--consignor-name: must be 1-40 half-width characters")
+        account = BankAccount(
+            bank_code, bank_name, branch_code, branch_name, account_type, number.zfill(7)
+        )
+        consignor = Consignor(biller.biller_id, args.consignor_code, name, account)
+        save_consignor(conn, consignor, utc_now())
+    return {
+        "biller_id": biller.biller_id,
+        "consignor_code": args.consignor_code,
+        "consignor_name": name,
+        "bank": f"{bank_code} {bank_name}",
+        "branch": f"{branch_code} {branch_name}",
+        "account_type": account_type,
+        "account_number": account.masked_number,
+    }
+
+
+def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Write the request files of a debit date into zengin.outbox (and any left pending)."""
+
+    if config.zengin is None:
+        raise Failure("zengin request: [zengin] is not in the configuration")
+    try:
+        debit_date = date.fromisoformat(args.date)
+    except ValueError:
+        raise Failure(f"--date: {args.date!r} is not a date YYYY-MM-DD") from None
+    now = utc_now()
+    try:
+        check_debit_date(debit_date, now.astimezone(JST).date())
+    except RequestError as e:
+        raise Failure(f"--date: {e}") from None
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        prepare_requests(conn, debit_date, now, args.biller)
+    with engine.begin() as conn:
+        written = write_pending(conn, config.zengin, now)
+    return {"debit_date": debit_date.isoformat(), "files": [w.as_json() for w in written]}
+
+
+def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply a Zengin result file as if it had arrived in the inbox (all records or none)."""
+
+    if config.zengin is None:
+        raise Failure("import zengin-result: [zengin] is not in the configuration")
+    path = Path(args.file)
+    now = utc_now()
+    engine = create_db_engine(config.database.url, 1)
+    try:
+        parsed = parse_zengin(path.read_bytes(), source=path.name)
+        with engine.begin() as conn:
+            summary = apply_result(
+                conn, _ingest(config), parsed, path.name, now, now.astimezone(JST).date()
+            )
+    except FileErrors as e:  # the file's own errors, or not a result of ours: nothing applied
+        raise Failure(e.one_line()) from None
+    return {"file": str(path), **summary}
+
+
+def _ingest(config: Config) -> Any:
+    """The ingest core as the daemon builds it, for commands that apply files by hand."""
+
+    render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
+    return Ingest(None, None, render, config.cvs.company_code if config.cvs else None)
+
+
+def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    if bool(args.biller) == bool(args.admin):
+        raise Failure("key create: give exactly one of --biller ID or --admin")
+    key_id, key = new_key()
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        insert_api_key(
+            conn,
+            key_id=key_id,
+            key_hash=hash_key(key),
+            biller_id=args.biller,
+            is_admin=bool(args.admin),
+            now=utc_now(),
+        )
+    return {
+        "key_id": key_id,
+        "key": key,
+        "biller_id": args.biller,
+        "admin": bool(args.admin),
+        "note": "shown once: store it now",
+    }
+
+
+def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    """Apply a CVS result file as if it had arrived in the inbox (all records or none)."""
+
+    path = Path(args.file)
+    data = path.read_bytes()
+    try:
+        parsed = parse_file(data, source=path.name, ceiling=barcode.MAX_AMOUNT)
+    except FileErrors as e:
+        raise Failure(e.one_line()) from None
+    now = utc_now()
+    ingest = _ingest(config)
+    events = parsed.events(name=path.name, received_at=now)
+    engine = create_db_engine(config.database.url, 1)
+    with engine.begin() as conn:
+        summary = ingest.apply_all(
+            conn, [Received(e, n) for n, e in enumerate(events, 2)], now, now.astimezone(JST).date()
+        )
+    return {"file": str(path), "records": len(events), "outcomes": summary}
+
+
+def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:
+
+    try:
+        paths = make_certs(Path(args.dir), now=utc_now(), overwrite=args.force)
+    except FileExistsError as e:
+        raise Failure(f"certs make: {e.filename} already exists; --force overwrites") from None
+    return {name: str(path) for name, path in sorted(paths.items())}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gateway-admin", description=__doc__.splitlines()[0])
+    p.add_argument("-c", "--config", default="conf/gateway.toml", help="the gateway's TOML file")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create or upgrade the schema").set_defaults(fn=cmd_migrate)
+
+    biller = sub.add_parser("biller", help="billers").add_subparsers(dest="action", required=True)
+    bc = biller.add_parser("create", help="add a biller")
+    bc.add_argument("--id", required=True)
+    bc.add_argument("--name", required=True)
+    bc.add_argument("--kana", required=True, help="half-width katakana, e.g. ｶﾞｽｺｳｼｬ")
+    bc.add_argument("--channels", default="cvs,payeasy,transfer")
+    bc.add_argument(
+        "--payeasy-institution",
+        default=None,
+        help="the biller's own 収納機関番号 (default: mpn.institution_code)",
+    )
+    bc.set_defaults(fn=cmd_biller_create)
+
+    bz = biller.add_parser("zengin", help="make a biller a 委託者 of account transfers")
+    bz.add_argument("--id", required=True)
+    bz.add_argument("--consignor-code", required=True, help="委託者コード, 10 digits")
+    bz.add_argument(
+        "--account",
+        required=True,
+        help="the biller's own account BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567",
+    )
+    bz.add_argument("--consignor-name", default=None, help="委託者名 (default: the biller's kana)")
+    bz.set_defaults(fn=cmd_biller_zengin)
+
+    zengin = sub.add_parser("zengin", help="account transfer").add_subparsers(
+        dest="action", required=True
+    )
+    zr = zengin.add_parser("request", help="write the request files of a debit date")
+    zr.add_argument("--date", required=True, help="the debit date (引落日), YYYY-MM-DD")
+    zr.add_argument("--biller", default=None, help="only this biller (default: every consignor)")
+    zr.set_defaults(fn=cmd_zengin_request)
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    kc = key.add_parser("create", help="issue an API key (printed once)")
+    kc.add_argument("--biller")
+    kc.add_argument("--admin", action="store_true")
+    kc.set_defaults(fn=cmd_key_create)
+
+    add_key_commands(key)  # list, revoke, rotate
+
+    imp = sub.add_parser("import", help="load a file by hand").add_subparsers(
+        dest="kind", required=True
+    )
+    ic = imp.add_parser("cvs", help="a CVS result file (spec/cvs.md §3)")
+    ic.add_argument("file")
+    ic.set_defaults(fn=cmd_import_cvs)
+    iz = imp.add_parser("zengin-result", help="a Zengin result file (spec/zengin.md)")
+    iz.add_argument("file")
+    iz.set_defaults(fn=cmd_import_zengin_result)
+
+    certs = sub.add_parser("certs", help="TLS").add_subparsers(dest="action", required=True)
+    cm = certs.add_parser("make", help="write a development CA and certificates")
+    cm.add_argument("dir")
+    cm.add_argument("--force", action="store_true", help="overwrite existing files")
+    cm.set_defaults(fn=cmd_certs_make, needs_config=False)
+
+    add_settlement_commands(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = load_config(args.config) if getattr(args, "needs_config", True) else None
+        result = args.fn(config, args)
+    except (Failure, GatewayError, FileExistsError, OSError) as e:
+        print(f"gateway-admin: {e}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).splitlines()[0]
+        print(f"gateway-admin: database error: {reason}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The one composition root: ``make_service(config, reactor)``.
+
+Children start in this order (and stop in reverse, so listeners close first and work in flight
+reaches the store before it stops): store, periodic jobs, metrics listener, merchant API listener.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import TimerService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gateway.billing.at_rest import SecretsAtRest
+from gateway.billing.bills import BillService
+from gateway.billing.bulk import MAX_BYTES, BulkService
+from gateway.billing.expiry import ExpiryJob, expiry_service
+from gateway.billing.keys import Authenticator
+from gateway.billing.mandates import MandateService
+from gateway.billing.notify import Mailer
+from gateway.billing.pages import PageService
+from gateway.billing.payments import PaymentService
+from gateway.billing.retention import RetentionJob, retention_service
+from gateway.clock import now
+from gateway.config import Config
+from gateway.infra.secretbox import SecretBox
+from gateway.ingest import Ingest
+from gateway.money.settlement import SettlementApi, SettlementJob, settlement_service
+from gateway.networks.cvs import CvsNetwork
+from gateway.networks.issuer import Issuer
+from gateway.networks.mpn import MpnNetwork, mpn_services
+from gateway.networks.zengin import ZenginNetwork
+from gateway.protocols.api.bulk_routes import bulk_routes
+from gateway.protocols.api.http import Router, make_site
+from gateway.protocols.api.limits import http_limits
+from gateway.protocols.api.pages import page_routes
+from gateway.protocols.api.routes import api_routes
+from gateway.protocols.api.settlement_routes import settlement_routes
+from gateway.protocols.api.webhook_routes import webhook_routes
+from gateway.protocols.bill_inbox import BillInbox
+from gateway.protocols.listen import ListenerService
+from gateway.protocols.ops import ops_site
+from gateway.store import Store
+from gateway.store.idempotency import purge_expired
+from gateway.store.migrate import head_revision, migrate
+from gateway.webhooks.api import WebhookApi
+from gateway.webhooks.delivery import WebhookDelivery
+
+log = Logger()
+
+
+class StoreService(Service):
+    """Starts the store's thread pool first and stops it last."""
+
+    def __init__(self, store: Store, migrate_on_start: bool) -> None:
+        self.store = store
+        self.migrate_on_start = migrate_on_start
+
+    def startService(self) -> None:
+        if self.migrate_on_start:
+            before, after = migrate(self.store.engine)
+            log.info("Schema migrated from {before} to {after}", before=before, after=after)
+        self.store.start()
+        super().startService()
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        self.store.stop()
+        log.info("Store stopped")
+        return None
+
+
+def bulk_inbox(bulk: BulkService, folder: Path, interval: float) -> IService:
+    """The billers' watched folder (``[bulk] inbox``): ``FOLDER/<biller_id>/NAME.csv``."""
+    return BillInbox(
+        folder,
+        lambda biller_id, name, data: Deferred.fromCoroutine(
+            bulk.register_file(biller_id, name, data)
+        ),
+        lambda biller_id: Deferred.fromCoroutine(bulk.biller_exists(biller_id)),
+        bulk.reactor,
+        interval,
+        refuse=bulk.refuse_entry,
+        max_bytes=MAX_BYTES,
+    )
+
+
+def make_service(config: Config, reactor: Any) -> MultiService:
+    top = MultiService()
+    store = Store.from_url(config.database.url, reactor, config.database.pool_size)
+    StoreService(store, config.database.migrate_on_start).setServiceParent(top)
+
+    def purge_idempotency_keys() -> Deferred[int]:
+        cutoff = now(reactor) - config.api.idempotency_ttl - timedelta(hours=1)
+        return store.run_interaction("idempotency.purge", purge_expired, cutoff)
+
+    purge = TimerService(3600, purge_idempotency_keys)
+    purge.clock = reactor
+    purge.setServiceParent(top)
+
+    # Bills made before migration 0009 and webhook secrets stored in clear
+    # (gateway.billing.at_rest).
+    if config.secret_key is not None:
+        SecretsAtRest(store, SecretBox(config.secret_key)).setServiceParent(top)
+
+    # Webhooks: after the store (stopped before it), before the listeners.
+    WebhookDelivery(store, reactor, config.webhooks).setServiceParent(top)
+
+    # Readiness is the store's: the API can serve without a network link. The networks add
+    # what an operator wants to see beside it (link state, the last 閉局).
+    checks: list[Callable[[], dict[str, Any]]] = []
+
+    async def readiness() -> dict[str, Any]:
+        detail: dict[str, Any] = {}
+        for check in checks:
+            detail.update(check())
+        try:
+            current = await store.ping()
+        except Exception as e:
+            return {"store": f"unavailable: {type(e).__name__}", "detail": detail}
+        if not current:
+            return {
+                "store": f"schema is not at {head_revision()}: run gateway-admin migrate",
+                "detail": detail,
+            }
+        return {"store": "ok", "detail": detail}
+
+    def ready() -> Deferred[dict[str, Any]]:
+        return Deferred.fromCoroutine(readiness())
+
+    ListenerService(
+        "metrics", config.metrics.listen, ops_site(ready, reactor), reactor
+    ).setServiceParent(top)
+
+    bills = BillService(store, reactor, config, Issuer(config))
+    auth = Authenticator(store, reactor, config.api.auth_cache_seconds)
+    payments = PaymentService(store, reactor)
+    mandates = MandateService(store, reactor, config.zengin)
+    routes = api_routes(bills, payments, mandates, config.api.max_page_size)
+    routes += webhook_routes(WebhookApi(store, reactor, config), config.api.max_page_size)
+    routes += page_routes(PageService(store, reactor, config.bills.retention_days))
+    bulk = BulkService(bills, reactor)
+    routes += bulk_routes(bulk)
+    routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
+    expiry = ExpiryJob(store, reactor, bills.event_doc)
+    expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
+    # Billers settled at once: at most one store connection less than the pool (the API's).
+    settle = SettlementJob(
+        store,
+        reactor,
+        config.settlement.max_per_run,
+        min(config.settlement.workers, max(1, config.database.pool_size - 1)),
+    )
+    settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
+    retention = RetentionJob(store, reactor, months=config.retention.months)
+    retention_service(retention, config.retention.interval, reactor).setServiceParent(top)
+    limits = http_limits(config.api)
+    api = make_site(Router(routes, auth, limits, reactor), limits, reactor)
+    ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
+
+    # The networks: their pollers and watchers, then their listeners (which stop first).
+    company_code = config.cvs.company_code if config.cvs else None
+    ingest = Ingest(store, reactor, bills.event_doc, company_code)
+    if config.mpn is not None and config.mpn.connect is not None:
+        mpn = MpnNetwork(config.mpn, store, ingest, reactor)
+        services, link = mpn_services(mpn, config.tls, reactor)
+        for network_service in services:
+            network_service.setServiceParent(top)
+        checks.append(
+            lambda: {
+                "mpn": {
+                    "link": "open" if link.open else "down",
+                    "last_close": mpn.close_state.last or None,
+                }
+            }
+        )
+    if config.cvs is not None:
+        for network_service in CvsNetwork(config.cvs, config.tls, ingest, reactor).services():
+            network_service.setServiceParent(top)
+    if config.zengin is not None:
+        for network_service in ZenginNetwork(config.zengin, store, ingest, reactor).services():
+            network_service.setServiceParent(top)
+    if config.bulk is not None:  # the billers' watched folder of bulk bill files
+        bulk_inbox(bulk, config.bulk.inbox, config.bulk.poll_interval).setServiceParent(top)
+    if config.mail is not None:
+        page_url = bills.page_url
+        Mailer(config.mail, store, reactor, page_url).setServiceParent(top)
+    return top

@@ -1,0 +1,48 @@
+"""``twistd gateway``: options and the call into the composition root."""
+
+from __future__ import annotations
+
+import os
+from typing import ClassVar
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError
+
+
+class Options(usage.Options):
+    optParameters: ClassVar = [
+        ["config", "c", "conf/gateway.toml", "The gateway's TOML configuration."]
+    ]
+
+    def postOptions(self) -> None:
+        try:
+            self.config: Config = load_config(self["config"])
+        except ConfigError as e:
+            # twistd prints this and exits non-zero: nothing has listened yet.
+            raise usage.UsageError(f"configuration error: {e}") from None
+        if self.config.secret_key is None:
+            raise usage.UsageError(
+                "configuration error: secrets.key: is required (or the environment's "
+                "GATEWAY_SECRET_KEY): page tokens and webhook secrets are kept with it"
+            )
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    # Everything the daemon creates (database, logs, outbox files, reports, certificates) is
+    # readable by its user only.
+    os.umask(0o077)
+
+    from gateway.app.service import make_service
+
+    try:
+        return make_service(options.config, reactor)
+    except ConfigError as e:
+        # A file the configuration names (a certificate, a CA) is found wanting only when the
+        # service is built: one line naming the option, as for load_config's errors, not a
+        # traceback. Nothing has listened yet.
+        raise SystemExit(f"configuration error: {e}") from None

@@ -1,0 +1,1 @@
+"""Billing use cases: bills, bulk registration, mandates, payments, pages, keys, jobs."""

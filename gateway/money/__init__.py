@@ -1,0 +1,1 @@
+"""Money use cases: fee plans, settlement runs, statements."""

@@ -1,0 +1,330 @@
+"""Settlements: the scheduled run, and what billers and the operator read of them.
+
+The job (:class:`SettlementJob`) runs every ``[settlement] interval`` seconds on the injected
+clock and once at start. For each biller with a contract it settles every period that has
+closed (its last JST day is before today), oldest first, one transaction each
+(:func:`gateway.store.settlements.settle_next`), so a daemon that was down for a month catches
+up period by period. Running it again, or on several daemons at once, creates nothing twice.
+
+Statements (CSV, PDF) are rendered on the reactor's thread pool, never on the reactor thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, TypeVar
+
+from prometheus_client import Counter
+from sqlalchemy.engine import Connection
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+
+from gateway import ids
+from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
+from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.infra.jobs import logged_run, timer
+from gateway.model import Principal
+from gateway.money import statements
+from gateway.money.fees import DailyCollection, FeePlan, Settlement, parse_plan
+from gateway.store import Store
+from gateway.store.billers import get_biller
+from gateway.store.mpn import day_close_report
+from gateway.store.settlements import (
+    billers_with_plans,
+    daily_collections,
+    get_settlement,
+    list_plans,
+    list_settlements,
+    preview_next,
+    save_plan,
+    settle_next,
+    settled_payments,
+)
+from gateway.views import iso
+
+T = TypeVar("T")
+log = Logger()
+
+SETTLEMENTS_CREATED = Counter(
+    "gateway_settlement_created_total", "Settlements created by settlement runs."
+)
+SETTLED_PAYMENTS = Counter(
+    "gateway_settlement_payments_total", "Confirmed payments paid out by a settlement."
+)
+RUN_FAILURES = Counter(
+    "gateway_settlement_run_failures_total", "Settlement runs that failed (logged)."
+)
+ENCODINGS = ("utf-8", "shift_jis")
+MAX_REPORT_DAYS = 366
+EARLIEST, LATEST = date(2000, 1, 1), date(2099, 12, 31)  # report and day-close dates
+
+
+def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
+    t = s.totals
+    doc: dict[str, Any] = {
+        "settlement_id": s.settlement_id,
+        "period": {"start": s.period_start.isoformat(), "end": s.period_end.isoformat()},
+        "cycle": s.cycle.value,
+        "payout_date": s.payout_date.isoformat(),
+        "payments_count": t.payments_count,
+        "collected": t.collected,
+        "fees": t.fees,
+        "tax": t.tax,
+        "stamp_count": t.stamp_count,
+        "stamp_duty": t.stamp_duty,
+        "refunds": t.refunds,
+        "carried_in": t.carried_in,
+        "carried_out": t.carried_out,
+        "payout": t.payout,
+        "created_at": iso(s.created_at),
+    }
+    if lines:
+        doc["lines"] = [
+            {
+                "line_no": no,
+                "kind": line.kind.value,
+                "channel": line.channel.value if line.channel else None,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_amount": line.unit_amount,
+                "amount": line.amount,
+            }
+            for no, line in enumerate(s.lines, 1)
+        ]
+    return doc
+
+
+def _settle_one(conn: Connection, biller_id: str, today: date, now: Any) -> Settlement | None:
+    return settle_next(conn, biller_id, today, now, ids.new_id, settlement_json)
+
+
+@dataclass(frozen=True)
+class RunReport:
+    settlements: tuple[Settlement, ...]
+
+
+class SettlementJob:
+    """Settles closed periods through the store. Billers are settled ``workers`` at a time (one
+    on SQLite, which has one writer): each settlement is its own transaction, and a biller whose
+    settlement fails is logged and counted while the others go on."""
+
+    def __init__(
+        self, store: Store, clock: IReactorTime, max_per_run: int = 10_000, workers: int = 2
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_per_run = max_per_run
+        self.workers = 1 if store.dialect == "sqlite" else max(1, workers)
+        self.running: Deferred[RunReport] | None = None
+
+    async def run(self, biller_id: str | None = None, today: date | None = None) -> RunReport:
+        """Settle every closed period of every biller with a contract (or of one biller).
+        ``today`` (JST) defaults to the clock's."""
+        day = today or clock_today(self.clock)
+        billers = (
+            [biller_id]
+            if biller_id
+            else await self.store.run_interaction("settlement.billers", billers_with_plans)
+        )
+        made: list[Settlement] = []
+
+        async def settle_biller(biller: str) -> None:
+            try:
+                while len(made) < self.max_per_run:
+                    settlement = await self.store.run_interaction(
+                        "settlement.settle", _settle_one, biller, day, clock_now(self.clock)
+                    )
+                    if settlement is None:
+                        return
+                    made.append(settlement)
+                    SETTLEMENTS_CREATED.inc()
+                    SETTLED_PAYMENTS.inc(settlement.totals.payments_count)
+            except Exception:
+                RUN_FAILURES.inc()
+                log.failure("Settling {biller} failed; the next run tries again", biller=biller)
+
+        queue = iter(billers)
+
+        async def worker() -> None:
+            for biller in queue:  # shared: each biller is taken by one worker
+                await settle_biller(biller)
+
+        await gatherResults(
+            [Deferred.fromCoroutine(worker()) for _ in range(self.workers)], consumeErrors=True
+        )
+        if made:
+            log.info("Created {count} settlement(s)", count=len(made))
+        return RunReport(tuple(made))
+
+    def tick(self) -> Deferred[RunReport]:
+        """One scheduled run; a failure is logged and counted (the timer must keep going)."""
+        d, self.running = logged_run(self.run(), RUN_FAILURES, "The settlement run", RunReport(()))
+        return d
+
+
+def settlement_service(job: SettlementJob, interval: float, clock: IReactorTime) -> TimerService:
+    """Runs ``job`` now and then every ``interval`` seconds on ``clock``."""
+    return timer("settlement", interval, job.tick, clock)
+
+
+def encoding_of(raw: str | None) -> str:
+    """A CSV encoding parameter: ``utf-8`` (the default; written with a BOM) or ``shift_jis``."""
+    value = raw or "utf-8"
+    if value not in ENCODINGS:
+        raise InvalidRequest(
+            [FieldError("encoding", f"must be one of {', '.join(ENCODINGS)}")], 400
+        )
+    return value
+
+
+class SettlementApi:
+    """What the merchant API and the operator's API answer about contracts and settlements."""
+
+    def __init__(self, store: Store, clock: IReactorTime) -> None:
+        self.store = store
+        self.clock = clock
+
+    # contracts
+
+    async def plans(self, biller_id: str) -> dict[str, Any]:
+        def txn(conn: Connection) -> list[FeePlan]:
+            get_biller(conn, biller_id)  # NotFound for an unknown biller
+            return list_plans(conn, biller_id)
+
+        found = await self.store.run_interaction("fee_plans.list", txn)
+        return {"biller_id": biller_id, "plans": [p.document() for p in found]}
+
+    async def put_plan(self, biller_id: str, day: date, body: object) -> tuple[int, dict[str, Any]]:
+        plan = parse_plan(body, effective_from=day)
+
+        def txn(conn: Connection) -> tuple[FeePlan, bool]:
+            get_biller(conn, biller_id)
+            return save_plan(conn, biller_id, plan, clock_now(self.clock))
+
+        stored, created = await self.store.run_interaction("fee_plans.save", txn)
+        return (201 if created else 200), stored.document()
+
+    # settlements
+
+    async def page(self, principal: Principal, cursor: str | None, limit: int) -> dict[str, Any]:
+        after = None
+        if cursor is not None:
+            try:
+                after = date.fromisoformat(cursor)
+            except ValueError:
+                raise InvalidRequest(
+                    [FieldError("cursor", "is not a cursor this API returned")], 400
+                ) from None
+        rows = await self.store.run_interaction(
+            "settlements.list", list_settlements, principal.biller_id or "", after, limit + 1
+        )
+        page = rows[:limit]
+        return {
+            "data": [settlement_json(s, lines=False) for s in page],
+            "next_cursor": page[-1].period_start.isoformat() if len(rows) > limit else None,
+        }
+
+    async def preview(self, principal: Principal) -> dict[str, Any]:
+        """The next settlement as it stands now (nothing is stored): ``settlement_id`` null."""
+        found = await self.store.run_interaction(
+            "settlements.preview",
+            preview_next,
+            principal.biller_id or "",
+            clock_today(self.clock),
+            clock_now(self.clock),
+            ids.new_id,
+            settlement_json,
+        )
+        if found is None:
+            raise NotFound("a contract (fee plan) for this biller")
+        return {**settlement_json(found), "settlement_id": None, "preview": True}
+
+    async def get(self, principal: Principal, settlement_id: str) -> Settlement:
+        found = await self.store.run_interaction(
+            "settlements.get", get_settlement, principal.biller_id or "", settlement_id
+        )
+        if found is None:
+            raise NotFound(f"settlement {settlement_id}")
+        return found
+
+    async def statement(
+        self, principal: Principal, settlement_id: str, kind: str, encoding: str | None
+    ) -> tuple[str, str, bytes]:
+        """(file name, content type, bytes) of a statement: ``csv``, ``pdf`` or
+        ``payments`` (the CSV of every payment paid out)."""
+
+        enc = encoding_of(encoding) if kind != "pdf" else "utf-8"
+        settlement = await self.get(principal, settlement_id)
+        biller_id = principal.biller_id or ""
+        name = f"{settlement_id}"
+        ctype = "text/csv; charset=" + ("utf-8" if enc == "utf-8" else "shift_jis")
+        if kind == "payments":
+
+            def rows(conn: Connection) -> bytes:
+                return statements.payments_csv(settled_payments(conn, settlement_id), enc)
+
+            body = await self.store.run_interaction("settlements.payments", rows)
+            return f"{name}-payments.csv", ctype, body
+
+        def biller_name(conn: Connection) -> tuple[str, list[Any]]:
+            daily = daily_collections(
+                conn, biller_id, settlement.period_start, settlement.period_end
+            )
+            return get_biller(conn, biller_id).name, daily
+
+        title, daily = await self.store.run_interaction("settlements.statement", biller_name)
+        if kind == "pdf":
+            pdf = await self._in_thread(lambda: statements.statement_pdf(settlement, title, daily))
+            return f"{name}.pdf", "application/pdf", pdf
+        return f"{name}.csv", ctype, statements.statement_csv(settlement, title, enc)
+
+    async def daily(self, principal: Principal, first: date, last: date) -> list[DailyCollection]:
+        _report_range(first, last)
+        if last - first > timedelta(days=MAX_REPORT_DAYS):
+            raise InvalidRequest([FieldError("to", f"at most {MAX_REPORT_DAYS} days after from")])
+        return await self.store.run_interaction(
+            "reports.daily", daily_collections, principal.biller_id or "", first, last
+        )
+
+    async def day_closes(self, first: date, last: date) -> list[dict[str, Any]]:
+        """The MPN 閉局 of each business day next to the ledger's own totals (operator)."""
+        _report_range(first, last)
+        return await self.store.run_interaction("mpn.day_closes", day_close_report, first, last)
+
+    def _in_thread(self, fn: Callable[[], T]) -> Deferred[T]:
+        reactor: Any = self.clock
+        if IReactorThreads.providedBy(reactor):
+            return deferToThreadPool(reactor, reactor.getThreadPool(), fn)
+        d: Deferred[T] = Deferred()
+        d.callback(fn())
+        return d
+
+
+def _report_range(first: date, last: date) -> None:
+    errors = [
+        FieldError(name, f"must be a day from {EARLIEST} to {LATEST}")
+        for name, day in (("from", first), ("to", last))
+        if not EARLIEST <= day <= LATEST
+    ]
+    if not errors and last < first:
+        errors.append(FieldError("to", "must not be before from"))
+    if errors:
+        raise InvalidRequest(errors)
+
+
+def daily_json(row: Any) -> Mapping[str, Any]:
+    return {
+        "date": row.day.isoformat(),
+        "channel": row.channel.value,
+        "chain": row.chain,
+        "count": row.count,
+        "amount": row.amount,
+        "confirmed_count": row.confirmed_count,
+        "confirmed_amount": row.confirmed_amount,
+    }

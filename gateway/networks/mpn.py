@@ -1,0 +1,368 @@
+"""The Pay-easy network (spec/mpn.md): the MPN center's requests answered from the ledger.
+
+照会 answers from the store: ``0000`` with the amount, due date and biller kana for an open bill;
+``1002`` when paid through any channel (a CVS 速報 included: this is how a second payment is
+stopped before it happens), ``1003`` past due, ``1005`` cancelled, ``1001`` for an unknown
+お客様番号 or a wrong 確認番号 — and, after ``guard_limit`` wrong 確認番号 for one number in a day,
+for every 照会 of it that day. 消込 and 再送確認 are stored through the ingest (the same state
+machine and outbox as every channel) before ``0000`` goes back; the same 消込 again changes
+nothing. 取消 voids the 消込 it names (``1006`` when there is none). 閉局 compares the day's
+counters both ways and confirms the day's pending 消込.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from prometheus_client import Counter
+from sqlalchemy.engine import Connection
+from twisted.application.service import IService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
+from gateway.config import MpnConfig
+from gateway.infra.tls import TLSFiles
+from gateway.ingest import Ingest, Received
+from gateway.mappers.mpn.mapper import (
+    Cancel,
+    Close,
+    Inquiry,
+    InquiryAnswer,
+    Message,
+    Payment,
+    ResendCheck,
+    build_message,
+    response_for,
+    to_canonical,
+)
+from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.protocols.mpn import MpnLink
+from gateway.store import Store
+from gateway.store.ledger import payments_by_keys
+from gateway.store.mpn import (
+    count_guard_attempt,
+    day_counters,
+    day_payments,
+    payeasy_lookup,
+    purge_guard_before,
+    record_day_close,
+)
+
+log = Logger()
+
+GUARD_REFUSALS = Counter(
+    "gateway_mpn_guard_refusals_total",
+    "照会 refused 1001 because the お客様番号 had too many wrong 確認番号 that day.",
+)
+CONFLICTING_RESENDS = Counter(
+    "gateway_mpn_conflicting_resends_total",
+    "消込 whose triple was already stored with another amount or bank: answered 0000 as the "
+    "spec says, not applied, logged for an operator.",
+)
+CLOSE_MISMATCHES = Counter(
+    "gateway_mpn_close_mismatches_total",
+    "閉局 whose counters differed from the center's.",
+)
+
+
+@dataclass
+class CloseState:
+    """What /readyz shows about the last 閉局."""
+
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+class MpnNetwork:
+    def __init__(self, config: MpnConfig, store: Store, ingest: Ingest, reactor: Any) -> None:
+        self.config = config
+        self.store = store
+        self.ingest = ingest
+        self.reactor = reactor
+        self.close_state = CloseState()
+
+    # -- answers --------------------------------------------------------------------------------
+
+    def answer(self, request: Message, source: str) -> Deferred[Message]:
+        """The response to a center request; a failure (the store down) fails the Deferred,
+        which the link answers ``9001`` (temporarily unable: the center may retry)."""
+        return maybeDeferred(self._answer, request, source)
+
+    def _answer(self, request: Message, source: str) -> Deferred[Message]:
+        body = request.body
+        if isinstance(body, Inquiry):
+            return self.store.run_interaction("mpn.inquiry", self._inquiry, request)
+        if isinstance(body, Payment | ResendCheck):
+            return self.store.run_interaction("mpn.payment", self._payment, request, source)
+        if isinstance(body, Cancel):
+            return self.store.run_interaction("mpn.cancel", self._cancel, request, source)
+        raise ValueError(f"{request.header.type} is not a request the center sends")
+
+    def _known_bill(
+        self, conn: Connection, key: Any, day: date
+    ) -> tuple[Bill | None, str, str | None]:
+        """(the bill, its biller's kana, None) or (None, "", the refusal code) for a key."""
+        found = payeasy_lookup(conn, key.institution_code, key.customer_number)
+        if found is None:
+            return None, "", "1001"
+        bill, kana = found
+        assert bill.payeasy is not None
+        wrong = not hmac.compare_digest(
+            bill.payeasy.confirmation_number.encode(), str(key.confirmation_number).encode()
+        )
+        # The count returned by the one atomic statement decides, never a count read before.
+        failures = count_guard_attempt(
+            conn, key.institution_code, key.customer_number, day, wrong=wrong
+        )
+        # A wrong one counted past the limit, or a right one once the limit is reached.
+        if failures > self.config.guard_limit or (
+            not wrong and failures >= self.config.guard_limit
+        ):
+            GUARD_REFUSALS.inc()
+            return None, "", "1001"
+        if wrong:
+            return None, "", "1001"
+        return bill, kana, None
+
+    def _inquiry(self, conn: Connection, request: Message) -> Message:
+        body = request.body
+        assert isinstance(body, Inquiry)
+        day = request.header.business_date
+        bill, kana, refusal = self._known_bill(conn, body.key, day)
+        if bill is None:
+            return response_for(request, refusal or "1001")
+        if bill.status is BillStatus.CANCELLED:
+            return response_for(request, "1005")
+        if bill.status in (BillStatus.PAID, BillStatus.CONFIRMED):
+            return response_for(request, "1002")
+        if bill.status is BillStatus.EXPIRED or (bill.due_date is not None and bill.due_date < day):
+            return response_for(request, "1003")
+        answer = InquiryAnswer(body.key, bill.amount, bill.due_date, kana)
+        return response_for(request, "0000", answer)
+
+    def _payment(self, conn: Connection, request: Message, source: str) -> Message:
+        body = request.body
+        payment = body.payment if isinstance(body, ResendCheck) else body
+        assert isinstance(payment, Payment)
+        event = self._event(request, source)
+        stored = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
+        if stored:
+            # Already stored: a resend changes nothing (spec/mpn.md §5). A "resend" that
+            # differs is a center reusing a triple: still 0000 as the spec says, but loud.
+            if (stored[0].amount, stored[0].store) != (event.amount, event.store):
+                CONFLICTING_RESENDS.inc()
+                log.error(
+                    "MPN 消込 {triple} repeats a stored triple with other content (stored "
+                    "{stored} yen via {via}, now {amount} yen via {now_via}): not applied",
+                    triple=event.event_key,
+                    stored=stored[0].amount,
+                    via=stored[0].store,
+                    amount=event.amount,
+                    now_via=event.store,
+                )
+            return response_for(request, "0000")
+        bill, _, refusal = self._known_bill(conn, payment.key, request.header.business_date)
+        if bill is None:
+            return response_for(request, refusal or "1001")
+        if payment.amount != bill.amount:
+            return response_for(request, "1004")
+        # Stored before the answer; a bill paid elsewhere or cancelled is recorded all the
+        # same (the bank has the money): double payment or paid-after-cancel, refund case.
+        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        return response_for(request, "0000")
+
+    def _cancel(self, conn: Connection, request: Message, source: str) -> Message:
+        body = request.body
+        assert isinstance(body, Cancel)
+        event = self._event(request, source)
+        found = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
+        if not found or body.original_business_date != request.header.business_date:
+            return response_for(request, "1006")
+        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        return response_for(request, "0000")
+
+    def _event(self, request: Message, source: str) -> CollectionEvent:
+        return to_canonical(
+            request, raw=build_message(request), source=source, received_at=clock_now(self.reactor)
+        )
+
+    # -- 閉局 -----------------------------------------------------------------------------------
+
+    def counters(self, day: date) -> Deferred[tuple[int, int, int, int]]:
+        return self.store.run_interaction("mpn.counters", day_counters, day)
+
+    def close_day(
+        self, day: date, theirs: tuple[int, int, int, int] | None
+    ) -> Deferred[dict[str, Any]]:
+        """Store the day's counters with the center's, flag a difference, confirm the day's
+        pending 消込 (a payment the center counted is final), and drop the guard's counts of the
+        days before it."""
+        return self.store.run_interaction("mpn.close", self._close, day, theirs)
+
+    def _close(
+        self, conn: Connection, day: date, theirs: tuple[int, int, int, int] | None
+    ) -> dict[str, Any]:
+        ours = day_counters(conn, day)
+        now = clock_now(self.reactor)
+        record_day_close(conn, day, ours, theirs, now)
+        purge_guard_before(conn, day)
+        confirmations = [
+            Received(
+                CollectionEvent(
+                    channel=Channel.PAYEASY,
+                    kind=MessageKind.CONFIRMATION,
+                    event_key=p.event_key,
+                    amount=p.amount,
+                    paid_at=p.paid_at,
+                    received_at=now,
+                    source=f"close:{day:%Y%m%d}",
+                    raw=b"",
+                    bill_key=number or "",
+                    transfer_date=None,
+                    store=p.store,
+                    detail={
+                        "institution_code": institution or "",
+                        "business_date": day.isoformat(),
+                    },
+                )
+            )
+            for p, institution, number in day_payments(conn, day)
+            if p.status.value == "pending"
+        ]
+        summary = self.ingest.apply_all(conn, confirmations, now, clock_today(self.reactor))
+        matched = theirs is None or ours == theirs
+        if not matched:
+            CLOSE_MISMATCHES.inc()
+            log.error(
+                "MPN 閉局 {day}: our counters {ours} differ from the center's {theirs}",
+                day=day.isoformat(),
+                ours=ours,
+                theirs=theirs,
+            )
+        state = {
+            "business_date": day.isoformat(),
+            "ours": list(ours),
+            "center": list(theirs) if theirs else None,
+            "matched": matched,
+            "confirmed": summary.get("applied", 0),
+        }
+        self.close_state.last = state
+        return state
+
+    def business_date(self) -> date:
+        return datetime.fromtimestamp(self.reactor.seconds(), JST).date()
+
+
+def close_body(day: date, counters: tuple[int, int, int, int]) -> Close:
+    return Close(day, *counters)
+
+
+class MpnLinkService(Service):
+    """Starts and stops the link to the center (it redials on its own)."""
+
+    name = "mpn-link"
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+
+    def startService(self) -> None:
+        super().startService()
+        self.link.start()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        d: Deferred[None] = self.link.stop()
+        return d
+
+
+class DayCloser(Service):
+    """閉局 once a day at ``close_at`` (JST) on the injected clock: our counters to the center,
+    its figures back, both stored; a failed exchange is retried a minute later."""
+
+    def __init__(self, network: MpnNetwork, link: Any, close_at: time, reactor: Any) -> None:
+        self.network = network
+        self.link = link
+        self.close_at = close_at
+        self.reactor = reactor
+        self._call: IDelayedCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._schedule(self._seconds_until_next())
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+
+    def _seconds_until_next(self) -> float:
+        now = datetime.fromtimestamp(self.reactor.seconds(), JST)
+        at = datetime.combine(now.date(), self.close_at, tzinfo=JST)
+        if at <= now:
+            at += timedelta(days=1)
+        return (at - now).total_seconds()
+
+    def _schedule(self, delay: float) -> None:
+        if self.running:
+            self._call = self.reactor.callLater(delay, self._close)
+
+    def _close(self) -> None:
+        day = self.network.business_date()
+        d = Deferred.fromCoroutine(self.close(day))
+
+        def done(ok: bool) -> None:
+            self._schedule(self._seconds_until_next() if ok else 60.0)
+
+        d.addCallback(done)
+
+    async def close(self, day: date) -> bool:
+        ours = await self.network.counters(day)
+        try:
+            theirs = await self.link.close_day(day, close_body(day, ours))
+        except Exception as e:
+            log.warn(
+                "MPN 閉局 {day} not exchanged ({error}); retrying in a minute",
+                day=day.isoformat(),
+                error=e,
+            )
+            return False
+        figures = (
+            theirs.payments_count,
+            theirs.payments_sum,
+            theirs.cancels_count,
+            theirs.cancels_sum,
+        )
+        state = await self.network.close_day(day, figures)
+        log.info("MPN 閉局 {day}: {state}", day=day.isoformat(), state=state)
+        return True
+
+
+def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[IService], Any]:
+    """The link and the day closer for make_service, and the link (for /readyz)."""
+
+    config = network.config
+    assert config.connect is not None and config.center_code is not None and tls is not None
+    assert config.hostname is not None, "config requires mpn.hostname with mpn.connect"
+    files = TLSFiles(
+        config.ca or tls.ca,
+        tls.certificate,
+        tls.key,
+        ca_option="tls.ca" if config.ca is None else "mpn.ca",
+    )
+    files.load()  # a missing or wrong file stops the daemon before it starts
+    link = MpnLink(
+        reactor,
+        config.connect,
+        files,
+        config.hostname,
+        network.answer,
+        institution_code=config.institution_code,
+        center_code=config.center_code,
+        business_date=network.business_date,
+    )
+    return [MpnLinkService(link), DayCloser(network, link, config.close_at, reactor)], link

@@ -1,0 +1,1 @@
+"""Rendering: the payment page, the barcode SVG, PDF receipts and statements."""

@@ -1,0 +1,1 @@
+"""Webhooks: the endpoints API, delivery, signatures, and which addresses may be reached."""
