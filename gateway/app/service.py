@@ -7,11 +7,9 @@ reaches the store before it stops): store, periodic jobs, metrics listener, merc
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -20,13 +18,13 @@ from gateway.billing.at_rest import SecretsAtRest
 from gateway.billing.bills import BillService
 from gateway.billing.bulk import MAX_BYTES, BulkService
 from gateway.billing.expiry import ExpiryJob, expiry_service
+from gateway.billing.idempotency_purge import IdempotencyPurge, idempotency_purge_service
 from gateway.billing.keys import Authenticator
 from gateway.billing.mandates import MandateService
 from gateway.billing.notify import Mailer
 from gateway.billing.pages import PageService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
-from gateway.clock import now
 from gateway.config import Config
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
@@ -46,7 +44,6 @@ from gateway.protocols.bill_inbox import BillInbox
 from gateway.protocols.listen import ListenerService
 from gateway.protocols.ops import ops_site
 from gateway.store import Store
-from gateway.store.idempotency import purge_expired
 from gateway.store.migrate import head_revision, migrate
 from gateway.webhooks.api import WebhookApi
 from gateway.webhooks.delivery import WebhookDelivery
@@ -95,13 +92,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     store = Store.from_url(config.database.url, reactor, config.database.pool_size)
     StoreService(store, config.database.migrate_on_start).setServiceParent(top)
 
-    def purge_idempotency_keys() -> Deferred[int]:
-        cutoff = now(reactor) - config.api.idempotency_ttl - timedelta(hours=1)
-        return store.run_interaction("idempotency.purge", purge_expired, cutoff)
-
-    purge = TimerService(3600, purge_idempotency_keys)
-    purge.clock = reactor
-    purge.setServiceParent(top)
+    idempotency_purge_service(
+        IdempotencyPurge(store, reactor, config.api.idempotency_ttl), reactor
+    ).setServiceParent(top)
 
     # Bills made before migration 0009 and webhook secrets stored in clear
     # (gateway.billing.at_rest).
