@@ -1,4 +1,4 @@
-"""Building blocks of the OpenAPI document shared by its parts (openapi, openapi_settlement)."""
+"""Building blocks of the OpenAPI document shared by its parts (the openapi_* modules)."""
 
 from __future__ import annotations
 
