@@ -89,15 +89,13 @@ from twisted.logger import Logger
 from gateway.clock import now as clock_now
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.files import DATA_TYPE, RECORD_LENGTH
-from gateway.mappers.zengin.records import RESULT_CODE_CHARS
+from gateway.mappers.zengin.records import RECORD_ACCOUNT, REDACTED_ACCOUNT, RESULT_CODE_CHARS
 from gateway.model import JST, transfer_key
 from gateway.store import Store
 from gateway.store.events import event_json
 from gateway.store.retention import (
     ACCOUNT_FIELDS,
     BILL_FIELDS,
-    RECORD_ACCOUNT,
-    REDACTED_ACCOUNT,
     clear_customers,
     event_watermark,
     lock_events_after,
@@ -276,7 +274,15 @@ def purge_unmatched_messages_batch(
     conn: Connection, report: PurgeReport, after: int, limit: int
 ) -> tuple[PurgeReport, int, int]:
     """Redact up to ``limit`` transfer results that matched no request (ids above ``after``)."""
-    found = lock_unmatched_transfer_messages(conn, report.cutoff, after, limit)
+    found = lock_unmatched_transfer_messages(
+        conn,
+        report.cutoff,
+        after,
+        limit,
+        record_length=RECORD_LENGTH,
+        account=RECORD_ACCOUNT,
+        redacted=REDACTED_ACCOUNT,
+    )
     if not found:
         return report, 0, after
     set_message_raws(conn, [(i, redact_data_record(raw)) for i, raw in found])

@@ -91,7 +91,8 @@ class Issuer:
             )
         if Channel.PAYEASY in terms.channels:
             payeasy_numbers = self.payeasy_numbers(biller, serial)
-        return Identifiers(slip, payeasy_numbers)
+        bill_key = None if slip is None else barcode.bill_key_of(slip.barcode)
+        return Identifiers(slip, payeasy_numbers, bill_key)
 
     @staticmethod
     def human_readable(digits: str) -> str:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from gateway.errors import Conflict
@@ -23,6 +22,7 @@ from gateway.model import (
     Tax,
 )
 from gateway.store.copy import copy_rows
+from gateway.store.dialect import dialect_insert
 from gateway.store.schema import bill_slips, bills
 
 
@@ -40,6 +40,7 @@ class NewBill:
 class Identifiers:
     slip: Slip | None
     payeasy: PayEasyNumbers | None
+    cvs_bill_key: str | None = None  # the slip's bill key (gateway.mappers.cvs.barcode)
 
 
 def _bill(row: Row) -> Bill:
@@ -132,9 +133,10 @@ def identifier_columns(ids: Identifiers) -> dict[str, Any]:
     """The columns a bill's identifiers set (after the insert that gives its serial)."""
     values: dict[str, Any] = {}
     if ids.slip is not None:
+        assert ids.cvs_bill_key is not None, "a slip comes with its bill key"
         values.update(
             barcode=ids.slip.barcode,
-            cvs_bill_key=ids.slip.barcode[2:29],
+            cvs_bill_key=ids.cvs_bill_key,
             stamp=ids.slip.stamp,
         )
     if ids.payeasy is not None:
@@ -155,11 +157,10 @@ def insert_bill(
     :class:`Conflict`. ``identify(serial)`` derives the barcode and Pay-easy numbers from the
     bill's serial (its row id), which is known only after the insert.
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     terms = new.terms
     fingerprint = new.fingerprint or terms.fingerprint()
     stmt = (
-        dialect.insert(bills)
+        dialect_insert(conn, bills)
         .values(**new_bill_columns(new, fingerprint, now))
         .on_conflict_do_nothing(index_elements=["biller_id", "bill_no"])
         .returning(bills.c.id)
@@ -269,7 +270,6 @@ def insert_bills(
     """
     if not news:
         return []
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     serials = _reserve_serials(conn, len(news))
     stored_at = now.astimezone(UTC)  # as a bill read back from the store has it
     rows: list[dict[str, Any]] = []
@@ -302,7 +302,9 @@ def insert_bills(
         # One prepared INSERT for every row (SQLite: the driver's executemany, its loop in C),
         # then which of the reserved serials made it: no other insert can have taken one.
         conn.execute(
-            dialect.insert(bills).on_conflict_do_nothing(index_elements=["biller_id", "bill_no"]),
+            dialect_insert(conn, bills).on_conflict_do_nothing(
+                index_elements=["biller_id", "bill_no"]
+            ),
             rows,
         )
     inserted = set(

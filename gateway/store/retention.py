@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
-from gateway.mappers.files import RECORD_LENGTH
 from gateway.model import BillStatus, Channel, MandateStatus, RefundStatus
 from gateway.store.schema import (
     bills,
@@ -121,18 +120,22 @@ def set_message_raws(conn: Connection, raws: Sequence[tuple[int, bytes]]) -> Non
         )
 
 
-#: A Zengin data record's 口座番号 (pos 44, 7 N) and 預金者名 (pos 51, 30 C), spec/zengin.md, and
-#: what the purge leaves in them (gateway.billing.retention.redact_data_record).
-RECORD_ACCOUNT = slice(43, 80)
-REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
-
-
 def lock_unmatched_transfer_messages(
-    conn: Connection, cutoff: datetime, after: int, limit: int
+    conn: Connection,
+    cutoff: datetime,
+    after: int,
+    limit: int,
+    *,
+    record_length: int,
+    account: slice,
+    redacted: bytes,
 ) -> list[tuple[int, bytes]]:
     """(id, raw) of up to ``limit`` transfer results with ``id > after`` that matched no request
     (outcome ``unknown_bill``: no bill to purge them with), received before ``cutoff``, whose raw
     record still holds an account (not yet redacted), in id order, locked (``SKIP LOCKED``).
+
+    The record's layout is the mapper's (gateway.mappers.zengin.records): a raw of
+    ``record_length`` bytes is redacted when its ``account`` bytes are ``redacted``.
 
     A debit among them is kept while its payment has a refund case that is open or was resolved
     at or after the cutoff: the money is returned to that account, so it stays until the case
@@ -151,8 +154,8 @@ def lock_unmatched_transfer_messages(
     still_held = (
         func.length(m.raw) > 0,
         or_(
-            func.length(m.raw) != RECORD_LENGTH,
-            func.substr(m.raw, RECORD_ACCOUNT.start + 1, len(REDACTED_ACCOUNT)) != REDACTED_ACCOUNT,
+            func.length(m.raw) != record_length,
+            func.substr(m.raw, account.start + 1, len(redacted)) != redacted,
         ),
     )
     stmt = (

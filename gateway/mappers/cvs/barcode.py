@@ -219,6 +219,15 @@ def _parse(text: str, ceiling: int) -> Barcode:
     )
 
 
+#: Digits 3-29 of a barcode: company code + free field (:attr:`Barcode.bill_key`).
+BILL_KEY = slice(2, 29)
+
+
+def bill_key_of(digits: str) -> str:
+    """The bill key of a barcode's digits: the same for every reissue of a bill."""
+    return digits[BILL_KEY]
+
+
 def free_field_for(biller_code: str, serial: int) -> str:
     """The 21-digit free field of an agency: 5-digit biller code + 16-digit zero-padded serial."""
     if not _BILLER_CODE.fullmatch(biller_code):

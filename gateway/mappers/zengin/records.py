@@ -99,6 +99,11 @@ END = Struct(
 #: Which schema a record's first byte announces.
 BY_TYPE = {HEADER_TYPE: HEADER, DATA_TYPE: DATA, TRAILER_TYPE: TRAILER, END_TYPE: END}
 
+#: A data record's 口座番号 (pos 44, 7 N) and 預金者名 (pos 51, 30 C), spec/zengin.md, and what the
+#: retention job's purge leaves in them (gateway.billing.retention.redact_data_record).
+RECORD_ACCOUNT = slice(43, 80)
+REDACTED_ACCOUNT = b"0" * 7 + b" " * 30
+
 #: 預金種目: 1 普通, 2 当座, 9 その他.
 ACCOUNT_TYPES = {"1": "普通", "2": "当座", "9": "その他"}
 
