@@ -16,7 +16,7 @@ transfer bills due on a debit date ``D`` (3 bank business days ahead), bulk-inse
 2. raw items: the ``zengin_request_items`` rows it stored, read back and inserted again into an
    empty copy of the table (same columns, keys, unique constraints and foreign keys) with one
    ``executemany`` in one transaction;
-3. the simulated bank (``simulators.bank``, not timed) answers with a result file (``--mix``);
+3. the simulated bank (``simulators.zengin``, not timed) answers with a result file (``--mix``);
 4. result (timed): read, ``parse_file`` and ``apply_result`` in one transaction, as
    ``gateway-admin import zengin-result`` does; checked against the bank's own totals;
 5. again (timed): the same file a second time, which must change nothing (the dedup path);
@@ -101,7 +101,7 @@ from gateway.store.schema import (
     zengin_requests,
 )
 from gateway.store.zengin import save_consignor
-from simulators.bank import SimulatedBank, Totals, parse_mix
+from simulators.zengin import SimulatedBank, Totals, parse_mix
 
 T = TypeVar("T")
 
@@ -737,7 +737,7 @@ def report(r: Result) -> str:
         f"  request:  prepare_requests {r.request.prepare_seconds:.2f}s + write_pending"
         f" {r.request.write_seconds:.2f}s (two transactions, as gateway-admin zengin request);"
         f" {r.request.file.name}, {r.request.size:,} bytes",
-        f"  bank:     simulators.bank, mix {r.mix}, seed {r.seed}: debited {b.debited_count}"
+        f"  bank:     simulators.zengin, mix {r.mix}, seed {r.seed}: debited {b.debited_count}"
         f" ({b.debited_total:,} yen), failed {b.failed_count} ({b.failed_total:,} yen);"
         f" {r.result_size:,} bytes, {r.bank_seconds:.1f}s, not timed",
         f"  result:   read + parse_file {r.result.parse_seconds:.2f}s + apply_result"

@@ -16,7 +16,7 @@ import pytest
 from gateway import calendar
 from gateway.app.process import DaemonProcess, admin_json, http
 from gateway.mappers.zengin.mapper import parse_file
-from simulators.bank import SimulatedBank
+from simulators.zengin import SimulatedBank
 from tests.billing.test_mandates_api import ACCOUNT
 from tests.billing.test_payments_api import pay_at_store
 from tests.conftest import jst_today

@@ -414,9 +414,9 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
     (request,) = made["files"]
     debits = parse_file(Path(request["file"]).read_bytes()).debits
     overrides = [f"{d.customer_number}={BANK_CODES.get(n, '0')}" for n, d in enumerate(debits)]
-    say("$ python -m simulators.bank --once --override ...  (the bank debits and answers)")
+    say("$ python -m simulators.zengin --once --override ...  (the bank debits and answers)")
     summary = simulate(
-        "simulators.bank",
+        "simulators.zengin",
         "--outbox",
         str(workdir / "outbox" / "zengin"),
         "--inbox",

@@ -24,7 +24,7 @@ from gateway.billing.expiry import ExpiryJob, expire_batch, expiry_service
 from gateway.model import JST, MessageKind
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
-from simulators.bank import SimulatedBank
+from simulators.zengin import SimulatedBank
 from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today, on_postgres
 from tests.networks.test_zengin_transfer import (

@@ -51,7 +51,7 @@ from gateway.store.schema import (
     refund_cases,
     zengin_request_items,
 )
-from simulators.bank import SimulatedBank
+from simulators.zengin import SimulatedBank
 from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today, logged, on_postgres
 from tests.networks.test_zengin_transfer import (

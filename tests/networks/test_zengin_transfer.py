@@ -2,7 +2,7 @@
 
 Bills and mandates go in through the merchant API of the in-process daemon; request files are
 written and result files loaded by ``gateway-admin`` (in-process), as an operator would; the
-bank is ``simulators.bank``. Dates are real bank business days from today.
+bank is ``simulators.zengin``. Dates are real bank business days from today.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from gateway import calendar
 from gateway.app.admin.commands import main as admin_main
 from gateway.mappers.zengin.mapper import ZenginFile, parse_file
 from gateway.model import MessageKind
-from simulators.bank import SimulatedBank
+from simulators.zengin import SimulatedBank
 from tests.billing.test_mandates_api import ACCOUNT
 from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, admin, jst_today

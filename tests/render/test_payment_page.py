@@ -27,7 +27,7 @@ from gateway.billing.pages import payment_place, receipt_number
 from gateway.model import JST, Channel, MessageKind, Payment, PaymentStatus
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
-from simulators.bank import SimulatedBank
+from simulators.zengin import SimulatedBank
 from tests.billing.test_payments_api import pay
 from tests.conftest import Biller, Running, jst_today
 from tests.networks.test_zengin_transfer import bill as transfer_bill

@@ -26,7 +26,7 @@ Synchronously (tests, the demo)::
 As a command, polling the outbox until stopped (or ``--once``, or ``--until-files N``), then
 printing a one-line JSON summary::
 
-    python -m simulators.bank --outbox var/outbox/zengin --inbox var/inbox/zengin \\
+    python -m simulators.zengin --outbox var/outbox/zengin --inbox var/inbox/zengin \\
         --work var/bank --mix 0=90,1=5,2=2,3=1,4=1,9=1 --seed 1 --delay 2 --interval 1
 """
 
@@ -552,7 +552,7 @@ async def serve(
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m simulators.bank",
+        prog="python -m simulators.zengin",
         description="The bank of 口座振替: take the gateway's request files (種別コード 91) from "
         "its outbox, decide a 振替結果コード for every debit, write the result files into its "
         "inbox, print a JSON summary.",
@@ -635,7 +635,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         bank = make_bank(args)
     except UsageError as e:
-        print(f"simulators.bank: {e}", file=sys.stderr)
+        print(f"simulators.zengin: {e}", file=sys.stderr)
         raise SystemExit(1) from None
 
     def run(reactor: Any) -> Deferred[dict[str, Any]]:
@@ -651,7 +651,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         )
 
-    run_command("simulators.bank", run, lambda s: bool(s["timed_out"]))
+    run_command("simulators.zengin", run, lambda s: bool(s["timed_out"]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""simulators.bank: the bank of 口座振替 takes each request file of the outbox once, answers it
+"""simulators.zengin: the bank of 口座振替 takes each request file of the outbox once, answers it
 with a result file the gateway's mapper accepts, in the inbox, atomically, and keeps a record
 that agrees with the files it wrote (spec/zengin.md)."""
 
@@ -21,7 +21,7 @@ from twisted.internet import defer, task
 
 from gateway.mappers.zengin.mapper import Debit, ZenginFile, build_file, parse_file
 from gateway.protocols.inbox import FileResult, InboxWatcher
-from simulators.bank import (
+from simulators.zengin import (
     LedgerEntry,
     SimulatedBank,
     Totals,
@@ -584,7 +584,7 @@ def test_serve_stops_at_shutdown_and_at_its_timeout(folders: Folders) -> None:
 
 
 def command(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "simulators.bank", *map(str, args)]
+    return [sys.executable, "-m", "simulators.zengin", *map(str, args)]
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -618,7 +618,9 @@ def test_the_command_refuses_a_bad_mix(folders: Folders) -> None:
 
     assert out.returncode == 1
     assert out.stdout == ""
-    assert out.stderr.strip() == "simulators.bank: --mix: '0=x' is not CODE=WEIGHT (e.g. 0=90,1=5)"
+    assert (
+        out.stderr.strip() == "simulators.zengin: --mix: '0=x' is not CODE=WEIGHT (e.g. 0=90,1=5)"
+    )
 
 
 @pytest.mark.parametrize(
