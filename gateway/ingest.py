@@ -376,7 +376,7 @@ class Ingest:
         return expired.bill
 
     def _events(
-        self, batch: _Batch, biller_id: str, outcome: ledger.Outcome, known: Sequence[Payment]
+        self, batch: _Batch, biller_id: str, outcome: ledger.LedgerChange, known: Sequence[Payment]
     ) -> None:
         by_id = {p.payment_id: p for p in known}
         cases: dict[str, RefundCase] = {c.case_id: c for c in outcome.refund_cases}

@@ -2,7 +2,7 @@
 
 Nothing here does I/O or reads a clock: ``now`` (an aware timestamp) and ``today`` (the JST business
 date) are parameters, and new ids come from an injected ``new_id(prefix)`` (``"pay"``, ``"rc"``).
-Every function returns an :class:`Outcome`: the bill after the change, the payments created or
+Every function returns an :class:`LedgerChange`: the bill after the change, the payments created or
 changed, the refund cases opened, the anomalies found and the outbox events, in the order they
 happened. The store applies an outcome in one transaction: upsert the payments by ``payment_id``,
 replace the bill when ``bill_changed``, insert the cases, anomalies and events.
@@ -85,8 +85,8 @@ from gateway.model import (
 
 __all__ = [
     "MAX_REISSUE",
+    "LedgerChange",
     "OutboxEvent",
-    "Outcome",
     "apply_message",
     "cancel_bill",
     "expire_bill",
@@ -110,7 +110,7 @@ class OutboxEvent:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class LedgerChange:
     """The result of one transition, to be stored in one transaction."""
 
     duplicate: bool  # already applied: nothing changes, the sender is told "success"
@@ -128,8 +128,8 @@ def _unchanged(
     duplicate: bool = False,
     anomalies: tuple[Anomaly, ...] = (),
     events: tuple[OutboxEvent, ...] = (),
-) -> Outcome:
-    return Outcome(
+) -> LedgerChange:
+    return LedgerChange(
         duplicate=duplicate,
         bill=bill,
         bill_changed=False,
@@ -140,8 +140,8 @@ def _unchanged(
     )
 
 
-def _bill_changed(bill: Bill, event: EventType) -> Outcome:
-    return Outcome(
+def _bill_changed(bill: Bill, event: EventType) -> LedgerChange:
+    return LedgerChange(
         duplicate=False,
         bill=bill,
         bill_changed=True,
@@ -160,7 +160,7 @@ def _require_aware(now: datetime) -> None:
 # --- biller actions -------------------------------------------------------------------------
 
 
-def cancel_bill(bill: Bill, *, now: datetime) -> Outcome:
+def cancel_bill(bill: Bill, *, now: datetime) -> LedgerChange:
     """The biller cancels a bill: open or expired → cancelled.
 
     Cancelling a cancelled bill is a duplicate; a paid or confirmed bill cannot be cancelled (its
@@ -182,7 +182,7 @@ def reissue_bill(
     due_date: date | None,
     today: date,
     now: datetime,
-) -> Outcome:
+) -> LedgerChange:
     """The biller reissues an open or expired bill with a new amount, due date and slip.
 
     ``reissue`` goes up by one (the barcode's reissue digit allows 9 reissues); ``slip`` is the new
@@ -220,7 +220,7 @@ def reissue_bill(
     return _bill_changed(reissued, EventType.BILL_REISSUED)
 
 
-def expire_bill(bill: Bill, *, today: date, now: datetime) -> Outcome:
+def expire_bill(bill: Bill, *, today: date, now: datetime) -> LedgerChange:
     """An open bill whose due date has passed (``due_date < today``) becomes expired.
 
     Anything else is left as it is (no change, not a duplicate, no event), so the expiry job can
@@ -301,7 +301,7 @@ def apply_message(
     today: date,
     now: datetime,
     new_id: Callable[[str], str],
-) -> Outcome:
+) -> LedgerChange:
     """Apply one collection message to a bill (``None`` when no bill matches it).
 
     ``payments`` are all the existing payments of the bill (for an unknown bill: the existing
@@ -380,7 +380,7 @@ def apply_message(
 
 def _anomaly(
     bill: Bill | None, message: CollectionEvent, kind: AnomalyKind, detail: str
-) -> Outcome:
+) -> LedgerChange:
     found = Anomaly(kind=kind, channel=message.channel, event_key=message.event_key, detail=detail)
     return _unchanged(bill, anomalies=(found,))
 
@@ -394,7 +394,7 @@ def _payment_changed(
     slips: Sequence[Slip],
     today: date,
     now: datetime,
-) -> Outcome:
+) -> LedgerChange:
     """An existing payment was confirmed or voided: store it and settle the bill again."""
     after = bill
     if bill is not None:
@@ -402,7 +402,7 @@ def _payment_changed(
         after = _settle(bill, _paying(bill, [*others, changed], slips), today=today, now=now)
     events = [OutboxEvent(event, payment_id=changed.payment_id)]
     events += _double_paid_event(bill, after, changed.payment_id)
-    return Outcome(
+    return LedgerChange(
         duplicate=False,
         bill=after,
         bill_changed=after is not bill,
@@ -441,7 +441,7 @@ def _new_payment(
     today: date,
     now: datetime,
     new_id: Callable[[str], str],
-) -> Outcome:
+) -> LedgerChange:
     """A preliminary, or a confirmation without one: record the payment, then judge it."""
     paying = _paying(bill, payments, slips)
     reason = _refund_reason(bill, paying, message, slips)
@@ -492,7 +492,7 @@ def _new_payment(
                 detail={"reason": reason.value},
             )
         )
-    return Outcome(
+    return LedgerChange(
         duplicate=False,
         bill=after,
         bill_changed=after is not bill,

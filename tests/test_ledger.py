@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from gateway.errors import TransitionError
-from gateway.ledger import Outcome, apply_message, cancel_bill, expire_bill, reissue_bill
+from gateway.ledger import LedgerChange, apply_message, cancel_bill, expire_bill, reissue_bill
 from gateway.model import (
     JST,
     AnomalyKind,
@@ -131,7 +131,7 @@ def apply(
     slips: Sequence[Slip] = (),
     today: date = TODAY,
     biller_id: str | None = None,
-) -> Outcome:
+) -> LedgerChange:
     return apply_message(
         bill,
         payments,
@@ -144,11 +144,11 @@ def apply(
     )
 
 
-def types(outcome: Outcome) -> list[EventType]:
+def types(outcome: LedgerChange) -> list[EventType]:
     return [e.type for e in outcome.events]
 
 
-def assert_nothing_applied(outcome: Outcome, bill: Bill | None) -> None:
+def assert_nothing_applied(outcome: LedgerChange, bill: Bill | None) -> None:
     assert outcome.bill is bill
     assert not outcome.bill_changed
     assert outcome.payments == ()
@@ -156,13 +156,13 @@ def assert_nothing_applied(outcome: Outcome, bill: Bill | None) -> None:
     assert outcome.events == ()
 
 
-def assert_duplicate(outcome: Outcome, bill: Bill | None) -> None:
+def assert_duplicate(outcome: LedgerChange, bill: Bill | None) -> None:
     assert outcome.duplicate
     assert outcome.anomalies == ()
     assert_nothing_applied(outcome, bill)
 
 
-def assert_anomaly(outcome: Outcome, bill: Bill | None, kind: AnomalyKind, key: str) -> None:
+def assert_anomaly(outcome: LedgerChange, bill: Bill | None, kind: AnomalyKind, key: str) -> None:
     assert not outcome.duplicate
     assert_nothing_applied(outcome, bill)
     assert [(a.kind, a.event_key) for a in outcome.anomalies] == [(kind, key)]
@@ -867,7 +867,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.applied: list[CollectionEvent] = []
         self.new_id = Ids()
 
-    def store(self, out: Outcome) -> None:
+    def store(self, out: LedgerChange) -> None:
         before = self.bill
         if out.bill_changed:
             assert out.bill is not None and out.bill is not before
@@ -906,7 +906,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.bill.double_paid and not before.double_paid
         )
 
-    def apply(self, msg: CollectionEvent) -> Outcome:
+    def apply(self, msg: CollectionEvent) -> LedgerChange:
         return apply_message(
             self.bill,
             list(self.payments.values()),
