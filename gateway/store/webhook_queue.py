@@ -186,7 +186,7 @@ def claim_due(
 
 
 @dataclass(frozen=True)
-class Outcome:
+class AttemptResult:
     """What one attempt got, and when to try again if it failed."""
 
     delivery_pk: int
@@ -201,7 +201,12 @@ class Outcome:
 
 
 def complete_attempts(
-    conn: Connection, outcomes: Sequence[Outcome], *, owner: str, now: datetime, max_age: timedelta
+    conn: Connection,
+    outcomes: Sequence[AttemptResult],
+    *,
+    owner: str,
+    now: datetime,
+    max_age: timedelta,
 ) -> list[str]:
     """Record the outcomes; each one's result: success, retry, failed, cancelled, or stale
     (the lease had been lost: the log gets the outcome, the delivery is left alone)."""

@@ -44,8 +44,8 @@ from gateway.infra.secretbox import SecretBox
 from gateway.protocols.webhook_client import PostResult, WebhookClient
 from gateway.store import Store
 from gateway.store.webhook_queue import (
+    AttemptResult,
     Claim,
-    Outcome,
     claim_due,
     complete_attempts,
     queue_depth,
@@ -132,7 +132,7 @@ class WebhookDelivery(Service):
         self.sending: Tally[int] = Tally()  # endpoint pk -> attempts open
         self.queued: dict[int, deque[Claim]] = {}  # endpoint pk -> claims waiting for a slot
         self.open: dict[str, Deferred[PostResult]] = {}  # delivery id -> attempt
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[AttemptResult] = []
         self._flushing: Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
         self._pumping: Deferred[bool] | None = None
@@ -348,7 +348,7 @@ class WebhookDelivery(Service):
                 reason=result.error or f"HTTP {result.status_code}",
             )
         self.outcomes.append(
-            Outcome(
+            AttemptResult(
                 delivery_pk=claim.delivery_pk,
                 attempt=claim.attempt,
                 delivery_id=claim.delivery_id,
@@ -372,7 +372,7 @@ class WebhookDelivery(Service):
         finally:
             self._flushing = None
 
-    def _record(self, batch: list[Outcome]) -> Deferred[None]:
+    def _record(self, batch: list[AttemptResult]) -> Deferred[None]:
         try:
             d = self.store.run_interaction(
                 "webhooks.complete",

@@ -23,7 +23,13 @@ from gateway.store.schema import (
     webhook_cursors,
     webhook_deliveries,
 )
-from gateway.store.webhook_queue import Claim, Outcome, claim_due, complete_attempts, queue_depth
+from gateway.store.webhook_queue import (
+    AttemptResult,
+    Claim,
+    claim_due,
+    complete_attempts,
+    queue_depth,
+)
 from gateway.store.webhooks import (
     MAX_ENABLED_ENDPOINTS,
     create_endpoint,
@@ -95,8 +101,8 @@ def claim(conn: Connection, now: datetime = NOW, owner: str = "a", **kw: object)
     return claim_due(conn, **args).claims  # type: ignore[arg-type]
 
 
-def outcome(c: Claim, ok: bool, retry_at: datetime, code: int | None = 500) -> Outcome:
-    return Outcome(
+def outcome(c: Claim, ok: bool, retry_at: datetime, code: int | None = 500) -> AttemptResult:
+    return AttemptResult(
         c.delivery_pk, c.attempt, c.delivery_id, ok, 200 if ok else code, None, 12, retry_at
     )
 
