@@ -38,7 +38,9 @@ RESULT_SUFFIX = ".result.csv"
 ERRORS_SUFFIX = ".errors.csv"
 
 
-class Outcome(Protocol):
+class FileOutcome(Protocol):
+    """What the watched folder writes for one file (gateway.billing.bulk.FileOutcome)."""
+
     @property
     def accepted(self) -> bool: ...
     @property
@@ -58,9 +60,9 @@ def output_name(name: str, accepted: bool) -> str:
     return stem + (RESULT_SUFFIX if accepted else ERRORS_SUFFIX)
 
 
-Register = Callable[[str, str, bytes], "Deferred[Any]"]  # (biller_id, name, data) -> Outcome
+Register = Callable[[str, str, bytes], "Deferred[Any]"]  # (biller_id, name, data) -> FileOutcome
 BillerExists = Callable[[str], "Deferred[bool]"]
-Refuse = Callable[[str, str], Outcome]  # (name, why) -> the errors file of an unread entry
+Refuse = Callable[[str, str], FileOutcome]  # (name, why) -> the errors file of an unread entry
 
 
 class BillInbox(TimerService):
@@ -117,12 +119,12 @@ class BillInbox(TimerService):
             self.watchers[biller_id] = watcher
         return watcher
 
-    def _settled(self, outcome: Outcome, folder: Path, name: str) -> FileResult:
+    def _settled(self, outcome: FileOutcome, folder: Path, name: str) -> FileResult:
         return FileResult(
             outcome.accepted, f"{outcome.report}\n{self._written(folder, name, outcome)}"
         )
 
-    def _written(self, folder: Path, name: str, outcome: Outcome) -> str:
+    def _written(self, folder: Path, name: str, outcome: FileOutcome) -> str:
         target = folder / output_name(name, outcome.accepted)
         write_atomically(target, outcome.output, follow_folder=False)
         return f"written: {target.name}"
