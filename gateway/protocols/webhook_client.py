@@ -12,15 +12,15 @@ addresses that passed — the very ones checked, never a second lookup — so a 
 to a private address, at once or after a DNS rebinding, reaches nothing: the attempt fails as
 ``refused address`` before any connection is tried.
 
-What a failed attempt says (:func:`describe`) is one of a few fixed texts — what a biller needs
-to fix their receiver (timeout, connection refused, TLS failure, refused address…) and nothing
-more: no URL (a biller may put a token in it), no resolved address, no exception text.
+What a failed attempt says (:func:`describe`) is one of the fixed texts of
+:mod:`gateway.webhooks.attempts` — what a biller needs to fix their receiver (timeout, connection
+refused, TLS failure, refused address…) and nothing more: no URL (a biller may put a token in
+it), no resolved address, no exception text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import treq
@@ -55,7 +55,22 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTTPS
 from zope.interface import implementer
 
+from gateway.config import WebhooksConfig
 from gateway.webhooks.address import Address, AddressPolicy, normalize, parse_literal
+from gateway.webhooks.attempts import (
+    CANCELLED,
+    CANNOT_CONNECT,
+    CLOSED,
+    CONNECTION_REFUSED,
+    DNS_FAILED,
+    FAILED,
+    REFUSED_ADDRESS,
+    TIMEOUT,
+    TLS_FAILED,
+    UNSUPPORTED,
+    PostResult,
+)
+from gateway.webhooks.attempts import shown_error as shown_error  # re-exported
 
 BODY_LIMIT = 64 * 1024
 
@@ -65,31 +80,9 @@ REFUSED = Counter(
     "that is not public and not in webhooks.allowed_networks.",
 )
 
-# What the delivery log says of an attempt without a response: this set, nothing else.
-TIMEOUT = "timeout: no complete response within {timeout:g}s"
-REFUSED_ADDRESS = "refused address: the host is not a public address"
-CONNECTION_REFUSED = "connection refused"
-DNS_FAILED = "DNS lookup failed"
-TLS_FAILED = "TLS error: the receiver's certificate or handshake was refused"
-CLOSED = "connection closed before a complete response"
-CANNOT_CONNECT = "cannot connect"
-CANCELLED = "cancelled: the daemon stopped during the attempt"
-UNSUPPORTED = "unsupported URL scheme"
-FAILED = "the attempt failed"
-
 
 class RefusedAddress(net_error.ConnectError):
     """Every address of the host is refused by the policy: nothing was connected to."""
-
-
-@dataclass(frozen=True)
-class PostResult:
-    status_code: int | None  # None: no response
-    error: str | None  # why there is no response
-
-    @property
-    def ok(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
 
 
 class _BodyTooLarge(Exception):
@@ -131,29 +124,6 @@ def describe(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, net_error.ConnectError):
         return CANNOT_CONNECT
     return FAILED
-
-
-def shown_error(stored: str | None) -> str | None:
-    """A logged reason as a biller may see it: one of the fixed texts (rows written by older
-    versions, which named exception classes, show as the generic one)."""
-    if stored is None:
-        return None
-    fixed = {
-        REFUSED_ADDRESS,
-        CONNECTION_REFUSED,
-        DNS_FAILED,
-        TLS_FAILED,
-        CLOSED,
-        CANNOT_CONNECT,
-        CANCELLED,
-        UNSUPPORTED,
-        FAILED,
-        "not sent: the daemon stopped",
-        "no outcome before the lease ran out",
-    }
-    if stored in fixed or stored.startswith(TIMEOUT.split("{", 1)[0]):
-        return stored
-    return CANNOT_CONNECT if stored.startswith("cannot connect") else FAILED
 
 
 # --- where to connect -----------------------------------------------------------------------
@@ -364,3 +334,14 @@ class WebhookClient:
 
     def close(self) -> Deferred[None]:
         return self.pool.closeCachedConnections()
+
+
+def client_for(reactor: Any, config: WebhooksConfig) -> WebhookClient:
+    """The client the delivery service posts with: ``webhooks.timeout``, ``per_endpoint``
+    connections per host, and ``allowed_networks`` beside the public addresses."""
+    return WebhookClient(
+        reactor,
+        config.timeout,
+        config.per_endpoint,
+        policy=AddressPolicy(config.allowed_networks),
+    )

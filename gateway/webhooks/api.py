@@ -28,7 +28,6 @@ from gateway.ids import new_id
 from gateway.infra.secretbox import ENV as SECRET_ENV
 from gateway.infra.secretbox import SecretBox
 from gateway.model import EventType, Principal
-from gateway.protocols.webhook_client import shown_error
 from gateway.store import Store
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.webhooks import (
@@ -44,6 +43,7 @@ from gateway.store.webhooks import (
 from gateway.validation import Fields
 from gateway.views import iso
 from gateway.webhooks.address import AddressPolicy, parse_literal
+from gateway.webhooks.attempts import shown_error
 
 EVENT_TYPES = tuple(t.value for t in EventType)
 EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")

@@ -13,7 +13,8 @@ there is more work) it
    exponential back-off with full jitter, until ``max_age``, then failed.
 
 Attempts connect only to public addresses and ``webhooks.allowed_networks``, checked at each
-attempt (:mod:`gateway.protocols.webhook_client`). Time is the injected reactor's. Logs name the
+attempt by the client the composition root passes in (:class:`gateway.webhooks.attempts.Poster`,
+:mod:`gateway.protocols.webhook_client`). Time is the injected reactor's. Logs name the
 endpoint and delivery ids, never a URL or secret.
 """
 
@@ -41,7 +42,6 @@ from gateway.config import WebhooksConfig
 from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.infra.secretbox import SecretBox
-from gateway.protocols.webhook_client import PostResult, WebhookClient
 from gateway.store import Store
 from gateway.store.webhook_queue import (
     AttemptResult,
@@ -51,8 +51,8 @@ from gateway.store.webhook_queue import (
     queue_depth,
 )
 from gateway.store.webhooks import Dispatched, dispatch, purge_finished
-from gateway.webhooks.address import AddressPolicy
 from gateway.webhooks.api import backoff, event_body
+from gateway.webhooks.attempts import NOT_SENT, Poster, PostResult
 from gateway.webhooks.signing import signature_header
 
 log = Logger()
@@ -108,19 +108,14 @@ class WebhookDelivery(Service):
         reactor: Any,
         config: WebhooksConfig,
         *,
-        client: WebhookClient | None = None,
+        client: Poster,
         owner: str | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
         self.reactor = reactor
         self.config = config
-        self.client = client or WebhookClient(
-            reactor,
-            config.timeout,
-            config.per_endpoint,
-            policy=AddressPolicy(config.allowed_networks),
-        )
+        self.client = client
         self.owner = owner or owner_name()
         self.secrets = SecretBox(config.secret_key or bytes(32))  # plain secrets: read as is
         self.rng = rng or random.Random()
@@ -163,7 +158,7 @@ class WebhookDelivery(Service):
             while queue:
                 claim = queue.popleft()
                 self._release(claim)
-                self._finished(PostResult(None, "not sent: the daemon stopped"), claim, None)
+                self._finished(PostResult(None, NOT_SENT), claim, None)
         waits: list[Deferred[Any]] = [self.client.close()]
         if self._flushing is not None:
             waits.append(self._flushing)
@@ -242,7 +237,7 @@ class WebhookDelivery(Service):
             )
             if not self.running:  # stopped meanwhile: give them back, due again at once
                 for claim in claimed.claims:
-                    self._finished(PostResult(None, "not sent: the daemon stopped"), claim, None)
+                    self._finished(PostResult(None, NOT_SENT), claim, None)
                 batch, self.outcomes = self.outcomes, []
                 await self._record(batch)
                 return False

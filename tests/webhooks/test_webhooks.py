@@ -27,7 +27,7 @@ from twisted.web import resource, server
 
 from gateway.config import WebhooksConfig, load_config
 from gateway.model import Channel
-from gateway.protocols.webhook_client import PostResult, WebhookClient
+from gateway.protocols.webhook_client import PostResult, WebhookClient, client_for
 from gateway.store import Store, create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.events import append_event
@@ -729,7 +729,9 @@ async def test_stopping_gives_attempts_in_flight_back_at_once(
 async def _stop_and_take_over(
     engine: Any, stores: list[Store], config: WebhooksConfig, receiver: Receiver
 ) -> None:
-    first = WebhookDelivery(stores[0], reactor(), config, owner="first")
+    first = WebhookDelivery(
+        stores[0], reactor(), config, client=client_for(reactor(), config), owner="first"
+    )
     first.startService()
     try:
         await wait_for("two attempts hanging", lambda: len(receiver.hanging.get("/slow", ())) == 2)
@@ -752,7 +754,9 @@ async def _stop_and_take_over(
     ]
     assert all(d.timestamp() <= stopped_at + 1 for d in due_at)
     receiver.behaviour["/slow"] = lambda a, n: 200
-    second = WebhookDelivery(stores[1], reactor(), config, owner="second")
+    second = WebhookDelivery(
+        stores[1], reactor(), config, client=client_for(reactor(), config), owner="second"
+    )
     second.startService()
     try:
         await wait_for(
