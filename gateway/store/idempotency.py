@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
+from gateway.store.dialect import dialect_insert
 from gateway.store.schema import idempotency_keys
 
 
@@ -40,11 +40,6 @@ class IdempotencyClaim:
     request_hash: str
 
 
-def _insert_ignore(conn: Connection):
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(idempotency_keys).on_conflict_do_nothing()
-
-
 def run_idempotent(
     conn: Connection,
     claim: IdempotencyClaim | None,
@@ -60,7 +55,8 @@ def run_idempotent(
     )
     for _ in range(2):
         inserted = conn.execute(
-            _insert_ignore(conn)
+            dialect_insert(conn, idempotency_keys)
+            .on_conflict_do_nothing()
             .values(
                 scope=claim.scope,
                 idempotency_key=claim.key,

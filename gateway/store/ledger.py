@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from gateway.model import (
@@ -20,6 +19,7 @@ from gateway.model import (
     RefundReason,
     RefundStatus,
 )
+from gateway.store.dialect import dialect_insert
 from gateway.store.schema import (
     anomalies,
     billers,
@@ -28,12 +28,6 @@ from gateway.store.schema import (
     payments,
     refund_cases,
 )
-
-
-def _dialect_insert(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
-
 
 MessageKey = tuple[str, str, str]  # channel, kind, event_key
 
@@ -65,7 +59,7 @@ def record_messages(
     rows.sort(key=lambda r: (r["channel"], r["kind"], r["event_key"]))
     c = collection_messages.c
     result = conn.execute(
-        _dialect_insert(conn, collection_messages)
+        dialect_insert(conn, collection_messages)
         .on_conflict_do_nothing()
         .returning(c.id, c.channel, c.kind, c.event_key),
         rows,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from gateway.model import Bill, Channel, Payment, PaymentStatus
 from gateway.store.bills import _bill
+from gateway.store.dialect import dialect_insert
 from gateway.store.ledger import _payment
 from gateway.store.schema import billers, bills, mpn_day_closes, mpn_guard, payments
 
@@ -27,10 +27,9 @@ def count_guard_attempt(
     one past the limit. (A read then an increment, as before, let every guess of a burst see the
     count from before the burst.)
     """
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     add = 1 if wrong else 0
     stmt = (
-        dialect.insert(mpn_guard)
+        dialect_insert(conn, mpn_guard)
         .values(
             institution_code=institution, customer_number=number, business_date=day, failures=add
         )
@@ -104,9 +103,8 @@ def record_day_close(
         "matched": None if theirs is None else ours == theirs,
         "closed_at": now,
     }
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(
-        dialect.insert(mpn_day_closes)
+        dialect_insert(conn, mpn_day_closes)
         .values(business_date=day, **values)
         .on_conflict_do_update(index_elements=["business_date"], set_=values)
     )

@@ -22,7 +22,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, literal, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -46,6 +45,7 @@ from gateway.money.fees import (
     rates_document,
     settle,
 )
+from gateway.store.dialect import dialect_insert
 from gateway.store.events import append_event
 from gateway.store.schema import (
     billers,
@@ -60,10 +60,6 @@ from gateway.store.schema import (
 # The 印紙フラグ is digit 37 of the barcode, and a CVS payment's event key starts with it.
 STAMP_DIGIT = 37
 LIVE = (PaymentStatus.PENDING.value, PaymentStatus.CONFIRMED.value)
-
-
-def _insert(conn: Connection) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert
 
 
 # --- fee plans ---------------------------------------------------------------------------------
@@ -267,7 +263,7 @@ def settle_next(
     closing = contract.plan_on(end)
     settlement_id = new_id("stl")
     created = conn.execute(
-        _insert(conn)(settlements)
+        dialect_insert(conn, settlements)
         .values(
             settlement_id=settlement_id,
             biller_id=biller_id,

@@ -19,10 +19,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
 from gateway.errors import Conflict, NotFound
+from gateway.store.dialect import dialect_insert
 from gateway.store.schema import (
     billers,
     events,
@@ -72,11 +72,6 @@ def _endpoint(row: Row[Any]) -> Endpoint:
 _ENDPOINT_COLUMNS = [c for c in ep.columns if c.name != "secret"]
 
 
-def _insert_ignore(conn: Connection, table: Any) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
-
-
 # --- endpoints ---------------------------------------------------------------------------------
 
 
@@ -87,7 +82,9 @@ def _lock_cursor(
     cursor; its ``last_seq``, or None when another transaction holds it and ``skip_locked``."""
     if create:
         conn.execute(
-            _insert_ignore(conn, cur).from_select(
+            dialect_insert(conn, cur)
+            .on_conflict_do_nothing()
+            .from_select(
                 ["biller_id", "last_seq"],
                 select(billers.c.biller_id, billers.c.last_event_seq).where(
                     billers.c.biller_id == biller_id
@@ -221,7 +218,9 @@ def dispatch(conn: Connection, now: datetime, budget: int = 1000) -> Dispatched:
     # Billers seen for the first time (no endpoint was ever created for them): start at their
     # newest event. Anything before cannot have an endpoint to go to.
     conn.execute(
-        _insert_ignore(conn, cur).from_select(
+        dialect_insert(conn, cur)
+        .on_conflict_do_nothing()
+        .from_select(
             ["biller_id", "last_seq"],
             select(billers.c.biller_id, billers.c.last_event_seq).where(
                 billers.c.biller_id.not_in(select(cur.c.biller_id))
