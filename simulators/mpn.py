@@ -33,8 +33,8 @@ from gateway.mappers.mpn.mapper import (
     InquiryAnswer,
     Key,
     Message,
-    Payment,
     PaymentChannel,
+    PaymentNotice,
     ResendCheck,
 )
 from gateway.model import JST
@@ -150,7 +150,7 @@ def wrong_number(right: str) -> str:
 class _Paid:
     triple: Triple
     bill_no: str
-    payment: Payment
+    payment: PaymentNotice
     status: str = "pending"
 
 
@@ -236,7 +236,7 @@ class MpnCenter:
     async def _pay(self, bill: Mapping[str, Any], amount: int, n: int) -> _Paid | None:
         key, bill_no = bill_key(bill), str(bill["bill_no"])
         name = key.customer_number
-        payment = Payment(
+        payment = PaymentNotice(
             key,
             amount,
             self._paid_at(),

@@ -35,7 +35,7 @@ from gateway.mappers.mpn.mapper import (
     Inquiry,
     InquiryAnswer,
     Message,
-    Payment,
+    PaymentNotice,
     ResendCheck,
     build_message,
     response_for,
@@ -97,7 +97,7 @@ class MpnNetwork:
         body = request.body
         if isinstance(body, Inquiry):
             return self.store.run_interaction("mpn.inquiry", self._inquiry, request)
-        if isinstance(body, Payment | ResendCheck):
+        if isinstance(body, PaymentNotice | ResendCheck):
             return self.store.run_interaction("mpn.payment", self._payment, request, source)
         if isinstance(body, Cancel):
             return self.store.run_interaction("mpn.cancel", self._cancel, request, source)
@@ -148,7 +148,7 @@ class MpnNetwork:
     def _payment(self, conn: Connection, request: Message, source: str) -> Message:
         body = request.body
         payment = body.payment if isinstance(body, ResendCheck) else body
-        assert isinstance(payment, Payment)
+        assert isinstance(payment, PaymentNotice)
         event = self._event(request, source)
         stored = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
         if stored:

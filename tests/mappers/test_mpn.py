@@ -25,8 +25,8 @@ from gateway.mappers.mpn.mapper import (
     Key,
     Message,
     Open,
-    Payment,
     PaymentChannel,
+    PaymentNotice,
     ResendCheck,
     build_message,
     parse_message,
@@ -39,7 +39,7 @@ from gateway.model import JST, Channel, MessageKind
 DAY = date(2026, 4, 1)
 KEY = Key("12345", "1234500000000017", "123456")
 PAID_AT = datetime(2026, 4, 1, 9, 30, 15, tzinfo=JST)
-PAYMENT = Payment(KEY, 12000, PAID_AT, "0005", PaymentChannel.INTERNET)
+PAYMENT = PaymentNotice(KEY, 12000, PAID_AT, "0005", PaymentChannel.INTERNET)
 RECEIVED = datetime(2026, 4, 1, 9, 30, 16, tzinfo=JST)
 RESERVED = b" " * 12
 
@@ -120,7 +120,7 @@ def test_payment_bytes() -> None:
     assert build_message(msg) == PAYMENT_BYTES
     parsed = parse_message(PAYMENT_BYTES)
     assert parsed == msg
-    assert isinstance(parsed.body, Payment)
+    assert isinstance(parsed.body, PaymentNotice)
     assert parsed.body.paid_at.utcoffset() == timedelta(hours=9)
 
 
@@ -317,7 +317,7 @@ days = st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31))
 keys = st.builds(Key, _digits(5), _digits(1, 20), _digits(4, 6))
 amounts = st.integers(0, 10**10 - 1)
 payments = st.builds(
-    Payment,
+    PaymentNotice,
     keys,
     amounts,
     st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
@@ -337,7 +337,7 @@ BODY_STRATEGIES: dict[type, st.SearchStrategy[Body]] = {
         st.none() | days,
         st.text(_HALF_WIDTH, max_size=40).map(lambda s: s.rstrip(" ")),
     ),
-    Payment: payments,
+    PaymentNotice: payments,
     Cancel: st.builds(Cancel, _digits(4), days, _digits(8), keys, amounts),
     ResendCheck: st.builds(ResendCheck, payments),
     Ack: st.builds(Ack, keys),

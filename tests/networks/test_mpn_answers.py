@@ -22,8 +22,8 @@ from gateway.mappers.mpn.mapper import (
     Inquiry,
     Key,
     Message,
-    Payment,
     PaymentChannel,
+    PaymentNotice,
     ResendCheck,
 )
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
@@ -97,7 +97,8 @@ class Desk:
 
     def pay(self, bill: Bill, amount: int | None = None) -> Message:
         return self.request(
-            "1200", Payment(self.key(bill), amount or bill.amount, NOW, "0005", PaymentChannel.ATM)
+            "1200",
+            PaymentNotice(self.key(bill), amount or bill.amount, NOW, "0005", PaymentChannel.ATM),
         )
 
     def state(self, bill_no: str) -> Bill:
@@ -212,7 +213,7 @@ def test_refusals(desk: Desk) -> None:
     bill = desk.bill("P-1")
     assert desk.ask(desk.pay(bill, amount=5401)).header.response_code == "1004"
     wrong = desk.request(
-        "1200", Payment(desk.key(bill, "999999"), 5400, NOW, "0005", PaymentChannel.ATM)
+        "1200", PaymentNotice(desk.key(bill, "999999"), 5400, NOW, "0005", PaymentChannel.ATM)
     )
     assert desk.ask(wrong).header.response_code == "1001"
     assert desk.rows(payments) == []
@@ -223,7 +224,9 @@ def test_payment_for_a_bill_paid_at_a_store_is_recorded_as_double(desk: Desk) ->
     assert desk.ask(desk.pay(bill)).header.response_code == "0000"
     second = desk.request(
         "1200",
-        Payment(desk.key(bill), 5400, NOW + timedelta(minutes=3), "0009", PaymentChannel.INTERNET),
+        PaymentNotice(
+            desk.key(bill), 5400, NOW + timedelta(minutes=3), "0009", PaymentChannel.INTERNET
+        ),
     )
     assert desk.ask(second).header.response_code == "0000"  # the bank has the money
     assert desk.state("P-1").double_paid
@@ -290,7 +293,7 @@ def test_a_reused_triple_with_other_content_is_not_applied_but_counted(desk: Des
     before = CONFLICTING_RESENDS._value.get()
     reused = desk.request(
         "1200",
-        Payment(desk.key(second), 3000, NOW, "0005", PaymentChannel.ATM),
+        PaymentNotice(desk.key(second), 3000, NOW, "0005", PaymentChannel.ATM),
         serial=int(paid.header.serial),
     )
     assert desk.ask(reused).header.response_code == "0000"  # as the spec says

@@ -26,8 +26,8 @@ from gateway.mappers.mpn.mapper import (
     Key,
     Message,
     Open,
-    Payment,
     PaymentChannel,
+    PaymentNotice,
     ResendCheck,
     build_message,
     parse_message,
@@ -39,7 +39,9 @@ from gateway.protocols.mpn import MpnLinkFactory, MpnLinkProtocol, MpnResponseEr
 PEER = IPv4Address("TCP", "192.0.2.9", 50001)
 TODAY = date(2026, 11, 23)
 KEY = Key("12345", "0000111122223333", "9876")
-PAYMENT = Payment(KEY, 5500, datetime(2026, 11, 23, 9, 30, tzinfo=JST), "0005", PaymentChannel.ATM)
+PAYMENT = PaymentNotice(
+    KEY, 5500, datetime(2026, 11, 23, 9, 30, tzinfo=JST), "0005", PaymentChannel.ATM
+)
 
 
 def frame(payload: bytes) -> bytes:

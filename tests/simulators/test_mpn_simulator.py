@@ -15,7 +15,7 @@ from gateway.mappers.mpn.mapper import (
     Inquiry,
     InquiryAnswer,
     Message,
-    Payment,
+    PaymentNotice,
     ResendCheck,
     response_for,
 )
@@ -49,7 +49,7 @@ class ToyGateway:
 
     def __init__(self, made: list[dict[str, Any]]) -> None:
         self.bills = {b["payeasy"]["customer_number"]: dict(b, paid=0) for b in made}
-        self.stored: dict[tuple[str, date, str], Payment] = {}
+        self.stored: dict[tuple[str, date, str], PaymentNotice] = {}
         self.voided: set[tuple[str, date, str]] = set()
         self.double: set[str] = set()
 
@@ -66,7 +66,7 @@ class ToyGateway:
             return defer.succeed(
                 response_for(request, "0000", InquiryAnswer(key, bill["amount"], due, "ﾃｽﾄ"))
             )
-        if isinstance(body, Payment | ResendCheck):
+        if isinstance(body, PaymentNotice | ResendCheck):
             triple = request.header.triple
             if triple not in self.stored:
                 self.stored[triple] = body.payment if isinstance(body, ResendCheck) else body

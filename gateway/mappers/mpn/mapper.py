@@ -50,8 +50,8 @@ __all__ = [
     "Key",
     "Message",
     "Open",
-    "Payment",
     "PaymentChannel",
+    "PaymentNotice",
     "ResendCheck",
     "build_message",
     "event_key",
@@ -115,7 +115,7 @@ class InquiryAnswer:  # 1110; an answer other than 0000 has no amount, due date 
 
 
 @dataclass(frozen=True)
-class Payment:  # 1200 消込
+class PaymentNotice:  # 1200 消込
     key: Key
     amount: int
     paid_at: datetime  # aware, whole seconds; built in JST
@@ -138,7 +138,7 @@ class Cancel:  # 1300 取消
 
 @dataclass(frozen=True)
 class ResendCheck:  # 1400 再送確認: the original 消込's body, under its header triple
-    payment: Payment
+    payment: PaymentNotice
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class Close:  # 1900 / 1910 閉局
     cancels_sum: int
 
 
-Body = Open | Inquiry | InquiryAnswer | Payment | Cancel | ResendCheck | Ack | Echo | Close
+Body = Open | Inquiry | InquiryAnswer | PaymentNotice | Cancel | ResendCheck | Ack | Echo | Close
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ BODY_TYPES: Mapping[str, type[Body]] = MappingProxyType(
         "1010": Open,
         "1100": Inquiry,
         "1110": InquiryAnswer,
-        "1200": Payment,
+        "1200": PaymentNotice,
         "1210": Ack,
         "1300": Cancel,
         "1310": Ack,
@@ -224,9 +224,11 @@ def _key(v: Mapping[str, Any]) -> Key:
     )
 
 
-def _payment(v: Mapping[str, Any]) -> Payment:
+def _payment(v: Mapping[str, Any]) -> PaymentNotice:
     paid_at = datetime.combine(v["paid_date"], time.fromisoformat(v["paid_time"]), tzinfo=JST)
-    return Payment(_key(v), v["amount"], paid_at, v["bank_code"], PaymentChannel(v["channel"]))
+    return PaymentNotice(
+        _key(v), v["amount"], paid_at, v["bank_code"], PaymentChannel(v["channel"])
+    )
 
 
 def _body(type_: str, v: Mapping[str, Any]) -> Body:
@@ -237,7 +239,7 @@ def _body(type_: str, v: Mapping[str, Any]) -> Body:
         return Inquiry(_key(v))
     if kind is InquiryAnswer:
         return InquiryAnswer(_key(v), v["amount"], v["due_date"], v["biller_name"])
-    if kind is Payment:
+    if kind is PaymentNotice:
         return _payment(v)
     if kind is ResendCheck:
         return ResendCheck(_payment(v))
@@ -302,7 +304,7 @@ def _key_values(key: Key) -> dict[str, object]:
     return {"institution_code": key.institution_code, **padded}
 
 
-def _payment_values(p: Payment) -> dict[str, object]:
+def _payment_values(p: PaymentNotice) -> dict[str, object]:
     at = p.paid_at
     if not isinstance(at, datetime) or at.tzinfo is None or at.microsecond:
         raise _error("paid_at", at, "expected an aware datetime in whole seconds")
@@ -323,7 +325,7 @@ def _values(body: Body) -> dict[str, object]:
     if isinstance(body, InquiryAnswer):
         extra = {"amount": body.amount, "due_date": body.due_date, "biller_name": body.biller_name}
         return {**_key_values(body.key), **extra}
-    if isinstance(body, Payment):
+    if isinstance(body, PaymentNotice):
         return _payment_values(body)
     if isinstance(body, ResendCheck):
         return _payment_values(body.payment)
@@ -398,7 +400,7 @@ def to_canonical(
     triple of the 消込 it names (``paid_at`` is then ``received_at``: a 取消 has no time)."""
     h, body = msg.header, msg.body
     detail = {"message_type": h.type, "business_date": h.business_date.isoformat()}
-    if isinstance(body, Payment | ResendCheck):
+    if isinstance(body, PaymentNotice | ResendCheck):
         payment = body.payment if isinstance(body, ResendCheck) else body
         channel = payment.channel.value
         return CollectionEvent(
