@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateway.app.admin.common import Failure, utc_now
+from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.keys import add_commands as add_key_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
 from gateway.billing.bills import bill_json
@@ -55,7 +55,7 @@ def _channels(text: str) -> frozenset[Channel]:
     try:
         return frozenset(Channel(c.strip()) for c in text.split(",") if c.strip())
     except ValueError:
-        raise Failure(f"--channels: {text!r} must list cvs, payeasy, transfer") from None
+        raise CommandError(f"--channels: {text!r} must list cvs, payeasy, transfer") from None
 
 
 def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -65,20 +65,20 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if not re.fullmatch(BILLER_ID, args.id):
-        raise Failure(f"--id: {args.id!r} must be 1-32 of a-z, 0-9, '_' or '-'")
+        raise CommandError(f"--id: {args.id!r} must be 1-32 of a-z, 0-9, '_' or '-'")
     if not 1 <= len(args.name) <= 100:
-        raise Failure("--name: must be 1-100 characters")
+        raise CommandError("--name: must be 1-100 characters")
     if not re.fullmatch(KANA, args.kana):
-        raise Failure(
+        raise CommandError(
             f"--kana: {args.kana!r} must be 1-40 half-width katakana (no small kana),"
             " capitals, digits, space or ( ) - . /"
         )
     channels = _channels(args.channels)
     off = sorted(channels - config.channels)
     if off:
-        raise Failure(f"--channels: {', '.join(off)} is not enabled in the configuration")
+        raise CommandError(f"--channels: {', '.join(off)} is not enabled in the configuration")
     if args.payeasy_institution and not re.fullmatch(r"\d{5}", args.payeasy_institution):
-        raise Failure("--payeasy-institution: must be 5 digits")
+        raise CommandError("--payeasy-institution: must be 5 digits")
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
         biller = create_biller(
@@ -106,12 +106,14 @@ def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any
     """Make a biller a 委託者 of account transfers (or change its contract)."""
 
     if config.zengin is None:
-        raise Failure("biller zengin: [zengin] is not in the configuration")
+        raise CommandError("biller zengin: [zengin] is not in the configuration")
     if not re.fullmatch(r"\d{10}", args.consignor_code):
-        raise Failure("--consignor-code: must be the 10 digits the bank assigned (委託者コード)")
+        raise CommandError(
+            "--consignor-code: must be the 10 digits the bank assigned (委託者コード)"
+        )
     match = re.fullmatch(r"(\d{4})-(\d{3})-([129])-(\d{1,7})", args.account)
     if match is None:
-        raise Failure(
+        raise CommandError(
             f"--account: {args.account!r} must be BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567"
             " (type 1 普通, 2 当座, 9 その他)"
         )
@@ -121,16 +123,16 @@ def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any
             bank_code, branch_code, check=config.zengin.check_bank_master
         )
     except UnknownBank as e:
-        raise Failure(f"--account: {e}") from None
+        raise CommandError(f"--account: {e}") from None
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
         biller = get_biller(conn, args.id)
         try:
             name = to_zengin_text(args.consignor_name or biller.kana).strip()
         except ValueError as e:
-            raise Failure(f"--consignor-name: {e}") from None
+            raise CommandError(f"--consignor-name: {e}") from None
         if not 1 <= len(name) <= 40:
-            raise Failure("--consignor-name: must be 1-40 half-width characters")
+            raise CommandError("--consignor-name: must be 1-40 half-width characters")
         account = BankAccount(
             bank_code, bank_name, branch_code, branch_name, account_type, number.zfill(7)
         )
@@ -151,16 +153,16 @@ def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, An
     """Write the request files of a debit date into zengin.outbox (and any left pending)."""
 
     if config.zengin is None:
-        raise Failure("zengin request: [zengin] is not in the configuration")
+        raise CommandError("zengin request: [zengin] is not in the configuration")
     try:
         debit_date = date.fromisoformat(args.date)
     except ValueError:
-        raise Failure(f"--date: {args.date!r} is not a date YYYY-MM-DD") from None
+        raise CommandError(f"--date: {args.date!r} is not a date YYYY-MM-DD") from None
     now = utc_now()
     try:
         check_debit_date(debit_date, now.astimezone(JST).date())
     except RequestError as e:
-        raise Failure(f"--date: {e}") from None
+        raise CommandError(f"--date: {e}") from None
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
         prepare_requests(conn, debit_date, now, args.biller)
@@ -173,7 +175,7 @@ def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[s
     """Apply a Zengin result file as if it had arrived in the inbox (all records or none)."""
 
     if config.zengin is None:
-        raise Failure("import zengin-result: [zengin] is not in the configuration")
+        raise CommandError("import zengin-result: [zengin] is not in the configuration")
     path = Path(args.file)
     now = utc_now()
     engine = create_db_engine(config.database.url, 1)
@@ -184,7 +186,7 @@ def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[s
                 conn, _ingest(config), parsed, path.name, now, now.astimezone(JST).date()
             )
     except FileErrors as e:  # the file's own errors, or not a result of ours: nothing applied
-        raise Failure(e.one_line()) from None
+        raise CommandError(e.one_line()) from None
     return {"file": str(path), **summary}
 
 
@@ -197,7 +199,7 @@ def _ingest(config: Config) -> Any:
 
 def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if bool(args.biller) == bool(args.admin):
-        raise Failure("key create: give exactly one of --biller ID or --admin")
+        raise CommandError("key create: give exactly one of --biller ID or --admin")
     key_id, key = new_key()
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
@@ -226,7 +228,7 @@ def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     try:
         parsed = parse_file(data, source=path.name, ceiling=barcode.MAX_AMOUNT)
     except FileErrors as e:
-        raise Failure(e.one_line()) from None
+        raise CommandError(e.one_line()) from None
     now = utc_now()
     ingest = _ingest(config)
     events = parsed.events(name=path.name, received_at=now)
@@ -243,7 +245,7 @@ def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str,
     try:
         paths = make_certs(Path(args.dir), now=utc_now(), overwrite=args.force)
     except FileExistsError as e:
-        raise Failure(f"certs make: {e.filename} already exists; --force overwrites") from None
+        raise CommandError(f"certs make: {e.filename} already exists; --force overwrites") from None
     return {name: str(path) for name, path in sorted(paths.items())}
 
 
@@ -318,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config) if getattr(args, "needs_config", True) else None
         result = args.fn(config, args)
-    except (Failure, GatewayError, FileExistsError, OSError) as e:
+    except (CommandError, GatewayError, FileExistsError, OSError) as e:
         print(f"gateway-admin: {e}", file=sys.stderr)
         return 1
     except SQLAlchemyError as e:

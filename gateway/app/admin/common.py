@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 
-class Failure(Exception):
+class CommandError(Exception):
     """A one-line reason (gateway.app.admin.commands prints it and exits 1)."""
 
 

@@ -13,7 +13,7 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from gateway.app.admin.common import Failure, utc_now
+from gateway.app.admin.common import CommandError, utc_now
 from gateway.billing.keys import hash_key, new_key
 from gateway.config import Config
 from gateway.store import create_db_engine
@@ -36,10 +36,10 @@ def parse_grace(text: str) -> timedelta:
     """``90s``, ``15m``, ``24h``, ``7d`` or a number of seconds; 0 to 30 days."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise Failure(f"--grace: {text!r} is not a duration such as 90s, 15m, 24h or 7d")
+        raise CommandError(f"--grace: {text!r} is not a duration such as 90s, 15m, 24h or 7d")
     grace = timedelta(seconds=int(match.group(1)) * _UNIT[match.group(2)])
     if grace > MAX_GRACE:
-        raise Failure(f"--grace: {text!r} is longer than {MAX_GRACE.days} days")
+        raise CommandError(f"--grace: {text!r} is longer than {MAX_GRACE.days} days")
     return grace
 
 
@@ -53,11 +53,15 @@ def cmd_key_list(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 def cmd_key_revoke(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if args.key_id is not None:
         if args.biller is not None or args.all:
-            raise Failure("key revoke: give a KEY_ID, or --biller ID --all, not both")
+            raise CommandError("key revoke: give a KEY_ID, or --biller ID --all, not both")
         if not _KEY_ID.fullmatch(args.key_id):
-            raise Failure(f"key revoke: {args.key_id!r} is not a key id (key_ and 16 hex digits)")
+            raise CommandError(
+                f"key revoke: {args.key_id!r} is not a key id (key_ and 16 hex digits)"
+            )
     elif args.biller is None or not args.all:
-        raise Failure("key revoke: give a KEY_ID, or --biller ID --all for every key of a biller")
+        raise CommandError(
+            "key revoke: give a KEY_ID, or --biller ID --all for every key of a biller"
+        )
     now = utc_now()
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import ids
-from gateway.app.admin.common import Failure, utc_now
+from gateway.app.admin.common import CommandError, utc_now
 from gateway.config import Config
 from gateway.infra import safe_files
 from gateway.model import business_date
@@ -41,7 +41,7 @@ def _day(text: str, option: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise Failure(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
+        raise CommandError(f"{option}: {text!r} is not a date YYYY-MM-DD") from None
 
 
 def _today() -> date:
@@ -56,7 +56,7 @@ def cmd_contract_set(config: Config, args: argparse.Namespace) -> dict[str, Any]
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
-        raise Failure(f"--plan: {path} is not a JSON document: {e}") from None
+        raise CommandError(f"--plan: {path} is not a JSON document: {e}") from None
     plan = parse_plan(
         body, _day(args.effective_from, "--effective-from") if args.effective_from else None
     )
@@ -87,7 +87,9 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     today = _today()
     day = _day(args.date, "--date") if args.date else today
     if day > today:
-        raise Failure(f"--date: {day} is in the future: a period is settled once it has closed")
+        raise CommandError(
+            f"--date: {day} is in the future: a period is settled once it has closed"
+        )
     engine = create_db_engine(config.database.url, 1)
     with engine.connect() as conn:
         billers = [args.biller] if args.biller else billers_with_plans(conn)
@@ -114,7 +116,7 @@ def cmd_statement(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         biller_id = settlement_biller(conn, args.settlement)
         settlement = get_settlement(conn, biller_id or "", args.settlement)
         if settlement is None or biller_id is None:
-            raise Failure(f"--settlement: {args.settlement} not found")
+            raise CommandError(f"--settlement: {args.settlement} not found")
         name = get_biller(conn, biller_id).name
         if args.format == "payments":
             body = statements.payments_csv(settled_payments(conn, args.settlement), encoding)
@@ -133,7 +135,7 @@ def cmd_report_daily(config: Config, args: argparse.Namespace) -> dict[str, Any]
 
     first, last = _day(args.from_, "--from"), _day(args.to, "--to")
     if last < first:
-        raise Failure("--to: must not be before --from")
+        raise CommandError("--to: must not be before --from")
     engine = create_db_engine(config.database.url, 1)
     with engine.connect() as conn:
         get_biller(conn, args.biller)
