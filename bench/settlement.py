@@ -66,6 +66,7 @@ from sqlalchemy.exc import DBAPIError
 from gateway import ids
 from gateway.config import load_config
 from gateway.mappers.cvs import barcode
+from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.mappers.mpn.numbers import customer_number
 from gateway.model import JST, BillStatus, Channel, PaymentStatus, transfer_key
 from gateway.money.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
@@ -75,7 +76,7 @@ from gateway.store.billers import create_biller
 from gateway.store.copy import copy_rows
 from gateway.store.migrate import migrate
 from gateway.store.schema import bills, events, payments, settlement_lines, settlements
-from gateway.store.settlements import STAMP_DIGIT, save_plan, settle_next
+from gateway.store.settlements import save_plan, settle_next
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PERIOD_START, PERIOD_END = date(2026, 11, 1), date(2026, 11, 30)
@@ -605,7 +606,15 @@ def settle_all(engine: Engine, biller_ids: Sequence[str], workers: int, name: st
         def one(i: int, warm: bool) -> None:
             with step(f"{name}: settle_next({biller_ids[i]})"), engine.begin() as conn:
                 t0 = time.perf_counter()
-                made[i] = settle_next(conn, biller_ids[i], TODAY, NOW, ids.new_id, settlement_json)
+                made[i] = settle_next(
+                    conn,
+                    biller_ids[i],
+                    TODAY,
+                    NOW,
+                    ids.new_id,
+                    settlement_json,
+                    stamp_digit=STAMP_DIGIT,
+                )
                 inside[i] = time.perf_counter() - t0
             with lock:
                 progress["done"] += 1

@@ -29,6 +29,7 @@ from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.infra.jobs import logged_run, timer
+from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import Principal
 from gateway.money import statements
 from gateway.money.fees import DailyCollection, FeePlan, Settlement, parse_plan
@@ -101,7 +102,9 @@ def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
 
 
 def _settle_one(conn: Connection, biller_id: str, today: date, now: Any) -> Settlement | None:
-    return settle_next(conn, biller_id, today, now, ids.new_id, settlement_json)
+    return settle_next(
+        conn, biller_id, today, now, ids.new_id, settlement_json, stamp_digit=STAMP_DIGIT
+    )
 
 
 @dataclass(frozen=True)
@@ -240,6 +243,7 @@ class SettlementApi:
             clock_now(self.clock),
             ids.new_id,
             settlement_json,
+            stamp_digit=STAMP_DIGIT,
         )
         if found is None:
             raise NotFound("a contract (fee plan) for this biller")
@@ -267,7 +271,9 @@ class SettlementApi:
         if kind == "payments":
 
             def rows(conn: Connection) -> bytes:
-                return statements.payments_csv(settled_payments(conn, settlement_id), enc)
+                return statements.payments_csv(
+                    settled_payments(conn, settlement_id, stamp_digit=STAMP_DIGIT), enc
+                )
 
             body = await self.store.run_interaction("settlements.payments", rows)
             return f"{name}-payments.csv", ctype, body

@@ -18,6 +18,7 @@ from gateway import ids
 from gateway.config import load_config
 from gateway.errors import Conflict
 from gateway.ingest import Ingest, Received
+from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
 from gateway.money.fees import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
 from gateway.money.settlement import settlement_json
@@ -132,6 +133,7 @@ class World:
                 datetime.combine(today, datetime.min.time(), JST),
                 ids.new_id,
                 settlement_json,
+                stamp_digit=STAMP_DIGIT,
             )
 
     def settled_ids(self, settlement_id: str) -> set[str]:
@@ -408,7 +410,13 @@ def test_a_preview_counts_as_the_run_will_and_stores_nothing(world: World) -> No
     world.bill("V-3", 1_000, due=date(2026, 11, 25))  # not due yet on the 20th
     with world.engine.begin() as conn:
         preview = preview_next(
-            conn, "acme", date(2026, 11, 20), at(11, 20), ids.new_id, settlement_json
+            conn,
+            "acme",
+            date(2026, 11, 20),
+            at(11, 20),
+            ids.new_id,
+            settlement_json,
+            stamp_digit=STAMP_DIGIT,
         )
     assert preview is not None
     assert (preview.period_start, preview.period_end) == (date(2026, 11, 1), date(2026, 11, 30))

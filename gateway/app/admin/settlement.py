@@ -17,6 +17,7 @@ from gateway import ids
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.config import Config
 from gateway.infra import safe_files
+from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import business_date
 from gateway.money import statements
 from gateway.money.fees import parse_plan
@@ -98,7 +99,13 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         while True:
             with engine.begin() as conn:
                 settlement = settle_next(
-                    conn, biller_id, day, utc_now(), ids.new_id, settlement_json
+                    conn,
+                    biller_id,
+                    day,
+                    utc_now(),
+                    ids.new_id,
+                    settlement_json,
+                    stamp_digit=STAMP_DIGIT,
                 )
             if settlement is None:
                 break
@@ -119,7 +126,9 @@ def cmd_statement(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             raise CommandError(f"--settlement: {args.settlement} not found")
         name = get_biller(conn, biller_id).name
         if args.format == "payments":
-            body = statements.payments_csv(settled_payments(conn, args.settlement), encoding)
+            body = statements.payments_csv(
+                settled_payments(conn, args.settlement, stamp_digit=STAMP_DIGIT), encoding
+            )
         elif args.format == "pdf":
             daily = daily_collections(
                 conn, biller_id, settlement.period_start, settlement.period_end

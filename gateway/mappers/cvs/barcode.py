@@ -221,6 +221,9 @@ def _parse(text: str, ceiling: int) -> Barcode:
 
 #: Digits 3-29 of a barcode: company code + free field (:attr:`Barcode.bill_key`).
 BILL_KEY = slice(2, 29)
+#: Where the 印紙フラグ is, counting from 1: digit 37 of the barcode, and so of a CVS payment's
+#: event key, which starts with its barcode (gateway.mappers.cvs.records.make_event_key).
+STAMP_DIGIT = 37
 
 
 def bill_key_of(digits: str) -> str:
