@@ -53,7 +53,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any, Final
 
-from prometheus_client import Counter, Gauge
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import (
     IAddress,
@@ -70,6 +69,16 @@ from zope.interface import implementer
 
 from gateway.errors import FrameError
 from gateway.infra.tls import TLSFiles, listen_tls, peer_names, server_options
+from gateway.protocols.cvs_metrics import (
+    ACKS,
+    CONNECTIONS,
+    DISCONNECTS,
+    FRAMES,
+    PAUSES,
+    REFUSED,
+    RESULTS,
+)
+from gateway.protocols.peers import address_text, allowed_name
 
 __all__ = [
     "CLOSE_GRACE",
@@ -99,53 +108,6 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 _LOGGED_NAMES: Final = 5  # a refused certificate's names in the log: at most this many
 _LOGGED_NAME: Final = 80  # characters of each
 
-RESULTS: Final = ("00", "10", "90")
-FRAME_TYPES: Final = ("dt", "hb", "ha", "ak_sent", "unknown", "bad")
-DISCONNECT_REASONS: Final = ("idle", "frame_too_long", "peer_closed", "bad_frame")
-REFUSAL_REASONS: Final = (
-    "peer_name",
-    "too_many_connections",
-    "too_many_handshakes",
-    "handshake_timeout",
-    "handshake_failed",
-)
-
-FRAMES = Counter(
-    "gateway_cvs_link_frames_total",
-    "Frames on the CVS real-time link: dt, hb, ha, unknown and bad received; ak_sent sent.",
-    ["type"],
-)
-ACKS = Counter(
-    "gateway_cvs_link_acks_total", "AK frames sent to the CVS agency, by result.", ["result"]
-)
-CONNECTIONS = Gauge(
-    "gateway_cvs_link_connections",
-    "Established connections from the CVS agency (handshake complete, peer name allowed).",
-)
-REFUSED = Counter(
-    "gateway_cvs_link_refused_total",
-    "CVS link connections refused before a frame was read, by reason (peer_name, "
-    "too_many_connections, too_many_handshakes, handshake_timeout, handshake_failed).",
-    ["reason"],
-)
-PAUSES = Counter(
-    "gateway_cvs_link_pauses_total",
-    "Times a CVS link connection stopped reading because max_unacked records were in flight.",
-)
-DISCONNECTS = Counter(
-    "gateway_cvs_link_disconnects_total",
-    "CVS link connections closed, by reason (idle, frame_too_long, bad_frame; peer_closed).",
-    ["reason"],
-)
-for _type in FRAME_TYPES:
-    FRAMES.labels(_type)
-for _result in RESULTS:
-    ACKS.labels(_result)
-for _reason in DISCONNECT_REASONS:
-    DISCONNECTS.labels(_reason)
-for _reason in REFUSAL_REASONS:
-    REFUSED.labels(_reason)
-
 log = Logger()
 
 
@@ -157,24 +119,6 @@ def _sequence(payload: bytes) -> str:
             f"{payload[:2]!r} frame of {len(payload)} bytes without a 10-digit sequence"
         )
     return raw.decode("ascii")
-
-
-def _address(address: IAddress | None) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None or port is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
-def _allowed(names: tuple[str, ...], peers: Collection[str]) -> str | None:
-    """The first of a certificate's ``names`` that ``peers`` allows (DNS names compare without
-    regard to case), as ``peers`` spells it; ``None`` if none is allowed."""
-    allowed = {p.casefold(): p for p in peers}
-    for name in names:
-        if name.casefold() in allowed:
-            return allowed[name.casefold()]
-    return None
 
 
 @implementer(IHandshakeListener)
@@ -254,7 +198,7 @@ class CvsLinkProtocol(IntNStringReceiver):
             return
         self._end_handshake()
         names = peer_names(self.transport)
-        name = _allowed(names, self.peers)
+        name = allowed_name(names, self.peers)
         if name is None:
             self._refuse("peer_name", "its certificate names no allowed peer", names=names)
             return
@@ -354,7 +298,7 @@ class CvsLinkProtocol(IntNStringReceiver):
         return self._peer_name or self._address()
 
     def _address(self) -> str:
-        return _address(self.transport.getPeer() if self.transport is not None else None)
+        return address_text(self.transport.getPeer() if self.transport is not None else None)
 
     def _close(self, reason: str, why: str) -> None:
         if self._closing or not self._connected:
