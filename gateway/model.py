@@ -350,3 +350,23 @@ class Principal:
     def scope(self) -> str:
         """The namespace of this caller's idempotency keys."""
         return f"biller:{self.biller_id}" if self.biller_id else f"admin:{self.key_id}"
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """A request's Idempotency-Key: the caller's scope, the key and a hash of the request."""
+
+    scope: str
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """An answer as it is kept for an idempotent replay (gateway.store.idempotency)."""
+
+    status: int
+    body: str
+    replayed: bool = False
+    # What the replay table keeps instead of ``body`` (``body`` without its secrets), if not body
+    kept: str | None = field(default=None, repr=False, compare=False)

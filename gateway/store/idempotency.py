@@ -6,38 +6,23 @@ finds the stored response and replays it: two concurrent requests, one effect. A
 fails rolls back with its record, so a rejected request leaves nothing behind.
 
 A response that carries a secret (a webhook endpoint's signing secret, a bill's page URL) is
-stored without it (:attr:`StoredResponse.kept`) and completed again on replay by the caller's
-``restore`` (the table must not be where a copy of the database reads secrets).
+stored without it (:attr:`gateway.model.StoredResponse.kept`) and completed again on replay by
+the caller's ``restore`` (the table must not be where a copy of the database reads secrets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
+from gateway.model import IdempotencyClaim as IdempotencyClaim  # re-exported
+from gateway.model import StoredResponse as StoredResponse  # re-exported
 from gateway.store.dialect import dialect_insert
 from gateway.store.schema import idempotency_keys
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    status: int
-    body: str
-    replayed: bool = False
-    # What the replay table keeps instead of ``body`` (``body`` without its secrets), if not body
-    kept: str | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class IdempotencyClaim:
-    scope: str
-    key: str
-    request_hash: str
 
 
 def run_idempotent(

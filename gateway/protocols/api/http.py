@@ -34,11 +34,10 @@ from twisted.web import resource, server
 
 from gateway.billing.keys import Authenticator
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, StoreError
-from gateway.model import Principal
+from gateway.model import IdempotencyClaim, Principal, StoredResponse
 from gateway.protocols.api.access_log import mask_path, masked_log_formatter
 from gateway.protocols.api.limits import GuardedChannel, HttpLimits, TokenBucket, refused
 from gateway.protocols.api.params import PATH_PARAMS
-from gateway.store.idempotency import IdempotencyClaim, StoredResponse
 
 log = Logger()
 
