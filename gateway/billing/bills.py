@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ from gateway.model import (
     BillTerms,
     Channel,
     Customer,
+    EventType,
     Principal,
     Tax,
 )
@@ -53,7 +54,7 @@ from gateway.store.bills import (
     list_bills,
     save_bill,
 )
-from gateway.store.events import append_event, list_events
+from gateway.store.events import append_events, list_events
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.notify import queue_bill_email
 from gateway.validation import Fields
@@ -278,24 +279,16 @@ class BillService:
 
         return restore
 
-    def _event(
-        self,
-        conn: Connection,
-        bill: Bill,
-        type: str,
-        now: datetime,
-        extra: Mapping[str, Any] | None = None,
+    def _events(
+        self, conn: Connection, bill: Bill, types: Sequence[EventType], now: datetime
     ) -> None:
-        data: dict[str, Any] = {"bill": self.event_doc(bill)}
-        if extra:
-            data.update(extra)
-        append_event(
+        """The outbox events of ``bill`` (``{"bill": …}``, as every bill event)."""
+        data = {"bill": self.event_doc(bill)}
+        append_events(
             conn,
-            biller_id=bill.biller_id,
-            event_id="evt_" + secrets.token_hex(12),
-            type=type,
-            data=data,
-            now=now,
+            bill.biller_id,
+            [("evt_" + secrets.token_hex(12), type, data) for type in types],
+            now,
         )
 
     def _biller(self, conn: Connection, principal: Principal) -> Biller:
@@ -328,7 +321,7 @@ class BillService:
             new = NewBill(biller.biller_id, request, token)
             bill, created = insert_bill(conn, new, now, identify)
             if created:
-                self._event(conn, bill, "bill.created", now)
+                self._events(conn, bill, [EventType.BILL_CREATED], now)
                 if self.config.mail is not None and bill.customer.email:
                     queue_bill_email(conn, biller.biller_id, bill.bill_no, now)
             return self._answer(201 if created else 200, bill)
@@ -394,7 +387,7 @@ class BillService:
                 raise Conflict(f"bill {bill_no} cannot be cancelled: {e.reason}") from None
             if outcome.bill_changed and outcome.bill is not None:
                 save_bill(conn, bill_id, bill, outcome.bill)
-                self._event(conn, outcome.bill, "bill.cancelled", now)
+                self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
             return self._answer(200, outcome.bill or bill)
 
         return await self.store.run_interaction(
@@ -467,7 +460,7 @@ class BillService:
             save_bill(conn, bill_id, bill, outcome.bill)
             if slip is not None:
                 insert_slip(conn, bill_id, slip, now)
-            self._event(conn, outcome.bill, "bill.reissued", now)
+            self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
             return self._answer(200, outcome.bill)
 
         return await self.store.run_interaction(

@@ -34,30 +34,8 @@ def append_event(
     data: Mapping[str, Any],
     now: datetime,
 ) -> int:
-    """Add one event; returns its per-biller ``seq``.
-
-    The ``UPDATE ... RETURNING`` on the biller row hands out the next number and holds the row
-    lock until commit, so one biller's events commit in ``seq`` order with no gap: a reader that
-    keeps the last ``seq`` it saw never misses one. Call it last in a transaction, to hold the
-    lock as briefly as possible.
-    """
-    seq = conn.execute(
-        update(billers)
-        .where(billers.c.biller_id == biller_id)
-        .values(last_event_seq=billers.c.last_event_seq + 1)
-        .returning(billers.c.last_event_seq)
-    ).scalar_one()
-    conn.execute(
-        events.insert().values(
-            event_id=event_id,
-            biller_id=biller_id,
-            seq=seq,
-            type=type,
-            created_at=now,
-            data=json.dumps(data, ensure_ascii=False, separators=(",", ":")),
-        )
-    )
-    return int(seq)
+    """Add one event (through :func:`append_events`); returns its per-biller ``seq``."""
+    return append_events(conn, biller_id, [(event_id, type, data)], now)
 
 
 def list_events(conn: Connection, biller_id: str, after: int, limit: int) -> list[StoredEvent]:
@@ -83,12 +61,20 @@ def append_events(
     biller_id: str,
     new: Sequence[tuple[str, str, Mapping[str, Any] | str]],
     now: datetime,
-) -> None:
-    """Add several events of one biller (event_id, type, data) with consecutive seqs: one
-    ``UPDATE ... RETURNING`` reserves them all, one statement inserts them. ``data`` may come
-    already encoded by :func:`event_json` (bulk registration keeps only that)."""
+) -> int:
+    """The one writer of the outbox: add events of one biller (event_id, type, data) with
+    consecutive seqs; returns the last ``seq`` (0 when ``new`` is empty). ``type`` is an
+    :class:`~gateway.model.EventType` (the ledger's ``LedgerChange.events``); ``data`` may come
+    already encoded by :func:`event_json` (bulk registration keeps only that).
+
+    One ``UPDATE ... RETURNING`` on the biller row reserves the seqs and holds the row lock
+    until commit, so one biller's events commit in ``seq`` order with no gap: a reader that
+    keeps the last ``seq`` it saw never misses one. Call it last in a transaction, to hold the
+    lock as briefly as possible. One event is one ``INSERT``; several are one statement
+    (PostgreSQL: ``COPY``).
+    """
     if not new:
-        return
+        return 0
     last = conn.execute(
         update(billers)
         .where(billers.c.biller_id == biller_id)
@@ -96,18 +82,19 @@ def append_events(
         .returning(billers.c.last_event_seq)
     ).scalar_one()
     first = int(last) - len(new) + 1
-    copy_rows(  # PostgreSQL: COPY; elsewhere executemany
-        conn,
-        events,
-        [
-            {
-                "event_id": event_id,
-                "biller_id": biller_id,
-                "seq": first + i,
-                "type": type,
-                "created_at": now,
-                "data": data if isinstance(data, str) else event_json(data),
-            }
-            for i, (event_id, type, data) in enumerate(new)
-        ],
-    )
+    rows = [
+        {
+            "event_id": event_id,
+            "biller_id": biller_id,
+            "seq": first + i,
+            "type": str(type),  # an EventType is stored as its value
+            "created_at": now,
+            "data": data if isinstance(data, str) else event_json(data),
+        }
+        for i, (event_id, type, data) in enumerate(new)
+    ]
+    if len(rows) == 1:
+        conn.execute(events.insert().values(**rows[0]))
+    else:
+        copy_rows(conn, events, rows)  # PostgreSQL: COPY; elsewhere executemany
+    return int(last)
