@@ -57,8 +57,6 @@ from gateway.store.schema import (
     settlements,
 )
 
-# The 印紙フラグ is digit 37 of the barcode, and a CVS payment's event key starts with it.
-STAMP_DIGIT = 37
 LIVE = (PaymentStatus.PENDING.value, PaymentStatus.CONFIRMED.value)
 
 
@@ -186,11 +184,12 @@ def _tally(
     start: date,
     end: date,
     due_before: date,
+    stamp_digit: int,
 ) -> Tally:
     c = payments.c
     plan = _plan_case(contract, c.confirmed_at).label("plan")
     stamped = case(
-        (and_(c.channel == Channel.CVS.value, func.substr(c.event_key, STAMP_DIGIT, 1) == "1"), 1),
+        (and_(c.channel == Channel.CVS.value, func.substr(c.event_key, stamp_digit, 1) == "1"), 1),
         else_=0,
     )
     collected: dict[tuple[Channel, int], tuple[int, int]] = {}
@@ -238,10 +237,13 @@ def settle_next(
     new_id: Callable[[str], str],
     render: Callable[[Settlement], Mapping[str, Any]],
     due_before: date | None = None,
+    *,
+    stamp_digit: int,
 ) -> Settlement | None:
     """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
     None when there is none, or when another run holds or has made it. ``due_before`` (the
-    preview's): only bills due before it count as uncollected."""
+    preview's): only bills due before it count as uncollected. ``stamp_digit``: where a CVS
+    payment's event key has its 印紙フラグ (gateway.mappers.cvs.barcode.STAMP_DIGIT)."""
     # The biller row first (PostgreSQL): a second run of the same biller waits here and then
     # sees this one's settlement; a plan change (save_plan) waits too, so that no plan can take
     # effect inside a period while it is being settled.
@@ -311,7 +313,14 @@ def settle_next(
         .values(settlement_id=settlement_id)
     )
     tally = _tally(
-        conn, contract, biller_id, settlement_id, start, end, min(today, due_before or today)
+        conn,
+        contract,
+        biller_id,
+        settlement_id,
+        start,
+        end,
+        min(today, due_before or today),
+        stamp_digit,
     )
     carried_in = int(previous.carried_out) if previous else 0
     tally = Tally(tally.collected, tally.stamped, tally.uncollected, tally.refunds, carried_in)
@@ -367,6 +376,8 @@ def preview_next(
     now: datetime,
     new_id: Callable[[str], str],
     render: Callable[[Settlement], Mapping[str, Any]],
+    *,
+    stamp_digit: int,
 ) -> Settlement | None:
     """The biller's next settlement as it would be if its period closed now: the run's own code
     in a savepoint that is rolled back, so the preview and the real run cannot disagree on how
@@ -378,7 +389,14 @@ def preview_next(
     savepoint = conn.begin_nested()
     try:
         return settle_next(
-            conn, biller_id, end + timedelta(days=1), now, new_id, render, due_before=today
+            conn,
+            biller_id,
+            end + timedelta(days=1),
+            now,
+            new_id,
+            render,
+            due_before=today,
+            stamp_digit=stamp_digit,
         )
     finally:
         savepoint.rollback()
@@ -443,11 +461,12 @@ def list_settlements(
 
 
 def settled_payments(
-    conn: Connection, settlement_id: str, batch: int = 5000
+    conn: Connection, settlement_id: str, batch: int = 5000, *, stamp_digit: int
 ) -> Iterator[SettledPayment]:
-    """Every payment a settlement paid out, in confirmation order, read a batch at a time."""
+    """Every payment a settlement paid out, in confirmation order, read a batch at a time
+    (``stamp_digit`` as for :func:`settle_next`)."""
     c = payments.c
-    stamped = and_(c.channel == Channel.CVS.value, func.substr(c.event_key, STAMP_DIGIT, 1) == "1")
+    stamped = and_(c.channel == Channel.CVS.value, func.substr(c.event_key, stamp_digit, 1) == "1")
     last: tuple[datetime, str] | None = None
     while True:
         stmt = (
