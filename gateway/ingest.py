@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
@@ -37,14 +37,11 @@ from gateway.model import (
     RefundReason,
     Slip,
     business_date,
-    parse_transfer_key,
-    transfer_key,
 )
 from gateway.store import Store
-from gateway.store.bills import bills_by_keys, slips_of_bills, update_bills
+from gateway.store.bills import BillMatch, lock_bills, slips_of_bills, update_bills
 from gateway.store.events import append_events
 from gateway.store.ledger import (
-    billers_by_codes,
     close_refund_cases,
     insert_payments,
     open_double_payment_cases,
@@ -56,7 +53,6 @@ from gateway.store.ledger import (
     set_outcomes,
     update_payments,
 )
-from gateway.store.zengin import consignors_by_codes, items_by_result_keys
 from gateway.views import payment_json, refund_case_json
 
 log = Logger()
@@ -89,6 +85,28 @@ GROUP_SIZE = Histogram(
 )
 
 
+class BillFinder(Protocol):
+    """How one network's messages find their bills (each network's is in gateway.networks)."""
+
+    @property
+    def channel(self) -> Channel:
+        """The channel its messages are recorded under."""
+        ...
+
+    def lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
+        """How a message names its bill, as the finder's :class:`BillMatch` keys a locked row
+        (None: the message names no bill)."""
+        ...
+
+    def match(self, conn: Connection, events: Sequence[CollectionEvent]) -> BillMatch | None:
+        """The bills these messages (each with a lookup) name, for one locking statement."""
+        ...
+
+    def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> Mapping[str, str]:
+        """For messages of no known bill: bill key → the id of the biller the key still names."""
+        ...
+
+
 @dataclass(frozen=True)
 class Received:
     """A message to apply, with its place in a file (or None for a link or a poll)."""
@@ -113,8 +131,7 @@ class _Batch:
         self.outcomes: list[tuple[int, str]] = []
         self.bill_ids: dict[tuple[str, str], int] = {}  # how a message names a bill -> id
         self.slips: dict[int, list[Slip]] = {}
-        self.billers: dict[str, str] = {}  # biller code -> biller id, for unknown bills
-        self.consignors: dict[str, str] = {}  # 委託者コード -> biller id, for unknown bills
+        self.billers: dict[tuple[Channel, str], str] = {}  # bill key -> biller, unknown bills
         self.known: set[str] = set()  # payment ids already in the store
         self.open_cases: dict[int, list[str]] = {}  # bill id -> open double-payment cases
         self.closed_cases: list[tuple[str, str, str]] = []
@@ -128,19 +145,6 @@ class _Batch:
             self.new_payments[payment.payment_id] = (payment, bill_id)
 
 
-def _lookup(event: CollectionEvent) -> tuple[str, str] | None:
-    """How a message names its bill, as :func:`bills_by_keys` returns it."""
-    if event.kind is MessageKind.CORRECTION:
-        return None
-    if event.channel is Channel.CVS:
-        return ("cvs", event.bill_key)
-    if event.channel is Channel.PAYEASY:
-        return ("payeasy", f"{event.detail.get('institution_code', '')}:{event.bill_key}")
-    if event.channel is Channel.TRANSFER:
-        return ("transfer", event.bill_key)  # see gateway.mappers.zengin.mapper.transfer_key
-    return None
-
-
 class Ingest:
     """Applies collection messages to the ledger inside a caller's transaction
     (:meth:`apply_group`), or from the reactor through the store (:meth:`apply_file`,
@@ -151,13 +155,16 @@ class Ingest:
         store: Store | None,
         clock: IReactorTime | None,
         render_bill: Callable[[Bill], Any],
-        cvs_company_code: str | None,
+        finders: Sequence[BillFinder],
         new_id: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.render_bill = render_bill
-        self.cvs_company_code = cvs_company_code
+        self.finders: dict[Channel, BillFinder] = {}
+        for finder in finders:
+            assert finder.channel not in self.finders, f"two finders for {finder.channel}"
+            self.finders[finder.channel] = finder
         self.new_id = new_id or ids.new_id
 
     # -- inside a transaction ---------------------------------------------------------------
@@ -216,49 +223,39 @@ class Ingest:
         self._write(conn, batch, now)
         return [results[o] if isinstance(o, int) else o for o in outcomes]
 
+    def _lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
+        """How a message names its bill, as :func:`lock_bills` returns it (its network's)."""
+        if event.kind is MessageKind.CORRECTION:
+            return None
+        finder = self.finders.get(event.channel)
+        return finder.lookup(event) if finder is not None else None
+
     def _load(self, conn: Connection, fresh: Sequence[CollectionEvent]) -> _Batch:
         batch = _Batch()
-        named = [e for e in fresh if _lookup(e) is not None]
-        transfer_keys = {e.bill_key for e in named if e.channel is Channel.TRANSFER}
-        items = items_by_result_keys(conn, [parse_transfer_key(k) for k in transfer_keys])
-        found = bills_by_keys(
-            conn,
-            [e.bill_key for e in named if e.channel is Channel.CVS],
-            [
-                (e.detail.get("institution_code", ""), e.bill_key)
-                for e in named
-                if e.channel is Channel.PAYEASY
-            ],
-            {transfer_key(*key): item.bill_id for key, item in items.items()},
-        )
+        named = [e for e in fresh if self._lookup(e) is not None]
+        channels = [c for c in self.finders if any(e.channel is c for e in named)]
+        matches = [
+            self.finders[c].match(conn, [e for e in named if e.channel is c]) for c in channels
+        ]
+        found = lock_bills(conn, [m for m in matches if m is not None])
         batch.bills = {bill_id: bill for bill_id, bill in found.values()}
         batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
         batch.payments = payments_of_bills(conn, {i: b.bill_no for i, b in batch.bills.items()})
         batch.slips = slips_of_bills(conn, list(batch.bills))
         batch.open_cases = open_double_payment_cases(conn, list(batch.bills))
-        unknown = [e for e in named if _lookup(e) not in found]
+        unknown = [e for e in named if self._lookup(e) not in found]
         for channel in {e.channel for e in unknown}:
             keys = [e.event_key for e in unknown if e.channel is channel]
             for key, known in payments_by_keys(conn, channel, keys).items():
                 batch.unknown[f"{channel.value}:{key}"] = known
-        codes = {self._biller_code(e) for e in unknown} - {None}
-        batch.billers = billers_by_codes(conn, sorted(c for c in codes if c))
-        consignors = {
-            parse_transfer_key(e.bill_key)[0] for e in unknown if e.channel is Channel.TRANSFER
-        }
-        batch.consignors = consignors_by_codes(conn, consignors)
+        for channel in self.finders:
+            of_channel = [e for e in unknown if e.channel is channel]
+            if of_channel:
+                billers = self.finders[channel].billers(conn, of_channel)
+                batch.billers.update({(channel, k): b for k, b in billers.items()})
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
         return batch
-
-    def _biller_code(self, event: CollectionEvent) -> str | None:
-        """The biller a message of no known bill still names: barcodes and お客様番号 both
-        begin with the biller's 5-digit code (for CVS, behind our company code)."""
-        if event.channel is Channel.CVS and event.bill_key[:6] == self.cvs_company_code:
-            return event.bill_key[6:11]
-        if event.channel is Channel.PAYEASY and len(event.bill_key) == 16:
-            return event.bill_key[:5]
-        return None
 
     def _apply(
         self, batch: _Batch, message_id: int, event: CollectionEvent, now: datetime, today: date
@@ -273,7 +270,7 @@ class Ingest:
                 f"the network corrects the amount to {event.amount} yen",
             )
             return self._finish(batch, message_id, event, "anomaly", anomalies=[anomaly])
-        lookup = _lookup(event)
+        lookup = self._lookup(event)
         bill_id = batch.bill_ids.get(lookup) if lookup is not None else None
         if bill_id is not None:
             bill: Bill | None = self._expire_if_paid_late(batch, bill_id, event, now)
@@ -283,10 +280,7 @@ class Ingest:
         else:
             unknown_key = f"{event.channel.value}:{event.event_key}"
             bill, known, slips = None, batch.unknown.setdefault(unknown_key, []), []
-            code = self._biller_code(event)
-            biller_id = batch.billers.get(code) if code else None
-            if event.channel is Channel.TRANSFER:  # the 委託者コード names the biller
-                biller_id = batch.consignors.get(parse_transfer_key(event.bill_key)[0])
+            biller_id = batch.billers.get((event.channel, event.bill_key))
         outcome = ledger.apply_message(
             bill,
             known,

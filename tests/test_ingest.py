@@ -27,6 +27,7 @@ from gateway.model import (
     Tax,
 )
 from gateway.networks.issuer import Issuer
+from gateway.networks.registry import REGISTRY
 from gateway.store import Store, create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill
@@ -138,7 +139,7 @@ def world(tmp_path: Path, migrated_url: str) -> Iterator[World]:
                 "bill_no": b.bill_no,  # type: ignore[arg-type]
                 "version": b.version,
             },
-            "987654",
+            REGISTRY.finders(config),
         ),
         issuer,
     )
@@ -332,7 +333,7 @@ async def test_group_commit_applies_everything_and_isolates_a_failure(
             raise RuntimeError("this one item fails")
         return {"bill_no": bill.bill_no}
 
-    ingest = Ingest(store, reactor, render, "987654")
+    ingest = Ingest(store, reactor, render, REGISTRY.finders(world.config))
     committer = ingest.committer("ingest.test")
     codes = [world.bill(f"G-{i}").slip.barcode for i in range(30)]  # type: ignore[union-attr]
     try:

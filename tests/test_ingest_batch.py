@@ -19,6 +19,7 @@ from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
 from gateway.model import JST, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
 from gateway.networks.issuer import Issuer
+from gateway.networks.registry import REGISTRY
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill
@@ -177,7 +178,12 @@ def ledger(tmp_path: Path, migrated_url: str) -> Iterator[Ledger]:
 )
 @given(script=st.lists(MESSAGE, min_size=1, max_size=14))
 def test_a_group_equals_its_messages_one_by_one(ledger: Ledger, script: list[Any]) -> None:
-    ingest = Ingest(None, None, lambda bill: {"bill_no": bill.bill_no, "v": bill.version}, "987654")
+    ingest = Ingest(
+        None,
+        None,
+        lambda bill: {"bill_no": bill.bill_no, "v": bill.version},
+        REGISTRY.finders(ledger.issuer.config),
+    )
     codes = ledger.reset()
     one_by_one = []
     for received in ledger.events_for(codes, script):

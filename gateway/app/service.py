@@ -29,10 +29,9 @@ from gateway.config import Config
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
 from gateway.money.settlement import SettlementApi, SettlementJob, settlement_service
-from gateway.networks.cvs import CvsNetwork
+from gateway.networks.base import Wiring
 from gateway.networks.issuer import Issuer
-from gateway.networks.mpn import MpnNetwork, mpn_services
-from gateway.networks.zengin import ZenginNetwork
+from gateway.networks.registry import REGISTRY
 from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.limits import http_limits
@@ -159,28 +158,16 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     api = make_site(Router(routes, auth, limits, reactor), limits, reactor)
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
 
-    # The networks: their pollers and watchers, then their listeners (which stop first).
-    company_code = config.cvs.company_code if config.cvs else None
-    ingest = Ingest(store, reactor, bills.event_doc, company_code)
-    if config.mpn is not None and config.mpn.connect is not None:
-        mpn = MpnNetwork(config.mpn, store, ingest, reactor)
-        services, link = mpn_services(mpn, config.tls, reactor)
-        for network_service in services:
+    # The networks, each as the registry (gateway.networks.registry) has it: its pollers and
+    # watchers, then its listeners (which stop first), and what it adds to /readyz.
+    ingest = Ingest(store, reactor, bills.event_doc, REGISTRY.finders(config))
+    wiring = Wiring(config, store, ingest, reactor)
+    for network in REGISTRY.enabled(config):
+        started = network.start(wiring)
+        for network_service in started.services:
             network_service.setServiceParent(top)
-        checks.append(
-            lambda: {
-                "mpn": {
-                    "link": "open" if link.open else "down",
-                    "last_close": mpn.close_state.last or None,
-                }
-            }
-        )
-    if config.cvs is not None:
-        for network_service in CvsNetwork(config.cvs, config.tls, ingest, reactor).services():
-            network_service.setServiceParent(top)
-    if config.zengin is not None:
-        for network_service in ZenginNetwork(config.zengin, store, ingest, reactor).services():
-            network_service.setServiceParent(top)
+        if started.readiness is not None:
+            checks.append(started.readiness)
     if config.bulk is not None:  # the billers' watched folder of bulk bill files
         bulk_inbox(bulk, config.bulk.inbox, config.bulk.poll_interval).setServiceParent(top)
     if config.mail is not None:

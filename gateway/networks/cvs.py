@@ -7,15 +7,18 @@ for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.clock import now
-from gateway.config import CvsConfig, TLSConfig
+from gateway.config import Config, CvsConfig, TLSConfig
 from gateway.errors import FileErrors, RecordError
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
@@ -27,10 +30,14 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
+from gateway.model import Channel, CollectionEvent
+from gateway.networks.base import Started, Wiring
 from gateway.protocols.cvs import listen_cvs_link
 from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.protocols.listen import ListenerService
+from gateway.store.bills import BillMatch, match_cvs_keys
+from gateway.store.ledger import billers_by_codes
 
 log = Logger()
 
@@ -162,3 +169,52 @@ class CvsNetwork:
                 )
             )
         return services
+
+
+@dataclass(frozen=True)
+class CvsBills:
+    """A CVS message names its bill by the barcode's bill key (company code + free field)."""
+
+    company_code: str | None
+    channel: Channel = Channel.CVS
+
+    def lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
+        return ("cvs", event.bill_key)
+
+    def match(self, conn: Connection, events: Sequence[CollectionEvent]) -> BillMatch | None:
+        return match_cvs_keys("cvs", [e.bill_key for e in events])
+
+    def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> dict[str, str]:
+        """A barcode of no known bill still names its biller: the 5-digit biller code behind
+        our company code."""
+        codes = {
+            e.bill_key: e.bill_key[6:11] for e in events if e.bill_key[:6] == self.company_code
+        }
+        ids = billers_by_codes(conn, sorted({c for c in codes.values() if c}))
+        return {key: ids[code] for key, code in codes.items() if code in ids}
+
+
+class Cvs:
+    """The convenience-store network, for the registry."""
+
+    name = "cvs"
+    channel = Channel.CVS
+
+    def enabled(self, config: Config) -> bool:
+        return config.cvs is not None
+
+    def limit(self, config: Config) -> int:
+        assert config.cvs is not None
+        return config.cvs.ceiling
+
+    def finder(self, config: Config) -> CvsBills:
+        return CvsBills(config.cvs.company_code if config.cvs else None)
+
+    def start(self, wiring: Wiring) -> Started:
+        config = wiring.config
+        assert config.cvs is not None
+        network = CvsNetwork(config.cvs, config.tls, wiring.ingest, wiring.reactor)
+        return Started(network.services())
+
+
+CVS = Cvs()

@@ -13,6 +13,7 @@ counters both ways and confirms the day's pending 消込.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from twisted.logger import Logger
 
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.config import MpnConfig
+from gateway.config import Config, MpnConfig
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.mpn.mapper import (
@@ -42,9 +43,11 @@ from gateway.mappers.mpn.mapper import (
     to_canonical,
 )
 from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.networks.base import Started, Wiring
 from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
-from gateway.store.ledger import payments_by_keys
+from gateway.store.bills import BillMatch, match_payeasy_numbers
+from gateway.store.ledger import billers_by_codes, payments_by_keys
 from gateway.store.mpn import (
     count_guard_attempt,
     day_counters,
@@ -366,3 +369,61 @@ def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[ISer
         business_date=network.business_date,
     )
     return [MpnLinkService(link), DayCloser(network, link, config.close_at, reactor)], link
+
+
+@dataclass(frozen=True)
+class PayeasyBills:
+    """A Pay-easy message names its bill by (収納機関番号, お客様番号)."""
+
+    channel: Channel = Channel.PAYEASY
+
+    def lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
+        return ("payeasy", f"{event.detail.get('institution_code', '')}:{event.bill_key}")
+
+    def match(self, conn: Connection, events: Sequence[CollectionEvent]) -> BillMatch | None:
+        return match_payeasy_numbers(
+            "payeasy", [(e.detail.get("institution_code", ""), e.bill_key) for e in events]
+        )
+
+    def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> dict[str, str]:
+        """An お客様番号 of no known bill still names its biller: its first 5 digits."""
+        codes = {e.bill_key: e.bill_key[:5] for e in events if len(e.bill_key) == 16}
+        ids = billers_by_codes(conn, sorted({c for c in codes.values() if c}))
+        return {key: ids[code] for key, code in codes.items() if code in ids}
+
+
+class Mpn:
+    """The Pay-easy (MPN) network, for the registry."""
+
+    name = "mpn"
+    channel = Channel.PAYEASY
+
+    def enabled(self, config: Config) -> bool:
+        return config.mpn is not None
+
+    def limit(self, config: Config) -> int:
+        assert config.mpn is not None
+        return config.mpn.max_amount
+
+    def finder(self, config: Config) -> PayeasyBills:
+        return PayeasyBills()
+
+    def start(self, wiring: Wiring) -> Started:
+        config = wiring.config.mpn
+        assert config is not None
+        if config.connect is None:  # no link: Pay-easy numbers are issued, nothing is received
+            return Started([])
+        network = MpnNetwork(config, wiring.store, wiring.ingest, wiring.reactor)
+        services, link = mpn_services(network, wiring.config.tls, wiring.reactor)
+        return Started(
+            services,
+            lambda: {
+                "mpn": {
+                    "link": "open" if link.open else "down",
+                    "last_close": network.close_state.last or None,
+                }
+            },
+        )
+
+
+MPN = Mpn()

@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from gateway import calendar
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.config import ZenginConfig
+from gateway.config import Config, ZenginConfig
 from gateway.errors import FileErrors, GatewayError, RecordError
 from gateway.infra import safe_files
 from gateway.ingest import Ingest, Received
@@ -54,9 +54,20 @@ from gateway.mappers.zengin.mapper import (
     to_canonical,
 )
 from gateway.mappers.zengin.records import NETWORK, MandateAction
-from gateway.model import JST, Consignor, MandateStatus, MessageKind, parse_transfer_key
+from gateway.model import (
+    JST,
+    Channel,
+    CollectionEvent,
+    Consignor,
+    MandateStatus,
+    MessageKind,
+    parse_transfer_key,
+    transfer_key,
+)
+from gateway.networks.base import Started, Wiring
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.store import Store
+from gateway.store.bills import BillMatch, match_bill_ids
 from gateway.store.zengin import (
     Item,
     Request,
@@ -480,3 +491,51 @@ class ZenginNetwork:
             "zengin", self.config.inbox, self.apply_file, self.clock, self.config.poll_interval
         )
         return [schedule, inbox]
+
+
+@dataclass(frozen=True)
+class TransferBills:
+    """A transfer result names its bill through the request item it answers (委託者コード,
+    引落日, 顧客番号: gateway.mappers.zengin.mapper.transfer_key)."""
+
+    channel: Channel = Channel.TRANSFER
+
+    def lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
+        return ("transfer", event.bill_key)
+
+    def match(self, conn: Connection, events: Sequence[CollectionEvent]) -> BillMatch | None:
+        keys = {e.bill_key for e in events}
+        items = items_by_result_keys(conn, [parse_transfer_key(k) for k in keys])
+        bill_ids = {transfer_key(*key): item.bill_id for key, item in items.items()}
+        return match_bill_ids("transfer", bill_ids) if bill_ids else None
+
+    def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> dict[str, str]:
+        """A result of no known bill still names its biller: the 委託者コード."""
+        codes = {e.bill_key: parse_transfer_key(e.bill_key)[0] for e in events}
+        ids = consignors_by_codes(conn, set(codes.values()))
+        return {key: ids[code] for key, code in codes.items() if code in ids}
+
+
+class Zengin:
+    """The account-transfer (全銀) network, for the registry."""
+
+    name = "zengin"
+    channel = Channel.TRANSFER
+
+    def enabled(self, config: Config) -> bool:
+        return config.zengin is not None
+
+    def limit(self, config: Config) -> int:
+        assert config.zengin is not None
+        return config.zengin.max_amount
+
+    def finder(self, config: Config) -> TransferBills:
+        return TransferBills()
+
+    def start(self, wiring: Wiring) -> Started:
+        assert wiring.config.zengin is not None
+        network = ZenginNetwork(wiring.config.zengin, wiring.store, wiring.ingest, wiring.reactor)
+        return Started(network.services())
+
+
+ZENGIN = Zengin()

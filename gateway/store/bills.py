@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.errors import Conflict
 from gateway.model import (
@@ -398,46 +399,70 @@ def find_by_payeasy(
     return None if row is None else (row.id, _bill(row))
 
 
-def bills_by_keys(
-    conn: Connection,
-    cvs_keys: Sequence[str],
-    payeasy_keys: Sequence[tuple[str, str]],
-    transfer_bill_ids: Mapping[str, int] | None = None,
+@dataclass(frozen=True)
+class BillMatch:
+    """How one network's messages name bills, for :func:`lock_bills`: the rows to lock, and the
+    lookup keys (``(namespace, key)``) a locked row answers to."""
+
+    condition: ColumnElement[bool]
+    keys_of: Callable[[Row[Any]], Sequence[tuple[str, str]]]
+
+
+def lock_bills(
+    conn: Connection, matches: Sequence[BillMatch]
 ) -> dict[tuple[str, str], tuple[int, Bill]]:
-    """The bills messages name, locked in id order (so two daemons locking overlapping sets
-    cannot deadlock): by CVS bill key (company code + free field) → ``("cvs", key)``, by
-    Pay-easy (収納機関番号, お客様番号) → ``("payeasy", "institution:number")``, and by the
-    request item a transfer result names (key → bill id, found by the caller) →
-    ``("transfer", key)``."""
-    transfer_bill_ids = transfer_bill_ids or {}
-    conditions = []
-    if transfer_bill_ids:
-        conditions.append(bills.c.id.in_(sorted(set(transfer_bill_ids.values()))))
-    if cvs_keys:
-        conditions.append(bills.c.cvs_bill_key.in_(sorted(set(cvs_keys))))
-    if payeasy_keys:
-        conditions.append(
-            tuple_(bills.c.payeasy_institution_code, bills.c.payeasy_customer_number).in_(
-                sorted(set(payeasy_keys))
-            )
-        )
-    if not conditions:
+    """The bills messages name, locked in id order in one statement (so two daemons locking
+    overlapping sets cannot deadlock), by each lookup key a match gives a locked row."""
+    if not matches:
         return {}
     rows = conn.execute(
-        select(bills).where(or_(*conditions)).order_by(bills.c.id).with_for_update()
+        select(bills)
+        .where(or_(*(m.condition for m in matches)))
+        .order_by(bills.c.id)
+        .with_for_update()
     )
     found: dict[tuple[str, str], tuple[int, Bill]] = {}
-    by_id: dict[int, tuple[int, Bill]] = {}
     for r in rows:
-        bill = by_id[r.id] = (r.id, _bill(r))
-        if r.cvs_bill_key is not None:
-            found[("cvs", r.cvs_bill_key)] = bill
-        if r.payeasy_customer_number is not None:
-            found[("payeasy", f"{r.payeasy_institution_code}:{r.payeasy_customer_number}")] = bill
-    for key, bill_id in transfer_bill_ids.items():
-        if bill_id in by_id:
-            found[("transfer", key)] = by_id[bill_id]
+        bill = (r.id, _bill(r))
+        for match in matches:
+            for key in match.keys_of(r):
+                found[key] = bill
     return found
+
+
+def match_cvs_keys(namespace: str, keys: Sequence[str]) -> BillMatch:
+    """Bills by CVS bill key (company code + free field) → ``(namespace, key)``."""
+
+    def keys_of(r: Row[Any]) -> Sequence[tuple[str, str]]:
+        return [(namespace, r.cvs_bill_key)] if r.cvs_bill_key is not None else []
+
+    return BillMatch(bills.c.cvs_bill_key.in_(sorted(set(keys))), keys_of)
+
+
+def match_payeasy_numbers(namespace: str, keys: Sequence[tuple[str, str]]) -> BillMatch:
+    """Bills by Pay-easy (収納機関番号, お客様番号) → ``(namespace, "institution:number")``."""
+
+    def keys_of(r: Row[Any]) -> Sequence[tuple[str, str]]:
+        if r.payeasy_customer_number is None:
+            return []
+        return [(namespace, f"{r.payeasy_institution_code}:{r.payeasy_customer_number}")]
+
+    condition = tuple_(bills.c.payeasy_institution_code, bills.c.payeasy_customer_number).in_(
+        sorted(set(keys))
+    )
+    return BillMatch(condition, keys_of)
+
+
+def match_bill_ids(namespace: str, bill_ids: Mapping[str, int]) -> BillMatch:
+    """Bills by id, for keys a network resolved itself (key → bill id) → ``(namespace, key)``."""
+    by_id: dict[int, list[str]] = {}
+    for key, bill_id in bill_ids.items():
+        by_id.setdefault(bill_id, []).append(key)
+
+    def keys_of(r: Row[Any]) -> Sequence[tuple[str, str]]:
+        return [(namespace, key) for key in by_id.get(r.id, [])]
+
+    return BillMatch(bills.c.id.in_(sorted(by_id)), keys_of)
 
 
 def slips_of_bills(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[Slip]]:

@@ -8,6 +8,7 @@ import pytest_twisted
 
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Channel, CollectionEvent, MessageKind
+from gateway.networks.cvs import CvsBills
 from gateway.store import create_db_engine
 from tests.conftest import Running
 from tests.test_api import bill_body
@@ -47,7 +48,7 @@ def pay_at_store(
         store=f"000020-{store}",
     )
     engine = create_db_engine(database_url, 1)
-    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, "987654")
+    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, [CvsBills("987654")])
     with engine.begin() as conn:
         outcome = ingest.apply(conn, Received(event), at, at.date())
     engine.dispose()

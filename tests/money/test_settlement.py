@@ -18,18 +18,18 @@ from gateway import ids
 from gateway.config import load_config
 from gateway.errors import Conflict
 from gateway.ingest import Ingest, Received
-from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
 from gateway.money.fees import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
-from gateway.money.settlement import settlement_json
+from gateway.money.settlement import preview_next, settle_next, settlement_json
 from gateway.networks.issuer import Issuer
+from gateway.networks.registry import REGISTRY
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill
 from gateway.store.events import list_events
 from gateway.store.ledger import list_refund_cases, resolve_refund_case
 from gateway.store.schema import payments, settlement_lines, settlements
-from gateway.store.settlements import get_settlement, preview_next, save_plan, settle_next
+from gateway.store.settlements import get_settlement, save_plan
 from tests.conftest import check_settlements_reconcile, config_text
 
 CREATED = datetime(2026, 11, 2, 9, 0, tzinfo=JST)
@@ -133,7 +133,6 @@ class World:
                 datetime.combine(today, datetime.min.time(), JST),
                 ids.new_id,
                 settlement_json,
-                stamp_digit=STAMP_DIGIT,
             )
 
     def settled_ids(self, settlement_id: str) -> set[str]:
@@ -168,7 +167,9 @@ def world(tmp_path: Path, migrated_url: str) -> Iterator[World]:
                 payeasy_institution_code=None,
                 now=CREATED,
             )
-    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no, "version": b.version}, "987654")
+    ingest = Ingest(
+        None, None, lambda b: {"bill_no": b.bill_no, "version": b.version}, REGISTRY.finders(config)
+    )
     yield World(engine, ingest, Issuer(config))
     engine.dispose()
 
@@ -416,7 +417,6 @@ def test_a_preview_counts_as_the_run_will_and_stores_nothing(world: World) -> No
             at(11, 20),
             ids.new_id,
             settlement_json,
-            stamp_digit=STAMP_DIGIT,
         )
     assert preview is not None
     assert (preview.period_start, preview.period_end) == (date(2026, 11, 1), date(2026, 11, 30))

@@ -21,6 +21,7 @@ from gateway.billing.bills import bill_json
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Channel, CollectionEvent, MessageKind
 from gateway.networks.issuer import Issuer
+from gateway.networks.registry import REGISTRY
 from gateway.store import create_db_engine
 from gateway.store.mpn import record_day_close
 from tests.conftest import Biller, Running, admin, due
@@ -70,7 +71,7 @@ def pay(gateway: Running, barcode: str, paid_at: datetime, confirmed_at: datetim
         None,
         None,
         partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config)),
-        "987654",
+        REGISTRY.finders(config),
     )
 
     def event(kind: MessageKind) -> CollectionEvent:

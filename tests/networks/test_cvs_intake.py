@@ -224,6 +224,7 @@ async def test_agency_csv_and_result_file_name_the_same_payments(
     from gateway.ingest import Ingest
     from gateway.networks.cvs import CvsNetwork
     from gateway.networks.issuer import Issuer
+    from gateway.networks.registry import REGISTRY
     from gateway.store import Store
 
     config = load_config(configured)
@@ -232,7 +233,10 @@ async def test_agency_csv_and_result_file_name_the_same_payments(
     store.start()
     try:
         ingest = Ingest(
-            store, reactor, lambda b: bill_json(b, config.api.public_url, Issuer(config)), "987654"
+            store,
+            reactor,
+            lambda b: bill_json(b, config.api.public_url, Issuer(config)),
+            REGISTRY.finders(config),
         )
         network = CvsNetwork(config.cvs, None, ingest, reactor)
         result = await network.apply_agency_csv((FIXTURES / "agency.csv").read_bytes(), "poll:test")

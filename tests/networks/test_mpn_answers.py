@@ -29,6 +29,7 @@ from gateway.mappers.mpn.mapper import (
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
 from gateway.networks.issuer import Issuer
 from gateway.networks.mpn import MpnNetwork
+from gateway.networks.registry import REGISTRY
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill
@@ -132,7 +133,9 @@ def desk(tmp_path: Path, migrated_url: str) -> Iterator[Desk]:
     issuer = Issuer(config)
     clock = Clock()
     clock.advance(NOW.timestamp())
-    ingest = Ingest(None, None, lambda b: bill_json(b, config.api.public_url, issuer), "987654")
+    ingest = Ingest(
+        None, None, lambda b: bill_json(b, config.api.public_url, issuer), REGISTRY.finders(config)
+    )
     yield Desk(engine, MpnNetwork(config.mpn, None, ingest, clock), issuer)  # type: ignore[arg-type]
     engine.dispose()
 

@@ -30,7 +30,7 @@ from gateway.model import (
     MandateStatus,
     Tax,
 )
-from gateway.networks.zengin import ZenginNetwork, prepare_requests
+from gateway.networks.zengin import TransferBills, ZenginNetwork, prepare_requests
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill
@@ -93,7 +93,7 @@ def network(tmp_path: Path, migrated_url: str) -> Iterator[tuple[ZenginNetwork, 
             new = NewBill("acme", terms, f"token-{bill_no}")
             insert_bill(conn, new, now, lambda _: Identifiers(None, None))
     clock = Clock()
-    ingest = Ingest(None, clock, lambda b: {}, None)
+    ingest = Ingest(None, clock, lambda b: {}, [TransferBills()])
     yield ZenginNetwork(config.zengin, store, ingest, clock), clock, config.zengin.outbox  # type: ignore[arg-type]
     store.engine.dispose()
 

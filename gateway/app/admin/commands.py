@@ -34,6 +34,7 @@ from gateway.mappers.zengin.mapper import parse_file as parse_zengin
 from gateway.mappers.zengin.records import to_zengin_text
 from gateway.model import JST, BankAccount, Channel, Consignor
 from gateway.networks.issuer import Issuer
+from gateway.networks.registry import REGISTRY
 from gateway.networks.zengin import (
     RequestError,
     apply_result,
@@ -194,7 +195,7 @@ def _ingest(config: Config) -> Any:
     """The ingest core as the daemon builds it, for commands that apply files by hand."""
 
     render = partial(bill_json, public_url=config.api.public_url, issuer=Issuer(config))
-    return Ingest(None, None, render, config.cvs.company_code if config.cvs else None)
+    return Ingest(None, None, render, REGISTRY.finders(config))
 
 
 def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
