@@ -70,13 +70,13 @@ from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.mappers.mpn.numbers import customer_number
 from gateway.model import JST, BillStatus, Channel, PaymentStatus, transfer_key
 from gateway.money.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
-from gateway.money.settlement import settlement_json
+from gateway.money.settlement import settle_next, settlement_json
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.copy import copy_rows
 from gateway.store.migrate import migrate
 from gateway.store.schema import bills, events, payments, settlement_lines, settlements
-from gateway.store.settlements import save_plan, settle_next
+from gateway.store.settlements import save_plan
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PERIOD_START, PERIOD_END = date(2026, 11, 1), date(2026, 11, 30)
@@ -613,7 +613,6 @@ def settle_all(engine: Engine, biller_ids: Sequence[str], workers: int, name: st
                     NOW,
                     ids.new_id,
                     settlement_json,
-                    stamp_digit=STAMP_DIGIT,
                 )
                 inside[i] = time.perf_counter() - t0
             with lock:

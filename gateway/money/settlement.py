@@ -3,8 +3,22 @@
 The job (:class:`SettlementJob`) runs every ``[settlement] interval`` seconds on the injected
 clock and once at start. For each biller with a contract it settles every period that has
 closed (its last JST day is before today), oldest first, one transaction each
-(:func:`gateway.store.settlements.settle_next`), so a daemon that was down for a month catches
-up period by period. Running it again, or on several daemons at once, creates nothing twice.
+(:func:`settle_next`), so a daemon that was down for a month catches up period by period.
+Running it again, or on several daemons at once, creates nothing twice.
+
+A settlement run is one transaction per biller and period (:func:`settle_next`, with the
+store's ``gateway.store.settlements`` functions):
+
+1. the biller's row is locked (PostgreSQL), so runs of one biller and its plan changes take
+   turns; the settlement row is inserted ``ON CONFLICT DO NOTHING`` on (biller, period start):
+   a second run, or a second daemon on the same PostgreSQL, settles nothing twice;
+2. the biller's confirmed payments that no settlement has taken, confirmed before the period's
+   end, are claimed by one ``UPDATE … SET settlement_id`` — a payment has one settlement_id, so
+   it is paid out once, and a payment confirmed after its period closed is claimed by the next;
+3. refund cases resolved ``refunded`` are claimed the same way and deducted;
+4. bills due in the period that never got a live payment are counted (uncollected slips);
+5. :func:`gateway.money.fees.settle` makes the lines; they, the totals and a ``settlement.created``
+   event are written in the same transaction.
 
 Statements (CSV, PDF) are rendered on the reactor's thread pool, never on the reactor thread.
 """
@@ -13,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from prometheus_client import Counter
@@ -30,22 +44,38 @@ from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
-from gateway.model import Principal
+from gateway.model import EventType, Principal
 from gateway.money import statements
-from gateway.money.fees import DailyCollection, FeePlan, Settlement, parse_plan
+from gateway.money.fees import (
+    DailyCollection,
+    FeePlan,
+    Settlement,
+    Tally,
+    jst_midnight,
+    parse_plan,
+    payout_date,
+    settle,
+)
 from gateway.store import Store
 from gateway.store.billers import get_biller
+from gateway.store.events import append_event
 from gateway.store.mpn import day_close_report
 from gateway.store.settlements import (
     billers_with_plans,
+    claim_for_settlement,
+    contract_of,
     daily_collections,
     get_settlement,
+    insert_settlement,
+    last_settlement,
     list_plans,
     list_settlements,
-    preview_next,
+    lock_biller,
     save_plan,
-    settle_next,
+    save_settlement,
     settled_payments,
+    settled_through,
+    tally,
 )
 from gateway.views import iso
 
@@ -101,10 +131,97 @@ def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
     return doc
 
 
-def _settle_one(conn: Connection, biller_id: str, today: date, now: Any) -> Settlement | None:
-    return settle_next(
-        conn, biller_id, today, now, ids.new_id, settlement_json, stamp_digit=STAMP_DIGIT
+def settle_next(
+    conn: Connection,
+    biller_id: str,
+    today: date,
+    now: datetime,
+    new_id: Callable[[str], str],
+    render: Callable[[Settlement], Mapping[str, Any]],
+    due_before: date | None = None,
+) -> Settlement | None:
+    """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
+    None when there is none, or when another run holds or has made it. ``due_before`` (the
+    preview's): only bills due before it count as uncollected."""
+    # The biller row first: see gateway.store.settlements.lock_biller.
+    lock_biller(conn, biller_id)
+    contract = contract_of(conn, biller_id)
+    if contract is None:
+        return None
+    previous = last_settlement(conn, biller_id)
+    start, end = contract.period_after(previous[0] if previous else None)
+    if end >= today:
+        return None
+    closing = contract.plan_on(end)
+    settlement_id = new_id("stl")
+    payout = payout_date(closing, end)
+    if not insert_settlement(conn, settlement_id, biller_id, (start, end), closing, payout, now):
+        return None
+    claim_for_settlement(conn, biller_id, settlement_id, jst_midnight(end + timedelta(days=1)))
+    counted = tally(
+        conn,
+        contract,
+        biller_id,
+        settlement_id,
+        start,
+        end,
+        min(today, due_before or today),
+        STAMP_DIGIT,
     )
+    carried_in = previous[1] if previous else 0
+    counted = Tally(
+        counted.collected, counted.stamped, counted.uncollected, counted.refunds, carried_in
+    )
+    lines, totals = settle(contract, (start, end), counted)
+    save_settlement(conn, settlement_id, lines, totals)
+    settlement = Settlement(
+        settlement_id,
+        biller_id,
+        start,
+        end,
+        closing.cycle,
+        payout,
+        totals,
+        tuple(lines),
+        now,
+    )
+    append_event(
+        conn,
+        biller_id=biller_id,
+        event_id=new_id("evt"),
+        type=EventType.SETTLEMENT_CREATED,
+        data={"settlement": render(settlement)},
+        now=now,
+    )
+    return settlement
+
+
+def preview_next(
+    conn: Connection,
+    biller_id: str,
+    today: date,
+    now: datetime,
+    new_id: Callable[[str], str],
+    render: Callable[[Settlement], Mapping[str, Any]],
+) -> Settlement | None:
+    """The biller's next settlement as it would be if its period closed now: the run's own code
+    in a savepoint that is rolled back, so the preview and the real run cannot disagree on how
+    they count. Bills not yet due are not counted as uncollected. None without a contract."""
+    contract = contract_of(conn, biller_id)
+    if contract is None:
+        return None
+    _, end = contract.period_after(settled_through(conn, biller_id))
+    savepoint = conn.begin_nested()
+    try:
+        return settle_next(
+            conn, biller_id, end + timedelta(days=1), now, new_id, render, due_before=today
+        )
+    finally:
+        savepoint.rollback()
+
+
+def _settle_one(conn: Connection, biller_id: str, today: date, now: Any) -> Settlement | None:
+    return settle_next(conn, biller_id, today, now, ids.new_id, settlement_json)
 
 
 @dataclass(frozen=True)
@@ -243,7 +360,6 @@ class SettlementApi:
             clock_now(self.clock),
             ids.new_id,
             settlement_json,
-            stamp_digit=STAMP_DIGIT,
         )
         if found is None:
             raise NotFound("a contract (fee plan) for this biller")

@@ -1,23 +1,12 @@
-"""The store side of contracts and settlements.
-
-A settlement run is one transaction per biller and period (:func:`settle_next`):
-
-1. the biller's row is locked (PostgreSQL), so runs of one biller and its plan changes take
-   turns; the settlement row is inserted ``ON CONFLICT DO NOTHING`` on (biller, period start):
-   a second run, or a second daemon on the same PostgreSQL, settles nothing twice;
-2. the biller's confirmed payments that no settlement has taken, confirmed before the period's
-   end, are claimed by one ``UPDATE … SET settlement_id`` — a payment has one settlement_id, so
-   it is paid out once, and a payment confirmed after its period closed is claimed by the next;
-3. refund cases resolved ``refunded`` are claimed the same way and deducted;
-4. bills due in the period that never got a live payment are counted (uncollected slips);
-5. :func:`gateway.money.fees.settle` makes the lines; they, the totals and a ``settlement.created``
-   event are written in the same transaction.
-"""
+"""The store side of contracts and settlements: fee plans, and the steps of a settlement run
+(:func:`gateway.money.settlement.settle_next`, one transaction per biller and period) — lock the
+biller, insert the settlement row once, claim its payments and refunds, count them, save the
+lines and totals — and what is read of settlements afterwards."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -26,7 +15,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.expression import ColumnElement
 
 from gateway.errors import Conflict
-from gateway.model import Channel, EventType, PaymentStatus
+from gateway.model import Channel, PaymentStatus
 from gateway.money.fees import (
     ChannelRates,
     Contract,
@@ -41,12 +30,9 @@ from gateway.money.fees import (
     Tally,
     Totals,
     jst_midnight,
-    payout_date,
     rates_document,
-    settle,
 )
 from gateway.store.dialect import dialect_insert
-from gateway.store.events import append_event
 from gateway.store.schema import (
     billers,
     bills,
@@ -176,7 +162,7 @@ def _plan_case(contract: Contract, column: Any) -> ColumnElement[int]:
     return case(*whens, else_=0)
 
 
-def _tally(
+def tally(
     conn: Connection,
     contract: Contract,
     biller_id: str,
@@ -186,6 +172,9 @@ def _tally(
     due_before: date,
     stamp_digit: int,
 ) -> Tally:
+    """What the settlement claimed, by channel and plan in force: payments (count, sum) and
+    CVS ones stamped (the 印紙フラグ at ``stamp_digit`` of the event key), bills due in the
+    period (before ``due_before``) without a live payment, and the refunds deducted."""
     c = payments.c
     plan = _plan_case(contract, c.confirmed_at).label("plan")
     stamped = case(
@@ -229,41 +218,38 @@ def _tally(
     return Tally(collected, stamps, uncollected, (int(refund[0]), int(refund[1])))
 
 
-def settle_next(
-    conn: Connection,
-    biller_id: str,
-    today: date,
-    now: datetime,
-    new_id: Callable[[str], str],
-    render: Callable[[Settlement], Mapping[str, Any]],
-    due_before: date | None = None,
-    *,
-    stamp_digit: int,
-) -> Settlement | None:
-    """Settle the biller's oldest closed, unsettled period (one that ended before ``today``);
-    None when there is none, or when another run holds or has made it. ``due_before`` (the
-    preview's): only bills due before it count as uncollected. ``stamp_digit``: where a CVS
-    payment's event key has its 印紙フラグ (gateway.mappers.cvs.barcode.STAMP_DIGIT)."""
-    # The biller row first (PostgreSQL): a second run of the same biller waits here and then
-    # sees this one's settlement; a plan change (save_plan) waits too, so that no plan can take
-    # effect inside a period while it is being settled.
+def lock_biller(conn: Connection, biller_id: str) -> None:
+    """The biller's row, locked (PostgreSQL): a second run of the same biller waits here and then
+    sees this one's settlement; a plan change (save_plan) waits too, so that no plan can take
+    effect inside a period while it is being settled."""
     conn.execute(
         select(billers.c.biller_id).where(billers.c.biller_id == biller_id).with_for_update()
     )
-    contract = contract_of(conn, biller_id)
-    if contract is None:
-        return None
-    previous = conn.execute(
+
+
+def last_settlement(conn: Connection, biller_id: str) -> tuple[date, int] | None:
+    """(period end, carried out) of the biller's latest settlement; None before the first."""
+    row = conn.execute(
         select(settlements.c.period_end, settlements.c.carried_out)
         .where(settlements.c.biller_id == biller_id)
         .order_by(settlements.c.period_end.desc())
         .limit(1)
     ).first()
-    start, end = contract.period_after(previous.period_end if previous else None)
-    if end >= today:
-        return None
-    closing = contract.plan_on(end)
-    settlement_id = new_id("stl")
+    return None if row is None else (row.period_end, int(row.carried_out))
+
+
+def insert_settlement(
+    conn: Connection,
+    settlement_id: str,
+    biller_id: str,
+    period: tuple[date, date],
+    plan: FeePlan,
+    payout: date,
+    now: datetime,
+) -> bool:
+    """The settlement's row, its totals zero, ``ON CONFLICT DO NOTHING`` on (biller, period
+    start); False when another run has made it."""
+    start, end = period
     created = conn.execute(
         dialect_insert(conn, settlements)
         .values(
@@ -271,9 +257,9 @@ def settle_next(
             biller_id=biller_id,
             period_start=start,
             period_end=end,
-            cycle=closing.cycle.value,
-            payout_date=payout_date(closing, end),
-            plan_id=closing.plan_id,
+            cycle=plan.cycle.value,
+            payout_date=payout,
+            plan_id=plan.plan_id,
             payments_count=0,
             collected=0,
             fees=0,
@@ -289,9 +275,15 @@ def settle_next(
         .on_conflict_do_nothing(index_elements=["biller_id", "period_start"])
         .returning(settlements.c.settlement_id)
     ).scalar()
-    if created is None:
-        return None
-    until = jst_midnight(end + timedelta(days=1))
+    return created is not None
+
+
+def claim_for_settlement(
+    conn: Connection, biller_id: str, settlement_id: str, until: datetime
+) -> None:
+    """The biller's confirmed payments and ``refunded`` refund cases that no settlement has
+    taken, confirmed (resolved) before ``until``, claimed by the settlement: one
+    ``settlement_id`` each, so each is paid out (deducted) once."""
     conn.execute(
         update(payments)
         .where(
@@ -312,19 +304,12 @@ def settle_next(
         )
         .values(settlement_id=settlement_id)
     )
-    tally = _tally(
-        conn,
-        contract,
-        biller_id,
-        settlement_id,
-        start,
-        end,
-        min(today, due_before or today),
-        stamp_digit,
-    )
-    carried_in = int(previous.carried_out) if previous else 0
-    tally = Tally(tally.collected, tally.stamped, tally.uncollected, tally.refunds, carried_in)
-    lines, totals = settle(contract, (start, end), tally)
+
+
+def save_settlement(
+    conn: Connection, settlement_id: str, lines: Sequence[Line], totals: Totals
+) -> None:
+    """The settlement's lines and totals."""
     if lines:
         conn.execute(
             settlement_lines.insert(),
@@ -347,59 +332,6 @@ def settle_next(
         .where(settlements.c.settlement_id == settlement_id)
         .values(**vars(totals))
     )
-    settlement = Settlement(
-        settlement_id,
-        biller_id,
-        start,
-        end,
-        closing.cycle,
-        payout_date(closing, end),
-        totals,
-        tuple(lines),
-        now,
-    )
-    append_event(
-        conn,
-        biller_id=biller_id,
-        event_id=new_id("evt"),
-        type=EventType.SETTLEMENT_CREATED,
-        data={"settlement": render(settlement)},
-        now=now,
-    )
-    return settlement
-
-
-def preview_next(
-    conn: Connection,
-    biller_id: str,
-    today: date,
-    now: datetime,
-    new_id: Callable[[str], str],
-    render: Callable[[Settlement], Mapping[str, Any]],
-    *,
-    stamp_digit: int,
-) -> Settlement | None:
-    """The biller's next settlement as it would be if its period closed now: the run's own code
-    in a savepoint that is rolled back, so the preview and the real run cannot disagree on how
-    they count. Bills not yet due are not counted as uncollected. None without a contract."""
-    contract = contract_of(conn, biller_id)
-    if contract is None:
-        return None
-    _, end = contract.period_after(settled_through(conn, biller_id))
-    savepoint = conn.begin_nested()
-    try:
-        return settle_next(
-            conn,
-            biller_id,
-            end + timedelta(days=1),
-            now,
-            new_id,
-            render,
-            due_before=today,
-            stamp_digit=stamp_digit,
-        )
-    finally:
-        savepoint.rollback()
 
 
 # --- reading settlements -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import business_date
 from gateway.money import statements
 from gateway.money.fees import parse_plan
-from gateway.money.settlement import encoding_of, settlement_json
+from gateway.money.settlement import encoding_of, settle_next, settlement_json
 from gateway.store import create_db_engine
 from gateway.store.billers import get_biller
 from gateway.store.mpn import day_close_report
@@ -31,7 +31,6 @@ from gateway.store.settlements import (
     get_settlement,
     list_plans,
     save_plan,
-    settle_next,
     settled_payments,
     settled_through,
     settlement_biller,
@@ -105,7 +104,6 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
                     utc_now(),
                     ids.new_id,
                     settlement_json,
-                    stamp_digit=STAMP_DIGIT,
                 )
             if settlement is None:
                 break
