@@ -24,7 +24,7 @@ from prometheus_client import Counter
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import clientFromString
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
@@ -126,7 +126,7 @@ class Mailer(TimerService):
         self,
         config: MailConfig,
         store: Store,
-        reactor: Any,
+        reactor: IReactorTime,
         page_url: Callable[[Bill], str],
         batch: int = 20,
     ) -> None:

@@ -51,7 +51,7 @@ Choices the spec leaves open:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, Final
+from typing import Final
 
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import (
@@ -559,7 +559,7 @@ class CvsLinkFactory(Factory):
 
 
 def listen_cvs_link(
-    reactor: Any,
+    reactor: IReactorTime,
     description: str,
     tls: TLSFiles,
     submit: Submit,

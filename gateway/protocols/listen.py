@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -38,7 +37,7 @@ class ListenerService(Service):
         name: str,
         description: str,
         factory: IProtocolFactory | Callable[[], Deferred[IListeningPort]],
-        reactor: Any,
+        reactor: IReactorCore,
     ) -> None:
         self.name = name
         self.description = description

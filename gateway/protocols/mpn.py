@@ -450,7 +450,7 @@ class MpnLink:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTime,
         description: str,
         tls: TLSFiles,
         hostname: str,

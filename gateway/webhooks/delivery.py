@@ -32,7 +32,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -105,7 +105,7 @@ class WebhookDelivery(Service):
     def __init__(
         self,
         store: Store,
-        reactor: Any,
+        reactor: IReactorTime,
         config: WebhooksConfig,
         *,
         client: Poster,
