@@ -63,6 +63,11 @@ BILL_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 CUSTOMER_NO = r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}"
 EMAIL = r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+"
 PHONE = r"0[0-9]{9,10}"
+# The limits of a bill's fields, read by the validators below and the OpenAPI document.
+MAX_AMOUNT = 9_999_999_999  # yen: a bill's amount, a reissue's, a tax amount
+NAME_MAX = 100  # the customer's name and kana
+EMAIL_MAX = 254
+DESCRIPTION_MAX = 200
 MAX_EVENTS_PAGE = 500
 
 
@@ -109,7 +114,7 @@ def parse_bill_request(
         pattern=BILL_NO,
         hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     )
-    amount = f.integer("amount", required=True, low=1, high=9_999_999_999)
+    amount = f.integer("amount", required=True, low=1, high=MAX_AMOUNT)
     due = f.day("due_date", required=True)
     channels: set[Channel] = set()
     raw_channels = f.string_list("channels", required=True)
@@ -137,9 +142,9 @@ def parse_bill_request(
                 pattern=CUSTOMER_NO,
                 hint="1-64 letters, digits, '.', '_' or '-'",
             ),
-            name=c.string("name", max_len=100),
-            kana=c.string("kana", max_len=100),
-            email=c.string("email", max_len=254, pattern=EMAIL, hint="an e-mail address"),
+            name=c.string("name", max_len=NAME_MAX),
+            kana=c.string("kana", max_len=NAME_MAX),
+            email=c.string("email", max_len=EMAIL_MAX, pattern=EMAIL, hint="an e-mail address"),
             phone=c.string(
                 "phone",
                 max_len=11,
@@ -154,7 +159,7 @@ def parse_bill_request(
     t = f.obj("tax")
     if t is not None:
         taxable = t.boolean("taxable", required=True)
-        tax_amount = t.integer("tax_amount", low=0, high=9_999_999_999)
+        tax_amount = t.integer("tax_amount", low=0, high=MAX_AMOUNT)
         t.finish()
         if taxable is not None:
             tax = Tax(taxable, tax_amount or 0)
@@ -162,7 +167,7 @@ def parse_bill_request(
                 t.bad("tax_amount", "must be 0 when the bill is not taxable")
             elif amount is not None and tax.tax_amount >= amount:
                 t.bad("tax_amount", "must be less than amount")
-    description = f.string("description", max_len=200)
+    description = f.string("description", max_len=DESCRIPTION_MAX)
     f.finish()
     _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
     f.raise_if_invalid()
@@ -405,7 +410,7 @@ class BillService:
     ) -> StoredResponse:
         today = clock_today(self.clock)
         f = Fields(body if body is not None else {})
-        amount = f.integer("amount", low=1, high=9_999_999_999)
+        amount = f.integer("amount", low=1, high=MAX_AMOUNT)
         due = f.day("due_date")
         f.finish()
         f.raise_if_invalid()

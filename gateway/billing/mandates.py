@@ -33,6 +33,11 @@ from gateway.validation import Fields
 from gateway.views import iso
 
 HOLDER_MAX = 30  # 預金者名: 30 bytes of half-width characters
+# The rules of a mandate's fields, read by the validator below and the OpenAPI document.
+BANK_CODE = r"\d{4}"
+BRANCH_CODE = r"\d{3}"
+ACCOUNT_NUMBER = r"\d{1,7}"
+HOLDER_KANA_MAX = 60  # as sent (full-width allowed); HOLDER_MAX once converted
 BANK_NAME_MAX = 15
 
 
@@ -101,14 +106,17 @@ def zengin_kana(f: Fields, key: str, value: str | None, max_len: int) -> str | N
 
 def parse_mandate_request(body: object, *, check_bank_master: bool) -> MandateTerms:
     f = Fields(body)
-    bank_code = f.string("bank_code", required=True, pattern=r"\d{4}", hint="4 digits")
-    branch_code = f.string("branch_code", required=True, pattern=r"\d{3}", hint="3 digits")
+    bank_code = f.string("bank_code", required=True, pattern=BANK_CODE, hint="4 digits")
+    branch_code = f.string("branch_code", required=True, pattern=BRANCH_CODE, hint="3 digits")
     account_type = f.string(
         "account_type", required=True, pattern="[129]", hint="1 (普通), 2 (当座) or 9 (その他)"
     )
-    number = f.string("account_number", required=True, pattern=r"\d{1,7}", hint="1 to 7 digits")
+    number = f.string("account_number", required=True, pattern=ACCOUNT_NUMBER, hint="1 to 7 digits")
     holder = zengin_kana(
-        f, "holder_kana", f.string("holder_kana", required=True, max_len=60), HOLDER_MAX
+        f,
+        "holder_kana",
+        f.string("holder_kana", required=True, max_len=HOLDER_KANA_MAX),
+        HOLDER_MAX,
     )
     f.finish()
     names = ("", "")

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.billing.bills import DESCRIPTION_MAX, EMAIL_MAX, MAX_AMOUNT, NAME_MAX, PHONE
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 BILL_NO_PATTERN = PATH_PARAMS["bill_no"].schema()["pattern"]
+CUSTOMER_NO_PATTERN = PATH_PARAMS["customer_no"].schema()["pattern"]
 
 BILL_SCHEMAS: dict[str, Any] = {
     "Customer": {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "customer_no": {"type": "string", "pattern": BILL_NO_PATTERN},
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
-            "kana": {"type": "string", "minLength": 1, "maxLength": 100},
-            "email": {"type": "string", "maxLength": 254, "format": "email"},
-            "phone": {"type": "string", "pattern": r"^0[0-9]{9,10}$"},
+            "customer_no": {"type": "string", "pattern": CUSTOMER_NO_PATTERN},
+            "name": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+            "kana": {"type": "string", "minLength": 1, "maxLength": NAME_MAX},
+            "email": {"type": "string", "maxLength": EMAIL_MAX, "format": "email"},
+            "phone": {"type": "string", "pattern": f"^{PHONE}$"},
         },
     },
     "Tax": {
@@ -40,7 +42,7 @@ BILL_SCHEMAS: dict[str, Any] = {
             "amount": {
                 "type": "integer",
                 "minimum": 1,
-                "maximum": 9_999_999_999,
+                "maximum": MAX_AMOUNT,
                 "description": "yen; at most the CVS ceiling (300,000) with cvs",
             },
             "due_date": DATE,
@@ -52,14 +54,14 @@ BILL_SCHEMAS: dict[str, Any] = {
             },
             "customer": {"$ref": "#/components/schemas/Customer"},
             "tax": {"$ref": "#/components/schemas/Tax"},
-            "description": {"type": "string", "minLength": 1, "maxLength": 200},
+            "description": {"type": "string", "minLength": 1, "maxLength": DESCRIPTION_MAX},
         },
     },
     "Reissue": {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "amount": {"type": "integer", "minimum": 1, "maximum": 9_999_999_999},
+            "amount": {"type": "integer", "minimum": 1, "maximum": MAX_AMOUNT},
             "due_date": DATE,
         },
     },

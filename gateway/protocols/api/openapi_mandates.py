@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.billing.mandates import ACCOUNT_NUMBER, BANK_CODE, BRANCH_CODE, HOLDER_KANA_MAX
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op
 from gateway.protocols.api.params import path_param
 
@@ -14,14 +15,14 @@ MANDATE_SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["bank_code", "branch_code", "account_type", "account_number", "holder_kana"],
         "properties": {
-            "bank_code": {"type": "string", "pattern": r"^\d{4}$"},
-            "branch_code": {"type": "string", "pattern": r"^\d{3}$"},
+            "bank_code": {"type": "string", "pattern": f"^{BANK_CODE}$"},
+            "branch_code": {"type": "string", "pattern": f"^{BRANCH_CODE}$"},
             "account_type": {"type": "string", "enum": ["1", "2", "9"]},
-            "account_number": {"type": "string", "pattern": r"^\d{1,7}$"},
+            "account_number": {"type": "string", "pattern": f"^{ACCOUNT_NUMBER}$"},
             "holder_kana": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": 60,
+                "maxLength": HOLDER_KANA_MAX,
                 "description": "katakana (full- or half-width), converted to Zengin half-width",
             },
         },
