@@ -10,6 +10,7 @@ from typing import Any
 from gateway.errors import FieldError, InvalidRequest
 
 _MISSING: Any = object()
+DATE = r"\d{4}-\d{2}-\d{2}"  # a date field (Fields.day): read by the OpenAPI document too
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 #: A biller id, as ``gateway-admin biller create`` accepts it and the API's paths check it.
@@ -109,7 +110,7 @@ class Fields:
             key,
             required=required,
             max_len=10,
-            pattern=r"\d{4}-\d{2}-\d{2}",
+            pattern=DATE,
             hint="a date YYYY-MM-DD",
         )
         if value is None:

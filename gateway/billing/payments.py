@@ -18,6 +18,7 @@ from gateway.validation import Fields
 from gateway.views import payment_json, refund_case_json
 
 RESOLUTIONS = ("refunded", "applied_to_bill", "no_refund")
+NOTE_MAX = 500  # a resolution's note; read by the validator and the OpenAPI document
 
 
 def encode_payment_cursor(created_at: datetime, payment_id: str) -> str:
@@ -92,7 +93,7 @@ class PaymentService:
     async def resolve(self, principal: Principal, case_id: str, body: object) -> dict[str, Any]:
         f = Fields(body)
         resolution = f.string("resolution", required=True, max_len=32)
-        note = f.string("note", max_len=500)
+        note = f.string("note", max_len=NOTE_MAX)
         f.finish()
         if resolution is not None and resolution not in RESOLUTIONS:
             f.bad("resolution", f"must be one of {', '.join(RESOLUTIONS)}")

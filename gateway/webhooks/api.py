@@ -50,6 +50,7 @@ EVENT_ID = re.compile(r"evt_[0-9a-f]{24}")
 ENDPOINT_ID = re.compile(r"we_[0-9a-f]{24}")
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
 URL_MAX = 2048
+URL = r"[Hh][Tt][Tt][Pp][Ss]?://\S+"  # read by the validator and the OpenAPI document
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random) -> float:
@@ -92,7 +93,7 @@ def parse_endpoint_request(
         "url",
         required=True,
         max_len=URL_MAX,
-        pattern=r"[Hh][Tt][Tt][Pp][Ss]?://\S+",
+        pattern=URL,
         hint="an http:// or https:// URL without spaces",
     )
     raw_events = f.string_list("events", required=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.validation import DATE as DATE_PATTERN
+
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
@@ -40,5 +42,5 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+DATE = {"type": "string", "format": "date", "pattern": f"^{DATE_PATTERN}$"}
 TIMESTAMP = {"type": "string", "format": "date-time"}

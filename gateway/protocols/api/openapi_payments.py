@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.billing.payments import NOTE_MAX, RESOLUTIONS
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import path_param
 
@@ -97,8 +98,8 @@ PAYMENT_SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "required": ["resolution"],
         "properties": {
-            "resolution": {"type": "string", "enum": ["refunded", "applied_to_bill", "no_refund"]},
-            "note": {"type": "string", "minLength": 1, "maxLength": 500},
+            "resolution": {"type": "string", "enum": list(RESOLUTIONS)},
+            "note": {"type": "string", "minLength": 1, "maxLength": NOTE_MAX},
         },
     },
 }

@@ -9,6 +9,7 @@ from gateway.billing.bills import MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
+from gateway.webhooks.api import URL, URL_MAX
 
 WEBHOOK_EVENT_TYPES = [t.value for t in EventType]
 ENDPOINT_ID = PATH_PARAMS["endpoint_id"].schema()
@@ -43,8 +44,8 @@ EVENT_SCHEMAS: dict[str, Any] = {
             "url": {
                 "type": "string",
                 "minLength": 1,
-                "maxLength": 2048,
-                "pattern": r"^[Hh][Tt][Tt][Pp][Ss]?://\S+$",
+                "maxLength": URL_MAX,
+                "pattern": f"^{URL}$",
                 "description": "https://; http:// only to 127.0.0.1 or localhost "
                 "(unless webhooks.allow_http); a literal address must be public "
                 "(unless in webhooks.allowed_networks)",
