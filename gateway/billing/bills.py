@@ -69,6 +69,7 @@ NAME_MAX = 100  # the customer's name and kana
 EMAIL_MAX = 254
 DESCRIPTION_MAX = 200
 MAX_EVENTS_PAGE = 500
+MAX_EVENTS_AFTER = 2**62  # the events feed's ``after``: read by the router and the OpenAPI document
 
 
 def _check_amount_and_due(

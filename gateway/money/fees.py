@@ -34,6 +34,7 @@ from gateway.validation import Fields
 
 MAX_FEE = 1_000_000  # yen per item or per settlement: far above any real plan
 MAX_PAYOUT_DAYS = 30
+MAX_TAX_RATE = 100  # percent
 # A plan's first day: a contract is settled period by period from it, so a typo such as 1026
 # must not stand for ten centuries of settlements.
 EARLIEST_PLAN, LATEST_PLAN = date(2000, 1, 1), date(2099, 12, 31)
@@ -148,7 +149,7 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
     cycle = f.string("cycle", required=True, max_len=24)
     payout_days = f.integer("payout_days", required=True, low=0, high=MAX_PAYOUT_DAYS)
     settlement_fee = f.integer("settlement_fee", low=0, high=MAX_FEE)
-    tax_rate = f.integer("tax_rate", low=0, high=100)
+    tax_rate = f.integer("tax_rate", low=0, high=MAX_TAX_RATE)
     rounding = f.string("tax_rounding", max_len=8)
     channels = f.obj("channels", required=True)
     f.finish()

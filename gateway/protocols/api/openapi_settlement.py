@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.model import Channel
-from gateway.money.fees import MAX_FEE, MAX_PAYOUT_DAYS, Cycle, LineKind, Rounding
+from gateway.money.fees import (
+    MAX_FEE,
+    MAX_PAYOUT_DAYS,
+    MAX_TAX_RATE,
+    Cycle,
+    LineKind,
+    Rounding,
+)
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
@@ -45,7 +52,12 @@ FEE_PLAN = {
         "cycle": {"type": "string", "enum": [c.value for c in Cycle]},
         "payout_days": {"type": "integer", "minimum": 0, "maximum": MAX_PAYOUT_DAYS},
         "settlement_fee": FEE,
-        "tax_rate": {"type": "integer", "minimum": 0, "maximum": 100, "description": "percent"},
+        "tax_rate": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": MAX_TAX_RATE,
+            "description": "percent",
+        },
         "tax_rounding": {"type": "string", "enum": [r.value for r in Rounding]},
         "channels": {
             "type": "object",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.billing.bills import MAX_EVENTS_PAGE
+from gateway.billing.bills import MAX_EVENTS_AFTER, MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
@@ -172,7 +172,7 @@ def event_paths() -> dict[str, Any]:
                 {"200": _json({"$ref": "#/components/schemas/EventPage"}, "A page")},
                 400,
                 params=[
-                    _query("after", {"type": "integer", "minimum": 0, "maximum": 2**62}),
+                    _query("after", {"type": "integer", "minimum": 0, "maximum": MAX_EVENTS_AFTER}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_EVENTS_PAGE}),
                 ],
                 op_id="listEvents",

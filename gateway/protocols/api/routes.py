@@ -7,7 +7,7 @@ import re
 from enum import Enum
 from typing import Any, TypeVar
 
-from gateway.billing.bills import BILL_NO, MAX_EVENTS_PAGE, BillService
+from gateway.billing.bills import BILL_NO, MAX_EVENTS_AFTER, MAX_EVENTS_PAGE, BillService
 from gateway.billing.mandates import MandateService
 from gateway.billing.payments import PaymentService
 from gateway.errors import FieldError
@@ -111,7 +111,7 @@ def api_routes(
 
     async def list_events(call: Call) -> Response:
         principal = _biller(call)
-        after = _int_query(call, "after", 0, 0, 2**62)
+        after = _int_query(call, "after", 0, 0, MAX_EVENTS_AFTER)
         limit = _int_query(call, "limit", 100, 1, MAX_EVENTS_PAGE)
         return Response.json(await bills.events(principal, after=after, limit=limit))
 
