@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.billing.bills import DESCRIPTION_MAX, EMAIL_MAX, MAX_AMOUNT, NAME_MAX, PHONE
+from gateway.billing.bills import CURSOR, DESCRIPTION_MAX, EMAIL_MAX, MAX_AMOUNT, NAME_MAX, PHONE
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
@@ -177,7 +177,7 @@ def bill_paths(max_page_size: int) -> dict[str, Any]:
                         },
                     ),
                     _query("updated_since", TIMESTAMP),
-                    _query("cursor", {"type": "string", "pattern": r"^[0-9]{1,18}$"}),
+                    _query("cursor", {"type": "string", "pattern": f"^{CURSOR}$"}),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": max_page_size}),
                 ],
                 op_id="listBills",

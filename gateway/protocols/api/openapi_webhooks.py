@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.billing.bills import MAX_EVENTS_AFTER, MAX_EVENTS_PAGE
+from gateway.billing.bills import CURSOR, MAX_EVENTS_AFTER, MAX_EVENTS_PAGE
 from gateway.model import EventType
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
@@ -185,7 +185,7 @@ def webhook_paths(max_page_size: int) -> dict[str, Any]:
     endpoint_id = path_param("endpoint_id")
     endpoint = _json({"$ref": "#/components/schemas/WebhookEndpoint"}, "The endpoint")
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": max_page_size})
-    cursor = _query("cursor", {"type": "string", "pattern": r"^[0-9]{1,18}$"})
+    cursor = _query("cursor", {"type": "string", "pattern": f"^{CURSOR}$"})
 
     def body(schema: str, required: bool) -> dict[str, Any]:
         ref = {"$ref": f"#/components/schemas/{schema}"}
