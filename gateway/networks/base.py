@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Protocol
 
 from twisted.application.service import IService
 
 from gateway.config import Config
 from gateway.ingest import BillFinder, Ingest
-from gateway.model import Channel
+from gateway.model import Biller, BillTerms, Channel
 from gateway.store import Store
+from gateway.store.bills import Identifiers
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,19 @@ class Network(Protocol):
 
     def limit(self, config: Config) -> int:
         """The highest amount it can carry (when enabled)."""
+        ...
+
+    def identify(
+        self,
+        config: Config,
+        randbelow: Callable[[int], int],
+        biller: Biller,
+        serial: int,
+        terms: BillTerms,
+        today: date,
+    ) -> Identifiers:
+        """The identifiers it issues for a new bill that offers its channel (gateway.networks.
+        issuer merges every network's)."""
         ...
 
     def finder(self, config: Config) -> BillFinder:

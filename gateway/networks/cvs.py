@@ -7,8 +7,9 @@ for it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -30,13 +31,14 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import parse_file, parse_record, to_canonical
-from gateway.model import Channel, CollectionEvent
+from gateway.mappers.cvs.stamp import stamp_required
+from gateway.model import Biller, BillTerms, Channel, CollectionEvent, Slip, Tax
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.cvs import listen_cvs_link
 from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.protocols.listen import ListenerService
-from gateway.store.bills import BillMatch, match_cvs_keys
+from gateway.store.bills import BillMatch, Identifiers, match_cvs_keys
 from gateway.store.ledger import billers_by_codes
 
 log = Logger()
@@ -171,6 +173,37 @@ class CvsNetwork:
         return services
 
 
+def slip(
+    config: CvsConfig,
+    biller: Biller,
+    serial: int,
+    *,
+    reissue: int,
+    amount: int,
+    due_date: date | None,
+    tax: Tax,
+    today: date,
+) -> Slip:
+    """A bill's payment slip: its 44-digit barcode, with the revenue stamp flag."""
+    stamp = stamp_required(
+        amount=amount,
+        taxable=tax.taxable,
+        tax_amount=tax.tax_amount,
+        thresholds=config.stamp_thresholds,
+        on=today,
+    )
+    code = barcode.build(
+        company_code=config.company_code,
+        free_field=barcode.free_field_for(biller.code, serial),
+        reissue=reissue,
+        due=due_date,
+        stamp=stamp,
+        amount=amount,
+        ceiling=config.ceiling,
+    )
+    return Slip(reissue, code.digits, amount, due_date, stamp)
+
+
 @dataclass(frozen=True)
 class CvsBills:
     """A CVS message names its bill by the barcode's bill key (company code + free field)."""
@@ -206,6 +239,29 @@ class Cvs:
     def limit(self, config: Config) -> int:
         assert config.cvs is not None
         return config.cvs.ceiling
+
+    def identify(
+        self,
+        config: Config,
+        randbelow: Callable[[int], int],
+        biller: Biller,
+        serial: int,
+        terms: BillTerms,
+        today: date,
+    ) -> Identifiers:
+        """The first slip (reissue 0), and its bill key."""
+        assert config.cvs is not None, "the cvs channel is off"
+        first = slip(
+            config.cvs,
+            biller,
+            serial,
+            reissue=0,
+            amount=terms.amount,
+            due_date=terms.due_date,
+            tax=terms.tax,
+            today=today,
+        )
+        return Identifiers(first, None, barcode.bill_key_of(first.barcode))
 
     def finder(self, config: Config) -> CvsBills:
         return CvsBills(config.cvs.company_code if config.cvs else None)

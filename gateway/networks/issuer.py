@@ -1,4 +1,4 @@
-"""Every network identifier a bill gets at issue time: the CVS slip and the Pay-easy numbers."""
+"""Every network identifier a bill gets at issue time, from the networks of the registry."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import date
 
 from gateway.config import Config
 from gateway.mappers.cvs import barcode
-from gateway.mappers.cvs.stamp import stamp_required
-from gateway.mappers.mpn import numbers as payeasy
-from gateway.model import Biller, BillTerms, Channel, PayEasyNumbers, Slip, Tax
+from gateway.model import Biller, BillTerms, Channel, Slip, Tax
+from gateway.networks import cvs
+from gateway.networks.registry import REGISTRY
 from gateway.store.bills import Identifiers
 
 
@@ -23,15 +23,8 @@ class Issuer:
     randbelow: Callable[[int], int] = field(default=secrets.randbelow)
 
     def channel_limits(self) -> dict[Channel, int]:
-        """The highest amount each enabled channel can carry."""
-        limits: dict[Channel, int] = {}
-        if self.config.cvs is not None:
-            limits[Channel.CVS] = self.config.cvs.ceiling
-        if self.config.mpn is not None:
-            limits[Channel.PAYEASY] = self.config.mpn.max_amount
-        if self.config.zengin is not None:
-            limits[Channel.TRANSFER] = self.config.zengin.max_amount
-        return limits
+        """The highest amount each enabled channel can carry (its network's, in the registry)."""
+        return REGISTRY.limits(self.config)
 
     def slip(
         self,
@@ -44,54 +37,29 @@ class Issuer:
         tax: Tax,
         today: date,
     ) -> Slip:
-        cvs = self.config.cvs
-        assert cvs is not None, "the cvs channel is off"
-        stamp = stamp_required(
-            amount=amount,
-            taxable=tax.taxable,
-            tax_amount=tax.tax_amount,
-            thresholds=cvs.stamp_thresholds,
-            on=today,
-        )
-        code = barcode.build(
-            company_code=cvs.company_code,
-            free_field=barcode.free_field_for(biller.code, serial),
+        """A CVS slip (a reissue's too): gateway.networks.cvs.slip."""
+        assert self.config.cvs is not None, "the cvs channel is off"
+        return cvs.slip(
+            self.config.cvs,
+            biller,
+            serial,
             reissue=reissue,
-            due=due_date,
-            stamp=stamp,
             amount=amount,
-            ceiling=cvs.ceiling,
-        )
-        return Slip(reissue, code.digits, amount, due_date, stamp)
-
-    def payeasy_numbers(self, biller: Biller, serial: int) -> PayEasyNumbers:
-        mpn = self.config.mpn
-        assert mpn is not None, "the payeasy channel is off"
-        return PayEasyNumbers(
-            institution_code=biller.payeasy_institution_code or mpn.institution_code,
-            customer_number=payeasy.customer_number(biller.code, serial, mpn.number_key),
-            confirmation_number=payeasy.confirmation_number(
-                self.randbelow, mpn.confirmation_digits
-            ),
+            due_date=due_date,
+            tax=tax,
+            today=today,
         )
 
     def identify(self, biller: Biller, serial: int, terms: BillTerms, today: date) -> Identifiers:
-        """Every identifier a new bill gets from its channels: the CVS slip (first issue) and
-        the Pay-easy numbers."""
-        slip = payeasy_numbers = None
-        if Channel.CVS in terms.channels:
-            slip = self.slip(
-                biller,
-                serial,
-                reissue=0,
-                amount=terms.amount,
-                due_date=terms.due_date,
-                tax=terms.tax,
-                today=today,
-            )
-        if Channel.PAYEASY in terms.channels:
-            payeasy_numbers = self.payeasy_numbers(biller, serial)
-        bill_key = None if slip is None else barcode.bill_key_of(slip.barcode)
+        """Every identifier a new bill gets from its channels' networks (for CVS, the first
+        slip; for Pay-easy, the numbers), in registry order."""
+        slip = payeasy_numbers = bill_key = None
+        for network in REGISTRY:
+            if network.channel in terms.channels:
+                issued = network.identify(self.config, self.randbelow, biller, serial, terms, today)
+                slip = issued.slip or slip
+                payeasy_numbers = issued.payeasy or payeasy_numbers
+                bill_key = issued.cvs_bill_key or bill_key
         return Identifiers(slip, payeasy_numbers, bill_key)
 
     @staticmethod

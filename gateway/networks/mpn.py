@@ -13,7 +13,7 @@ counters both ways and confirms the day's pending 消込.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from gateway.clock import today as clock_today
 from gateway.config import Config, MpnConfig
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
+from gateway.mappers.mpn import numbers
 from gateway.mappers.mpn.mapper import (
     Cancel,
     Close,
@@ -42,11 +43,21 @@ from gateway.mappers.mpn.mapper import (
     response_for,
     to_canonical,
 )
-from gateway.model import JST, Bill, BillStatus, Channel, CollectionEvent, MessageKind
+from gateway.model import (
+    JST,
+    Bill,
+    Biller,
+    BillStatus,
+    BillTerms,
+    Channel,
+    CollectionEvent,
+    MessageKind,
+    PayEasyNumbers,
+)
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
-from gateway.store.bills import BillMatch, match_payeasy_numbers
+from gateway.store.bills import BillMatch, Identifiers, match_payeasy_numbers
 from gateway.store.ledger import billers_by_codes, payments_by_keys
 from gateway.store.mpn import (
     count_guard_attempt,
@@ -371,6 +382,18 @@ def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[ISer
     return [MpnLinkService(link), DayCloser(network, link, config.close_at, reactor)], link
 
 
+def payeasy_numbers(
+    config: MpnConfig, randbelow: Callable[[int], int], biller: Biller, serial: int
+) -> PayEasyNumbers:
+    """A bill's Pay-easy numbers: 収納機関番号, お客様番号 (from the biller code and serial) and
+    a random 確認番号."""
+    return PayEasyNumbers(
+        institution_code=biller.payeasy_institution_code or config.institution_code,
+        customer_number=numbers.customer_number(biller.code, serial, config.number_key),
+        confirmation_number=numbers.confirmation_number(randbelow, config.confirmation_digits),
+    )
+
+
 @dataclass(frozen=True)
 class PayeasyBills:
     """A Pay-easy message names its bill by (収納機関番号, お客様番号)."""
@@ -404,6 +427,18 @@ class Mpn:
     def limit(self, config: Config) -> int:
         assert config.mpn is not None
         return config.mpn.max_amount
+
+    def identify(
+        self,
+        config: Config,
+        randbelow: Callable[[int], int],
+        biller: Biller,
+        serial: int,
+        terms: BillTerms,
+        today: date,
+    ) -> Identifiers:
+        assert config.mpn is not None, "the payeasy channel is off"
+        return Identifiers(None, payeasy_numbers(config.mpn, randbelow, biller, serial))
 
     def finder(self, config: Config) -> PayeasyBills:
         return PayeasyBills()

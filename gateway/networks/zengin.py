@@ -22,7 +22,7 @@ elsewhere in between is a double payment, with its refund case.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -56,6 +56,8 @@ from gateway.mappers.zengin.mapper import (
 from gateway.mappers.zengin.records import NETWORK, MandateAction
 from gateway.model import (
     JST,
+    Biller,
+    BillTerms,
     Channel,
     CollectionEvent,
     Consignor,
@@ -67,7 +69,7 @@ from gateway.model import (
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.store import Store
-from gateway.store.bills import BillMatch, match_bill_ids
+from gateway.store.bills import BillMatch, Identifiers, match_bill_ids
 from gateway.store.zengin import (
     Item,
     Request,
@@ -528,6 +530,18 @@ class Zengin:
     def limit(self, config: Config) -> int:
         assert config.zengin is not None
         return config.zengin.max_amount
+
+    def identify(
+        self,
+        config: Config,
+        randbelow: Callable[[int], int],
+        biller: Biller,
+        serial: int,
+        terms: BillTerms,
+        today: date,
+    ) -> Identifiers:
+        """Nothing at issue time: a debit's 顧客番号 comes with its request (customer_number)."""
+        return Identifiers(None, None)
 
     def finder(self, config: Config) -> TransferBills:
         return TransferBills()

@@ -10,9 +10,9 @@ scheme, in a registry without the network that owns that channel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,16 @@ from twisted.internet.defer import Deferred
 
 from gateway.config import Config, load_config
 from gateway.ingest import Ingest, Received
-from gateway.model import JST, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
+from gateway.model import (
+    JST,
+    Biller,
+    BillTerms,
+    Channel,
+    CollectionEvent,
+    Customer,
+    MessageKind,
+    Tax,
+)
 from gateway.networks.base import Started, Wiring
 from gateway.networks.registry import REGISTRY, Registry
 from gateway.store import Store, create_db_engine
@@ -93,6 +102,17 @@ class Kiosk:
 
     def limit(self, config: Config) -> int:
         return 300_000
+
+    def identify(
+        self,
+        config: Config,
+        randbelow: Callable[[int], int],
+        biller: Biller,
+        serial: int,
+        terms: BillTerms,
+        today: date,
+    ) -> Identifiers:
+        return Identifiers(None, None)  # a kiosk slip carries the biller's own bill number
 
     def finder(self, config: Config) -> KioskBills:
         return KioskBills()
