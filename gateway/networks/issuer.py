@@ -9,8 +9,8 @@ from datetime import date
 
 from gateway.config import Config
 from gateway.mappers.cvs import barcode
-from gateway.model import Biller, BillTerms, Channel, Slip, Tax
-from gateway.networks import cvs
+from gateway.model import Biller, BillTerms, Channel, PayEasyNumbers, Slip, Tax
+from gateway.networks import cvs, mpn
 from gateway.networks.registry import REGISTRY
 from gateway.store.bills import Identifiers
 
@@ -49,6 +49,11 @@ class Issuer:
             tax=tax,
             today=today,
         )
+
+    def payeasy_numbers(self, biller: Biller, serial: int) -> PayEasyNumbers:
+        """A bill's Pay-easy numbers: gateway.networks.mpn.payeasy_numbers."""
+        assert self.config.mpn is not None, "the payeasy channel is off"
+        return mpn.payeasy_numbers(self.config.mpn, self.randbelow, biller, serial)
 
     def identify(self, biller: Biller, serial: int, terms: BillTerms, today: date) -> Identifiers:
         """Every identifier a new bill gets from its channels' networks (for CVS, the first
