@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from gateway.clock import now as clock_now
 from gateway.config import MailConfig
 from gateway.errors import ConfigError
+from gateway.infra.jobs import logged_run
 from gateway.model import Bill, BillStatus
 from gateway.store import Store
 from gateway.store.notify import Claimed, claim, finish
@@ -44,6 +45,9 @@ EMAILS = Counter(
     "Customer e-mails by result: sent, retry (refused or failed, tried again later), failed "
     "(given up), skipped (the bill no longer needs it).",
     ["result"],
+)
+RUN_FAILURES = Counter(
+    "gateway_mail_run_failures_total", "Sending rounds of the mailer that failed (logged)."
 )
 
 
@@ -188,11 +192,10 @@ class Mailer(TimerService):
         self._sending.discard(d)
         return result
 
-    def _tick(self) -> Deferred[None]:
-        def failed(failure: Failure) -> None:
-            log.failure("mail: a sending round failed", failure)
-
-        return Deferred.fromCoroutine(self.run_once()).addCallbacks(lambda _: None, failed)
+    def _tick(self) -> Deferred[int]:
+        """One scheduled round (the one job runner): a failure is logged and counted."""
+        d, _ = logged_run(self.run_once(), RUN_FAILURES, "mail: a sending round", 0)
+        return d
 
     async def run_once(self) -> int:
         """Claim and send one batch; how many were handled."""
