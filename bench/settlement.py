@@ -65,11 +65,11 @@ from sqlalchemy.exc import DBAPIError
 
 from gateway import ids
 from gateway.config import load_config
+from gateway.fee_model import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
 from gateway.mappers.cvs import barcode
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.mappers.mpn.numbers import customer_number
 from gateway.model import JST, BillStatus, Channel, PaymentStatus, transfer_key
-from gateway.money.fees import ChannelRates, Cycle, FeePlan, Rounding, jst_midnight
 from gateway.money.settlement import settle_next, settlement_json
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
@@ -251,7 +251,7 @@ class Issuing:
         config = load_config(EXAMPLE_CONFIG)
         if config.cvs is None or config.mpn is None:
             raise BenchFailure(f"{EXAMPLE_CONFIG}: no [cvs] or [mpn]: update bench/settlement.py")
-        if (config.cvs.company_code, config.mpn.institution_code) != (
+        if (config.cvs.agency(None).company_code, config.mpn.institution_code) != (
             COMPANY_CODE,
             INSTITUTION_CODE,
         ):

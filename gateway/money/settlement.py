@@ -42,20 +42,12 @@ from gateway import ids
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.fee_model import DailyCollection, FeePlan, Settlement, Tally, jst_midnight
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import EventType, Principal
 from gateway.money import statements
-from gateway.money.fees import (
-    DailyCollection,
-    FeePlan,
-    Settlement,
-    Tally,
-    jst_midnight,
-    parse_plan,
-    payout_date,
-    settle,
-)
+from gateway.money.fees import parse_plan, payout_date, settle
 from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.events import append_event

@@ -1,6 +1,6 @@
 """Settlement statements (精算明細書) as CSV and PDF bytes, rendered from stored values.
 
-Pure: every function takes the values of :mod:`gateway.money.fees` and returns ``bytes``;
+Pure: every function takes the values of :mod:`gateway.fee_model` and returns ``bytes``;
 nothing reads a clock, a file or the network. Money is int yen; timestamps are aware and printed
 in JST.
 
@@ -35,9 +35,10 @@ from datetime import datetime
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
+from gateway.fee_model import DailyCollection, LineKind, SettledPayment, Settlement
 from gateway.mappers.csv_cells import cells
 from gateway.model import JST
-from gateway.money.fees import CHANNEL_NAMES, DailyCollection, LineKind, SettledPayment, Settlement
+from gateway.money.fees import CHANNEL_NAMES
 from gateway.render.pdf import (
     GETA,
     GOTHIC,

@@ -15,8 +15,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.expression import ColumnElement
 
 from gateway.errors import Conflict
-from gateway.model import Channel, PaymentStatus
-from gateway.money.fees import (
+from gateway.fee_model import (
     ChannelRates,
     Contract,
     Cycle,
@@ -32,6 +31,7 @@ from gateway.money.fees import (
     jst_midnight,
     rates_document,
 )
+from gateway.model import Channel, PaymentStatus
 from gateway.store.dialect import dialect_insert
 from gateway.store.schema import (
     billers,

@@ -1,4 +1,5 @@
-"""Fee plans, cycles, periods, payout dates and statement arithmetic (gateway.money.fees, pure)."""
+"""Fee plans, cycles, periods, payout dates and statement arithmetic (gateway.fee_model's values,
+gateway.money.fees's rules; pure)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.errors import InvalidRequest
-from gateway.model import Channel
-from gateway.money.fees import (
+from gateway.fee_model import (
     ChannelRates,
     Contract,
     Cycle,
@@ -19,11 +19,9 @@ from gateway.money.fees import (
     Rounding,
     Tally,
     is_closing_day,
-    parse_plan,
-    payout_date,
-    settle,
-    tax_on,
 )
+from gateway.model import Channel
+from gateway.money.fees import parse_plan, payout_date, settle, tax_on
 
 
 def plan(

@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from gateway import ids
 from gateway.config import load_config
 from gateway.errors import Conflict
+from gateway.fee_model import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Bill, BillTerms, Channel, CollectionEvent, Customer, MessageKind, Tax
-from gateway.money.fees import ChannelRates, Cycle, FeePlan, LineKind, Rounding, Settlement
 from gateway.money.settlement import preview_next, settle_next, settlement_json
 from gateway.networks.issuer import Issuer
 from gateway.networks.registry import REGISTRY

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.model import JST, Channel
-from gateway.money.fees import (
+from gateway.fee_model import (
     ChannelRates,
     Contract,
     Cycle,
@@ -31,9 +30,9 @@ from gateway.money.fees import (
     SettledPayment,
     Settlement,
     Tally,
-    payout_date,
-    settle,
 )
+from gateway.model import JST, Channel
+from gateway.money.fees import payout_date, settle
 from gateway.money.statements import (
     DAILY_COLUMNS,
     FOOTNOTE,
