@@ -73,7 +73,9 @@ def jst_midnight(d: date) -> datetime:
 class ChannelRates:
     per_payment: int = 0  # each confirmed payment
     per_uncollected: int = 0  # each bill due in the period and never paid
-    stamp_charge: int = 0  # each stamped CVS payment (the stamp the store affixed)
+    # Each stamped payment (the revenue stamp the payee affixed to the receipt): only a channel
+    # whose payments can carry one has a charge (gateway.money.fees.STAMP_CHARGES).
+    stamp_charge: int = 0
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,7 @@ class Tally:
     """What the store counted for one settlement. Keys with a plan are plan indexes."""
 
     collected: Mapping[tuple[Channel, int], tuple[int, int]]  # → (count, sum)
-    stamped: Mapping[int, int] = field(default_factory=dict)  # plan → stamped CVS payments
+    stamped: Mapping[tuple[Channel, int], int] = field(default_factory=dict)  # → stamped payments
     uncollected: Mapping[tuple[Channel, int], int] = field(default_factory=dict)  # → bills
     refunds: tuple[int, int] = (0, 0)  # (count, sum) of refunded cases
     carried_in: int = 0  # the previous settlement's shortfall

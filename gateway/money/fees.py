@@ -39,6 +39,10 @@ EARLIEST_PLAN, LATEST_PLAN = date(2000, 1, 1), date(2099, 12, 31)
 # 印紙税 on a receipt from ¥50,000 up to ¥1,000,000 (印紙税法 別表第一 17号); a CVS slip is at
 # most ¥300,000 (the contract ceiling), so ¥200 is the only rate a store payment can need.
 STAMP_CHARGE = 200
+#: The channels whose payments can carry a revenue stamp, with the stamp charge of a plan that
+#: names none: a store affixes the stamp to its receipt (the slip's 印紙フラグ asks for it). No
+#: other channel's rates have a stamp charge, so no other channel gets a stamp-duty line.
+STAMP_CHARGES: Mapping[Channel, int] = {Channel.CVS: STAMP_CHARGE}
 
 
 def tax_on(amount: int, rate: int, rounding: Rounding) -> int:
@@ -90,12 +94,13 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
             per_uncollected = sub.integer("per_uncollected", low=0, high=MAX_FEE)
             stamp = sub.integer("stamp_charge", low=0, high=MAX_FEE)
             sub.finish()
-            if stamp and key != Channel.CVS:
+            channel = Channel(key)
+            if stamp and channel not in STAMP_CHARGES:
                 sub.bad("stamp_charge", "applies to convenience-store payments only")
-            rates[Channel(key)] = ChannelRates(
+            rates[channel] = ChannelRates(
                 per_payment or 0,
                 per_uncollected or 0,
-                (STAMP_CHARGE if stamp is None else stamp) if key == Channel.CVS else 0,
+                STAMP_CHARGES.get(channel, 0) if stamp is None else stamp,
             )
     f.raise_if_invalid()
     assert cycle is not None and payout_days is not None
@@ -155,8 +160,8 @@ def settle(
     if min([*figures, tally.carried_in, 0]) < 0:
         raise ValueError("a tally's counts and sums are never negative")
     closing = contract.plan_on(end)
-    plans_used = {i for _, i in tally.collected} | {i for _, i in tally.uncollected}
-    several = len(plans_used | set(tally.stamped)) > 1
+    plans_used = {i for _, i in [*tally.collected, *tally.uncollected, *tally.stamped]}
+    several = len(plans_used) > 1
     lines: list[Line] = []
     for channel in Channel:
         count = sum(c for (ch, _), (c, _) in tally.collected.items() if ch is channel)
@@ -189,13 +194,13 @@ def settle(
         if tax:
             lines.append(Line(LineKind.TAX, f"消費税（{rate}%対象 {base:,}円）", 1, tax, -tax))
     stamp_count = 0
-    for index, count in sorted(tally.stamped.items()):
+    for (channel, index), count in sorted(tally.stamped.items()):
         plan = contract.plans[index]
-        unit = plan.rate(Channel.CVS).stamp_charge
+        unit = plan.rate(channel).stamp_charge
         stamp_count += count
         if count and unit:
-            text = f"印紙税相当額（コンビニ収納）{_tariff(plan, several)}"
-            lines.append(Line(LineKind.STAMP_DUTY, text, count, unit, -count * unit, Channel.CVS))
+            text = f"印紙税相当額（{CHANNEL_NAMES[channel]}）{_tariff(plan, several)}"
+            lines.append(Line(LineKind.STAMP_DUTY, text, count, unit, -count * unit, channel))
     refund_count, refund_sum = tally.refunds
     if refund_count:
         lines.append(Line(LineKind.REFUND, "返金（二重払い等）", refund_count, None, -refund_sum))

@@ -182,7 +182,7 @@ def tally(
         else_=0,
     )
     collected: dict[tuple[Channel, int], tuple[int, int]] = {}
-    stamps: dict[int, int] = {}
+    stamps: dict[tuple[Channel, int], int] = {}
     rows = conn.execute(
         select(c.channel, plan, func.count(), func.sum(c.amount), func.sum(stamped))
         .where(c.settlement_id == settlement_id)
@@ -191,7 +191,7 @@ def tally(
     for channel, index, count, total, stamp_count in rows:
         collected[(Channel(channel), int(index))] = (int(count), int(total))
         if stamp_count:
-            stamps[int(index)] = stamps.get(int(index), 0) + int(stamp_count)
+            stamps[(Channel(channel), int(index))] = int(stamp_count)
     live = exists().where(payments.c.bill_id == bills.c.id, payments.c.status.in_(LIVE))
     uncollected: dict[tuple[Channel, int], int] = {}
     for channels, due, count in conn.execute(

@@ -183,7 +183,7 @@ def test_a_statement_reconciles_line_by_line_to_the_payout() -> None:
     contract = Contract((plan(rounding=Rounding.HALF_UP),))
     tally = Tally(
         collected={(Channel.CVS, 0): (3, 65_400), (Channel.PAYEASY, 0): (2, 10_000)},
-        stamped={0: 1},
+        stamped={(Channel.CVS, 0): 1},
         uncollected={(Channel.CVS, 0): 4},
         refunds=(1, 5_400),
     )
@@ -202,6 +202,31 @@ def test_a_statement_reconciles_line_by_line_to_the_payout() -> None:
     assert totals.payout == sum(line.amount for line in lines) == 75_400 - 880 - 88 - 200 - 5_400
     assert (totals.fees, totals.tax, totals.stamp_duty, totals.refunds) == (880, 88, 200, 5_400)
     assert totals.payments_count == 5 and totals.collected == 75_400
+
+
+def test_stamp_duty_is_charged_where_the_channels_rates_carry_a_stamp_charge() -> None:
+    no_stamp = plan(date(2026, 11, 16), cvs=ChannelRates(60, 10, 0))
+    contract = Contract((plan(), no_stamp))
+    tally = Tally(
+        collected={(Channel.CVS, 0): (4, 240_000), (Channel.CVS, 1): (2, 120_000)},
+        stamped={(Channel.CVS, 0): 4, (Channel.CVS, 1): 2},
+    )
+    lines, totals = settle(contract, (date(2026, 11, 1), date(2026, 11, 30)), tally)
+    stamps = [line for line in lines if line.kind is LineKind.STAMP_DUTY]
+    assert [(s.channel, s.quantity, s.unit_amount, s.amount) for s in stamps] == [
+        (Channel.CVS, 4, 200, -800)  # none under the plan without a stamp charge
+    ]
+    assert stamps[0].description == "印紙税相当額（コンビニ収納）（2026-01-01〜の料金）"
+    assert (totals.stamp_count, totals.stamp_duty) == (6, 800)
+    # A plan names a stamp charge for a channel whose payments carry stamps, and for no other.
+    cvs_only = {"cycle": "monthly", "payout_days": 1, "effective_from": "2027-01-01"}
+    parsed = parse_plan({**cvs_only, "channels": {"cvs": {}, "transfer": {"stamp_charge": 0}}})
+    assert [parsed.rate(ch).stamp_charge for ch in Channel] == [200, 0, 0]
+    with pytest.raises(InvalidRequest) as caught:
+        parse_plan({**cvs_only, "channels": {"transfer": {"stamp_charge": 200}}})
+    assert [(e.field, e.message) for e in caught.value.errors] == [
+        ("channels.transfer.stamp_charge", "applies to convenience-store payments only")
+    ]
 
 
 def test_fees_follow_the_plan_in_force_on_each_items_date() -> None:
@@ -242,7 +267,9 @@ def test_a_shortfall_is_carried_to_the_next_settlement_never_paid_negative() -> 
             lambda t: (t[0], t[0] * t[1])
         ),
     ),
-    st.dictionaries(st.integers(0, 1), st.integers(0, 50)),
+    st.dictionaries(
+        st.tuples(st.sampled_from(list(Channel)), st.integers(0, 1)), st.integers(0, 50)
+    ),
     st.dictionaries(
         st.tuples(st.sampled_from(list(Channel)), st.integers(0, 1)), st.integers(0, 99)
     ),
@@ -252,7 +279,7 @@ def test_a_shortfall_is_carried_to_the_next_settlement_never_paid_negative() -> 
 )
 def test_every_statement_adds_up_to_its_payout(
     collected: dict[tuple[Channel, int], tuple[int, int]],
-    stamped: dict[int, int],
+    stamped: dict[tuple[Channel, int], int],
     uncollected: dict[tuple[Channel, int], int],
     refunds: tuple[int, int],
     carried_in: int,

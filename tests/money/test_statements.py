@@ -87,7 +87,7 @@ TALLY = Tally(
         (Channel.PAYEASY, 0): (30, 321_000),
         (Channel.TRANSFER, 1): (64, 350_400),
     },
-    stamped={0: 3, 1: 2},
+    stamped={(Channel.CVS, 0): 3, (Channel.CVS, 1): 2},
     uncollected={(Channel.CVS, 0): 14},
     refunds=(1, 5400),
 )
