@@ -30,7 +30,6 @@ from typing import Any
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
-from twisted.application.internet import TimerService
 from twisted.application.service import IService
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -42,6 +41,7 @@ from gateway.clock import today as clock_today
 from gateway.config import Config, ZenginConfig
 from gateway.errors import FileErrors, GatewayError, RecordError
 from gateway.infra import safe_files
+from gateway.infra.jobs import logged_run, timer
 from gateway.ingest import Ingest, Received
 from gateway.mappers.zengin.mapper import (
     Debit,
@@ -107,6 +107,10 @@ MANDATES_CHANGED = Counter(
     "gateway_zengin_mandates_changed_total",
     "Mandates suspended or invalidated by a transfer result.",
     ["status"],
+)
+RUN_FAILURES = Counter(
+    "gateway_zengin_run_failures_total",
+    "Scheduled runs of the account-transfer requests that failed (logged).",
 )
 
 
@@ -480,15 +484,14 @@ class ZenginNetwork:
             n=len(written),
         )
 
+    def tick(self) -> Deferred[None]:
+        """One scheduled run (the one job runner): a failure is logged and counted, and the
+        next tick tries again."""
+        d, _ = logged_run(self.scheduled(), RUN_FAILURES, "zengin: a scheduled request run", None)
+        return d
+
     def services(self) -> list[IService]:
-
-        def tick() -> Deferred[None]:
-            d = Deferred.fromCoroutine(self.scheduled())
-            d.addErrback(lambda f: log.failure("zengin: scheduled request run failed", f))
-            return d
-
-        schedule = TimerService(60, tick)
-        schedule.clock = self.clock
+        schedule = timer("zengin-requests", 60, self.tick, self.clock)
         inbox = InboxWatcher(
             "zengin", self.config.inbox, self.apply_file, self.clock, self.config.poll_interval
         )
