@@ -218,12 +218,15 @@ class CvsBills:
         return match_cvs_keys("cvs", [e.bill_key for e in events])
 
     def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> dict[str, str]:
-        """A barcode of no known bill still names its biller: the 5-digit biller code behind
-        our company code."""
+        """A barcode of no known bill still names its biller: the biller code that begins the
+        free field behind our company code (the bill key is company code + free field)."""
+        ours = self.company_code
         codes = {
-            e.bill_key: e.bill_key[6:11] for e in events if e.bill_key[:6] == self.company_code
+            e.bill_key: barcode.split_free_field(e.bill_key.removeprefix(ours))[0]
+            for e in events
+            if ours and e.bill_key.startswith(ours)
         }
-        ids = billers_by_codes(conn, sorted({c for c in codes.values() if c}))
+        ids = billers_by_codes(conn, sorted(set(codes.values())))
         return {key: ids[code] for key, code in codes.items() if code in ids}
 
 
