@@ -16,12 +16,15 @@ from sqlalchemy.engine import make_url
 
 from gateway.config import (
     ApiConfig,
+    AssignedBy,
     BillsConfig,
     BulkConfig,
     Config,
+    CvsAgency,
     CvsConfig,
     CvsFilesConfig,
     CvsLinkConfig,
+    CvsPullConfig,
     DatabaseConfig,
     MetricsConfig,
     MpnConfig,
@@ -110,16 +113,25 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             key=conf / "tls" / "gateway.key",
         ),
         bills=BillsConfig(max_due_days=365, expiry_interval=300.0, retention_days=92),
-        cvs=CvsConfig(
-            company_code="987654",
-            ceiling=300_000,
-            stamp_thresholds=(
-                StampThreshold(date(1989, 4, 1), 30_000),
-                StampThreshold(date(2014, 4, 1), 50_000),
+        cvs=CvsConfig(  # the single [cvs] form: one agency, "default"
+            agencies=(
+                CvsAgency(
+                    id="default",
+                    company_code="987654",
+                    assigned_by=AssignedBy.GATEWAY,
+                    center_code=None,
+                    ceiling=300_000,
+                    stamp_thresholds=(
+                        StampThreshold(date(1989, 4, 1), 30_000),
+                        StampThreshold(date(2014, 4, 1), 50_000),
+                    ),
+                    no_deadline=False,
+                    link=None,
+                    files=CvsFilesConfig(inbox=conf / "var" / "inbox" / "cvs", poll_interval=5.0),
+                    pull=None,
+                ),
             ),
-            link=None,
-            files=CvsFilesConfig(inbox=conf / "var" / "inbox" / "cvs", poll_interval=5.0),
-            agency=None,
+            default_agency="default",
         ),
         mpn=MpnConfig(
             institution_code="58191",
@@ -169,7 +181,20 @@ def test_example_file_turns_every_channel_on() -> None:
     )
 
 
-def test_every_option_of_the_example_file_is_documented() -> None:
+def _documented_as(key: str) -> set[str]:
+    """Where docs/config.md may document ``key``: an agency entry's keys are those of the
+    single [cvs] form (its ``csv`` pull is that form's [cvs.agency]), unless documented under
+    [[cvs.agencies]] itself (``id``)."""
+    if not key.startswith("cvs.agencies."):
+        return {key}
+    rest = key.removeprefix("cvs.agencies.")
+    if rest.startswith("csv."):
+        rest = "agency." + rest.removeprefix("csv.")
+    return {key, f"cvs.{rest}"}
+
+
+@pytest.mark.parametrize("example", ["gateway.example.toml", "agencies.example.toml"])
+def test_every_option_of_the_example_file_is_documented(example: str) -> None:
     """CONVENTIONS.md 18: every option in docs/config.md, in its section."""
     docs = DOCS.read_text(encoding="utf-8")
     headings = re.findall(r"^(##|###) (.+)$", docs, flags=re.MULTILINE)
@@ -192,9 +217,10 @@ def test_every_option_of_the_example_file_is_documented() -> None:
                 found.add(f"{prefix}{name}")
         return found
 
-    with EXAMPLE.open("rb") as f:
-        example = keys(tomllib.load(f), "")
-    assert example - documented == set()
+    with (ROOT / "conf" / example).open("rb") as f:
+        stated = keys(tomllib.load(f), "")
+    assert stated
+    assert {key for key in stated if not _documented_as(key) & documented} == set()
 
 
 # --- defaults ---------------------------------------------------------------------------------
@@ -235,21 +261,31 @@ def test_network_sections_get_their_defaults() -> None:
         BASE,
     )
     assert config.cvs == CvsConfig(
-        company_code="987654",
-        ceiling=300_000,
-        stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
-        link=CvsLinkConfig(
-            listen="tcp:7001",
-            heartbeat_timeout=60.0,
-            peers=("cvs-agency",),
-            ca=None,
-            max_unacked=100,
-            max_connections=4,
-            handshake_timeout=10.0,
+        agencies=(
+            CvsAgency(
+                id="default",
+                company_code="987654",
+                assigned_by=AssignedBy.GATEWAY,
+                center_code=None,
+                ceiling=300_000,
+                stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
+                no_deadline=False,
+                link=CvsLinkConfig(
+                    listen="tcp:7001",
+                    heartbeat_timeout=60.0,
+                    peers=("cvs-agency",),
+                    ca=None,
+                    max_unacked=100,
+                    max_connections=4,
+                    handshake_timeout=10.0,
+                ),
+                files=CvsFilesConfig(inbox=BASE / "in", poll_interval=5.0),
+                pull=None,
+            ),
         ),
-        files=CvsFilesConfig(inbox=BASE / "in", poll_interval=5.0),
-        agency=None,
+        default_agency="default",
     )
+    assert config.cvs.ceiling == 300_000
     assert config.mpn is not None
     assert (config.mpn.confirmation_digits, config.mpn.max_amount) == (6, 9_999_999)
     assert config.zengin is not None
@@ -308,7 +344,7 @@ def test_stamp_thresholds_replace_the_defaults_and_are_sorted() -> None:
         BASE,
     )
     assert config.cvs is not None
-    assert config.cvs.stamp_thresholds == (
+    assert config.cvs.agency(None).stamp_thresholds == (
         StampThreshold(date(2014, 4, 1), 50_000),
         StampThreshold(date(2030, 1, 1), 70_000),
     )
@@ -400,9 +436,11 @@ def test_numbers_accept_integers_and_floats() -> None:
         BASE,
     )
     assert config.bills.expiry_interval == 0.5
-    assert config.cvs is not None and config.cvs.link is not None
-    assert config.cvs.link.heartbeat_timeout == 5.0
-    assert isinstance(config.cvs.link.heartbeat_timeout, float)
+    assert config.cvs is not None
+    link = config.cvs.agency(None).link
+    assert link is not None
+    assert link.heartbeat_timeout == 5.0
+    assert isinstance(link.heartbeat_timeout, float)
 
 
 # --- bad configurations: each names the key's dotted path -------------------------------------
@@ -860,19 +898,23 @@ def test_link_peers_ca_and_limits_are_read() -> None:
     config = parse_config(
         cfg(cvs={**CVS, "link": link}, mpn={**MPN_LINK, "ca": "tls/mpn-ca.pem"}, tls=TLS), BASE
     )
-    assert config.cvs is not None and config.cvs.link is not None
-    assert config.cvs.link.peers == ("cvs-agency", "Agency Link 2")
-    assert config.cvs.link.ca == BASE / "tls" / "agency-ca.pem"
-    assert (config.cvs.link.max_unacked, config.cvs.link.max_connections) == (10, 2)
-    assert config.cvs.link.handshake_timeout == 2.5
+    assert config.cvs is not None
+    cvs_link = config.cvs.agency(None).link
+    assert cvs_link is not None
+    assert cvs_link.peers == ("cvs-agency", "Agency Link 2")
+    assert cvs_link.ca == BASE / "tls" / "agency-ca.pem"
+    assert (cvs_link.max_unacked, cvs_link.max_connections) == (10, 2)
+    assert cvs_link.handshake_timeout == 2.5
     assert config.mpn is not None
     assert (config.mpn.hostname, config.mpn.ca) == ("mpn-center", BASE / "tls" / "mpn-ca.pem")
 
 
 def test_each_link_ca_defaults_to_the_tls_ca() -> None:
     config = parse_config(cfg(cvs={**CVS, "link": LINK}, mpn=MPN_LINK, tls=TLS), BASE)
-    assert config.cvs is not None and config.cvs.link is not None
-    assert config.cvs.link.ca is None  # the [tls] ca
+    assert config.cvs is not None
+    cvs_link = config.cvs.agency(None).link
+    assert cvs_link is not None
+    assert cvs_link.ca is None  # the [tls] ca
     assert config.mpn is not None and config.mpn.ca is None
 
 
@@ -971,7 +1013,8 @@ def test_relative_paths_resolve_against_the_file_directory(
         certificate=etc / ".." / "shared" / "gateway.pem",
         key=Path("/abs/gateway.key"),
     )
-    assert config.cvs is not None and config.cvs.files == CvsFilesConfig(etc / "inbox" / "cvs", 5.0)
+    assert config.cvs is not None
+    assert config.cvs.agency(None).files == CvsFilesConfig(etc / "inbox" / "cvs", 5.0)
     assert config.zengin is not None
     assert (config.zengin.outbox, config.zengin.inbox) == (etc / "out", etc / "in")
     assert config.channels == {Channel.CVS, Channel.TRANSFER}
@@ -1058,8 +1101,10 @@ def test_agency_url_must_be_https_off_loopback(url: str, allowed: bool) -> None:
     raw = cvs(agency={**AGENCY, "url": url})
     if allowed:
         config = parse_config(raw, BASE)
-        assert config.cvs is not None and config.cvs.agency is not None
-        assert config.cvs.agency.url == url
+        assert config.cvs is not None
+        pull = config.cvs.agency(None).pull
+        assert pull is not None
+        assert pull.url == url
         return
     with pytest.raises(ConfigError, match="https") as info:
         parse_config(raw, BASE)
@@ -1089,3 +1134,451 @@ def test_mpn_number_key_is_bytes_and_never_shown() -> None:
     assert config.mpn is not None
     assert config.mpn.number_key == bytes.fromhex(MPN["number_key"])
     assert MPN["number_key"] not in repr(config)
+
+
+# --- [[cvs.agencies]] (issue 16: several agencies, each with its codes, link, inbox and pull) ---
+
+AGENCIES_EXAMPLE = ROOT / "conf" / "agencies.example.toml"
+PULL: dict[str, Any] = {"url": "https://csv.gs.example.jp/payments", **AGENCY}
+GS: dict[str, Any] = {  # one code for the whole center, slips without a deadline
+    "id": "gs",
+    "company_code": "929023",
+    "assigned_by": "agency",
+    "center_code": "25207",
+    "no_deadline": True,
+    "link": {"listen": "tcp:7001", "peers": ["gs-link"]},
+    "csv": PULL,
+}
+KESSAI: dict[str, Any] = {  # a code per biller, its own link and inbox
+    "id": "kessai",
+    "company_code": "987654",
+    "assigned_by": "agency",
+    "ceiling": 200_000,
+    "link": {"listen": "tcp:7002", "peers": ["kessai-link"]},
+    "files": {"inbox": "var/inbox/kessai"},
+}
+
+
+def agencies(*entries: dict[str, Any], tls: bool = True, **cvs_keys: Any) -> dict[str, Any]:
+    """A document listing ``entries`` as [[cvs.agencies]] (default_agency "gs" unless given)."""
+    keys = {"default_agency": "gs", **cvs_keys}
+    raw = cfg(cvs={"agencies": list(entries), **{k: v for k, v in keys.items() if v is not None}})
+    if tls:
+        raw["tls"] = copy.deepcopy(TLS)
+    return raw
+
+
+def _link(listen: str, peer: str) -> CvsLinkConfig:
+    return CvsLinkConfig(
+        listen=listen,
+        heartbeat_timeout=60.0,
+        peers=(peer,),
+        ca=None,
+        max_unacked=100,
+        max_connections=4,
+        handshake_timeout=10.0,
+    )
+
+
+def test_two_agencies_load_each_with_its_own_codes_link_inbox_and_pull() -> None:
+    config = parse_config(agencies(GS, KESSAI), BASE)
+    gs = CvsAgency(
+        id="gs",
+        company_code="929023",
+        assigned_by=AssignedBy.AGENCY,
+        center_code="25207",
+        ceiling=300_000,
+        stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
+        no_deadline=True,
+        link=_link("tcp:7001", "gs-link"),
+        files=None,
+        pull=CvsPullConfig(
+            url="https://csv.gs.example.jp/payments",
+            user_id="USER",
+            password="SECRET",
+            interval=300.0,
+            lookback_days=7,
+            margin_days=2,
+            max_backoff=3600.0,
+            timeout=30.0,
+        ),
+    )
+    kessai = CvsAgency(
+        id="kessai",
+        company_code="987654",
+        assigned_by=AssignedBy.AGENCY,
+        center_code=None,
+        ceiling=200_000,
+        stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
+        no_deadline=False,
+        link=_link("tcp:7002", "kessai-link"),
+        files=CvsFilesConfig(inbox=BASE / "var" / "inbox" / "kessai", poll_interval=5.0),
+        pull=None,
+    )
+    assert config.cvs == CvsConfig(agencies=(gs, kessai), default_agency="gs")
+    assert config.channels == {Channel.CVS}
+    # Looked up by id (None: the default one) and by the maker code a barcode carries.
+    assert config.cvs.agency(None) is config.cvs.agency("gs")
+    assert config.cvs.agency("kessai").files is not None
+    with pytest.raises(KeyError):
+        config.cvs.agency("default")  # the legacy id exists only in the single [cvs] form
+    assert config.cvs.agency_of_code("929023") == gs
+    assert config.cvs.agency_of_code("987654") == kessai
+    assert config.cvs.agency_of_code("123456") is None
+    assert config.cvs.ceiling == 300_000  # the highest of the agencies'
+    # How each agency's 21 free digits are spent.
+    assert (gs.codes_per_biller, kessai.codes_per_biller) == (False, True)
+    assert gs.layout.center_code == "25207" and gs.layout.serial_length == 11
+    assert kessai.layout.center_code is None and kessai.layout.serial_length == 16
+    assert "SECRET" not in repr(config)  # the agency password
+
+
+def test_one_listed_agency_is_the_default_without_saying_so() -> None:
+    config = parse_config(agencies(KESSAI, default_agency=None), BASE)
+    assert config.cvs is not None
+    assert config.cvs.default_agency == "kessai"
+    assert config.cvs.agency(None).company_code == "987654"
+
+
+def test_agency_defaults_and_its_own_stamp_rules() -> None:
+    entry = {
+        "id": "plain",
+        "company_code": "111111",
+        "stamp_thresholds": [{"effective_from": date(2030, 4, 1), "threshold": 70_000}],
+    }
+    config = parse_config(agencies(entry, tls=False, default_agency="plain"), BASE)
+    assert config.cvs is not None
+    agency = config.cvs.agency("plain")
+    assert agency == CvsAgency(
+        id="plain",
+        company_code="111111",
+        stamp_thresholds=(StampThreshold(date(2030, 4, 1), 70_000),),
+    )
+    assert (agency.assigned_by, agency.center_code, agency.no_deadline) == (
+        AssignedBy.GATEWAY,
+        None,
+        False,
+    )
+    assert (agency.ceiling, agency.link, agency.files, agency.pull) == (300_000, None, None, None)
+    assert not agency.codes_per_biller  # the gateway mints the biller codes
+
+
+@pytest.mark.parametrize("agency_id", ["a", "gs", "kessai-2", "agency_9", "0", "a" * 32])
+def test_agency_ids_accepted(agency_id: str) -> None:
+    config = parse_config(agencies({**KESSAI, "id": agency_id}, default_agency=agency_id), BASE)
+    assert config.cvs is not None and config.cvs.agency(None).id == agency_id
+
+
+def test_the_single_cvs_form_is_the_agency_default_and_takes_the_new_keys() -> None:
+    """Older files keep working: [cvs] is one agency, "default"; its pull is [cvs.agency]."""
+    config = parse_config(
+        cvs(assigned_by="agency", center_code="25207", no_deadline=True, agency=PULL), BASE
+    )
+    assert config.cvs is not None
+    assert [a.id for a in config.cvs.agencies] == ["default"]
+    assert config.cvs.default_agency == "default"
+    agency = config.cvs.agency(None)
+    assert (agency.assigned_by, agency.center_code, agency.no_deadline) == (
+        AssignedBy.AGENCY,
+        "25207",
+        True,
+    )
+    assert agency.pull is not None and agency.pull.url == PULL["url"]
+
+
+BAD_AGENCIES: list[Any] = [
+    # across agencies: every one of them must be told apart
+    pytest.param(
+        agencies(GS, {**KESSAI, "id": "gs"}), "cvs.agencies[1].id", "listed twice", id="dup-id"
+    ),
+    pytest.param(
+        agencies(GS, {**KESSAI, "company_code": "929023"}),
+        "cvs.agencies[1].company_code",
+        "is already agency 'gs'",
+        id="dup-company-code",
+    ),
+    pytest.param(
+        agencies(GS, {**KESSAI, "link": {**KESSAI["link"], "listen": "tcp:7001"}}),
+        "cvs.agencies[1].link.listen",
+        "is agency 'gs'",
+        id="same-link-listen",
+    ),
+    pytest.param(
+        agencies({**GS, "files": {"inbox": "/etc/gateway/var/inbox/kessai"}}, KESSAI),
+        "cvs.agencies[1].files.inbox",
+        "is agency 'gs'",
+        id="same-inbox-once-resolved",
+    ),
+    # the codes
+    pytest.param(
+        agencies(GS, {**KESSAI, "assigned_by": "gateway", "center_code": "25207"}),
+        "cvs.agencies[1].center_code",
+        'only with assigned_by = "agency"',
+        id="center-code-with-assigned-by-gateway",
+    ),
+    pytest.param(
+        agencies(
+            GS, {k: v for k, v in {**KESSAI, "center_code": "25207"}.items() if k != "assigned_by"}
+        ),
+        "cvs.agencies[1].center_code",
+        'only with assigned_by = "agency"',
+        id="center-code-with-assigned-by-default",
+    ),
+    pytest.param(
+        agencies({**GS, "assigned_by": "bank"}),
+        "cvs.agencies[0].assigned_by",
+        "'bank' is not agency or gateway",
+        id="bad-assigned-by",
+    ),
+    pytest.param(
+        agencies({**GS, "assigned_by": "Agency"}),
+        "cvs.agencies[0].assigned_by",
+        "is not agency or gateway",
+        id="assigned-by-capitalised",
+    ),
+    pytest.param(
+        agencies({**GS, "center_code": "2520"}),
+        "cvs.agencies[0].center_code",
+        "is not a 5-digit code",
+        id="center-code-4-digits",
+    ),
+    pytest.param(
+        agencies({**GS, "center_code": 25207}),
+        "cvs.agencies[0].center_code",
+        "must be a string",
+        id="center-code-int",
+    ),
+    pytest.param(
+        agencies({**GS, "company_code": "92902"}),
+        "cvs.agencies[0].company_code",
+        "6-digit company code",
+        id="company-code-5-digits",
+    ),
+    pytest.param(
+        agencies({k: v for k, v in GS.items() if k != "company_code"}),
+        "cvs.agencies[0].company_code",
+        "is required",
+        id="missing-company-code",
+    ),
+    pytest.param(
+        agencies({**GS, "no_deadline": "yes"}),
+        "cvs.agencies[0].no_deadline",
+        "true or false",
+        id="no-deadline-string",
+    ),
+    pytest.param(
+        agencies({**GS, "ceiling": 1_000_000}),
+        "cvs.agencies[0].ceiling",
+        "above the maximum",
+        id="ceiling-above-999999",
+    ),
+    pytest.param(
+        agencies({**GS, "stamp_thresholds": [{"effective_from": date(2014, 4, 1)}]}),
+        "cvs.agencies[0].stamp_thresholds[0].threshold",
+        "is required",
+        id="stamp-threshold-in-an-agency",
+    ),
+    # the id
+    pytest.param(
+        agencies({k: v for k, v in GS.items() if k != "id"}),
+        "cvs.agencies[0].id",
+        "is required",
+        id="missing-id",
+    ),
+    *(
+        pytest.param(
+            agencies({**GS, "id": bad}),
+            "cvs.agencies[0].id",
+            "is not an agency id",
+            id=f"id-{name}",
+        )
+        for name, bad in [
+            ("upper-case", "GS"),
+            ("empty", ""),
+            ("leading-dash", "-gs"),
+            ("space", "g s"),
+            ("dot", "g.s"),
+            ("33-chars", "a" * 33),
+            ("fullwidth", "ｇｓ"),
+        ]
+    ),
+    pytest.param(agencies({**GS, "id": 1}), "cvs.agencies[0].id", "must be a string", id="id-int"),
+    # default_agency
+    pytest.param(
+        agencies(GS, KESSAI, default_agency=None),
+        "cvs.default_agency",
+        "is required",
+        id="default-agency-missing-with-two",
+    ),
+    pytest.param(
+        agencies(GS, KESSAI, default_agency="other"),
+        "cvs.default_agency",
+        "'other' is not one of gs, kessai",
+        id="default-agency-not-listed",
+    ),
+    pytest.param(
+        agencies(GS, default_agency="kessai"),
+        "cvs.default_agency",
+        "is not one of gs",
+        id="default-agency-not-the-one-listed",
+    ),
+    pytest.param(
+        agencies(GS, KESSAI, default_agency=1),
+        "cvs.default_agency",
+        "must be a string",
+        id="default-agency-int",
+    ),
+    pytest.param(
+        cvs(default_agency="default"),
+        "cvs.default_agency",
+        "unknown key",
+        id="default-agency-in-the-single-form",
+    ),
+    # the two forms are not mixed
+    *(
+        pytest.param(
+            agencies(GS, **{key: value}),
+            f"cvs.{key}",
+            "belongs in an agency's entry",
+            id=f"legacy-{key}-beside-agencies",
+        )
+        for key, value in [
+            ("company_code", "987654"),
+            ("ceiling", 300_000),
+            ("stamp_thresholds", [{"effective_from": date(2014, 4, 1), "threshold": 1}]),
+            ("link", {"listen": "tcp:7009", **PEERS}),
+            ("files", {"inbox": "in"}),
+            ("agency", PULL),
+        ]
+    ),
+    pytest.param(
+        agencies(GS, no_deadline=True), "cvs.no_deadline", "unknown key", id="agency-key-in-cvs"
+    ),
+    pytest.param(cvs(csv=PULL), "cvs.csv", "unknown key", id="csv-in-the-single-form"),
+    # the list itself
+    pytest.param(agencies(), "cvs.agencies", "at least one agency", id="empty-agencies"),
+    pytest.param(
+        cfg(cvs={"agencies": GS}), "cvs.agencies", "array of tables", id="agencies-a-table"
+    ),
+    pytest.param(
+        cfg(cvs={"agencies": ["gs"]}), "cvs.agencies[0]", "must be a table", id="agency-a-string"
+    ),
+    # unknown keys in an entry and in its sub-tables
+    pytest.param(
+        agencies(GS, {**KESSAI, "bogus": 1}), "cvs.agencies[1].bogus", "unknown key", id="unknown"
+    ),
+    pytest.param(
+        agencies({**GS, "agency": PULL}),
+        "cvs.agencies[0].agency",
+        "unknown key",
+        id="legacy-pull-name-in-an-entry",
+    ),
+    pytest.param(
+        agencies(GS, {**KESSAI, "link": {**KESSAI["link"], "bogus": 1}}),
+        "cvs.agencies[1].link.bogus",
+        "unknown key",
+        id="unknown-link-key",
+    ),
+    pytest.param(
+        agencies({**GS, "csv": {**PULL, "bogus": 1}}),
+        "cvs.agencies[0].csv.bogus",
+        "unknown key",
+        id="unknown-csv-key",
+    ),
+    pytest.param(
+        agencies(GS, {**KESSAI, "files": {}}),
+        "cvs.agencies[1].files.inbox",
+        "is required",
+        id="missing-inbox",
+    ),
+    pytest.param(
+        agencies({**GS, "csv": {**PULL, "url": "http://csv.gs.example.jp/payments"}}),
+        "cvs.agencies[0].csv.url",
+        "must be https://",
+        id="csv-url-plain-http",
+    ),
+    # the links are mutual TLS: the error names the agency's link
+    pytest.param(
+        agencies({k: v for k, v in GS.items() if k != "link"}, KESSAI, tls=False),
+        "cvs.agencies[1].link",
+        "the [tls] section is required",
+        id="link-without-tls",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "path", "message"), BAD_AGENCIES)
+def test_bad_agencies_name_the_key(raw: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, BASE)
+    assert info.value.path == path
+    assert message in info.value.message
+
+
+def test_agencies_example_file_loads() -> None:
+    config = load_config(AGENCIES_EXAMPLE)
+    conf = AGENCIES_EXAMPLE.resolve().parent
+    assert config.channels == {Channel.CVS}
+    assert config.cvs is not None and config.tls is not None
+    assert config.cvs.default_agency == "gs"
+    gs, kessai = config.cvs.agencies
+    assert gs == CvsAgency(
+        id="gs",
+        company_code="929023",
+        assigned_by=AssignedBy.AGENCY,
+        center_code="25207",
+        ceiling=300_000,
+        stamp_thresholds=DEFAULT_STAMP_THRESHOLDS,
+        no_deadline=True,
+        link=_link("tcp:7001:interface=127.0.0.1", "cvs-agency"),
+        files=None,
+        pull=CvsPullConfig(
+            url="https://csv.gs.example.jp/payments",
+            user_id="USER",
+            password="SECRET",
+            interval=300.0,
+            lookback_days=7,
+            margin_days=2,
+            max_backoff=3600.0,
+            timeout=30.0,
+        ),
+    )
+    assert kessai == CvsAgency(
+        id="kessai",
+        company_code="987654",
+        assigned_by=AssignedBy.AGENCY,
+        center_code=None,
+        ceiling=300_000,
+        no_deadline=False,
+        link=_link("tcp:7003:interface=127.0.0.1", "cvs-agency"),
+        files=CvsFilesConfig(inbox=conf / "var" / "inbox" / "cvs-kessai", poll_interval=5.0),
+    )
+    assert kessai.codes_per_biller and not gs.codes_per_biller
+    assert config.database.url == f"sqlite:///{conf}/var/agencies.sqlite3"
+    assert config.secret_key == bytes(32)  # the placeholder, as in gateway.example.toml
+
+
+@pytest.mark.parametrize(
+    ("raw", "whole"),
+    [
+        (agencies(), True),
+        (agencies(GS, {**KESSAI, "id": "gs"}), True),
+        (agencies(GS, {**KESSAI, "company_code": "929023"}), True),
+        (agencies(GS, {**KESSAI, "link": {**KESSAI["link"], "listen": "tcp:7001"}}), True),
+        (agencies({**GS, "files": {"inbox": "var/inbox/kessai"}}, KESSAI), True),
+        (agencies(GS, KESSAI, default_agency=None), True),
+        (agencies(GS, KESSAI, default_agency="other"), True),
+        (agencies({k: v for k, v in GS.items() if k != "link"}, KESSAI, tls=False), True),
+        (agencies({**GS, "id": "GS"}), True),
+        (agencies(GS, company_code="987654"), True),
+        (cvs(default_agency="default"), True),
+        (agencies({**GS, "assigned_by": "bank"}), False),
+        (agencies(GS, {**KESSAI, "assigned_by": "gateway", "center_code": "25207"}), False),
+    ],
+)
+def test_agency_messages_quoted_in_the_docs(raw: dict[str, Any], whole: bool) -> None:
+    """docs/config.md quotes these errors (``whole``: with their key): the daemon's words."""
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, BASE)
+    docs = " ".join(DOCS.read_text(encoding="utf-8").split())  # lines joined as they are read
+    assert (str(info.value) if whole else info.value.message) in docs

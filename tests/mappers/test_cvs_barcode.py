@@ -306,3 +306,119 @@ def test_any_single_digit_change_is_detected(
     with pytest.raises(RecordError) as info:
         parse(mutated)
     assert info.value.field in ("ai", "check_digit")
+
+
+# --- how an agency's 21 free digits are spent (FreeFieldLayout, issue 16) ----------------------
+
+# The shape of a real agency's published test data: maker code 929023, the 5-digit 企業コード
+# 25207 it assigned to its client (here: the center, for all its billers), then 16 digits.
+REAL_COMPANY = "929023"
+REAL_CENTER = "25207"
+
+
+def _serial_of(layout: barcode.FreeFieldLayout, free_field: str) -> int:
+    return int(free_field[-layout.serial_length :])
+
+
+def test_center_code_layout_round_trips_through_a_real_shaped_barcode() -> None:
+    layout = barcode.FreeFieldLayout(REAL_CENTER)
+    assert layout.serial_length == barcode.CENTER_SERIAL_LENGTH == 11
+    free_field = layout.free_field("00042", 1234)
+    assert free_field == "25207" + "00042" + "00000001234"
+    slip = build(
+        company_code=REAL_COMPANY,
+        free_field=free_field,
+        reissue=0,
+        due=None,  # a slip without a deadline, as the real data has
+        stamp=False,
+        amount=5400,
+    )
+    assert slip.digits.startswith("91929023" + "25207" + "00042" + "00000001234" + "0" + "999999")
+    read = parse(slip.digits)
+    assert read.company_code == REAL_COMPANY
+    assert layout.biller_code(read.free_field) == "00042"
+    assert _serial_of(layout, read.free_field) == 1234
+    assert read.due is None
+
+
+def test_per_biller_layout_is_the_biller_code_and_16_digits() -> None:
+    layout = barcode.FreeFieldLayout()
+    assert layout.center_code is None and layout.serial_length == barcode.SERIAL_LENGTH == 16
+    # the code the agency assigned to the biller (e.g. 25207 itself), or one the gateway minted
+    free_field = layout.free_field(REAL_CENTER, 1234)
+    assert free_field == barcode.free_field_for(REAL_CENTER, 1234) == "25207" + "1234".zfill(16)
+    read = parse(build(**{**GOOD, "company_code": REAL_COMPANY, "free_field": free_field}).digits)
+    assert layout.biller_code(read.free_field) == REAL_CENTER
+    assert _serial_of(layout, read.free_field) == 1234
+    assert barcode.split_free_field(read.free_field) == (REAL_CENTER, 1234)
+
+
+@given(
+    st.sampled_from([None, REAL_CENTER, "00000", "99999"]),
+    st.from_regex(r"\A[0-9]{5}\Z"),
+    st.integers(min_value=0, max_value=10**11 - 1),
+)
+def test_every_layout_resolves_its_free_field_to_the_one_biller(
+    center: str | None, biller_code: str, serial: int
+) -> None:
+    layout = barcode.FreeFieldLayout(center)
+    free_field = layout.free_field(biller_code, serial)
+    assert len(free_field) == 21 and free_field.isdigit()
+    assert layout.biller_code(free_field) == biller_code
+    assert _serial_of(layout, free_field) == serial
+    if center is not None:
+        assert free_field.startswith(center)
+
+
+def test_center_layout_names_no_biller_for_another_center_code() -> None:
+    layout = barcode.FreeFieldLayout(REAL_CENTER)
+    ours = layout.free_field("00042", 7)
+    assert layout.biller_code(ours) == "00042"
+    theirs = barcode.FreeFieldLayout("25208").free_field("00042", 7)
+    assert layout.biller_code(theirs) is None
+    # a per-biller free field whose biller code is not the center code is not of this layout
+    assert layout.biller_code(barcode.free_field_for("00042", 7)) is None
+    # and a per-biller layout reads any 21 digits (the biller is then looked up by its code)
+    assert barcode.FreeFieldLayout().biller_code(theirs) == "25208"
+
+
+@pytest.mark.parametrize("center", [None, REAL_CENTER])
+@pytest.mark.parametrize("free_field", ["0" * 20, "0" * 22, "2520700042000000000０7", ""])
+def test_biller_code_of_what_is_not_21_digits_is_none(center: str | None, free_field: str) -> None:
+    assert barcode.FreeFieldLayout(center).biller_code(free_field) is None
+
+
+def test_center_layout_serial_is_bound_to_11_digits() -> None:
+    layout = barcode.FreeFieldLayout(REAL_CENTER)
+    assert layout.free_field("99999", 10**11 - 1) == "25207" + "99999" + "9" * 11
+    assert layout.free_field("00001", 0) == "25207" + "00001" + "0" * 11
+    for serial in (10**11, -1, 1.0, True):
+        with pytest.raises(ValueError, match="serial"):
+            layout.free_field("00001", serial)  # type: ignore[arg-type]
+    # the per-biller layout takes the 16-digit serials the center layout cannot
+    assert barcode.FreeFieldLayout().free_field("00001", 10**11).endswith("1" + "0" * 11)
+    with pytest.raises(ValueError, match="serial"):
+        barcode.FreeFieldLayout().free_field("00001", 10**16)
+
+
+@pytest.mark.parametrize("biller_code", ["0042", "000042", "0004a", "００042", ""])
+@pytest.mark.parametrize("center", [None, REAL_CENTER])
+def test_layout_refuses_a_biller_code_that_is_not_5_digits(
+    center: str | None, biller_code: str
+) -> None:
+    with pytest.raises(ValueError, match="biller code"):
+        barcode.FreeFieldLayout(center).free_field(biller_code, 1)
+
+
+@pytest.mark.parametrize("center", ["2520", "252070", "2520x", "２5207", ""])
+def test_layout_refuses_a_center_code_that_is_not_5_digits(center: str) -> None:
+    with pytest.raises(ValueError, match="center code"):
+        barcode.FreeFieldLayout(center)
+
+
+def test_layout_is_a_frozen_value() -> None:
+    layout = barcode.FreeFieldLayout(REAL_CENTER)
+    assert layout == barcode.FreeFieldLayout("25207")
+    assert layout != barcode.FreeFieldLayout()
+    with pytest.raises(AttributeError):
+        layout.center_code = None  # type: ignore[misc]
