@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
 
 
 class GatewayError(Exception):
@@ -92,22 +94,34 @@ class FieldError:
     message: str
 
 
+class Refusal(Enum):
+    """Why a request is refused as a whole (the merchant API's status code for each is
+    gateway.protocols.api.statuses's)."""
+
+    MALFORMED = "malformed"  # not the shape asked for: a wrong type, an unknown field
+    INVALID = "invalid"  # well formed, and the rules refuse it: out of range, a past due date
+    TOO_LARGE = "too_large"  # more than the gateway takes at once (a file's bytes or rows)
+    UNSUPPORTED_ENCODING = "unsupported_encoding"  # a text encoding the gateway does not read
+
+
 class InvalidRequest(GatewayError):
     """A request the gateway refuses as a whole, with every bad field named.
 
-    ``status`` is 400 for what is malformed (wrong type, unknown field) and 422 for values the
-    rules refuse (out of range, a due date in the past, a channel the biller does not have).
+    ``kind`` is :attr:`Refusal.MALFORMED` for what is malformed (wrong type, unknown field) and
+    :attr:`Refusal.INVALID` for values the rules refuse (out of range, a due date in the past,
+    a channel the biller does not have).
     """
 
     def __init__(
         self,
         errors: Sequence[FieldError],
-        status: int = 422,
+        # 400: transitional, for gateway.money.settlement until it says Refusal.MALFORMED
+        kind: Refusal | Literal[400] = Refusal.INVALID,
         title: str = "The request has invalid fields",
         detail: str | None = None,  # default: every error on one line
     ) -> None:
         self.errors = tuple(errors)
-        self.status = status
+        self.kind = kind if isinstance(kind, Refusal) else Refusal.MALFORMED
         self.title = title
         super().__init__(
             detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors) or title

@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -361,11 +361,20 @@ class IdempotencyClaim:
     request_hash: str
 
 
+class Outcome(Enum):
+    """What a use case did, for its caller to say (the merchant API's status code for each is
+    gateway.protocols.api.statuses's; a replay answers the outcome of the first answer)."""
+
+    DONE = "done"  # the resource as it now is: changed, or found as asked
+    CREATED = "created"  # a new resource
+    ACCEPTED = "accepted"  # queued, to be done later (a redelivery)
+
+
 @dataclass(frozen=True)
 class StoredResponse:
     """An answer as it is kept for an idempotent replay (gateway.store.idempotency)."""
 
-    status: int
+    outcome: Outcome
     body: str
     replayed: bool = False
     # What the replay table keeps instead of ``body`` (``body`` without its secrets), if not body

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from gateway.errors import FieldError, InvalidRequest
+from gateway.errors import FieldError, InvalidRequest, Refusal
 
 _MISSING: Any = object()
 DATE = r"\d{4}-\d{2}-\d{2}"  # a date field (Fields.day): read by the OpenAPI document too
@@ -145,7 +145,7 @@ class Fields:
     def raise_if_invalid(self) -> None:
         if self.malformed:
             raise InvalidRequest(
-                self.malformed + self.errors, status=400, title="The request is malformed"
+                self.malformed + self.errors, Refusal.MALFORMED, title="The request is malformed"
             )
         if self.errors:
             raise InvalidRequest(self.errors)
@@ -156,7 +156,11 @@ def parse_timestamp(value: str, field: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise InvalidRequest([FieldError(field, "must be an ISO 8601 timestamp")], 400) from None
+        raise InvalidRequest(
+            [FieldError(field, "must be an ISO 8601 timestamp")], Refusal.MALFORMED
+        ) from None
     if parsed.tzinfo is None:
-        raise InvalidRequest([FieldError(field, "must include a time zone offset")], 400)
+        raise InvalidRequest(
+            [FieldError(field, "must include a time zone offset")], Refusal.MALFORMED
+        )
     return parsed

@@ -80,7 +80,7 @@ def bulk_inbox(bulk: BulkService, folder: Path, interval: float) -> IService:
             bulk.register_file(biller_id, name, data)
         ),
         lambda biller_id: Deferred.fromCoroutine(bulk.biller_exists(biller_id)),
-        bulk.reactor,
+        bulk.bills.clock,
         interval,
         refuse=bulk.refuse_entry,
         max_bytes=MAX_BYTES,

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.interfaces import IReactorTime
 
 from gateway import ledger
+from gateway.billing.issuing import BillIssuer
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import Config
@@ -26,6 +27,7 @@ from gateway.errors import (
     FieldError,
     InvalidRequest,
     NotFound,
+    Refusal,
     TransitionError,
 )
 from gateway.infra.secretbox import ENV as SECRET_ENV
@@ -39,10 +41,10 @@ from gateway.model import (
     Channel,
     Customer,
     EventType,
+    Outcome,
     Principal,
     Tax,
 )
-from gateway.networks.issuer import Issuer
 from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.bills import (
@@ -182,7 +184,7 @@ def _iso(at: datetime) -> str:
     return at.astimezone(JST).isoformat(timespec="seconds")
 
 
-def bill_json(bill: Bill, public_url: str, issuer: Issuer) -> dict[str, Any]:
+def bill_json(bill: Bill, public_url: str, issuer: BillIssuer) -> dict[str, Any]:
     """The bill as events carry it (and the API, with ``page_url`` added by
     :meth:`BillService.render`): events are stored, and the database keeps no page token."""
     """The bill as the API, the events feed and webhooks show it."""
@@ -224,7 +226,9 @@ def encode_cursor(last_id: int) -> str:
 
 def decode_cursor(cursor: str) -> int:
     if not re.fullmatch(CURSOR, cursor):
-        raise InvalidRequest([FieldError("cursor", "is not a cursor this API returned")], 400)
+        raise InvalidRequest(
+            [FieldError("cursor", "is not a cursor this API returned")], Refusal.MALFORMED
+        )
     return int(cursor)
 
 
@@ -238,7 +242,7 @@ class BillService:
         store: Store,
         clock: IReactorTime,
         config: Config,
-        issuer: Issuer,
+        issuer: BillIssuer,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -269,11 +273,11 @@ class BillService:
         """The bill as events carry it: without its page URL (events are stored)."""
         return bill_json(bill, self.public_url, self.issuer)
 
-    def _answer(self, status: int, bill: Bill) -> StoredResponse:
+    def _answer(self, outcome: Outcome, bill: Bill) -> StoredResponse:
         """An answer with the bill; the replay table keeps it without the page URL."""
         doc = self.render(bill)
         kept = {k: v for k, v in doc.items() if k != "page_url"}
-        return StoredResponse(status, _dumps(doc), kept=_dumps(kept))
+        return StoredResponse(outcome, _dumps(doc), kept=_dumps(kept))
 
     def _restore(self, principal: Principal) -> Callable[[Connection, StoredResponse], Any]:
         """A replayed answer gets its page URL back (recomputed: the table does not keep it)."""
@@ -282,7 +286,7 @@ class BillService:
             doc = json.loads(replay.body)
             if isinstance(doc, dict) and "bill_no" in doc and "page_url" not in doc:
                 doc["page_url"] = self.page_url_of(principal.biller_id or "", doc["bill_no"])
-                return StoredResponse(replay.status, _dumps(doc), replayed=True)
+                return StoredResponse(replay.outcome, _dumps(doc), replayed=True)
             return replay
 
         return restore
@@ -332,7 +336,7 @@ class BillService:
                 self._events(conn, bill, [EventType.BILL_CREATED], now)
                 if self.config.mail is not None and bill.customer.email:
                     queue_bill_email(conn, biller.biller_id, bill.bill_no, now)
-            return self._answer(201 if created else 200, bill)
+            return self._answer(Outcome.CREATED if created else Outcome.DONE, bill)
 
         return await self.store.run_interaction(
             "bills.create",
@@ -396,7 +400,7 @@ class BillService:
             if outcome.bill_changed and outcome.bill is not None:
                 save_bill(conn, bill_id, bill, outcome.bill)
                 self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
-            return self._answer(200, outcome.bill or bill)
+            return self._answer(Outcome.DONE, outcome.bill or bill)
 
         return await self.store.run_interaction(
             "bills.cancel",
@@ -469,7 +473,7 @@ class BillService:
             if slip is not None:
                 insert_slip(conn, bill_id, slip, now)
             self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
-            return self._answer(200, outcome.bill)
+            return self._answer(Outcome.DONE, outcome.bill)
 
         return await self.store.run_interaction(
             "bills.reissue",

@@ -28,12 +28,13 @@ from typing import Any, TypeVar
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
 from gateway.billing.bills import BillService, biller_channel_error, parse_bill_request
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.errors import FieldError, FileErrors, InvalidRequest, NotFound
+from gateway.errors import FieldError, FileErrors, InvalidRequest, NotFound, Refusal
 from gateway.mappers.bills_csv import (
     COLUMNS,
     ERROR_COLUMNS,
@@ -44,7 +45,7 @@ from gateway.mappers.bills_csv import (
     read_bill_file,
     write_csv,
 )
-from gateway.model import Bill, BillTerms, Channel, EventType
+from gateway.model import Bill, BillTerms, Channel, EventType, Outcome
 from gateway.store.batches import Batch, BatchItem, batch_bills, insert_batch
 from gateway.store.billers import get_biller
 from gateway.store.bills import Identifiers, NewBill, find_bills, insert_bills
@@ -128,12 +129,13 @@ def check_file(
 ) -> CheckedFile:
     """Read a bulk file and check each row as ``POST /v1/bills`` checks a body, plus a bill_no
     twice in the file. Raises :class:`InvalidRequest` when the file cannot be read as bills at
-    all: 415 for a charset the gateway does not read, 413 over :data:`MAX_ROWS` rows, 422 for
-    its encoding, its header or no bill rows."""
+    all: a charset the gateway does not read (:attr:`Refusal.UNSUPPORTED_ENCODING`), more than
+    :data:`MAX_BYTES` or :data:`MAX_ROWS` rows (:attr:`Refusal.TOO_LARGE`), or its encoding,
+    its header or no bill rows (:attr:`Refusal.INVALID`)."""
     if len(data) > MAX_BYTES:
         raise InvalidRequest(
             [FieldError("body", f"the file has {len(data):,} bytes; at most {MAX_BYTES:,}")],
-            413,
+            Refusal.TOO_LARGE,
             "Payload too large",
         )
     try:
@@ -141,7 +143,7 @@ def check_file(
     except ValueError as e:
         raise InvalidRequest(
             [FieldError("Content-Type", f"{e}; send charset=utf-8 or charset=shift_jis")],
-            415,
+            Refusal.UNSUPPORTED_ENCODING,
             "Unsupported media type",
         ) from None
     except FileErrors as e:
@@ -155,7 +157,7 @@ def check_file(
                     " in one file: split it",
                 )
             ],
-            413,
+            Refusal.TOO_LARGE,
             "Payload too large",
             detail=f"at most {MAX_ROWS:,} bill rows in one file",
         )
@@ -202,7 +204,7 @@ class BulkService:
     def __init__(
         self,
         bills: BillService,
-        reactor: Any,
+        reactor: IReactorThreads,
         new_batch_id: Callable[[], str] | None = None,
     ) -> None:
         self.bills = bills
@@ -226,7 +228,7 @@ class BulkService:
         claim: IdempotencyClaim | None,
         source: str = "api",
     ) -> StoredResponse:
-        """Register a whole file: 201 with the summary, or :class:`InvalidRequest`."""
+        """Register a whole file: the summary (created), or :class:`InvalidRequest`."""
         clock = self.bills.clock
         today = clock_today(clock)
         origin = "inbox" if source.startswith("inbox") else "api"
@@ -361,7 +363,7 @@ class BulkService:
             "existing": batch.existing,
             "result_url": self.result_url(batch_id),
         }
-        return StoredResponse(201, _dumps(summary))
+        return StoredResponse(Outcome.CREATED, _dumps(summary))
 
     async def result_csv(
         self, biller_id: str, batch_id: str, encoding: str | None = UTF8

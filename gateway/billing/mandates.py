@@ -25,7 +25,7 @@ from gateway.clock import now as clock_now
 from gateway.config import ZenginConfig
 from gateway.errors import FieldError, InvalidRequest, NotFound
 from gateway.mappers.zengin.records import ACCOUNT_TYPES, to_zengin_text
-from gateway.model import BankAccount, Channel, Mandate, MandateStatus, Principal
+from gateway.model import BankAccount, Channel, Mandate, MandateStatus, Outcome, Principal
 from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.zengin import get_mandate, insert_mandate, update_mandate
@@ -174,14 +174,14 @@ class MandateService:
 
     async def put(
         self, principal: Principal, customer_no: str, body: object
-    ) -> tuple[int, dict[str, Any]]:
-        """Register (201) or change (200) a mandate; the same terms again change nothing."""
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """Register (created) or change (done) a mandate; the same terms again change nothing."""
         customer_no = _customer_no(customer_no)
         check = self.config.check_bank_master if self.config else True
         terms = parse_mandate_request(body, check_bank_master=check)
         now = clock_now(self.clock)
 
-        def txn(conn: Connection) -> tuple[int, dict[str, Any]]:
+        def txn(conn: Connection) -> tuple[Outcome, dict[str, Any]]:
             biller_id = self._check_biller(conn, principal)
             found = get_mandate(conn, biller_id, customer_no, for_update=True)
             if found is None:
@@ -199,7 +199,7 @@ class MandateService:
                     updated_at=now,
                 )
                 insert_mandate(conn, mandate)
-                return 201, mandate_json(mandate)
+                return Outcome.CREATED, mandate_json(mandate)
             mandate_id, current = found
             same = (
                 current.account == terms.account
@@ -207,7 +207,7 @@ class MandateService:
                 and current.status is MandateStatus.ACTIVE
             )
             if same:
-                return 200, mandate_json(current)
+                return Outcome.DONE, mandate_json(current)
             changed = dataclasses.replace(
                 current,
                 account=terms.account,
@@ -219,7 +219,7 @@ class MandateService:
                 updated_at=now,
             )
             update_mandate(conn, mandate_id, changed, registered_again=True)
-            return 200, mandate_json(changed)
+            return Outcome.DONE, mandate_json(changed)
 
         return await self.store.run_interaction("mandates.put", txn)
 

@@ -9,7 +9,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.interfaces import IReactorTime
 
 from gateway.clock import now as clock_now
-from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
+from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound, Refusal
 from gateway.model import Channel, PaymentStatus, Principal, RefundStatus
 from gateway.store import Store
 from gateway.store.bills import get_bill
@@ -29,7 +29,9 @@ def encode_payment_cursor(created_at: datetime, payment_id: str) -> str:
 def decode_payment_cursor(cursor: str) -> tuple[datetime, str]:
     micros, _, payment_id = cursor.partition("-")
     if not micros.isdigit() or not payment_id.startswith("pay_") or len(micros) > 20:
-        raise InvalidRequest([FieldError("cursor", "is not a cursor this API returned")], 400)
+        raise InvalidRequest(
+            [FieldError("cursor", "is not a cursor this API returned")], Refusal.MALFORMED
+        )
     return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), payment_id
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 import treq
 from prometheus_client import Counter, Gauge
@@ -23,6 +23,11 @@ from twisted.logger import Logger
 
 from gateway.model import JST
 from gateway.protocols.inbox import FileResult
+
+if TYPE_CHECKING:
+    # The reactor as treq's functions take it (TCP, the clock, name resolution): treq names the
+    # type of their ``reactor`` parameter only in a private module.
+    from treq._types import _ITreqReactor
 
 log = Logger()
 
@@ -49,7 +54,7 @@ class AgencySettings:
 
 
 class AgencyPoller(Service):
-    def __init__(self, settings: AgencySettings, handler: Handler, reactor: Any) -> None:
+    def __init__(self, settings: AgencySettings, handler: Handler, reactor: _ITreqReactor) -> None:
         self.settings = settings
         self.handler = handler
         self.reactor = reactor

@@ -38,6 +38,7 @@ from twisted.internet.interfaces import (
     IHostResolution,
     IProtocol,
     IProtocolFactory,
+    IReactorTCP,
     IResolutionReceiver,
     IStreamClientEndpoint,
 )
@@ -56,6 +57,7 @@ from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IPolicyForHTT
 from zope.interface import implementer
 
 from gateway.config import WebhooksConfig
+from gateway.infra.reactor import IClientReactor
 from gateway.webhooks.address import Address, AddressPolicy, normalize, parse_literal
 from gateway.webhooks.attempts import (
     CANCELLED,
@@ -166,7 +168,7 @@ class CheckedEndpoint:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTCP,
         resolver: IHostnameResolver,
         policy: AddressPolicy,
         host: str,
@@ -213,7 +215,7 @@ class CheckedEndpointFactory:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IReactorTCP,
         resolver: IHostnameResolver,
         policy: AddressPolicy,
         timeout: float,
@@ -277,7 +279,7 @@ class _Body:
 class WebhookClient:
     def __init__(
         self,
-        reactor: Any,
+        reactor: IClientReactor,
         timeout: float,
         per_host: int,
         *,
@@ -336,7 +338,7 @@ class WebhookClient:
         return self.pool.closeCachedConnections()
 
 
-def client_for(reactor: Any, config: WebhooksConfig) -> WebhookClient:
+def client_for(reactor: IClientReactor, config: WebhooksConfig) -> WebhookClient:
     """The client the delivery service posts with: ``webhooks.timeout``, ``per_endpoint``
     connections per host, and ``allowed_networks`` beside the public addresses."""
     return WebhookClient(

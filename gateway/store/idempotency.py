@@ -20,9 +20,17 @@ from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
 from gateway.model import IdempotencyClaim as IdempotencyClaim  # re-exported
+from gateway.model import Outcome
 from gateway.model import StoredResponse as StoredResponse  # re-exported
 from gateway.store.dialect import dialect_insert
 from gateway.store.schema import idempotency_keys
+
+# How ``status_code`` keeps the first answer's outcome: the codes that versions before
+# gateway.model.Outcome stored (the API's status of the day), so that a key claimed before an
+# upgrade replays the same. What the API answers for an outcome is not decided here
+# (gateway.protocols.api.statuses).
+_CODE = {Outcome.DONE: 200, Outcome.CREATED: 201, Outcome.ACCEPTED: 202}
+_OUTCOME = {code: outcome for outcome, code in _CODE.items()}
 
 
 def run_idempotent(
@@ -59,7 +67,7 @@ def run_idempotent(
                 update(idempotency_keys)
                 .where(key_match)
                 .values(
-                    status_code=response.status,
+                    status_code=_CODE[response.outcome],
                     response_body=response.body if response.kept is None else response.kept,
                 )
             )
@@ -74,7 +82,7 @@ def run_idempotent(
                 "this Idempotency-Key was already used with a different request",
                 field="Idempotency-Key",
             )
-        replay = StoredResponse(row.status_code, row.response_body, replayed=True)
+        replay = StoredResponse(_OUTCOME[row.status_code], row.response_body, replayed=True)
         return replay if restore is None else restore(conn, replay)
     raise AssertionError("unreachable: an expired key was deleted and could not be claimed")
 

@@ -27,7 +27,7 @@ from gateway.errors import ConfigError, NotFound
 from gateway.ids import new_id
 from gateway.infra.secretbox import ENV as SECRET_ENV
 from gateway.infra.secretbox import SecretBox
-from gateway.model import EventType, Principal
+from gateway.model import EventType, Outcome, Principal
 from gateway.store import Store
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.webhooks import (
@@ -213,7 +213,9 @@ class WebhookApi:
             # The only answer that carries the secret (and its Idempotency-Key replay, which
             # reads it again: the replay table keeps the answer without it).
             doc = endpoint_json(endpoint)
-            return StoredResponse(201, _dumps({**doc, "secret": secret}), kept=_dumps(doc))
+            return StoredResponse(
+                Outcome.CREATED, _dumps({**doc, "secret": secret}), kept=_dumps(doc)
+            )
 
         def restore(conn: Connection, replay: StoredResponse) -> StoredResponse:
             doc = json.loads(replay.body)
@@ -221,7 +223,7 @@ class WebhookApi:
             if "secret" in doc or stored is None:
                 return replay
             doc["secret"] = self.box.decrypt(stored, doc["id"])
-            return StoredResponse(replay.status, _dumps(doc), replayed=True)
+            return StoredResponse(replay.outcome, _dumps(doc), replayed=True)
 
         return await self.store.run_interaction(
             "webhooks.create_endpoint", run_idempotent, claim, now, self.ttl, effect, restore
@@ -314,7 +316,7 @@ class WebhookApi:
                     for endpoint, round_ in made
                 ],
             }
-            return StoredResponse(202, _dumps(doc))
+            return StoredResponse(Outcome.ACCEPTED, _dumps(doc))
 
         return await self.store.run_interaction(
             "webhooks.redeliver", run_idempotent, claim, now, self.ttl, effect

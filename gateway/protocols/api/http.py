@@ -38,6 +38,7 @@ from gateway.model import IdempotencyClaim, Principal, StoredResponse
 from gateway.protocols.api.access_log import mask_path, masked_log_formatter
 from gateway.protocols.api.limits import GuardedChannel, HttpLimits, TokenBucket, refused
 from gateway.protocols.api.params import PATH_PARAMS
+from gateway.protocols.api.statuses import STATUS
 
 log = Logger()
 
@@ -108,7 +109,7 @@ class Response:
     @classmethod
     def stored(cls, stored: StoredResponse) -> Response:
         headers = {"Idempotent-Replayed": "true"} if stored.replayed else {}
-        return cls(stored.status, stored.body.encode(), headers=headers)
+        return cls(STATUS[stored.outcome], stored.body.encode(), headers=headers)
 
 
 class Problem(Exception):
@@ -149,7 +150,7 @@ def problem_for(error: BaseException) -> Problem | None:
     if isinstance(error, Problem):
         return error
     if isinstance(error, InvalidRequest):
-        return Problem(error.status, error.title, str(error), error.errors)
+        return Problem(STATUS[error.kind], error.title, str(error), error.errors)
     if isinstance(error, NotFound):
         return Problem(404, "Not found", f"{error.what} not found")
     if isinstance(error, Conflict):

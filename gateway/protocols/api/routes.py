@@ -14,6 +14,7 @@ from gateway.errors import FieldError
 from gateway.model import BillStatus, Channel, PaymentStatus, Principal, RefundStatus
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.openapi import openapi_document
+from gateway.protocols.api.statuses import STATUS
 from gateway.validation import parse_timestamp
 
 E = TypeVar("E", bound=Enum)
@@ -145,8 +146,8 @@ def api_routes(
 
     async def put_mandate(call: Call) -> Response:
         principal = _biller(call)
-        status, doc = await mandates.put(principal, call.params["customer_no"], call.json_body())
-        return Response.json(doc, status)
+        outcome, doc = await mandates.put(principal, call.params["customer_no"], call.json_body())
+        return Response.json(doc, STATUS[outcome])
 
     async def get_mandate(call: Call) -> Response:
         return Response.json(await mandates.get(_biller(call), call.params["customer_no"]))
