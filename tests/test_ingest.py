@@ -34,6 +34,7 @@ from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill
 from gateway.store.events import list_events
 from gateway.store.schema import anomalies, collection_messages, payments, refund_cases
 from tests.conftest import config_text
+from tests.helpers import cvs_event
 
 NOW = datetime.now(JST).replace(microsecond=0)
 TODAY = NOW.date()
@@ -77,20 +78,8 @@ class World:
         chain: str = "000020",
         transfer: date | None = None,
     ) -> CollectionEvent:
-        key = f"{barcode}{at:%Y%m%d%H%M}{chain}{store}"
-        return CollectionEvent(
-            channel=Channel.CVS,
-            kind=kind,
-            event_key=key,
-            amount=int(barcode[37:43]),
-            paid_at=at,
-            received_at=NOW,
-            source="test",
-            raw=key.encode(),
-            bill_key=barcode[2:29],
-            slip_reissue=int(barcode[29]),
-            transfer_date=transfer,
-            store=f"{chain}-{store}",
+        return cvs_event(
+            barcode, kind, at, received_at=NOW, transfer_date=transfer, chain=chain, store=store
         )
 
     def apply(self, *events: CollectionEvent) -> list[str]:

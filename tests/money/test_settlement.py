@@ -31,6 +31,7 @@ from gateway.store.ledger import list_refund_cases, resolve_refund_case
 from gateway.store.schema import payments, settlement_lines, settlements
 from gateway.store.settlements import get_settlement, save_plan
 from tests.conftest import check_settlements_reconcile, config_text
+from tests.helpers import cvs_event
 
 CREATED = datetime(2026, 11, 2, 9, 0, tzinfo=JST)
 
@@ -92,22 +93,8 @@ class World:
         self, bill: Bill, kind: MessageKind, paid_at: datetime, store: str = "0110002"
     ) -> CollectionEvent:
         assert bill.slip is not None
-        code = bill.slip.barcode
-        key = f"{code}{paid_at:%Y%m%d%H%M}000020{store}"
-        return CollectionEvent(
-            channel=Channel.CVS,
-            kind=kind,
-            event_key=key,
-            amount=int(code[37:43]),
-            paid_at=paid_at,
-            received_at=paid_at,
-            source="test",
-            raw=key.encode(),
-            bill_key=code[2:29],
-            slip_reissue=int(code[29]),
-            transfer_date=paid_at.date() + timedelta(days=10),
-            store=f"000020-{store}",
-        )
+        transfer = paid_at.date() + timedelta(days=10)
+        return cvs_event(bill.slip.barcode, kind, paid_at, transfer_date=transfer, store=store)
 
     def apply(self, event: CollectionEvent, now: datetime) -> str:
         with self.engine.begin() as conn:

@@ -19,12 +19,13 @@ import treq
 
 from gateway.billing.bills import bill_json
 from gateway.ingest import Ingest, Received
-from gateway.model import JST, Channel, CollectionEvent, MessageKind
+from gateway.model import JST, CollectionEvent, MessageKind
 from gateway.networks.issuer import Issuer
 from gateway.networks.registry import REGISTRY
 from gateway.store import create_db_engine
 from gateway.store.mpn import record_day_close
 from tests.conftest import Biller, Running, admin, due
+from tests.helpers import cvs_event
 from tests.render.test_receipts import text_of, write
 
 TODAY = datetime.now(JST).date()
@@ -75,21 +76,7 @@ def pay(gateway: Running, barcode: str, paid_at: datetime, confirmed_at: datetim
     )
 
     def event(kind: MessageKind) -> CollectionEvent:
-        key = f"{barcode}{paid_at:%Y%m%d%H%M}0000200110002"
-        return CollectionEvent(
-            Channel.CVS,
-            kind,
-            key,
-            int(barcode[37:43]),
-            paid_at,
-            paid_at,
-            "test",
-            key.encode(),
-            barcode[2:29],
-            int(barcode[29]),
-            paid_at.date() + timedelta(days=10),
-            "000020-0110002",
-        )
+        return cvs_event(barcode, kind, paid_at, transfer_date=paid_at.date() + timedelta(days=10))
 
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
