@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -21,14 +22,19 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
+from twisted.web import server
+from twisted.web.resource import Resource
 
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
 from gateway.infra.tls import TLSFiles
 from gateway.mappers.cvs import barcode as barcodes
+from gateway.mappers.cvs.agency import parse_agency_csv
 from gateway.mappers.cvs.mapper import RecordKind, ResultRecord, build_file, build_record
 from gateway.model import JST
 from gateway.store import create_db_engine
@@ -410,3 +416,206 @@ async def test_two_agencies_each_take_only_their_own_barcodes(
     messages = table_rows(database_url, collection_messages)
     assert len(messages) == 7  # 3 + 2 速報, 2 確報: none of the refused ones
     assert table_rows(database_url, anomalies) == []
+
+
+# --- the real shape of an agency's published test CSV -----------------------------------------
+
+REAL_SHAPE = FIXTURES / "agency_real_shape.csv"
+CSV_USER, CSV_PASSWORD = "CENTER01", "csv-test-password"
+#: The bills of the fixture's client, in the order they are created (serials 1, 2, 3, ...):
+#: (bill_no, amount). The fixture also pays serial 99, which no bill was issued with.
+REAL_BILLS = [
+    ("R-0001", 1_000),
+    ("R-0002", 2_160),
+    ("R-0003", 54_000),  # a revenue stamp
+    ("R-0004", 3_300),
+    ("R-0005", 5_500),
+    ("R-0006", 800),
+    ("R-0007", 4_400),
+]
+
+
+class FixedCsv(Resource):
+    """The agency's CSV endpoint, answering every POST with the same bytes once ``open`` (503
+    before: the center's bills are not issued yet); a wrong user or password gets 403."""
+
+    isLeaf = True
+
+    def __init__(self, body: bytes) -> None:
+        super().__init__()
+        self.body = body
+        self.open = False
+        self.windows: list[tuple[str, str]] = []  # (FROM_DATE, TO_DATE) of every CSV served
+
+    def render_POST(self, request: server.Request) -> bytes:
+        args: dict[bytes, list[bytes]] = request.args or {}
+        form = {k.decode(): v[0].decode() for k, v in args.items()}
+        if not self.open:
+            request.setResponseCode(503)
+            return b"not yet"
+        if (form.get("USER_ID"), form.get("PW")) != (CSV_USER, CSV_PASSWORD):
+            request.setResponseCode(403)
+            return b"forbidden"
+        self.windows.append((form.get("FROM_DATE", ""), form.get("TO_DATE", "")))
+        request.setHeader(b"content-type", b"text/csv; charset=Shift_JIS")
+        return self.body
+
+
+def metric(daemon: DaemonProcess, name: str, **labels: str) -> float:
+    """The sum of the daemon's /metrics samples ``name`` whose labels include ``labels``."""
+    status, text, _ = http("GET", daemon.metrics + "/metrics")
+    assert status == 200
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )
+
+
+def api_payments(daemon: DaemonProcess, key: str) -> list[dict[str, Any]]:
+    status, page, _ = http("GET", daemon.api + "/v1/payments?limit=100", None, auth(key))
+    assert status == 200 and page["next_cursor"] is None, page
+    return list(page["data"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_real_shape_agency_csv_pulled_into_a_center_with_its_codes(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The agency's published test data has its maker code 929023, the code 25207 it assigned
+    to its client, 16 digits of the client's own and 999999 (no deadline). A center configured
+    with that agency (a code per biller, slips without a deadline) issues exactly those
+    barcodes to the client created with --cvs-code 25207, pulls the CSV over HTTP several times,
+    and finds every payment attributed to the client (the unissued serial too), voided where a
+    03 follows, confirmed where a 02 follows or a post-office 12 says so, the post office's 22
+    recorded as an amount_correction anomaly that changes nothing, each row stored once."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    data = REAL_SHAPE.read_bytes()
+    rows = parse_agency_csv(data)
+    assert {r.barcode[2:8] for r in rows} == {"929023"}
+    assert {r.barcode[8:13] for r in rows} == {"25207"}
+    assert {r.barcode[30:36] for r in rows} == {"999999"}
+    assert {r.kind for r in rows} == {"01", "02", "03", "12", "22"}
+    assert {r.chain_code for r in rows} >= {"910", "911"}
+    serial = {r.barcode: int(r.barcode[13:29]) for r in rows}
+
+    resource = FixedCsv(data)
+    endpoint = serverFromString(reactor, "tcp:0:interface=127.0.0.1")
+    port = await endpoint.listen(server.Site(resource))
+    csv = (
+        f'url = "http://127.0.0.1:{port.getHost().port}/payments"\n'
+        f'user_id = "{CSV_USER}"\npassword = "{CSV_PASSWORD}"\n'
+        "interval = 0.3\nmax_backoff = 0.6\nlookback_days = 40\n"
+    )
+    agency = Agency(
+        GS,
+        "929023",
+        'assigned_by = "agency"\nno_deadline = true\n',
+        link=False,
+        inbox=False,
+        csv=csv,
+    )
+    daemon = None
+    try:
+        site = await deferToThread(make_site, tmp_path, database_url, [agency], GS)
+        client, key = await deferToThread(
+            create_biller, site, "client", "--cvs-agency", GS, "--cvs-code", "25207"
+        )
+        assert client["cvs"] == {"agency": GS, "company_code": "929023", "prefix": "25207"}
+        daemon = site.start()
+        await deferToThread(daemon.wait, "/readyz")
+        issued = [
+            await deferToThread(
+                create_bill, daemon, key, {"bill_no": no, "amount": amount, "channels": ["cvs"]}
+            )
+            for no, amount in REAL_BILLS
+        ]
+        assert [b["due_date"] for b in issued] == [None] * len(REAL_BILLS)
+        by_serial = {n: code for code, n in serial.items()}
+        assert [b["cvs"]["barcode"] for b in issued] == [
+            by_serial[n] for n in range(1, len(REAL_BILLS) + 1)
+        ], "the center does not issue the agency's barcodes (serials 1, 2, 3, ...?)"
+        bill_of = {b["cvs"]["barcode"]: b["bill_no"] for b in issued}
+
+        resource.open = True
+        for _ in range(TIMEOUT * 10):
+            ok = await deferToThread(metric, daemon, "gateway_cvs_agency_polls_total", result="ok")
+            if ok >= 3:
+                break
+            await deferLater(reactor, 0.1)
+        else:
+            raise AssertionError(f"fewer than 3 polls applied:\n{daemon.output()}")
+        assert (
+            await deferToThread(metric, daemon, "gateway_cvs_agency_polls_total", result="refused")
+            == 0
+        )
+        seen = await deferToThread(api_payments, daemon, key)
+        status, listed, _ = await deferToThread(
+            http, "GET", daemon.api + "/v1/bills?limit=100", None, auth(key)
+        )
+        assert status == 200
+        duplicates = await deferToThread(
+            metric, daemon, "gateway_ingest_messages_total", channel="cvs", outcome="duplicate"
+        )
+        log = daemon.output()
+    finally:
+        if daemon is not None:
+            await deferToThread(daemon.stop)
+        await port.stopListening()
+    assert len(resource.windows) >= 3
+    assert all(re.fullmatch(r"[0-9]{8}", d) for w in resource.windows for d in w), resource.windows
+    assert CSV_PASSWORD not in log
+
+    got = stored(database_url)
+    expected_status = {
+        "R-0001": "confirmed",  # 01, then 02
+        "R-0002": "voided",  # 01, then 03
+        "R-0003": "pending",  # 01 only
+        "R-0004": "confirmed",  # post-office 12 (and its 22)
+        "R-0005": "confirmed",  # post-office 12 at the other post-office code
+        "R-0006": "confirmed",  # 02 without a 01
+        "R-0007": "confirmed",  # 01, then 02 (a payment app)
+        None: "pending",  # serial 99: no bill, still the client's
+    }
+    keys = {r.event_key: r for r in rows}
+    assert set(got) == set(keys)  # one payment per payment, whatever the rows and polls
+    assert {
+        (bill_of.get(keys[k].barcode), p["bill_no"], p["status"], p["biller_id"], p["agency"])
+        for k, p in got.items()
+    } == {(no, no, status, "client", GS) for no, status in expected_status.items()}
+    assert {serial[keys[k].barcode] for k, p in got.items() if p["bill_no"] is None} == {99}
+    post_office = next(r for r in rows if r.kind == "12" and r.chain_code == "910")
+    assert got[post_office.event_key]["amount"] == 3_300  # the 22's 3,000 is not applied
+
+    found = table_rows(database_url, anomalies)
+    assert [(a["kind"], a["event_key"]) for a in found] == [
+        ("amount_correction", post_office.event_key)
+    ]
+    assert "3000 yen" in found[0]["detail"]
+    assert len(table_rows(database_url, collection_messages)) == len(rows)  # each row once
+    assert duplicates >= 2 * len(rows)  # the second and third polls brought every row again
+    cases = table_rows(database_url, refund_cases)
+    assert [(c["biller_id"], c["reason"], c["amount"]) for c in cases] == [
+        ("client", "unknown_bill", 1_200)
+    ]
+
+    # what the client sees: its bills (the voided one open again: it has no deadline to pass),
+    # its payments where they were made, the post office's transfer date
+    assert {b["bill_no"]: b["status"] for b in listed["data"]} == {
+        "R-0001": "confirmed",
+        "R-0002": "open",
+        "R-0003": "paid",
+        "R-0004": "confirmed",
+        "R-0005": "confirmed",
+        "R-0006": "confirmed",
+        "R-0007": "confirmed",
+    }
+    assert sorted((p["bill_no"] or "", p["status"]) for p in seen) == sorted(
+        (no or "", status) for no, status in expected_status.items()
+    )
+    paid_at_post_office = [p for p in seen if p["store"]["chain"] == "000910"]
+    assert [(p["bill_no"], p["transfer_date"]) for p in paid_at_post_office] == [
+        ("R-0004", "2026-11-10")
+    ]
