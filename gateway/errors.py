@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 
 class GatewayError(Exception):
@@ -114,12 +115,13 @@ class InvalidRequest(GatewayError):
     def __init__(
         self,
         errors: Sequence[FieldError],
-        kind: Refusal = Refusal.INVALID,
+        # 400: transitional, for gateway.money.settlement until it says Refusal.MALFORMED
+        kind: Refusal | Literal[400] = Refusal.INVALID,
         title: str = "The request has invalid fields",
         detail: str | None = None,  # default: every error on one line
     ) -> None:
         self.errors = tuple(errors)
-        self.kind = kind
+        self.kind = kind if isinstance(kind, Refusal) else Refusal.MALFORMED
         self.title = title
         super().__init__(
             detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors) or title

@@ -138,7 +138,14 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     mandates = MandateService(store, reactor, config.zengin)
     routes = api_routes(bills, payments, mandates, config.api.max_page_size)
     routes += webhook_routes(WebhookApi(store, reactor, config), config.api.max_page_size)
-    routes += page_routes(PageService(store, reactor, config.bills.retention_days))
+    pages = PageService(
+        store,
+        reactor,
+        config.bills.retention_days,
+        descriptions=REGISTRY.descriptions(),
+        barcode_text=Issuer.human_readable,
+    )
+    routes += page_routes(pages)
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)

@@ -14,7 +14,10 @@ bill's receipt is made out to 上様: the name is gone).
 The receipt is built from the payment, so it is the same document every time: its number is
 ``R-`` and the first 16 hex digits of the payment id, its date of issue the moment the payment
 was confirmed. It is rendered on the reactor's thread pool (ReportLab and the bank master take
-milliseconds to seconds), never on the reactor thread.
+milliseconds to seconds), never on the reactor thread. How and where the payment was made
+(支払方法, 支払場所) is its network's to say: the composition root hands :class:`PageService` the
+networks' payment descriptions (``gateway.networks.registry``, ``Registry.descriptions``), and
+the human-readable form of a CVS barcode (``Issuer.human_readable``).
 """
 
 from __future__ import annotations
@@ -29,11 +32,9 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 
-from gateway.billing.mandates import master_bank
 from gateway.clock import now as clock_now
 from gateway.errors import Conflict, GatewayError, NotFound
 from gateway.infra.secretbox import token_hash
-from gateway.mappers.cvs.mapper import chain_name
 from gateway.model import (
     BillStatus,
     Channel,
@@ -42,13 +43,12 @@ from gateway.model import (
     Principal,
     business_date,
 )
-from gateway.networks.issuer import Issuer
 from gateway.render.barcode_svg import barcode_svg
 from gateway.render.payment_page import PageState, PageView, page_state, render_page
 from gateway.render.receipts import Receipt, render_receipt
 from gateway.store import Store
 from gateway.store.pages import BillView, view_by_bill_no, view_by_token_hash
-from gateway.views import PAYEASY_CHANNELS
+from gateway.views import Descriptions, description
 
 T = TypeVar("T")
 
@@ -59,11 +59,6 @@ _SETTLED = frozenset(
     {BillStatus.PAID, BillStatus.CONFIRMED, BillStatus.EXPIRED, BillStatus.CANCELLED}
 )
 BARCODE_HEIGHT = 120  # SVG units at 2 per module: about 1/5 of the symbol's width, for scanners
-PAYEASY_WORDING = {
-    "atm": "ATM",
-    "internet": "インターネットバンキング",
-    "mobile": "モバイルバンキング",
-}
 
 
 class PageGone(GatewayError):
@@ -79,28 +74,13 @@ def receipt_number(payment_id: str) -> str:
     return "R-" + "-".join(digits[i : i + 4] for i in range(0, 16, 4))
 
 
-def payment_place(payment: Payment) -> str:
-    """Where the payment was made, as a receipt prints it: the chain and store code, or the
-    bank (and branch, or how the customer paid)."""
-    store = payment.store or ""
-    first, _, second = store.partition("-")
-    if not store:
+def payment_place(payment: Payment, descriptions: Descriptions) -> str:
+    """Where the payment was made, as a receipt prints it (its network's description: the
+    chain and store code, or the bank and branch, or how the customer paid); ``—`` when its
+    message did not say."""
+    if not payment.store:
         return "—"
-    if payment.channel is Channel.CVS:
-        chain = chain_name(first) or f"チェーンコード {first}"
-        return f"{chain} 店舗コード {second}" if second else chain
-    found = master_bank(first)  # (receipts are rendered on a pool thread)
-    bank = f"{found.name}（金融機関コード {first}）" if found else f"金融機関コード {first}"
-    if payment.channel is Channel.PAYEASY:
-        how = PAYEASY_WORDING.get(PAYEASY_CHANNELS.get(second, ""), "")
-        return f"{bank} {how}".strip()
-    if payment.channel is Channel.TRANSFER and second:
-        branch = found.branches.get(second) if found is not None else None
-        if branch is None:
-            return f"{bank} 支店コード {second}"
-        suffix = "" if branch.name.endswith(("店", "出張所", "営業部", "支所")) else "支店"
-        return f"{bank} {branch.name}{suffix}"
-    return bank
+    return description(payment.channel, descriptions).place(payment.store)
 
 
 def receipt_payment(view: BillView) -> Payment:
@@ -117,7 +97,7 @@ def receipt_payment(view: BillView) -> Payment:
     raise Conflict(f"bill {view.bill.bill_no} has no confirmed payment to issue a receipt for")
 
 
-def build_receipt(view: BillView) -> Receipt:
+def build_receipt(view: BillView, descriptions: Descriptions) -> Receipt:
     payment = receipt_payment(view)
     bill = view.bill
     tax = min(bill.tax.tax_amount, payment.amount) if bill.tax.taxable else 0
@@ -130,14 +110,10 @@ def build_receipt(view: BillView) -> Receipt:
         description=bill.description,
         amount=payment.amount,
         tax_amount=tax,
-        channel=payment.channel,
+        method=description(payment.channel, descriptions).wording,
         paid_at=payment.paid_at,
-        place=payment_place(payment),
+        place=payment_place(payment, descriptions),  # (on a pool thread: the bank master)
     )
-
-
-def _receipt_pdf(view: BillView) -> bytes:
-    return render_receipt(build_receipt(view))
 
 
 def paying_payment(view: BillView) -> Payment | None:
@@ -147,12 +123,24 @@ def paying_payment(view: BillView) -> Payment | None:
 
 
 class PageService:
-    def __init__(self, store: Store, clock: IReactorTime, retention_days: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: IReactorTime,
+        retention_days: int,
+        *,
+        descriptions: Descriptions,
+        barcode_text: Callable[[str], str],
+    ) -> None:
         """``clock`` is the reactor: its time, and its thread pool for the PDFs (a test clock
-        without threads renders them inline)."""
+        without threads renders them inline). ``descriptions``: how each channel's payments
+        read on a receipt; ``barcode_text``: a CVS barcode's human-readable form, printed
+        under it on the page."""
         self.store = store
         self.clock = clock
         self.retention = timedelta(days=retention_days)
+        self.descriptions = descriptions
+        self.barcode_text = barcode_text
 
     def _now(self) -> datetime:
         return clock_now(self.clock)
@@ -182,7 +170,7 @@ class PageService:
         svg = text = None
         if state is PageState.PAYABLE and bill.slip is not None:
             svg = barcode_svg(bill.slip.barcode, height=BARCODE_HEIGHT)
-            text = Issuer.human_readable(bill.slip.barcode)
+            text = self.barcode_text(bill.slip.barcode)
         paying = paying_payment(view)
         return render_page(
             PageView(
@@ -220,7 +208,10 @@ class PageService:
     async def _render(self, view: BillView) -> tuple[str, bytes]:
         payment = receipt_payment(view)  # Conflict before any thread is used
         name = f"receipt-{receipt_number(payment.payment_id)}.pdf"
-        return name, await self._in_thread(_receipt_pdf, view)
+        return name, await self._in_thread(self._receipt_pdf, view)
+
+    def _receipt_pdf(self, view: BillView) -> bytes:
+        return render_receipt(build_receipt(view, self.descriptions))
 
     def _in_thread(self, fn: Callable[[BillView], T], view: BillView) -> Deferred[T]:
         reactor: Any = self.clock

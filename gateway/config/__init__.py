@@ -9,15 +9,13 @@ option; keep the two in step.
 from gateway.config.parse import load_config, parse_config
 from gateway.config.sections import (
     ApiConfig,
-    AssignedBy,
     BillsConfig,
     BulkConfig,
     Config,
-    CvsAgency,
+    CvsAgencyConfig,
     CvsConfig,
     CvsFilesConfig,
     CvsLinkConfig,
-    CvsPullConfig,
     DatabaseConfig,
     MailConfig,
     MetricsConfig,
@@ -31,15 +29,13 @@ from gateway.config.sections import (
 
 __all__ = [
     "ApiConfig",
-    "AssignedBy",
     "BillsConfig",
     "BulkConfig",
     "Config",
-    "CvsAgency",
+    "CvsAgencyConfig",
     "CvsConfig",
     "CvsFilesConfig",
     "CvsLinkConfig",
-    "CvsPullConfig",
     "DatabaseConfig",
     "MailConfig",
     "MetricsConfig",

@@ -15,6 +15,7 @@ from gateway.ingest import BillFinder, Ingest
 from gateway.model import Biller, BillTerms, Channel
 from gateway.store import Store
 from gateway.store.bills import Identifiers
+from gateway.views import PaymentDescription
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,10 @@ class Started:
 
 
 class Network(Protocol):
-    """One payment network: its channel, its limits, how its incoming messages find their
-    bills, and its services and readiness. Registered once in gateway.networks.registry; the
-    registry is keyed by ``name``, and one registry holds at most one network per channel."""
+    """One payment network: its channel, its limits, how its payments read, how its incoming
+    messages find their bills, and its services and readiness. Registered once in
+    gateway.networks.registry; the registry is keyed by ``name``, and one registry holds at
+    most one network per channel."""
 
     @property
     def name(self) -> str: ...
@@ -47,6 +49,12 @@ class Network(Protocol):
     @property
     def channel(self) -> Channel:
         """The channel its bills offer and its messages are recorded under."""
+        ...
+
+    @property
+    def description(self) -> PaymentDescription:
+        """How its payments read: the receipt's 支払方法 and 支払場所, and where the payment's
+        JSON says it was made (gateway.views), from the ``store`` its messages record."""
         ...
 
     def enabled(self, config: Config) -> bool:

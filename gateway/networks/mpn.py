@@ -54,6 +54,7 @@ from gateway.model import (
     MessageKind,
     PayEasyNumbers,
 )
+from gateway.networks.banks import bank_place
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
@@ -415,11 +416,38 @@ class PayeasyBills:
         return {key: ids[code] for key, code in codes.items() if code in ids}
 
 
+PAYEASY_CHANNELS = {"1": "atm", "2": "internet", "3": "mobile"}  # spec/mpn.md 消込 channel
+PAYEASY_WORDING = {
+    "atm": "ATM",
+    "internet": "インターネットバンキング",
+    "mobile": "モバイルバンキング",
+}
+
+
+@dataclass(frozen=True)
+class PayeasyPayments:
+    """A Pay-easy payment's place is ``BANK-HOW``: the bank code and the 消込 channel (ATM,
+    internet or mobile banking)."""
+
+    wording: str = "Pay-easy（ペイジー）"
+
+    def detail(self, store: str) -> dict[str, Any]:
+        bank_code, _, how = store.partition("-")
+        return {"bank": {"bank_code": bank_code, "channel": PAYEASY_CHANNELS.get(how, how)}}
+
+    def place(self, store: str) -> str:
+        """The bank (the master's name, or its code) and how the customer paid."""
+        bank_code, _, how = store.partition("-")
+        bank, _ = bank_place(bank_code)
+        return f"{bank} {PAYEASY_WORDING.get(PAYEASY_CHANNELS.get(how, ''), '')}".strip()
+
+
 class Mpn:
     """The Pay-easy (MPN) network, for the registry."""
 
     name = "mpn"
     channel = Channel.PAYEASY
+    description = PayeasyPayments()
 
     def enabled(self, config: Config) -> bool:
         return config.mpn is not None

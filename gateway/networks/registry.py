@@ -1,4 +1,7 @@
-"""The one registry of payment networks: adding a network adds its module and one line here."""
+"""The one registry of payment networks: adding a network adds its module and one line here.
+
+Importing this module installs :data:`REGISTRY`'s payment descriptions as the table
+gateway.views reads when it is handed none (:func:`gateway.views.install_descriptions`)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from gateway.ingest import BillFinder
 from gateway.model import Channel
 from gateway.networks import cvs, mpn, zengin
 from gateway.networks.base import Network
+from gateway.views import Descriptions, install_descriptions
 
 
 class Registry:
@@ -44,8 +48,14 @@ class Registry:
         """The highest amount each enabled network's channel can carry."""
         return {n.channel: n.limit(config) for n in self.enabled(config)}
 
+    def descriptions(self) -> Descriptions:
+        """How each registered network's payments read, by its channel (enabled or not: a
+        payment outlives its network's configuration)."""
+        return {n.channel: n.description for n in self}
+
 
 REGISTRY = Registry([cvs.CVS, mpn.MPN, zengin.ZENGIN])
+install_descriptions(REGISTRY.descriptions())
 
 
 def registry() -> Registry:

@@ -66,6 +66,7 @@ from gateway.model import (
     parse_transfer_key,
     transfer_key,
 )
+from gateway.networks.banks import bank_place
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.store import Store
@@ -521,11 +522,35 @@ class TransferBills:
         return {key: ids[code] for key, code in codes.items() if code in ids}
 
 
+@dataclass(frozen=True)
+class TransferPayments:
+    """A debit's place is ``BANK-BRANCH``: the customer's bank and branch codes."""
+
+    wording: str = "口座振替"
+
+    def detail(self, store: str) -> dict[str, Any]:
+        bank_code, _, branch_code = store.partition("-")
+        return {"bank": {"bank_code": bank_code, "branch_code": branch_code}}
+
+    def place(self, store: str) -> str:
+        """The bank and its branch, as the master names them (or their codes)."""
+        bank_code, _, branch_code = store.partition("-")
+        bank, found = bank_place(bank_code)
+        if not branch_code:
+            return bank
+        branch = found.branches.get(branch_code) if found is not None else None
+        if branch is None:
+            return f"{bank} 支店コード {branch_code}"
+        suffix = "" if branch.name.endswith(("店", "出張所", "営業部", "支所")) else "支店"
+        return f"{bank} {branch.name}{suffix}"
+
+
 class Zengin:
     """The account-transfer (全銀) network, for the registry."""
 
     name = "zengin"
     channel = Channel.TRANSFER
+    description = TransferPayments()
 
     def enabled(self, config: Config) -> bool:
         return config.zengin is not None

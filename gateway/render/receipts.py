@@ -20,7 +20,6 @@ from datetime import datetime
 from reportlab.lib.pagesizes import A5
 from reportlab.pdfgen.canvas import Canvas
 
-from gateway.model import Channel
 from gateway.render.pdf import (
     GOTHIC,
     GOTHIC_BOLD,
@@ -36,11 +35,6 @@ from gateway.render.pdf import (
     yen,
 )
 
-CHANNEL_WORDING: dict[Channel, str] = {
-    Channel.CVS: "コンビニエンスストア",
-    Channel.PAYEASY: "Pay-easy（ペイジー）",
-    Channel.TRANSFER: "口座振替",
-}
 STAMP_NOTE = "電子領収書のため収入印紙の貼付は不要です。"
 ACKNOWLEDGEMENT = "上記の金額を正に領収いたしました。"
 NAMELESS = "上様"
@@ -63,9 +57,9 @@ class Receipt:
     description: str | None
     amount: int
     tax_amount: int  # 内消費税等, included in amount; 0 if none
-    channel: Channel
+    method: str  # how it was paid (支払方法), as the payment's network words it
     paid_at: datetime
-    place: str  # store chain and store code, or the bank's name
+    place: str  # where it was paid (支払場所): store chain and store code, or the bank's name
 
     def __post_init__(self) -> None:
         for name in ("issued_at", "paid_at"):
@@ -80,10 +74,9 @@ class Receipt:
             raise ValueError(f"amount must be at least 1 yen, got {self.amount}")
         if not 0 <= self.tax_amount <= self.amount:
             raise ValueError(f"tax_amount must be between 0 and amount, got {self.tax_amount}")
-        for name in ("receipt_no", "biller_name", "bill_no"):
+        for name in ("receipt_no", "biller_name", "bill_no", "method"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must not be empty")
-        Channel(self.channel)  # ValueError for anything that is not a channel
 
 
 def render_receipt(receipt: Receipt) -> bytes:
@@ -148,7 +141,7 @@ def _draw_receipt(canvas: Canvas, r: Receipt) -> None:
     draw_table(
         canvas,
         [
-            ("支払方法", CHANNEL_WORDING[Channel(r.channel)]),
+            ("支払方法", r.method),
             ("支払場所", r.place),
             ("支払日", jst_date(r.paid_at)),
             ("請求番号", r.bill_no),

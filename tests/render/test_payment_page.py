@@ -25,6 +25,7 @@ from twisted.logger import globalLogPublisher
 from gateway.billing.expiry import ExpiryJob
 from gateway.billing.pages import payment_place, receipt_number
 from gateway.model import JST, Channel, MessageKind, Payment, PaymentStatus
+from gateway.networks.registry import REGISTRY
 from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
 from simulators.zengin import SimulatedBank
@@ -486,18 +487,23 @@ def _paid(channel: Channel, store: str | None, payment_id: str = "pay_" + "0a" *
 
 
 def test_the_receipt_names_the_store_or_the_bank() -> None:
-    assert payment_place(_paid(Channel.CVS, "000020-0110002")) == "ローソン 店舗コード 0110002"
-    assert payment_place(_paid(Channel.CVS, "000999-0000001")) == (
-        "チェーンコード 000999 店舗コード 0000001"
-    )
+    """Each network says where its payments were made (gateway.networks.registry)."""
+
+    def place(channel: Channel, store: str | None) -> str:
+        return payment_place(_paid(channel, store), REGISTRY.descriptions())
+
+    assert place(Channel.CVS, "000020-0110002") == "ローソン 店舗コード 0110002"
+    assert place(Channel.CVS, "000999-0000001") == "チェーンコード 000999 店舗コード 0000001"
+    assert place(Channel.CVS, "000020") == "ローソン"
     mufg = "三菱ＵＦＪ（金融機関コード 0005）"  # the Zengin bank master's name
-    assert payment_place(_paid(Channel.PAYEASY, "0005-1")) == f"{mufg} ATM"
-    assert payment_place(_paid(Channel.PAYEASY, "0005-2")) == f"{mufg} インターネットバンキング"
-    assert payment_place(_paid(Channel.TRANSFER, "0005-135")) == f"{mufg} 渋谷支店"
-    assert payment_place(_paid(Channel.TRANSFER, "9999-001")) == (
-        "金融機関コード 9999 支店コード 001"
-    )
-    assert payment_place(_paid(Channel.CVS, None)) == "—"
+    assert place(Channel.PAYEASY, "0005-1") == f"{mufg} ATM"
+    assert place(Channel.PAYEASY, "0005-2") == f"{mufg} インターネットバンキング"
+    assert place(Channel.PAYEASY, "0005-3") == f"{mufg} モバイルバンキング"
+    assert place(Channel.PAYEASY, "0005-9") == mufg
+    assert place(Channel.TRANSFER, "0005-135") == f"{mufg} 渋谷支店"
+    assert place(Channel.TRANSFER, "0005") == mufg
+    assert place(Channel.TRANSFER, "9999-001") == "金融機関コード 9999 支店コード 001"
+    assert place(Channel.CVS, None) == "—"
 
 
 def test_the_receipt_number_is_stable_for_a_payment() -> None:

@@ -24,6 +24,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
 from gateway.model import JST, Channel
+from gateway.networks.registry import REGISTRY
 from gateway.render.pdf import (
     ELLIPSIS,
     GOTHIC,
@@ -53,7 +54,7 @@ RECEIPT = Receipt(
     description="12月分 利用料",
     amount=5400,
     tax_amount=490,
-    channel=Channel.CVS,
+    method="コンビニエンスストア",
     # 08:30 JST on 1 December: the business date differs from the UTC date.
     paid_at=datetime.fromisoformat("2026-11-30T23:30:00+00:00"),
     place="ファミリーマート 店舗コード 012345",
@@ -215,7 +216,9 @@ def test_paid_date_is_the_jst_business_date(tmp_path: Path) -> None:
 def test_each_channel_names_its_method(
     tmp_path: Path, channel: Channel, place: str, wording: str, absent: tuple[str, ...]
 ) -> None:
-    receipt = dataclasses.replace(RECEIPT, channel=channel, place=place)
+    """The 支払方法 is the wording of the channel's network (gateway.networks.registry)."""
+    method = REGISTRY.descriptions()[channel].wording
+    receipt = dataclasses.replace(RECEIPT, method=method, place=place)
     text = text_of(write(tmp_path, render_receipt(receipt)))
     assert re.search(rf"支払方法\s+{re.escape(wording)}", text)
     assert re.search(rf"支払場所\s+{re.escape(place)}", text)
@@ -309,7 +312,7 @@ def test_naive_datetimes_are_refused(field: str) -> None:
         {"tax_amount": -1},
         {"tax_amount": 5401},
         {"receipt_no": " "},
-        {"channel": "card"},
+        {"method": " "},
     ],
 )
 def test_impossible_receipts_are_refused(changes: dict[str, object]) -> None:
