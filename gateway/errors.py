@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
 
 
 class GatewayError(Exception):
@@ -115,13 +114,12 @@ class InvalidRequest(GatewayError):
     def __init__(
         self,
         errors: Sequence[FieldError],
-        # 400: transitional, for gateway.money.settlement until it says Refusal.MALFORMED
-        kind: Refusal | Literal[400] = Refusal.INVALID,
+        kind: Refusal = Refusal.INVALID,
         title: str = "The request has invalid fields",
         detail: str | None = None,  # default: every error on one line
     ) -> None:
         self.errors = tuple(errors)
-        self.kind = kind if isinstance(kind, Refusal) else Refusal.MALFORMED
+        self.kind = kind
         self.title = title
         super().__init__(
             detail or "; ".join(f"{e.field}: {e.message}" for e in self.errors) or title

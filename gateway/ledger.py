@@ -463,6 +463,7 @@ def _new_payment(
         transfer_date=message.transfer_date if confirmed else None,
         late=bill is not None and bill.status is BillStatus.EXPIRED and reason is None,
         store=message.store,
+        agency=message.agency,
     )
     kind = EventType.PAYMENT_CONFIRMED if confirmed else EventType.PAYMENT_PRELIMINARY
     events = [OutboxEvent(kind, payment_id=payment.payment_id)]

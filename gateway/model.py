@@ -140,7 +140,7 @@ class BillTerms:
 
     bill_no: str
     amount: int
-    due_date: date
+    due_date: date | None  # None: no deadline (a CVS slip of an agency that takes 999999)
     channels: frozenset[Channel]
     customer: Customer
     tax: Tax
@@ -153,7 +153,7 @@ class BillTerms:
         doc["customer"] = _fields(self.customer)
         doc["tax"] = _fields(self.tax)
         doc["channels"] = sorted(self.channels)
-        doc["due_date"] = self.due_date.isoformat()
+        doc["due_date"] = self.due_date.isoformat() if self.due_date else None
         blob = json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -217,6 +217,7 @@ class CollectionEvent:
     transfer_date: date | None = None
     store: str | None = None  # chain + store code, or bank code + channel
     detail: dict[str, str] = field(default_factory=dict)
+    agency: str | None = None  # the CVS agency it came from (the link, inbox or pull it used)
 
 
 def transfer_key(consignor_code: str, debit_date: date, customer_number: str) -> str:
@@ -247,6 +248,7 @@ class Payment:
     transfer_date: date | None = None
     late: bool = False
     store: str | None = None
+    agency: str | None = None  # the CVS agency whose money it is (its 確報 and remittance)
 
     @property
     def live(self) -> bool:
@@ -336,6 +338,10 @@ class Biller:
     channels: frozenset[Channel]
     payeasy_institution_code: str | None
     created_at: datetime
+    # Its convenience-store agency ([[cvs.agencies]] id; None: [cvs] default_agency), and the
+    # 5-digit code that agency assigned to it when the agency gives each biller its own.
+    cvs_agency: str | None = None
+    cvs_code: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1294,19 +1294,19 @@ BAD_AGENCIES: list[Any] = [
     pytest.param(
         agencies(GS, {**KESSAI, "company_code": "929023"}),
         "cvs.agencies[1].company_code",
-        "is already agency 'gs'",
+        "is already the company code of agency gs",
         id="dup-company-code",
     ),
     pytest.param(
         agencies(GS, {**KESSAI, "link": {**KESSAI["link"], "listen": "tcp:7001"}}),
         "cvs.agencies[1].link.listen",
-        "is agency 'gs'",
+        "is also the link of agency gs",
         id="same-link-listen",
     ),
     pytest.param(
         agencies({**GS, "files": {"inbox": "/etc/gateway/var/inbox/kessai"}}, KESSAI),
         "cvs.agencies[1].files.inbox",
-        "is agency 'gs'",
+        "is also the inbox of agency gs",
         id="same-inbox-once-resolved",
     ),
     # the codes
@@ -1452,7 +1452,10 @@ BAD_AGENCIES: list[Any] = [
         ]
     ),
     pytest.param(
-        agencies(GS, no_deadline=True), "cvs.no_deadline", "unknown key", id="agency-key-in-cvs"
+        agencies(GS, no_deadline=True),
+        "cvs.no_deadline",
+        "belongs in an agency",
+        id="agency-key-in-cvs",
     ),
     pytest.param(cvs(csv=PULL), "cvs.csv", "unknown key", id="csv-in-the-single-form"),
     # the list itself

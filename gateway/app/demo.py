@@ -5,9 +5,12 @@ migrate and onboard, ``twistd -n gateway`` as the daemon, HTTP for the bills. It
 bill's barcode, Pay-easy numbers and page URL, the events feed and a few metrics, then stops
 the daemon with SIGTERM (``--keep-running`` leaves it up until Ctrl-C).
 
-Then the convenience-store agency simulator pays the bills at random chains and stores over the
-mutual-TLS 速報 link (voiding some, paying some twice), delivers a 確報 file into the inbox, and
-the demo prints every bill's state, its payments, the refund cases and the events feed.
+The center is connected to two convenience-store agencies (``[[cvs.agencies]]``): "gs", which
+gave the center one code for all its billers, and "kessai", which gives each biller its own; the
+gas company is under gs, the school under kessai. Each agency, simulated, pays its billers' bills
+at random chains and stores over its own mutual-TLS 速報 link (voiding some, paying some twice)
+and delivers a 確報 file into its own inbox, and the demo prints every bill's state, its payments
+(a store payment with the agency it came from), the refund cases and the events feed.
 Then the MPN center simulator (the banks behind it) asks about the bills still open and pays them
 through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認番号 tried first). Last, a water
 utility collects by bank account transfer: mandates registered over the API, the Zengin request
@@ -32,10 +35,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from gateway import calendar
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
+from gateway.config import load_config
 from gateway.mappers.zengin.mapper import parse_file
 from gateway.model import JST
+from gateway.store import create_db_engine
+from gateway.store.schema import payments
 
 CONFIG = """\
 # Written by gateway-demo. See conf/gateway.example.toml and docs/config.md.
@@ -58,14 +66,36 @@ certificate = "tls/gateway.pem"
 key = "tls/gateway.key"
 
 [cvs]
-company_code = "987654"
+default_agency = "gs"                 # the agency of a biller created without --cvs-agency
 
-[cvs.link]
-listen = "tcp:{link}:interface=127.0.0.1"
+# Two collection agencies (docs/networks/cvs.md §1.1), each with its own link and inbox.
+# gs gave the center one 5-digit code for all its billers; kessai gives each biller its own.
+[[cvs.agencies]]
+id = "gs"
+company_code = "929023"
+assigned_by = "agency"
+center_code = "25207"
+no_deadline = true
+
+[cvs.agencies.link]
+listen = "tcp:{link_gs}:interface=127.0.0.1"
 peers = ["cvs-agency"]                # the simulated agency's certificate; no other may speak
 
-[cvs.files]
-inbox = "inbox/cvs"
+[cvs.agencies.files]
+inbox = "inbox/cvs-gs"
+poll_interval = 0.5
+
+[[cvs.agencies]]
+id = "kessai"
+company_code = "987654"
+assigned_by = "agency"                # a code per biller: gateway-admin biller create --cvs-code
+
+[cvs.agencies.link]
+listen = "tcp:{link_kessai}:interface=127.0.0.1"
+peers = ["cvs-agency"]
+
+[cvs.agencies.files]
+inbox = "inbox/cvs-kessai"
 poll_interval = 0.5
 
 [mpn]
@@ -84,11 +114,15 @@ inbox = "inbox/zengin"
 poll_interval = 0.5
 """
 
-SEEDS = {"demo-gas": 5, "demo-school": 3}  # chosen so the run shows a void and a double payment
+# chosen so that each biller's store payments show a void and a double payment
+SEEDS = {"demo-gas": 9, "demo-school": 8}
 BILLERS = [
     ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
     ("demo-school", "学校法人デモ学園", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
 ]
+# Each biller's convenience-store agency, and the code the agency assigned to it (kessai's).
+AGENCY_OF = {"demo-gas": ("gs", None), "demo-school": ("kessai", "31415")}
+AGENCIES = ("gs", "kessai")
 WATER = ("demo-water", "デモ市水道局", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ")
 BANK_CODES = {1: "1", 2: "3"}  # by debit position: 資金不足, and a transfer stopped by its payer
 # (customer_no, holder as the customer wrote it, account number, amount)
@@ -165,13 +199,15 @@ def run(workdir: Path, keep_running: bool) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    api_port, metrics_port, link_port, mpn_port = (free_port() for _ in range(4))
+    api_port, metrics_port, mpn_port = (free_port() for _ in range(3))
+    links = {agency: free_port() for agency in AGENCIES}  # each agency's 速報 link
     config = workdir / "gateway.toml"
     config.write_text(
         CONFIG.format(
             api=api_port,
             metrics=metrics_port,
-            link=link_port,
+            link_gs=links["gs"],
+            link_kessai=links["kessai"],
             mpn=mpn_port,
             number_key=secrets.token_hex(32),
             secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
@@ -188,13 +224,21 @@ def run(workdir: Path, keep_running: bool) -> int:
     admin(config, "certs", "make", str(workdir / "tls"))
     keys: dict[str, str] = {}
     for biller_id, name, kana in BILLERS:
+        agency, code = AGENCY_OF[biller_id]
+        contract = ["--cvs-agency", agency, *(["--cvs-code", code] if code else [])]
         made = admin_json(
-            config, "biller", "create", "--id", biller_id, "--name", name, "--kana", kana
+            config, "biller", "create", "--id", biller_id, "--name", name, "--kana", kana, *contract
         )
         keys[biller_id] = admin_json(config, "key", "create", "--biller", biller_id)["key"]
         say(
-            f"$ gateway-admin biller create --id {biller_id} ...  -> code {made['code']}, "
-            f"channels {','.join(made['channels'])}; API key issued (shown once, kept here)"
+            f"$ gateway-admin biller create --id {biller_id} ... {' '.join(contract)}  -> code "
+            f"{made['code']}, channels {','.join(made['channels'])}; API key issued (shown once, "
+            "kept here)"
+        )
+        cvs = made["cvs"]
+        say(
+            f"  convenience stores through agency {cvs['agency']}: its slips start "
+            f"91 {cvs['company_code']} {cvs['prefix']}"
         )
 
     say(f"\n$ twistd -n gateway -c {config.name}")
@@ -220,7 +264,8 @@ def run(workdir: Path, keep_running: bool) -> int:
             status, feed, _ = http("GET", daemon.api + "/v1/events?after=0", None, auth)
             say("  events feed: " + ", ".join(f"#{e['seq']} {e['type']}" for e in feed["data"]))
         for biller_id, _, _ in BILLERS:
-            pay_at_stores(daemon, workdir, link_port, biller_id, keys[biller_id])
+            agency = AGENCY_OF[biller_id][0]
+            pay_at_stores(daemon, workdir, agency, links[agency], biller_id, keys[biller_id])
             pay_through_payeasy(daemon, workdir, mpn_port, biller_id, keys[biller_id])
             show_ledger(daemon, keys[biller_id])
         say("\n== metrics (excerpt of " + daemon.metrics + "/metrics)")
@@ -268,11 +313,15 @@ def simulate(module: str, *args: str) -> dict[str, Any]:
 
 
 def pay_at_stores(
-    daemon: DaemonProcess, workdir: Path, link_port: int, biller_id: str, key: str
+    daemon: DaemonProcess, workdir: Path, agency: str, link_port: int, biller_id: str, key: str
 ) -> None:
-    """The CVS agency simulator pays the biller's open bills: 速報 over the mutual-TLS link,
-    some voided, some paid twice, then a 確報 file into the inbox."""
-    say(f"\n== {biller_id}: customers pay at convenience stores (python -m simulators.cvs)")
+    """The biller's agency, simulated, pays its open bills: 速報 over that agency's mutual-TLS
+    link, some voided, some paid twice, then a 確報 file into that agency's inbox."""
+    say(
+        f"\n== {biller_id}: customers pay at convenience stores; agency {agency} reports them "
+        "(python -m simulators.cvs)"
+    )
+    inbox = workdir / "inbox" / f"cvs-{agency}"
     summary = simulate(
         "simulators.cvs",
         "--api",
@@ -284,7 +333,7 @@ def pay_at_stores(
         "--tls-dir",
         str(workdir / "tls"),
         "--inbox",
-        str(workdir / "inbox" / "cvs"),
+        str(inbox),
         "--seed",
         str(SEEDS[biller_id]),
         "--bills",
@@ -301,7 +350,7 @@ def pay_at_stores(
         f"{summary['voided']} voided (速報取消), {summary['double']} bill(s) paid twice, "
         f"{summary['confirmed']} confirmed in the 確報 file"
     )
-    applied(workdir / "inbox" / "cvs" / Path(summary["file"]).name, "確報 file")
+    applied(inbox / Path(summary["file"]).name, "確報 file")
 
 
 def applied(dropped: Path, what: str) -> None:
@@ -504,9 +553,27 @@ def settle_and_report(
             )
 
 
+def payment_agencies(daemon: DaemonProcess) -> dict[str, str]:
+    """The agency each CVS payment came from (``payments.agency``: whose link, inbox or pull
+    brought it, and so whose 確報 and remittance it is), read from the demo's database."""
+    engine = create_db_engine(load_config(daemon.config).database.url, 1)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(payments.c.payment_id, payments.c.agency).where(
+                    payments.c.agency.is_not(None)
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return {payment_id: agency for payment_id, agency in rows}
+
+
 def show_ledger(daemon: DaemonProcess, key: str) -> None:
-    """Every bill's state, its payments, the refund cases and the events feed."""
+    """Every bill's state, its payments (a store payment with the agency it came from), the
+    refund cases and the events feed."""
     auth = {"Authorization": f"Bearer {key}"}
+    agencies = payment_agencies(daemon)
     _, listed, _ = http("GET", daemon.api + "/v1/bills?limit=100", None, auth)
     for bill in listed["data"]:
         _, pays, _ = http("GET", f"{daemon.api}/v1/bills/{bill['bill_no']}/payments", None, auth)
@@ -514,7 +581,11 @@ def show_ledger(daemon: DaemonProcess, key: str) -> None:
         say(f"  {bill['bill_no']:<24} {bill['status']:<9} v{bill['version']}{flags}")
         for p in pays["data"]:
             if "store" in p:
-                where = f"store: chain {p['store']['chain']} {p['store']['store_code']}"
+                agency = p.get("agency") or agencies.get(p["payment_id"], "?")
+                where = (
+                    f"store: chain {p['store']['chain']} {p['store']['store_code']}"
+                    f", agency {agency}"
+                )
             elif p["channel"] == "transfer":
                 bank = p.get("bank", {})
                 where = f"transfer: bank {bank.get('bank_code')} branch {bank.get('branch_code')}"

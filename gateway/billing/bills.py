@@ -120,7 +120,7 @@ def parse_bill_request(
         hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     )
     amount = f.integer("amount", required=True, low=1, high=MAX_AMOUNT)
-    due = f.day("due_date", required=True)
+    due = f.day("due_date")  # none: a slip without a deadline (cvs only, agency permitting)
     channels: set[Channel] = set()
     raw_channels = f.string_list("channels", required=True)
     if raw_channels is not None:
@@ -175,8 +175,11 @@ def parse_bill_request(
     description = f.string("description", max_len=DESCRIPTION_MAX)
     f.finish()
     _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
+    if f.raw.get("due_date") is None and channels != {Channel.CVS}:
+        # a bill without a deadline is a CVS slip's (999999), where its agency takes one
+        f.malformed.append(FieldError("due_date", "is required unless cvs is the only channel"))
     f.raise_if_invalid()
-    assert bill_no is not None and amount is not None and due is not None
+    assert bill_no is not None and amount is not None
     return BillTerms(bill_no, amount, due, frozenset(channels), customer, tax, description)
 
 
@@ -325,6 +328,9 @@ class BillService:
             refused = biller_channel_error(biller, request.channels)
             if refused is not None:
                 raise InvalidRequest([FieldError("channels", refused)])
+            refusals = self.issuer.refusals(biller, request)
+            if refusals:
+                raise InvalidRequest(refusals)
 
             def identify(serial: int) -> Identifiers:
                 return self.issuer.identify(biller, serial, request, today)

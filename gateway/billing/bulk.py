@@ -280,6 +280,9 @@ class BulkService:
             refused = biller_channel_error(biller, r.terms.channels)
             if refused is not None:
                 errors.append((r.row, "channels", refused))
+            else:
+                refusals = self.bills.issuer.refusals(biller, r.terms)
+                errors += [(r.row, _column(e.field), e.message) for e in refusals]
         items: list[BatchItem] = []
         new_rows: list[RowTerms] = []
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Protocol
 
+from gateway.errors import FieldError
 from gateway.model import Biller, BillTerms, Channel, Slip, Tax
 from gateway.store.bills import Identifiers
 
@@ -18,6 +19,12 @@ from gateway.store.bills import Identifiers
 class BillIssuer(Protocol):
     def channel_limits(self) -> Mapping[Channel, int]:
         """The highest amount each enabled channel can carry (a channel not in it is off)."""
+        ...
+
+    def refusals(self, biller: Biller, terms: BillTerms) -> list[FieldError]:
+        """Why the networks would not carry these terms for this biller under its contracts
+        (e.g. its CVS agency's ceiling, or a bill without a deadline its agency does not take);
+        empty when they would."""
         ...
 
     def identify(self, biller: Biller, serial: int, terms: BillTerms, today: date) -> Identifiers:

@@ -79,7 +79,7 @@ def render_bill_email(
     msg["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2])
     msg["Date"] = format_datetime(bill.created_at)
     name = bill.customer.name
-    due = f"{bill.due_date:%Y年%m月%d日}" if bill.due_date else "なし"
+    due = f"{bill.due_date:%Y年%m月%d日}" if bill.due_date else "期限なし"
     lines = [
         f"{name} 様" if name else "お客様",
         "",

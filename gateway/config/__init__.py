@@ -9,13 +9,15 @@ option; keep the two in step.
 from gateway.config.parse import load_config, parse_config
 from gateway.config.sections import (
     ApiConfig,
+    AssignedBy,
     BillsConfig,
     BulkConfig,
     Config,
-    CvsAgencyConfig,
+    CvsAgency,
     CvsConfig,
     CvsFilesConfig,
     CvsLinkConfig,
+    CvsPullConfig,
     DatabaseConfig,
     MailConfig,
     MetricsConfig,
@@ -29,13 +31,15 @@ from gateway.config.sections import (
 
 __all__ = [
     "ApiConfig",
+    "AssignedBy",
     "BillsConfig",
     "BulkConfig",
     "Config",
-    "CvsAgencyConfig",
+    "CvsAgency",
     "CvsConfig",
     "CvsFilesConfig",
     "CvsLinkConfig",
+    "CvsPullConfig",
     "DatabaseConfig",
     "MailConfig",
     "MetricsConfig",

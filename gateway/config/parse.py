@@ -21,13 +21,15 @@ from twisted.internet.endpoints import clientFromString, serverFromString
 
 from gateway.config.sections import (
     ApiConfig,
+    AssignedBy,
     BillsConfig,
     BulkConfig,
     Config,
-    CvsAgencyConfig,
+    CvsAgency,
     CvsConfig,
     CvsFilesConfig,
     CvsLinkConfig,
+    CvsPullConfig,
     DatabaseConfig,
     MailConfig,
     MetricsConfig,
@@ -277,8 +279,79 @@ def _bills(t: _Table) -> BillsConfig:
     )
 
 
+_AGENCY_ID = r"[a-z0-9][a-z0-9_-]{0,31}"
+_LEGACY_CVS_KEYS = (
+    "company_code",
+    "assigned_by",
+    "center_code",
+    "ceiling",
+    "stamp_thresholds",
+    "no_deadline",
+    "link",
+    "files",
+    "agency",
+)
+
+
 def _cvs(t: _Table) -> CvsConfig:
+    """``[cvs]``: either ``[[cvs.agencies]]`` (one entry per agency, with ``default_agency``
+    when there are several) or, as in older files, the one agency's keys in ``[cvs]`` itself
+    (read as the agency ``default``)."""
+    items = t.array_of_tables("agencies")
+    if items is None:
+        agency = _cvs_agency(t, "default", pull_key="agency")
+        return CvsConfig((agency,), agency.id)
+    for name in _LEGACY_CVS_KEYS:
+        if name in t.raw:
+            raise ConfigError(
+                t.key(name),
+                "belongs in an agency's entry ([[cvs.agencies]]) when agencies are listed",
+            )
+    if not items:
+        raise ConfigError(t.key("agencies"), "must list at least one agency")
+    agencies: list[CvsAgency] = []
+    for item in items:
+        agency = _cvs_agency(
+            item, item.string("id", pattern=_AGENCY_ID, hint="an agency id"), "csv"
+        )
+        item.done()
+        for other in agencies:
+            if other.id == agency.id:
+                raise ConfigError(item.key("id"), f"agency {agency.id!r} is listed twice")
+            if other.company_code == agency.company_code:
+                raise ConfigError(
+                    item.key("company_code"),
+                    f"{agency.company_code} is already the company code of agency {other.id}",
+                )
+            if agency.link and other.link and agency.link.listen == other.link.listen:
+                raise ConfigError(item.key("link.listen"), f"is also the link of agency {other.id}")
+            if agency.files and other.files and agency.files.inbox == other.files.inbox:
+                raise ConfigError(
+                    item.key("files.inbox"), f"is also the inbox of agency {other.id}"
+                )
+        agencies.append(agency)
+    ids = [a.id for a in agencies]
+    if len(agencies) == 1:
+        default = t.string("default_agency", ids[0])
+    else:
+        default = t.string("default_agency")  # required: a biller's agency is never guessed
+    if default not in ids:
+        raise ConfigError(t.key("default_agency"), f"{default!r} is not one of {', '.join(ids)}")
+    return CvsConfig(tuple(agencies), default)
+
+
+def _cvs_agency(t: _Table, agency_id: str, pull_key: str) -> CvsAgency:
     company_code = t.string("company_code", pattern=r"[0-9]{6}", hint="a 6-digit company code")
+    assigned = t.string("assigned_by", "gateway")
+    try:
+        assigned_by = AssignedBy(assigned)
+    except ValueError:
+        raise ConfigError(t.key("assigned_by"), f"{assigned!r} is not agency or gateway") from None
+    center_code = t.string("center_code", None, pattern=r"[0-9]{5}", hint="a 5-digit code")
+    if center_code is not None and assigned_by is not AssignedBy.AGENCY:
+        raise ConfigError(
+            t.key("center_code"), 'is the code an agency assigned: only with assigned_by = "agency"'
+        )
     ceiling = t.integer("ceiling", 300_000, low=1, high=999_999)
     thresholds: tuple[StampThreshold, ...] = DEFAULT_STAMP_THRESHOLDS
     items = t.array_of_tables("stamp_thresholds")
@@ -311,13 +384,13 @@ def _cvs(t: _Table) -> CvsConfig:
     def files(s: _Table) -> CvsFilesConfig:
         return CvsFilesConfig(s.path_value("inbox"), s.number("poll_interval", 5.0))
 
-    def agency(s: _Table) -> CvsAgencyConfig:
+    def pull(s: _Table) -> CvsPullConfig:
         url = s.string("url")
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(s.key("url"), f"{url!r} is not an http(s) URL")
         _require_https(s.key("url"), url)  # it carries the agency password
-        return CvsAgencyConfig(
+        return CvsPullConfig(
             url=url,
             user_id=s.string("user_id"),
             password=s.string("password"),
@@ -328,13 +401,17 @@ def _cvs(t: _Table) -> CvsConfig:
             timeout=s.number("timeout", 30.0),
         )
 
-    return CvsConfig(
-        company_code,
-        ceiling,
-        thresholds,
-        _section(t, "link", link),
-        _section(t, "files", files),
-        _section(t, "agency", agency),
+    return CvsAgency(
+        id=agency_id,
+        company_code=company_code,
+        assigned_by=assigned_by,
+        center_code=center_code,
+        ceiling=ceiling,
+        stamp_thresholds=thresholds,
+        no_deadline=t.boolean("no_deadline", False),
+        link=_section(t, "link", link),
+        files=_section(t, "files", files),
+        pull=_section(t, pull_key, pull),
     )
 
 
@@ -556,8 +633,10 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         secret_key=secret_key,
     )
     root.done()
-    if config.cvs is not None and config.cvs.link is not None and config.tls is None:
-        raise ConfigError("cvs.link", "the link is mutual TLS: the [tls] section is required")
+    for i, agency in enumerate(config.cvs.agencies if config.cvs is not None else ()):
+        if agency.link is not None and config.tls is None:
+            where = "cvs.link" if "agencies" not in raw["cvs"] else f"cvs.agencies[{i}].link"
+            raise ConfigError(where, "the link is mutual TLS: the [tls] section is required")
     if config.mpn is not None and config.mpn.connect is not None and config.tls is None:
         raise ConfigError("mpn.connect", "the link is mutual TLS: the [tls] section is required")
     return config

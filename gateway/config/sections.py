@@ -7,10 +7,13 @@ import ipaddress
 from dataclasses import dataclass, field
 from datetime import time as dt_time
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 
-from gateway.mappers.cvs.stamp import StampThreshold
-from gateway.model import Channel
+from gateway.errors import Conflict
+from gateway.mappers.cvs.barcode import FreeFieldLayout
+from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
+from gateway.model import Biller, Channel
 
 
 @dataclass(frozen=True)
@@ -80,25 +83,102 @@ class CvsFilesConfig:
 
 
 @dataclass(frozen=True)
-class CvsAgencyConfig:
+class CvsPullConfig:
+    """The agency's CSV of payments, pulled over HTTPS (spec/cvs.md §6)."""
+
     url: str
     user_id: str
-    password: str
-    interval: float
-    lookback_days: int
-    margin_days: int
-    max_backoff: float
-    timeout: float
+    password: str = field(repr=False)
+    interval: float = 300.0
+    lookback_days: int = 7
+    margin_days: int = 2
+    max_backoff: float = 3600.0
+    timeout: float = 30.0
+
+
+class AssignedBy(StrEnum):
+    """Who gives a biller the 5 digits after the agency's company code in its barcodes."""
+
+    GATEWAY = "gateway"  # the gateway mints them (the biller's own 5-digit code)
+    AGENCY = "agency"  # the agency: per biller (--cvs-code), or once for the center (center_code)
+
+
+@dataclass(frozen=True)
+class CvsAgency:
+    """One collection agency the center has a contract with (``[[cvs.agencies]]``, or the
+    single ``[cvs]`` of older files as the agency ``default``): its maker (company) code, how
+    its billers' codes are obtained, its rules, and its own link, inbox and CSV pull."""
+
+    id: str
+    company_code: str
+    assigned_by: AssignedBy = AssignedBy.GATEWAY
+    # assigned_by = "agency" with one code for the whole center: the center's 5-digit code; the
+    # biller is then identified within the 16 free digits after it (gateway.mappers.cvs.barcode.
+    # FreeFieldLayout). None: each biller's own 5 digits follow the company code.
+    center_code: str | None = None
+    ceiling: int = 300_000
+    stamp_thresholds: tuple[StampThreshold, ...] = DEFAULT_STAMP_THRESHOLDS
+    no_deadline: bool = False  # slips without a deadline (999999) may be issued
+    link: CvsLinkConfig | None = None
+    files: CvsFilesConfig | None = None
+    pull: CvsPullConfig | None = None
+
+    @property
+    def codes_per_biller(self) -> bool:
+        """Whether the agency gives each biller under it a code of its own (``--cvs-code``)."""
+        return self.assigned_by is AssignedBy.AGENCY and self.center_code is None
+
+    @property
+    def layout(self) -> FreeFieldLayout:
+        """How the 21 free digits of this agency's barcodes are spent."""
+        return FreeFieldLayout(self.center_code)
+
+    def code_of(self, biller: Biller) -> str:
+        """The 5 digits that name ``biller`` in this agency's free field (after the center
+        code, if any): the code the agency assigned to it, or its own gateway code."""
+        if not self.codes_per_biller:
+            return biller.code
+        if biller.cvs_code is None:
+            raise Conflict(
+                f"biller {biller.biller_id} has no code from agency {self.id}, which assigns"
+                " each biller its own: it cannot be issued slips of this agency",
+                field="cvs_code",
+            )
+        return biller.cvs_code
+
+    def prefix_of(self, biller: Biller) -> str:
+        """What follows the company code in every barcode of ``biller``."""
+        field = self.layout.free_field(self.code_of(biller), 0)
+        return field[: len(field) - self.layout.serial_length]
 
 
 @dataclass(frozen=True)
 class CvsConfig:
-    company_code: str
-    ceiling: int
-    stamp_thresholds: tuple[StampThreshold, ...]
-    link: CvsLinkConfig | None
-    files: CvsFilesConfig | None
-    agency: CvsAgencyConfig | None
+    """The convenience-store channel: its agencies, and the one a biller is put under when it
+    is created without naming one (billers created before agencies existed belong to it too)."""
+
+    agencies: tuple[CvsAgency, ...]
+    default_agency: str
+
+    def agency(self, agency_id: str | None) -> CvsAgency:
+        """The agency ``agency_id`` (None: the default one). ``KeyError`` for an unknown id."""
+        wanted = self.default_agency if agency_id is None else agency_id
+        for agency in self.agencies:
+            if agency.id == wanted:
+                return agency
+        raise KeyError(wanted)
+
+    def agency_of_code(self, company_code: str) -> CvsAgency | None:
+        """The agency whose maker code this is (company codes are unique across agencies)."""
+        for agency in self.agencies:
+            if agency.company_code == company_code:
+                return agency
+        return None
+
+    @property
+    def ceiling(self) -> int:
+        """The highest ceiling of any agency: the most the channel can carry at all."""
+        return max(agency.ceiling for agency in self.agencies)
 
 
 @dataclass(frozen=True)

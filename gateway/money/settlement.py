@@ -41,7 +41,7 @@ from twisted.logger import Logger
 from gateway import ids
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.errors import FieldError, InvalidRequest, NotFound, Refusal
 from gateway.fee_model import DailyCollection, FeePlan, Settlement, Tally, jst_midnight
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
@@ -290,7 +290,7 @@ def encoding_of(raw: str | None) -> str:
     value = raw or "utf-8"
     if value not in ENCODINGS:
         raise InvalidRequest(
-            [FieldError("encoding", f"must be one of {', '.join(ENCODINGS)}")], 400
+            [FieldError("encoding", f"must be one of {', '.join(ENCODINGS)}")], Refusal.MALFORMED
         )
     return value
 
@@ -331,7 +331,7 @@ class SettlementApi:
                 after = date.fromisoformat(cursor)
             except ValueError:
                 raise InvalidRequest(
-                    [FieldError("cursor", "is not a cursor this API returned")], 400
+                    [FieldError("cursor", "is not a cursor this API returned")], Refusal.MALFORMED
                 ) from None
         rows = await self.store.run_interaction(
             "settlements.list", list_settlements, principal.biller_id or "", after, limit + 1

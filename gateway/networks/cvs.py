@@ -8,7 +8,7 @@ for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.clock import now
-from gateway.config import Config, CvsConfig, TLSConfig
-from gateway.errors import FileErrors, RecordError
+from gateway.config import Config, CvsAgency, CvsConfig, TLSConfig
+from gateway.errors import Conflict, FileErrors, RecordError
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
@@ -38,8 +38,8 @@ from gateway.protocols.cvs import listen_cvs_link
 from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
 from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.protocols.listen import ListenerService
+from gateway.store.billers import billers_under_agency
 from gateway.store.bills import BillMatch, Identifiers, match_cvs_keys
-from gateway.store.ledger import billers_by_codes
 
 log = Logger()
 
@@ -51,16 +51,39 @@ def _summary(summary: dict[str, int]) -> str:
 
 
 class CvsNetwork:
-    """The convenience-store network's ways in: link, result files, agency CSV."""
+    """One agency's ways in: its link, its result-file inbox, its CSV pull.
+
+    Every message is of this agency: a 速報, a 確報 file or a CSV row whose barcode carries
+    another maker code is refused (the record with ``10``, the file or the pull as a whole,
+    naming each line), and every accepted one is recorded with the agency's id."""
 
     def __init__(
-        self, config: CvsConfig, tls: TLSConfig | None, ingest: Ingest, reactor: Any
+        self, config: CvsAgency, tls: TLSConfig | None, ingest: Ingest, reactor: Any
     ) -> None:
         self.config = config
         self.tls = tls
         self.ingest = ingest
         self.reactor = reactor
         self.link_commits = ingest.committer("cvs.link.commit")
+        # what its services are called (inbox metrics, listener logs): the single [cvs] of
+        # older files keeps the names it had
+        self.label = "cvs" if config.id == "default" else f"cvs-{config.id}"
+
+    def _foreign(self, record: int, digits: str) -> RecordError | None:
+        """The error for a barcode of another agency (None: it is this agency's)."""
+        code = barcode.company_code_of(digits)
+        if code == self.config.company_code:
+            return None
+        return RecordError(
+            network="cvs",
+            record=record,
+            field="company_code",
+            value=code,
+            reason=f"is not agency {self.config.id}'s company code ({self.config.company_code})",
+        )
+
+    def _ours(self, event: CollectionEvent) -> CollectionEvent:
+        return replace(event, agency=self.config.id)
 
     def submit(self, record: bytes, source: str) -> Deferred[str]:
         """One 速報 link record: ``00`` once committed (or already stored), ``10`` if it can
@@ -75,8 +98,17 @@ class CvsNetwork:
                 raw=record.decode("ascii", "replace"),
             )
             return succeed("10")
+        foreign = self._foreign(0, parsed.barcode)
+        if foreign is not None:
+            log.warn(
+                "cvs link of agency {agency}: record refused ({source}): {error}",
+                agency=self.config.id,
+                source=source,
+                error=str(foreign),
+            )
+            return succeed("10")
         event = to_canonical(parsed, raw=record, source=source, received_at=now(self.reactor))
-        d = self.link_commits.submit(Received(event))
+        d = self.link_commits.submit(Received(self._ours(event)))
 
         def failed(failure: Failure) -> str:
             log.failure(
@@ -92,8 +124,17 @@ class CvsNetwork:
             parsed = parse_file(data, source=name, ceiling=barcode.MAX_AMOUNT)
         except FileErrors as e:
             return succeed(FileResult(False, e.report()))
+        foreign = [
+            error
+            for line, rec in enumerate(parsed.records, 2)
+            if (error := self._foreign(line, rec.barcode)) is not None
+        ]
+        if parsed.company_code != self.config.company_code:
+            foreign.insert(0, self._header_error(parsed.company_code))
+        if foreign:
+            return succeed(FileResult(False, FileErrors(name, foreign).report()))
         events = parsed.events(name=name, received_at=now(self.reactor))
-        messages = [Received(ev, line) for line, ev in enumerate(events, 2)]
+        messages = [Received(self._ours(ev), line) for line, ev in enumerate(events, 2)]
         d = self.ingest.apply_file(messages, "cvs.file")
         return d.addCallback(lambda summary: FileResult(True, _summary(summary)))
 
@@ -107,14 +148,30 @@ class CvsNetwork:
             return succeed(FileResult(False, e.report()))
         received_at = now(self.reactor)
         lines = agency_lines(data)  # each row's line number and bytes, as the parser saw them
+        foreign = [
+            error
+            for (line, _), row in zip(lines, rows, strict=True)
+            if (error := self._foreign(line, row.barcode)) is not None
+        ]
+        if foreign:
+            return succeed(FileResult(False, FileErrors(source, foreign).report()))
         messages = []
         for (line, raw), row in zip(lines, rows, strict=True):
             event = agency_row_to_canonical(
                 row, raw=raw, source=f"{source}:{line}", received_at=received_at
             )
-            messages.append(Received(event, line))
+            messages.append(Received(self._ours(event), line))
         d = self.ingest.apply_file(messages, "cvs.agency")
         return d.addCallback(lambda summary: FileResult(True, _summary(summary)))
+
+    def _header_error(self, code: str) -> RecordError:
+        return RecordError(
+            network="cvs",
+            record=1,
+            field="company_code",
+            value=code,
+            reason=f"the header is not of agency {self.config.id} ({self.config.company_code})",
+        )
 
     def services(self) -> list[IService]:
 
@@ -122,15 +179,15 @@ class CvsNetwork:
         if self.config.files is not None:
             services.append(
                 InboxWatcher(
-                    "cvs",
+                    self.label,
                     self.config.files.inbox,
                     self.apply_file,
                     self.reactor,
                     self.config.files.poll_interval,
                 )
             )
-        if self.config.agency is not None:
-            a = self.config.agency
+        if self.config.pull is not None:
+            a = self.config.pull
             settings = AgencySettings(
                 a.url,
                 a.user_id,
@@ -154,7 +211,7 @@ class CvsNetwork:
             files.load()  # a missing or wrong file stops the daemon before it listens
             services.append(
                 ListenerService(
-                    "cvs-link",
+                    f"{self.label}-link",
                     link.listen,
                     lambda: listen_cvs_link(
                         self.reactor,
@@ -174,7 +231,7 @@ class CvsNetwork:
 
 
 def slip(
-    config: CvsConfig,
+    config: CvsAgency,
     biller: Biller,
     serial: int,
     *,
@@ -184,7 +241,15 @@ def slip(
     tax: Tax,
     today: date,
 ) -> Slip:
-    """A bill's payment slip: its 44-digit barcode, with the revenue stamp flag."""
+    """A bill's payment slip of the agency ``config``: its 44-digit barcode (the agency's company
+    code, the biller's digits as the agency lays them out, the serial), with the revenue stamp
+    flag. A bill without a due date gets ``999999`` where the agency takes slips without one;
+    :class:`Conflict` naming ``due_date`` where it does not."""
+    if due_date is None and not config.no_deadline:
+        raise Conflict(
+            f"agency {config.id} takes no slip without a deadline: give the bill a due_date",
+            field="due_date",
+        )
     stamp = stamp_required(
         amount=amount,
         taxable=tax.taxable,
@@ -194,7 +259,7 @@ def slip(
     )
     code = barcode.build(
         company_code=config.company_code,
-        free_field=barcode.free_field_for(biller.code, serial),
+        free_field=config.layout.free_field(config.code_of(biller), serial),
         reissue=reissue,
         due=due_date,
         stamp=stamp,
@@ -206,9 +271,10 @@ def slip(
 
 @dataclass(frozen=True)
 class CvsBills:
-    """A CVS message names its bill by the barcode's bill key (company code + free field)."""
+    """A CVS message names its bill by the barcode's bill key (company code + free field),
+    unique across agencies since their company codes are."""
 
-    company_code: str | None
+    config: CvsConfig | None
     channel: Channel = Channel.CVS
 
     def lookup(self, event: CollectionEvent) -> tuple[str, str] | None:
@@ -218,16 +284,33 @@ class CvsBills:
         return match_cvs_keys("cvs", [e.bill_key for e in events])
 
     def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> dict[str, str]:
-        """A barcode of no known bill still names its biller: the biller code that begins the
-        free field behind our company code (the bill key is company code + free field)."""
-        ours = self.company_code
-        codes = {
-            e.bill_key: barcode.split_free_field(e.bill_key.removeprefix(ours))[0]
-            for e in events
-            if ours and e.bill_key.startswith(ours)
-        }
-        ids = billers_by_codes(conn, sorted(set(codes.values())))
-        return {key: ids[code] for key, code in codes.items() if code in ids}
+        """A barcode of no known bill still names its biller: the agency by the company code,
+        then the biller by that agency's layout of the free field (billing.billers)."""
+        if self.config is None:
+            return {}
+        wanted: dict[str, dict[str, str]] = {}  # agency id → bill key → biller code
+        agencies = {}
+        for e in events:
+            company_code, free_field = barcode.split_bill_key(e.bill_key)
+            agency = self.config.agency_of_code(company_code)
+            if agency is None:
+                continue
+            code = agency.layout.biller_code(free_field)
+            if code is not None:
+                wanted.setdefault(agency.id, {})[e.bill_key] = code
+                agencies[agency.id] = agency
+        found: dict[str, str] = {}
+        for agency_id, codes in wanted.items():
+            agency = agencies[agency_id]
+            ids = billers_under_agency(
+                conn,
+                agency_id,
+                default=agency_id == self.config.default_agency,
+                codes=sorted(set(codes.values())),
+                assigned=agency.codes_per_biller,
+            )
+            found.update({key: ids[code] for key, code in codes.items() if code in ids})
+        return found
 
 
 @dataclass(frozen=True)
@@ -273,7 +356,7 @@ class Cvs:
         """The first slip (reissue 0), and its bill key."""
         assert config.cvs is not None, "the cvs channel is off"
         first = slip(
-            config.cvs,
+            config.cvs.agency(biller.cvs_agency),
             biller,
             serial,
             reissue=0,
@@ -285,13 +368,16 @@ class Cvs:
         return Identifiers(first, None, barcode.bill_key_of(first.barcode))
 
     def finder(self, config: Config) -> CvsBills:
-        return CvsBills(config.cvs.company_code if config.cvs else None)
+        return CvsBills(config.cvs)
 
     def start(self, wiring: Wiring) -> Started:
         config = wiring.config
         assert config.cvs is not None
-        network = CvsNetwork(config.cvs, config.tls, wiring.ingest, wiring.reactor)
-        return Started(network.services())
+        services: list[IService] = []
+        for agency in config.cvs.agencies:
+            network = CvsNetwork(agency, config.tls, wiring.ingest, wiring.reactor)
+            services.extend(network.services())
+        return Started(services)
 
 
 CVS = Cvs()

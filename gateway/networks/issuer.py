@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from gateway.config import Config
+from gateway.errors import FieldError
 from gateway.mappers.cvs import barcode
 from gateway.model import Biller, BillTerms, Channel, PayEasyNumbers, Slip, Tax
 from gateway.networks import cvs, mpn
@@ -26,6 +27,30 @@ class Issuer:
         """The highest amount each enabled channel can carry (its network's, in the registry)."""
         return REGISTRY.limits(self.config)
 
+    def refusals(self, biller: Biller, terms: BillTerms) -> list[FieldError]:
+        """The CVS agency's terms for this biller: its ceiling, and whether it takes a slip
+        without a deadline (the other networks' limits are the same for every biller)."""
+        if Channel.CVS not in terms.channels or self.config.cvs is None:
+            return []
+        try:
+            agency = self.config.cvs.agency(biller.cvs_agency)
+        except KeyError:
+            return [FieldError("channels", f"cvs: agency {biller.cvs_agency} is not configured")]
+        found = []
+        if terms.amount > agency.ceiling:
+            found.append(
+                FieldError(
+                    "amount", f"must not exceed {agency.ceiling} yen on agency {agency.id}'s slips"
+                )
+            )
+        if terms.due_date is None and not agency.no_deadline:
+            found.append(
+                FieldError(
+                    "due_date", f"is required: agency {agency.id} takes no slip without a deadline"
+                )
+            )
+        return found
+
     def slip(
         self,
         biller: Biller,
@@ -40,7 +65,7 @@ class Issuer:
         """A CVS slip (a reissue's too): gateway.networks.cvs.slip."""
         assert self.config.cvs is not None, "the cvs channel is off"
         return cvs.slip(
-            self.config.cvs,
+            self.config.cvs.agency(biller.cvs_agency),
             biller,
             serial,
             reissue=reissue,

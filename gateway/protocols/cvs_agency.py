@@ -33,10 +33,12 @@ log = Logger()
 
 POLLS = Counter(
     "gateway_cvs_agency_polls_total",
-    "Agency CSV polls, by result (ok, http_error, network_error, refused).",
-    ["result"],
+    "Agency CSV polls, by agency and result (ok, http_error, network_error, refused).",
+    ["agency", "result"],
 )
-BACKOFF = Gauge("gateway_cvs_agency_backoff_seconds", "Delay before the next agency poll.")
+BACKOFF = Gauge(
+    "gateway_cvs_agency_backoff_seconds", "Delay before the next agency poll.", ["agency"]
+)
 
 Handler = Callable[[bytes, str], Deferred[FileResult]]
 
@@ -51,6 +53,7 @@ class AgencySettings:
     margin_days: int = 2
     max_backoff: float = 3600.0
     timeout: float = 30.0
+    agency: str = "default"  # the [[cvs.agencies]] id: the metrics' and log lines' label
 
 
 class AgencyPoller(Service):
@@ -85,7 +88,7 @@ class AgencyPoller(Service):
         return self._polling  # let a poll in flight finish (its rows are committed or not)
 
     def _schedule(self, delay: float) -> None:
-        BACKOFF.set(delay)
+        BACKOFF.labels(self.settings.agency).set(delay)
         if self.running:
             self._call = self.reactor.callLater(delay, self._poll)
 
@@ -119,29 +122,52 @@ class AgencyPoller(Service):
             )
             body = await response.content()
         except Exception as e:
-            POLLS.labels("network_error").inc()
+            POLLS.labels(self.settings.agency, "network_error").inc()
             log.warn(
-                "agency poll {start}..{end}: {error}", start=start, end=end, error=type(e).__name__
+                "agency {agency} poll {start}..{end}: {error}",
+                agency=self.settings.agency,
+                start=start,
+                end=end,
+                error=type(e).__name__,
             )
             return False
         if response.code != 200:
-            POLLS.labels("http_error").inc()
+            POLLS.labels(self.settings.agency, "http_error").inc()
             log.warn(
-                "agency poll {start}..{end}: HTTP {code}", start=start, end=end, code=response.code
+                "agency {agency} poll {start}..{end}: HTTP {code}",
+                agency=self.settings.agency,
+                start=start,
+                end=end,
+                code=response.code,
             )
             return False
         source = f"poll:{start:%Y%m%d}-{end:%Y%m%d}"
         try:
             result = await self.handler(body, source)
         except Exception as e:
-            POLLS.labels("network_error").inc()
-            log.error("agency poll {source}: not applied: {error}", source=source, error=e)
+            POLLS.labels(self.settings.agency, "network_error").inc()
+            log.error(
+                "agency {agency} poll {source}: not applied: {error}",
+                agency=self.settings.agency,
+                source=source,
+                error=e,
+            )
             return False
         if not result.accepted:
-            POLLS.labels("refused").inc()
-            log.warn("agency poll {source}: {report}", source=source, report=result.report)
+            POLLS.labels(self.settings.agency, "refused").inc()
+            log.warn(
+                "agency {agency} poll {source}: {report}",
+                agency=self.settings.agency,
+                source=source,
+                report=result.report,
+            )
             return False
-        POLLS.labels("ok").inc()
+        POLLS.labels(self.settings.agency, "ok").inc()
         self.last_complete = end
-        log.info("agency poll {source}: {report}", source=source, report=result.report)
+        log.info(
+            "agency {agency} poll {source}: {report}",
+            agency=self.settings.agency,
+            source=source,
+            report=result.report,
+        )
         return True

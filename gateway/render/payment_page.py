@@ -180,7 +180,7 @@ _STATE_LINE = {
 
 
 def _summary(v: PageView) -> str:
-    rows = [("お支払期限", jst_day(v.due_date) if v.due_date else "なし")]
+    rows = [("お支払期限", jst_day(v.due_date) if v.due_date else "期限なし")]
     if v.description:
         rows.append(("内容", v.description))
     rows.append(("請求番号", v.bill_no))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ def _biller(row: Row) -> Biller:
         channels=frozenset(Channel(c) for c in row.channels.split(",") if c),
         payeasy_institution_code=row.payeasy_institution_code,
         created_at=row.created_at,
+        cvs_agency=row.cvs_agency,
+        cvs_code=row.cvs_code,
     )
 
 
@@ -35,14 +38,31 @@ def create_biller(
     channels: frozenset[Channel],
     payeasy_institution_code: str | None,
     now: datetime,
+    cvs_agency: str | None = None,
+    cvs_code: str | None = None,
 ) -> Biller:
-    """Add a biller and assign it the next free 5-digit code (codes are never reused)."""
+    """Add a biller and assign it the next free 5-digit code (codes are never reused).
+
+    ``cvs_agency`` is its convenience-store agency, ``cvs_code`` the code that agency assigned
+    to it (when the agency gives each biller its own): :class:`Conflict` naming ``cvs_code``
+    when another biller of the agency has it."""
     if conn.execute(select(billers.c.biller_id).where(billers.c.biller_id == biller_id)).first():
         raise Conflict(f"biller {biller_id} already exists", field="id")
     highest = conn.execute(select(func.max(billers.c.code))).scalar()
     code = int(highest or 0) + 1
     if code > 99_999:
         raise Conflict("all 99,999 biller codes are used")
+    if cvs_code is not None:
+        holder = conn.execute(
+            select(billers.c.biller_id).where(
+                billers.c.cvs_agency == cvs_agency, billers.c.cvs_code == cvs_code
+            )
+        ).first()
+        if holder is not None:
+            raise Conflict(
+                f"agency {cvs_agency}'s code {cvs_code} is biller {holder.biller_id}'s",
+                field="cvs_code",
+            )
     try:
         conn.execute(
             billers.insert().values(
@@ -52,6 +72,8 @@ def create_biller(
                 kana=kana,
                 channels=",".join(sorted(channels)),
                 payeasy_institution_code=payeasy_institution_code,
+                cvs_agency=cvs_agency,
+                cvs_code=cvs_code,
                 created_at=now,
             )
         )
@@ -176,3 +198,22 @@ def revoke_biller_keys(
         select(*_KEY_COLUMNS).where(api_keys.c.key_id.in_(changed)).order_by(api_keys.c.key_id)
     )
     return [_key_json(r, now) for r in rows]
+
+
+def billers_under_agency(
+    conn: Connection, agency_id: str, *, default: bool, codes: Sequence[str], assigned: bool
+) -> dict[str, str]:
+    """The billers of the agency ``agency_id`` named by 5-digit codes in its barcodes: code →
+    biller_id. ``assigned``: the codes are the agency's own (``cvs_code``), else the gateway's
+    (``code``). ``default``: the agency is ``[cvs] default_agency``, which also holds the
+    billers created before agencies were recorded (``cvs_agency`` NULL)."""
+    if not codes:
+        return {}
+    column = billers.c.cvs_code if assigned else billers.c.code
+    mine = billers.c.cvs_agency == agency_id
+    if default:
+        mine = or_(mine, billers.c.cvs_agency.is_(None))
+    rows = conn.execute(
+        select(column.label("code"), billers.c.biller_id).where(column.in_(list(codes)), mine)
+    )
+    return {r.code: r.biller_id for r in rows}

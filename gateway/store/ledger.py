@@ -93,6 +93,7 @@ def _payment(row: Row[Any], bill_no: str | None) -> Payment:
         transfer_date=row.transfer_date,
         late=bool(row.late),
         store=row.store,
+        agency=row.agency,
     )
 
 
@@ -139,6 +140,7 @@ def insert_payments(conn: Connection, new: Sequence[tuple[Payment, int | None]])
                     "amount": p.amount,
                     "paid_at": p.paid_at,
                     "store": p.store,
+                    "agency": p.agency,
                     "created_at": p.created_at,
                     **_payment_state(p),
                 }

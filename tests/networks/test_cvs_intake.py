@@ -238,7 +238,7 @@ async def test_agency_csv_and_result_file_name_the_same_payments(
             lambda b: bill_json(b, config.api.public_url, Issuer(config)),
             REGISTRY.finders(config),
         )
-        network = CvsNetwork(config.cvs, None, ingest, reactor)
+        network = CvsNetwork(config.cvs.agency(None), None, ingest, reactor)
         result = await network.apply_agency_csv((FIXTURES / "agency.csv").read_bytes(), "poll:test")
         # the four payments of the vector, a post-office transfer (12) for an unknown bill of
         # an unknown biller, and its correction (22), kept for an operator

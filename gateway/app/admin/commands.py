@@ -21,11 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.keys import add_commands as add_key_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
+from gateway.billing.billers import BillerApplication, biller_json, onboard
 from gateway.billing.bills import bill_json
 from gateway.billing.keys import hash_key, new_key
 from gateway.billing.mandates import UnknownBank, bank_names
 from gateway.config import Config, load_config
-from gateway.errors import FileErrors, GatewayError
+from gateway.errors import FileErrors, GatewayError, InvalidRequest
 from gateway.infra.tls import make_certs
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
@@ -43,13 +44,9 @@ from gateway.networks.zengin import (
     write_pending,
 )
 from gateway.store import create_db_engine
-from gateway.store.billers import create_biller, get_biller, insert_api_key
+from gateway.store.billers import get_biller, insert_api_key
 from gateway.store.migrate import migrate
 from gateway.store.zengin import save_consignor
-from gateway.validation import BILLER_ID
-
-# Half-width katakana without small kana, digits, capitals, space and ( ) - . /
-KANA = r"[\uFF66\uFF70-\uFF9FA-Z0-9 ().\-/]{1,40}"
 
 
 def _channels(text: str) -> frozenset[Channel]:
@@ -64,43 +61,27 @@ def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     return {"from": before, "to": after}
 
 
+_FLAGS = {"id": "--id", "payeasy_institution_code": "--payeasy-institution"}
+
+
 def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    if not re.fullmatch(BILLER_ID, args.id):
-        raise CommandError(f"--id: {args.id!r} must be 1-32 of a-z, 0-9, '_' or '-'")
-    if not 1 <= len(args.name) <= 100:
-        raise CommandError("--name: must be 1-100 characters")
-    if not re.fullmatch(KANA, args.kana):
-        raise CommandError(
-            f"--kana: {args.kana!r} must be 1-40 half-width katakana (no small kana),"
-            " capitals, digits, space or ( ) - . /"
-        )
-    channels = _channels(args.channels)
-    off = sorted(channels - config.channels)
-    if off:
-        raise CommandError(f"--channels: {', '.join(off)} is not enabled in the configuration")
-    if args.payeasy_institution and not re.fullmatch(r"\d{5}", args.payeasy_institution):
-        raise CommandError("--payeasy-institution: must be 5 digits")
+    app = BillerApplication(
+        biller_id=args.id,
+        name=args.name,
+        kana=args.kana,
+        channels=_channels(args.channels),
+        payeasy_institution_code=args.payeasy_institution,
+        cvs_agency=args.cvs_agency,
+        cvs_code=args.cvs_code,
+    )
     engine = create_db_engine(config.database.url, 1)
-    with engine.begin() as conn:
-        biller = create_biller(
-            conn,
-            biller_id=args.id,
-            name=args.name,
-            kana=args.kana,
-            channels=channels,
-            payeasy_institution_code=args.payeasy_institution,
-            now=utc_now(),
-        )
-    return {
-        "biller_id": biller.biller_id,
-        "code": biller.code,
-        "name": biller.name,
-        "kana": biller.kana,
-        "channels": sorted(biller.channels),
-        "payeasy_institution_code": biller.payeasy_institution_code
-        or (config.mpn.institution_code if config.mpn else None),
-        "created_at": biller.created_at.isoformat(),
-    }
+    try:
+        with engine.begin() as conn:
+            biller = onboard(conn, config, app, utc_now())
+    except InvalidRequest as e:
+        flag = {e.field: _FLAGS.get(e.field, "--" + e.field.replace("_", "-")) for e in e.errors}
+        raise CommandError("; ".join(f"{flag[f.field]}: {f.message}" for f in e.errors)) from None
+    return biller_json(config, biller)
 
 
 def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -266,6 +247,17 @@ def parser() -> argparse.ArgumentParser:
         "--payeasy-institution",
         default=None,
         help="the biller's own 収納機関番号 (default: mpn.institution_code)",
+    )
+    bc.add_argument(
+        "--cvs-agency",
+        default=None,
+        help="its convenience-store agency, an [[cvs.agencies]] id (default: cvs.default_agency)",
+    )
+    bc.add_argument(
+        "--cvs-code",
+        default=None,
+        help="the 5-digit code the agency assigned to the biller (agencies that assign one per"
+        " biller)",
     )
     bc.set_defaults(fn=cmd_biller_create)
 

@@ -28,6 +28,7 @@ MAX_AMOUNT = 999_999  # six digits
 NO_DEADLINE = "999999"
 BILLER_CODE_LENGTH = 5
 SERIAL_LENGTH = 16  # the free field's 21 digits after the 5-digit biller code
+CENTER_SERIAL_LENGTH = 11  # after a center code and the biller's code (FreeFieldLayout)
 
 _BARCODE = re.compile(r"[0-9]{44}")
 _DIGITS43 = re.compile(r"[0-9]{43}")
@@ -226,6 +227,21 @@ BILL_KEY = slice(2, 29)
 STAMP_DIGIT = 37
 
 
+#: Digits 3-8 of a barcode: the agency's (maker's) company code.
+COMPANY_CODE = slice(2, 8)
+
+
+def company_code_of(digits: str) -> str:
+    """The company code of a barcode's digits (or of a bill key, which starts with it after
+    the AI): which agency the slip is of."""
+    return digits[COMPANY_CODE] if len(digits) == LENGTH else split_bill_key(digits)[0]
+
+
+def split_bill_key(key: str) -> tuple[str, str]:
+    """A bill key's (company code, free field)."""
+    return key[: COMPANY_CODE.stop - 2], key[COMPANY_CODE.stop - 2 :]
+
+
 def bill_key_of(digits: str) -> str:
     """The bill key of a barcode's digits: the same for every reissue of a bill."""
     return digits[BILL_KEY]
@@ -238,6 +254,53 @@ def free_field_for(biller_code: str, serial: int) -> str:
     if not _is_int(serial) or not 0 <= serial < 10**SERIAL_LENGTH:
         raise ValueError(f"serial must be a whole number from 0 to {10**SERIAL_LENGTH - 1}")
     return f"{biller_code}{serial:0{SERIAL_LENGTH}d}"
+
+
+@dataclass(frozen=True)
+class FreeFieldLayout:
+    """How an agency's 21 free digits (barcode digits 9-29) are spent (docs/networks/cvs.md).
+
+    - **A code per biller** (``center_code`` None): the biller's 5-digit code — minted by the
+      gateway, or assigned by the agency to the biller — then a 16-digit serial.
+    - **One code for the center** (the agency assigned ``center_code`` to the center once, for
+      all its billers): the center's 5 digits, then the biller's 5-digit gateway code, then an
+      11-digit serial. The biller is still named by the barcode alone.
+
+    Either way a barcode resolves to exactly one biller: :meth:`biller_code` is the inverse.
+    """
+
+    center_code: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.center_code is not None and not _BILLER_CODE.fullmatch(self.center_code):
+            raise ValueError(f"center code must be exactly 5 digits, got {self.center_code!r}")
+
+    @property
+    def serial_length(self) -> int:
+        return SERIAL_LENGTH if self.center_code is None else CENTER_SERIAL_LENGTH
+
+    def free_field(self, biller_code: str, serial: int) -> str:
+        """The free field of the bill ``serial`` of the biller whose code is ``biller_code``."""
+        if self.center_code is None:
+            return free_field_for(biller_code, serial)
+        if not _BILLER_CODE.fullmatch(biller_code):
+            raise ValueError(f"biller code must be exactly 5 digits, got {biller_code!r}")
+        if not _is_int(serial) or not 0 <= serial < 10**CENTER_SERIAL_LENGTH:
+            raise ValueError(
+                f"serial must be a whole number from 0 to {10**CENTER_SERIAL_LENGTH - 1}"
+            )
+        return f"{self.center_code}{biller_code}{serial:0{CENTER_SERIAL_LENGTH}d}"
+
+    def biller_code(self, free_field: str) -> str | None:
+        """The biller's 5-digit code in a free field of this layout; None when the free field
+        is not of this layout (another center code)."""
+        if not _FREE_FIELD.fullmatch(free_field):
+            return None
+        if self.center_code is None:
+            return free_field[:BILLER_CODE_LENGTH]
+        if free_field[:BILLER_CODE_LENGTH] != self.center_code:
+            return None
+        return free_field[BILLER_CODE_LENGTH : 2 * BILLER_CODE_LENGTH]
 
 
 def split_free_field(free_field: str) -> tuple[str, int]:

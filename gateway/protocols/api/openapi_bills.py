@@ -36,16 +36,22 @@ BILL_SCHEMAS: dict[str, Any] = {
     "BillCreate": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["bill_no", "amount", "due_date", "channels"],
+        "required": ["bill_no", "amount", "channels"],
         "properties": {
             "bill_no": {"type": "string", "pattern": BILL_NO_PATTERN},
             "amount": {
                 "type": "integer",
                 "minimum": 1,
                 "maximum": MAX_AMOUNT,
-                "description": "yen; at most the CVS ceiling (300,000) with cvs",
+                "description": "yen; at most the CVS ceiling of the biller's agency"
+                " (300,000 by default) with cvs",
             },
-            "due_date": DATE,
+            "due_date": {
+                **DATE,
+                "type": ["string", "null"],
+                "description": "required, except for a slip without a deadline (999999): left"
+                " out or null when cvs is the only channel and the biller's agency takes one",
+            },
             "channels": {
                 "type": "array",
                 "minItems": 1,
