@@ -197,6 +197,7 @@ class CvsNetwork:
                 a.margin_days,
                 a.max_backoff,
                 a.timeout,
+                agency=self.config.id,
             )
             services.append(AgencyPoller(settings, self.apply_agency_csv, self.reactor))
         if self.config.link is not None:
