@@ -192,6 +192,7 @@ def test_no_input_is_answered_with_a_server_error(
 
 def test_every_route_of_the_router_is_fuzzed() -> None:
     """The routes come from the OpenAPI document: it names every route the router has."""
+    from gateway.protocols.api.biller_routes import biller_routes
     from gateway.protocols.api.bulk_routes import bulk_routes
     from gateway.protocols.api.pages import page_routes
     from gateway.protocols.api.routes import api_routes
@@ -210,4 +211,5 @@ def test_every_route_of_the_router_is_fuzzed() -> None:
     routes += page_routes(nothing)
     routes += bulk_routes(nothing)
     routes += settlement_routes(nothing, 100)
+    routes += biller_routes(nothing, 100)
     assert sorted((r.method.decode(), r.template) for r in routes) == sorted(ROUTES)

@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from gateway.billing.at_rest import SecretsAtRest
+from gateway.billing.billers import BillerService
 from gateway.billing.bills import BillService
 from gateway.billing.bulk import MAX_BYTES, BulkService
 from gateway.billing.expiry import ExpiryJob, expiry_service
@@ -32,6 +33,7 @@ from gateway.money.settlement import SettlementApi, SettlementJob, settlement_se
 from gateway.networks.base import Wiring
 from gateway.networks.issuer import Issuer
 from gateway.networks.registry import REGISTRY
+from gateway.protocols.api.biller_routes import biller_routes
 from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.limits import http_limits
@@ -149,6 +151,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
+    routes += biller_routes(BillerService(store, reactor, config), config.api.max_page_size)
     expiry = ExpiryJob(store, reactor, bills.event_doc)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     # Billers settled at once: at most one store connection less than the pool (the API's).

@@ -11,26 +11,39 @@ after the agency's company code depends on how that agency gives out codes
   given at onboarding (``cvs_code``) and unique within the agency;
 - ``assigned_by = "agency"`` with one ``center_code``: the center's code, then the biller's
   gateway code, then the serial (:class:`gateway.mappers.cvs.barcode.FreeFieldLayout`).
+
+The admin API reads its body with :func:`parse_biller_request` and runs through
+:class:`BillerService` (``POST /v1/billers``, ``GET /v1/billers``, ``GET /v1/billers/{id}``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
+from twisted.internet.interfaces import IReactorTime
 
+from gateway.billing.bills import decode_cursor, encode_cursor
+from gateway.clock import now as clock_now
 from gateway.config import Config, CvsAgency
 from gateway.errors import Conflict, FieldError, InvalidRequest
-from gateway.model import Biller, Channel
-from gateway.store.billers import create_biller
-from gateway.validation import BILLER_ID
+from gateway.model import Biller, Channel, Outcome
+from gateway.store import Store
+from gateway.store.billers import create_biller, get_biller, list_billers
+from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
+from gateway.validation import BILLER_ID, Fields
 
 # Half-width katakana without small kana, digits, capitals, space and ( ) - . /
 KANA = r"[\uFF66\uFF70-\uFF9FA-Z0-9 ().\-/]{1,40}"
+KANA_MAX = 40
 CVS_CODE = r"[0-9]{5}"
+PAYEASY_INSTITUTION_CODE = r"[0-9]{5}"
+NAME_MAX = 100
+AGENCY_ID_MAX = 32  # billers.cvs_agency; an id the configuration does not list is refused
 
 
 @dataclass(frozen=True)
@@ -51,8 +64,8 @@ def check_application(config: Config, app: BillerApplication) -> BillerApplicati
     bad: list[FieldError] = []
     if not re.fullmatch(BILLER_ID, app.biller_id):
         bad.append(FieldError("id", f"{app.biller_id!r} must be 1-32 of a-z, 0-9, '_' or '-'"))
-    if not 1 <= len(app.name) <= 100:
-        bad.append(FieldError("name", "must be 1-100 characters"))
+    if not 1 <= len(app.name) <= NAME_MAX:
+        bad.append(FieldError("name", f"must be 1-{NAME_MAX} characters"))
     if not re.fullmatch(KANA, app.kana):
         bad.append(
             FieldError(
@@ -67,7 +80,7 @@ def check_application(config: Config, app: BillerApplication) -> BillerApplicati
     if off:
         bad.append(FieldError("channels", f"{', '.join(off)} is not enabled in the configuration"))
     code = app.payeasy_institution_code
-    if code is not None and not re.fullmatch(r"[0-9]{5}", code):
+    if code is not None and not re.fullmatch(PAYEASY_INSTITUTION_CODE, code):
         bad.append(FieldError("payeasy_institution_code", "must be 5 digits"))
     agency_id, cvs_code = _cvs_contract(config, app, bad)
     if bad:
@@ -161,3 +174,118 @@ def biller_json(config: Config, biller: Biller) -> dict[str, Any]:
         # prefix: what follows the company code in each of its barcodes
         doc["cvs"] = {"agency": agency.id, "company_code": agency.company_code, "prefix": prefix}
     return doc
+
+
+#: What the API calls the fields that :func:`check_application` names as the command line does.
+_API_FIELDS = {"id": "biller_id"}
+
+
+def _api_field(name: str) -> str:
+    return _API_FIELDS.get(name, name)
+
+
+def _root(field: str) -> str:
+    """The body field an error is about: ``channels`` for ``channels[2]``."""
+    return field.split("[", 1)[0]
+
+
+def parse_biller_request(config: Config, body: object) -> BillerApplication:
+    """The application in a ``POST /v1/billers`` body, checked and with its agency resolved.
+
+    :class:`InvalidRequest` naming every bad field: malformed (a wrong type, a missing or an
+    unknown field) before anything else; then what :func:`check_application` refuses, the
+    fields named as the body names them (``biller_id``, not the command line's ``id``)."""
+    f = Fields(body)
+    biller_id = f.string("biller_id", required=True, max_len=32)
+    name = f.string("name", required=True, max_len=NAME_MAX)
+    kana = f.string("kana", required=True, max_len=KANA_MAX)
+    raw_channels = f.string_list("channels", required=True)
+    payeasy = f.string("payeasy_institution_code", max_len=5)
+    agency = f.string("cvs_agency", max_len=AGENCY_ID_MAX)
+    cvs_code = f.string("cvs_code", max_len=5)
+    f.finish()
+    if f.malformed:
+        f.raise_if_invalid()
+    channels: set[Channel] = set()
+    for i, raw in enumerate(raw_channels or ()):
+        try:
+            channel = Channel(raw)
+        except ValueError:
+            allowed = ", ".join(c.value for c in Channel)
+            f.bad(f"channels[{i}]", f"{raw[:20]!r} is not one of {allowed}")
+            continue
+        if channel in channels:
+            f.bad(f"channels[{i}]", f"{raw} is listed twice")
+        channels.add(channel)
+    app = BillerApplication(
+        biller_id or "",
+        name or "",
+        kana or "",
+        frozenset(channels),
+        payeasy,
+        agency,
+        cvs_code,
+    )
+    bad = list(f.errors)
+    flagged = {_root(e.field) for e in bad}  # the body's own rule said it first
+    try:
+        checked = check_application(config, app)
+    except InvalidRequest as e:
+        bad += [
+            FieldError(_api_field(x.field), x.message)
+            for x in e.errors
+            if _api_field(x.field) not in flagged
+        ]
+    else:
+        if not bad:
+            return checked
+    raise InvalidRequest(bad, title="The biller cannot be created")
+
+
+def _dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+
+
+class BillerService:
+    """The operator's billers through the admin API: each operation is one store interaction.
+
+    The caller (:mod:`gateway.protocols.api.biller_routes`) has checked that the key is an
+    admin key. ``biller_id`` and an agency's code are unique: a second biller with either is
+    :class:`Conflict` naming the field; an ``Idempotency-Key`` replays the first answer."""
+
+    def __init__(self, store: Store, clock: IReactorTime, config: Config) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self.ttl = config.api.idempotency_ttl
+
+    async def create(self, body: object, claim: IdempotencyClaim | None) -> StoredResponse:
+        app = parse_biller_request(self.config, body)
+        now = clock_now(self.clock)
+
+        def effect(conn: Connection) -> StoredResponse:
+            try:
+                biller = onboard(conn, self.config, app, now)
+            except Conflict as e:
+                raise Conflict(e.detail, e.field and _api_field(e.field)) from None
+            return StoredResponse(Outcome.CREATED, _dumps(biller_json(self.config, biller)))
+
+        return await self.store.run_interaction(
+            "billers.create", run_idempotent, claim, now, self.ttl, effect
+        )
+
+    async def get(self, biller_id: str) -> dict[str, Any]:
+        biller = await self.store.run_interaction("billers.get", get_biller, biller_id)
+        return biller_json(self.config, biller)
+
+    async def list(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        """A page of billers in the order of their codes; the cursor is the last one's code.
+        (Billers are few, at most 99,999: the page is cut from all of them.)"""
+        after = decode_cursor(cursor) if cursor is not None else 0
+        found = await self.store.run_interaction("billers.list", list_billers)
+        rest = [b for b in found if int(b.code) > after]
+        page = rest[:limit]
+        return {
+            "data": [biller_json(self.config, b) for b in page],
+            "next_cursor": encode_cursor(int(page[-1].code)) if len(rest) > limit else None,
+        }

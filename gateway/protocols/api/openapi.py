@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.protocols.api.openapi_billers import BILLER_SCHEMAS, biller_paths
 from gateway.protocols.api.openapi_bills import BILL_SCHEMAS, bill_paths
 from gateway.protocols.api.openapi_bulk import bulk_paths
 from gateway.protocols.api.openapi_mandates import MANDATE_SCHEMAS, mandate_paths
@@ -55,6 +56,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             **webhook_paths(max_page_size),
             **bulk_paths(),
             **settlement_paths(max_page_size),
+            **biller_paths(max_page_size),
             **receipt_paths(),
         },
         "components": {
@@ -84,6 +86,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                 **MANDATE_SCHEMAS,
                 **EVENT_SCHEMAS,
                 **SETTLEMENT_SCHEMAS,
+                **BILLER_SCHEMAS,
             },
         },
     }
