@@ -81,6 +81,8 @@ def payment_json(payment: Payment, descriptions: Descriptions | None = None) -> 
     }
     if payment.store:
         doc.update(description(payment.channel, descriptions).detail(payment.store))
+    if payment.agency is not None:
+        doc["agency"] = payment.agency  # the CVS agency whose 確報 and remittance it is
     return doc
 
 

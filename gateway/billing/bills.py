@@ -177,7 +177,7 @@ def parse_bill_request(
     _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
     if f.raw.get("due_date") is None and channels != {Channel.CVS}:
         # a bill without a deadline is a CVS slip's (999999), where its agency takes one
-        f.malformed.append(FieldError("due_date", "is required unless cvs is the only channel"))
+        f.bad("due_date", "is required unless cvs is the only channel")
     f.raise_if_invalid()
     assert bill_no is not None and amount is not None
     return BillTerms(bill_no, amount, due, frozenset(channels), customer, tax, description)

@@ -86,7 +86,8 @@ billers = Table(
     # commit order per biller.
     Column("last_event_seq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
-    UniqueConstraint("cvs_agency", "cvs_code"),  # one agency-assigned code names one biller
+    # one agency-assigned code names one biller (an index: SQLite adds and drops it in place)
+    Index("uq_billers_cvs_agency_cvs_code", "cvs_agency", "cvs_code", unique=True),
 )
 
 api_keys = Table(

@@ -133,9 +133,9 @@ async def test_a_biller_of_the_center_code_agency_gets_slips_without_a_deadline(
     engine.dispose()
     assert "G-1" not in {b.bill_no for _, b in overdue}
 
-    # a bill with another channel still needs a due date (400, the field named)
+    # a bill with another channel still needs a due date (422, the field named)
     status, doc, _ = await center.request("POST", "/v1/bills", gas, bill("G-2", ["cvs", "payeasy"]))
-    assert status == 400
+    assert status == 422
     assert doc["errors"] == [
         {"field": "due_date", "message": "is required unless cvs is the only channel"}
     ]

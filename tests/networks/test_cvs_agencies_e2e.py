@@ -615,6 +615,7 @@ async def test_a_real_shape_agency_csv_pulled_into_a_center_with_its_codes(
     assert sorted((p["bill_no"] or "", p["status"]) for p in seen) == sorted(
         (no or "", status) for no, status in expected_status.items()
     )
+    assert {p["agency"] for p in seen} == {"gs"}  # the API says whose money each one is
     paid_at_post_office = [p for p in seen if p["store"]["chain"] == "000910"]
     assert [(p["bill_no"], p["transfer_date"]) for p in paid_at_post_office] == [
         ("R-0004", "2026-11-10")

@@ -35,6 +35,11 @@ PAYMENT_SCHEMAS: dict[str, Any] = {
             "voided_at": {"type": ["string", "null"], "format": "date-time"},
             "transfer_date": {"type": ["string", "null"], "format": "date"},
             "late": {"type": "boolean"},
+            "agency": {
+                "type": "string",
+                "description": "cvs: the agency ([[cvs.agencies]] id) whose link, inbox or CSV"
+                " pull brought the payment, and whose 確報 and remittance it belongs to",
+            },
             "store": {
                 "type": "object",
                 "required": ["chain", "store_code"],

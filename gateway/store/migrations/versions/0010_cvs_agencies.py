@@ -21,19 +21,21 @@ branch_labels = None
 depends_on = None
 
 
+# Columns are added and dropped, and the uniqueness kept by an index, without batch mode: on
+# SQLite a batch would rebuild ``billers``, which the other tables' foreign keys refer to.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('billers') as batch:
-        batch.add_column(sa.Column('cvs_agency', sa.String(length=32), nullable=True))
-        batch.add_column(sa.Column('cvs_code', sa.String(length=5), nullable=True))
-        batch.create_unique_constraint('uq_billers_cvs_agency_cvs_code', ['cvs_agency', 'cvs_code'])
-    with op.batch_alter_table('payments') as batch:
-        batch.add_column(sa.Column('agency', sa.String(length=32), nullable=True))
+    op.add_column('billers', sa.Column('cvs_agency', sa.String(length=32), nullable=True))
+    op.add_column('billers', sa.Column('cvs_code', sa.String(length=5), nullable=True))
+    op.create_index(
+        'uq_billers_cvs_agency_cvs_code', 'billers', ['cvs_agency', 'cvs_code'], unique=True
+    )
+    op.add_column('payments', sa.Column('agency', sa.String(length=32), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('payments') as batch:
-        batch.drop_column('agency')
-    with op.batch_alter_table('billers') as batch:
-        batch.drop_constraint('uq_billers_cvs_agency_cvs_code', type_='unique')
-        batch.drop_column('cvs_code')
-        batch.drop_column('cvs_agency')
+    op.drop_column('payments', 'agency')
+    op.drop_index('uq_billers_cvs_agency_cvs_code', table_name='billers')
+    op.drop_column('billers', 'cvs_code')
+    op.drop_column('billers', 'cvs_agency')
