@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest_twisted
 
+from gateway.config import CvsAgency, CvsConfig
 from gateway.ingest import Ingest, Received
 from gateway.model import JST, Channel, CollectionEvent, MessageKind
 from gateway.networks.cvs import CvsBills
@@ -48,7 +49,12 @@ def pay_at_store(
         store=f"000020-{store}",
     )
     engine = create_db_engine(database_url, 1)
-    ingest = Ingest(None, None, lambda b: {"bill_no": b.bill_no}, [CvsBills("987654")])
+    ingest = Ingest(
+        None,
+        None,
+        lambda b: {"bill_no": b.bill_no},
+        [CvsBills(CvsConfig((CvsAgency("default", "987654"),), "default"))],
+    )
     with engine.begin() as conn:
         outcome = ingest.apply(conn, Received(event), at, at.date())
     engine.dispose()
