@@ -111,14 +111,28 @@ class Store:
     """The one gateway to the database. Start it before use, stop it at shutdown."""
 
     def __init__(
-        self, engine: Engine, reactor: IReactorThreads, threads: int | None = None
+        self,
+        engine: Engine,
+        reactor: IReactorThreads,
+        threads: int | None = None,
+        *,
+        pool: ThreadPool | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``pool`` (a ThreadPool, or a subclass that runs each job as a step of a simulated
+        clock) and ``sleep`` (the pause before a retry) are for the deterministic simulation
+        (simulators.world); the daemon leaves them."""
         self.engine = engine
         self.dialect = engine.dialect.name
         self._reactor = reactor
         if threads is None:
             threads = 1 if self.dialect == "sqlite" else engine.pool.size()  # type: ignore[attr-defined]
-        self._pool = ThreadPool(minthreads=1, maxthreads=threads, name="gateway-store")
+        self._pool = (
+            ThreadPool(minthreads=1, maxthreads=threads, name="gateway-store")
+            if pool is None
+            else pool
+        )
+        self._sleep = sleep
         self.running = False
 
     @classmethod
@@ -168,7 +182,7 @@ class Store:
                     if attempt == _MAX_ATTEMPTS or not _retryable(e):
                         raise
                     INTERACTION_RETRIES.labels(desc).inc()
-                    time.sleep(0.005 * 2**attempt)
+                    self._sleep(0.005 * 2**attempt)
             raise AssertionError("unreachable")
         except Exception:
             INTERACTION_ERRORS.labels(desc).inc()
