@@ -35,105 +35,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from gateway import calendar
+from gateway.app.demo_data import (
+    AGENCIES,
+    AGENCY_OF,
+    BANK_CODES,
+    BILLERS,
+    CONFIG,
+    DEMO_PLAN,
+    SEEDS,
+    WATER,
+    WATER_CUSTOMERS,
+)
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
-from gateway.config import load_config
 from gateway.mappers.zengin.mapper import parse_file
 from gateway.model import JST
-from gateway.store import create_db_engine
-from gateway.store.schema import payments
-
-CONFIG = """\
-# Written by gateway-demo. See conf/gateway.example.toml and docs/config.md.
-[database]
-url = "sqlite:///gateway.sqlite3"
-
-[api]
-listen = "tcp:{api}:interface=127.0.0.1"
-public_url = "http://127.0.0.1:{api}"
-
-[metrics]
-listen = "tcp:{metrics}:interface=127.0.0.1"
-
-[secrets]
-key = "{secret_key}"                   # page tokens and webhook secrets at rest
-
-[tls]
-ca = "tls/ca.pem"
-certificate = "tls/gateway.pem"
-key = "tls/gateway.key"
-
-[cvs]
-default_agency = "gs"                 # the agency of a biller created without --cvs-agency
-
-# Two collection agencies (docs/networks/cvs.md §1.1), each with its own link and inbox.
-# gs gave the center one 5-digit code for all its billers; kessai gives each biller its own.
-[[cvs.agencies]]
-id = "gs"
-company_code = "929023"
-assigned_by = "agency"
-center_code = "25207"
-no_deadline = true
-
-[cvs.agencies.link]
-listen = "tcp:{link_gs}:interface=127.0.0.1"
-peers = ["cvs-agency"]                # the simulated agency's certificate; no other may speak
-
-[cvs.agencies.files]
-inbox = "inbox/cvs-gs"
-poll_interval = 0.5
-
-[[cvs.agencies]]
-id = "kessai"
-company_code = "987654"
-assigned_by = "agency"                # a code per biller: gateway-admin biller create --cvs-code
-
-[cvs.agencies.link]
-listen = "tcp:{link_kessai}:interface=127.0.0.1"
-peers = ["cvs-agency"]
-
-[cvs.agencies.files]
-inbox = "inbox/cvs-kessai"
-poll_interval = 0.5
-
-[mpn]
-institution_code = "58191"
-connect = "tcp:127.0.0.1:{mpn}"
-center_code = "0001"
-hostname = "mpn-center"               # the name the simulated center's certificate carries
-number_key = "{number_key}"
-
-[webhooks]
-allowed_networks = ["127.0.0.0/8"]    # the demo's receivers run on this machine
-
-[zengin]
-outbox = "outbox/zengin"
-inbox = "inbox/zengin"
-poll_interval = 0.5
-"""
-
-# chosen so that each biller's store payments show a void and a double payment
-SEEDS = {"demo-gas": 9, "demo-school": 8}
-BILLERS = [
-    ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
-    ("demo-school", "学校法人デモ学園", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
-]
-# Each biller's convenience-store agency, and the code the agency assigned to it (kessai's).
-AGENCY_OF = {"demo-gas": ("gs", None), "demo-school": ("kessai", "31415")}
-AGENCIES = ("gs", "kessai")
-WATER = ("demo-water", "デモ市水道局", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ")
-BANK_CODES = {1: "1", 2: "3"}  # by debit position: 資金不足, and a transfer stopped by its payer
-# (customer_no, holder as the customer wrote it, account number, amount)
-WATER_CUSTOMERS = [
-    ("W0001", "ヤマダ　タロウ", "1234567", 3_520),
-    ("W0002", "ｻﾄｳ ﾊﾅｺ", "2345678", 4_180),
-    ("W0003", "きょうこ　しょうじ", "3456789", 2_970),
-    ("W0004", "ｽｽﾞｷ ｲﾁﾛｳ", "4567890", 5_060),
-    ("W0005", "タナカ　ミサキ", "5678901", 3_850),
-    ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400),
-]
 
 
 def _pad(text: str, width: int) -> str:
@@ -488,20 +404,6 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
         say(f"  mandate {customer_no}: {m['status']}{reason}")
 
 
-DEMO_PLAN = {
-    "cycle": "monthly",
-    "payout_days": 3,
-    "settlement_fee": 500,
-    "tax_rate": 10,
-    "tax_rounding": "floor",
-    "channels": {
-        "cvs": {"per_payment": 60, "per_uncollected": 10, "stamp_charge": 200},
-        "payeasy": {"per_payment": 80},
-        "transfer": {"per_payment": 100},
-    },
-}
-
-
 def settle_and_report(
     daemon: DaemonProcess, workdir: Path, config: Path, keys: dict[str, str]
 ) -> None:
@@ -553,27 +455,10 @@ def settle_and_report(
             )
 
 
-def payment_agencies(daemon: DaemonProcess) -> dict[str, str]:
-    """The agency each CVS payment came from (``payments.agency``: whose link, inbox or pull
-    brought it, and so whose 確報 and remittance it is), read from the demo's database."""
-    engine = create_db_engine(load_config(daemon.config).database.url, 1)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(payments.c.payment_id, payments.c.agency).where(
-                    payments.c.agency.is_not(None)
-                )
-            ).all()
-    finally:
-        engine.dispose()
-    return {payment_id: agency for payment_id, agency in rows}
-
-
 def show_ledger(daemon: DaemonProcess, key: str) -> None:
     """Every bill's state, its payments (a store payment with the agency it came from), the
     refund cases and the events feed."""
     auth = {"Authorization": f"Bearer {key}"}
-    agencies = payment_agencies(daemon)
     _, listed, _ = http("GET", daemon.api + "/v1/bills?limit=100", None, auth)
     for bill in listed["data"]:
         _, pays, _ = http("GET", f"{daemon.api}/v1/bills/{bill['bill_no']}/payments", None, auth)
@@ -581,10 +466,9 @@ def show_ledger(daemon: DaemonProcess, key: str) -> None:
         say(f"  {bill['bill_no']:<24} {bill['status']:<9} v{bill['version']}{flags}")
         for p in pays["data"]:
             if "store" in p:
-                agency = p.get("agency") or agencies.get(p["payment_id"], "?")
                 where = (
                     f"store: chain {p['store']['chain']} {p['store']['store_code']}"
-                    f", agency {agency}"
+                    f", agency {p['agency']}"
                 )
             elif p["channel"] == "transfer":
                 bank = p.get("bank", {})

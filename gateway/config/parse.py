@@ -4,32 +4,24 @@
 from __future__ import annotations
 
 import ipaddress
-import math
-import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import date, timedelta
 from datetime import time as dt_time
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import clientFromString
 
+from gateway.config.cvs import _cvs
 from gateway.config.sections import (
     ApiConfig,
-    AssignedBy,
     BillsConfig,
     BulkConfig,
     Config,
-    CvsAgency,
-    CvsConfig,
-    CvsFilesConfig,
-    CvsLinkConfig,
-    CvsPullConfig,
     DatabaseConfig,
     MailConfig,
     MetricsConfig,
@@ -41,143 +33,17 @@ from gateway.config.sections import (
     ZenginConfig,
     _Network,
 )
+from gateway.config.table import (
+    Table,
+    require_https,
+    section,
+    split_url,
+)
 from gateway.errors import ConfigError
 from gateway.infra.secretbox import key_from_environment, parse_key
-from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
-
-T = TypeVar("T")
 
 
-_MISSING: Any = object()
-
-
-class _Table:
-    """One TOML table being read: typed getters that name the key's path, and a final check
-    that no key was left unread (a misspelt key must not be silently ignored)."""
-
-    def __init__(self, raw: object, path: str, base: Path) -> None:
-        if not isinstance(raw, Mapping):
-            raise ConfigError(path, f"must be a table, not {type(raw).__name__}")
-        self.raw: Mapping[str, Any] = raw
-        self.path = path
-        self.base = base
-        self.seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
-
-    def _get(self, name: str, kind: type | tuple[type, ...], kind_name: str, default: Any) -> Any:
-        self.seen.add(name)
-        if name not in self.raw:
-            if default is _MISSING:
-                raise ConfigError(self.key(name), "is required")
-            return default
-        value = self.raw[name]
-        # bool is an int in Python; TOML keeps them apart and so do we.
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise ConfigError(self.key(name), f"must be {kind_name}, not a boolean")
-        if not isinstance(value, kind):
-            raise ConfigError(self.key(name), f"must be {kind_name}, not {type(value).__name__}")
-        return value
-
-    def string(
-        self, name: str, default: Any = _MISSING, pattern: str | None = None, hint: str = ""
-    ) -> str:
-        value: str = self._get(name, str, "a string", default)
-        if pattern is not None and value is not default and not re.fullmatch(pattern, value):
-            raise ConfigError(self.key(name), f"{value!r} is not {hint or pattern}")
-        return value
-
-    def integer(
-        self, name: str, default: Any = _MISSING, low: int | None = None, high: int | None = None
-    ) -> int:
-        value: int = self._get(name, int, "an integer", default)
-        if low is not None and value < low:
-            raise ConfigError(self.key(name), f"{value} is below the minimum {low}")
-        if high is not None and value > high:
-            raise ConfigError(self.key(name), f"{value} is above the maximum {high}")
-        return value
-
-    def number(self, name: str, default: Any = _MISSING, low: float = 0.0) -> float:
-        value = self._get(name, (int, float), "a number", default)
-        if not math.isfinite(value):
-            raise ConfigError(self.key(name), f"{value} is not a finite number")
-        if value <= low:
-            raise ConfigError(self.key(name), f"{value} must be greater than {low:g}")
-        return float(value)
-
-    def boolean(self, name: str, default: Any = _MISSING) -> bool:
-        value: bool = self._get(name, bool, "true or false", default)
-        return value
-
-    def day(self, name: str) -> date:
-        value = self._get(name, (date, str), "a date (YYYY-MM-DD)", _MISSING)
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                raise ConfigError(self.key(name), f"{value!r} is not a date (YYYY-MM-DD)") from None
-        if not isinstance(value, date) or hasattr(value, "hour"):
-            raise ConfigError(self.key(name), "must be a date (YYYY-MM-DD), not a date-time")
-        return value
-
-    def path_value(self, name: str, default: Any = _MISSING) -> Path:
-        value = self.string(name, default)
-        if not value:
-            raise ConfigError(self.key(name), "must not be empty")
-        try:
-            path = Path(value).expanduser()
-        except RuntimeError as e:
-            raise ConfigError(self.key(name), f"{value!r}: {e}") from None
-        return path if path.is_absolute() else (self.base / path)
-
-    def endpoint(self, name: str, *, client: bool, default: Any = _MISSING) -> str:
-        value = self.string(name, default)
-        try:
-            # Parsing builds an endpoint object without touching the network or a reactor.
-            endpoint = clientFromString(None, value) if client else serverFromString(None, value)
-        except Exception as e:
-            raise ConfigError(self.key(name), f"{value!r} is not a Twisted endpoint: {e}") from None
-        port = getattr(endpoint, "_port", None)  # TCP endpoints: refuse what cannot be bound
-        if isinstance(port, int) and not (1 if client else 0) <= port <= 65535:
-            raise ConfigError(self.key(name), f"{value!r}: port {port} is out of range")
-        return value
-
-    def table(self, name: str, required: bool = False) -> _Table | None:
-        self.seen.add(name)
-        if name not in self.raw:
-            if required:
-                raise ConfigError(self.key(name), "is required")
-            return None
-        return _Table(self.raw[name], self.key(name), self.base)
-
-    def array_of_tables(self, name: str) -> list[_Table] | None:
-        self.seen.add(name)
-        if name not in self.raw:
-            return None
-        value = self.raw[name]
-        if not isinstance(value, list):
-            raise ConfigError(self.key(name), "must be an array of tables ([[...]])")
-        return [_Table(item, f"{self.key(name)}[{i}]", self.base) for i, item in enumerate(value)]
-
-    def done(self) -> None:
-        for name in self.raw:
-            if name not in self.seen:
-                raise ConfigError(self.key(name), "unknown key")
-
-
-def _section(
-    parent: _Table, name: str, read: Callable[[_Table], T], required: bool = False
-) -> T | None:
-    table = parent.table(name, required)
-    if table is None:
-        return None
-    value = read(table)
-    table.done()
-    return value
-
-
-def _database(t: _Table) -> DatabaseConfig:
+def _database(t: Table) -> DatabaseConfig:
     url = t.string("url", "sqlite:///var/gateway.sqlite3")
     try:
         parsed = make_url(url)
@@ -197,10 +63,10 @@ def _database(t: _Table) -> DatabaseConfig:
     return DatabaseConfig(url, pool_size, t.boolean("migrate_on_start", False))
 
 
-def _api(t: _Table) -> ApiConfig:
+def _api(t: Table) -> ApiConfig:
     listen = t.endpoint("listen", client=False)
     public_url = t.string("public_url").rstrip("/")
-    parts = urlsplit(public_url)
+    parts = split_url(t.key("public_url"), public_url, "an http(s) base URL")
     if (
         parts.scheme not in ("http", "https")
         or not parts.netloc
@@ -209,7 +75,7 @@ def _api(t: _Table) -> ApiConfig:
         or "#" in public_url
     ):
         raise ConfigError(t.key("public_url"), f"{public_url!r} is not an http(s) base URL")
-    _require_https(t.key("public_url"), public_url)
+    require_https(t.key("public_url"), public_url)
     ttl = t.integer("idempotency_ttl_hours", 24, low=24, high=24 * 30)
     return ApiConfig(
         listen=listen,
@@ -222,7 +88,7 @@ def _api(t: _Table) -> ApiConfig:
     )
 
 
-def _http_limits(t: _Table) -> dict[str, Any]:
+def _http_limits(t: Table) -> dict[str, Any]:
     """The API listener's limits (the ``ApiConfig`` fields of the same names)."""
     max_body = t.integer("max_body_bytes", 1024 * 1024, low=1024, high=64 * 1024 * 1024)
     max_file = t.integer("max_file_bytes", 64 * 1024 * 1024, low=1024, high=1024 * 1024 * 1024)
@@ -249,29 +115,11 @@ def _http_limits(t: _Table) -> dict[str, Any]:
     }
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8, ::1
-    except ValueError:
-        return False
-
-
-def _require_https(key: str, url: str) -> None:
-    """``url`` must be https unless its host is a loopback address (development and tests)."""
-    parts = urlsplit(url)
-    if parts.scheme != "https" and not _is_loopback(parts.hostname or ""):
-        raise ConfigError(
-            key, f"{url!r} must be https:// (plain http only on a loopback host such as 127.0.0.1)"
-        )
-
-
-def _tls(t: _Table) -> TLSConfig:
+def _tls(t: Table) -> TLSConfig:
     return TLSConfig(t.path_value("ca"), t.path_value("certificate"), t.path_value("key"))
 
 
-def _bills(t: _Table) -> BillsConfig:
+def _bills(t: Table) -> BillsConfig:
     return BillsConfig(
         max_due_days=t.integer("max_due_days", 365, low=1, high=3650),
         expiry_interval=t.number("expiry_interval", 300.0),
@@ -279,168 +127,7 @@ def _bills(t: _Table) -> BillsConfig:
     )
 
 
-_AGENCY_ID = r"[a-z0-9][a-z0-9_-]{0,31}"
-_LEGACY_CVS_KEYS = (
-    "company_code",
-    "assigned_by",
-    "center_code",
-    "ceiling",
-    "stamp_thresholds",
-    "no_deadline",
-    "link",
-    "files",
-    "agency",
-)
-
-
-def _cvs(t: _Table) -> CvsConfig:
-    """``[cvs]``: either ``[[cvs.agencies]]`` (one entry per agency, with ``default_agency``
-    when there are several) or, as in older files, the one agency's keys in ``[cvs]`` itself
-    (read as the agency ``default``)."""
-    items = t.array_of_tables("agencies")
-    if items is None:
-        agency = _cvs_agency(t, "default", pull_key="agency")
-        return CvsConfig((agency,), agency.id)
-    for name in _LEGACY_CVS_KEYS:
-        if name in t.raw:
-            raise ConfigError(
-                t.key(name),
-                "belongs in an agency's entry ([[cvs.agencies]]) when agencies are listed",
-            )
-    if not items:
-        raise ConfigError(t.key("agencies"), "must list at least one agency")
-    agencies: list[CvsAgency] = []
-    for item in items:
-        agency = _cvs_agency(
-            item, item.string("id", pattern=_AGENCY_ID, hint="an agency id"), "csv"
-        )
-        item.done()
-        for other in agencies:
-            if other.id == agency.id:
-                raise ConfigError(item.key("id"), f"agency {agency.id!r} is listed twice")
-            if other.company_code == agency.company_code:
-                raise ConfigError(
-                    item.key("company_code"),
-                    f"{agency.company_code} is already the company code of agency {other.id}",
-                )
-            if agency.link and other.link and agency.link.listen == other.link.listen:
-                raise ConfigError(item.key("link.listen"), f"is also the link of agency {other.id}")
-            if agency.files and other.files and agency.files.inbox == other.files.inbox:
-                raise ConfigError(
-                    item.key("files.inbox"), f"is also the inbox of agency {other.id}"
-                )
-        agencies.append(agency)
-    ids = [a.id for a in agencies]
-    if len(agencies) == 1:
-        default = t.string("default_agency", ids[0])
-    else:
-        default = t.string("default_agency")  # required: a biller's agency is never guessed
-    if default not in ids:
-        raise ConfigError(t.key("default_agency"), f"{default!r} is not one of {', '.join(ids)}")
-    return CvsConfig(tuple(agencies), default)
-
-
-def _cvs_agency(t: _Table, agency_id: str, pull_key: str) -> CvsAgency:
-    company_code = t.string("company_code", pattern=r"[0-9]{6}", hint="a 6-digit company code")
-    assigned = t.string("assigned_by", "gateway")
-    try:
-        assigned_by = AssignedBy(assigned)
-    except ValueError:
-        raise ConfigError(t.key("assigned_by"), f"{assigned!r} is not agency or gateway") from None
-    center_code = t.string("center_code", None, pattern=r"[0-9]{5}", hint="a 5-digit code")
-    if center_code is not None and assigned_by is not AssignedBy.AGENCY:
-        raise ConfigError(
-            t.key("center_code"), 'is the code an agency assigned: only with assigned_by = "agency"'
-        )
-    ceiling = t.integer("ceiling", 300_000, low=1, high=999_999)
-    thresholds: tuple[StampThreshold, ...] = DEFAULT_STAMP_THRESHOLDS
-    items = t.array_of_tables("stamp_thresholds")
-    if items is not None:
-        read = []
-        for item in items:
-            read.append(
-                StampThreshold(item.day("effective_from"), item.integer("threshold", low=1))
-            )
-            item.done()
-        if not read:
-            raise ConfigError(t.key("stamp_thresholds"), "must list at least one threshold")
-        thresholds = tuple(sorted(read, key=lambda s: s.effective_from))
-        if len({s.effective_from for s in thresholds}) != len(thresholds):
-            raise ConfigError(t.key("stamp_thresholds"), "two thresholds share a date")
-
-    def link(s: _Table) -> CvsLinkConfig:
-        return CvsLinkConfig(
-            s.endpoint("listen", client=False),
-            s.number("heartbeat_timeout", 60),
-            peers=_peer_names(s, "peers"),
-            ca=s.path_value("ca", None) if "ca" in s.raw else None,
-            max_unacked=s.integer("max_unacked", 100, low=1, high=10_000),
-            max_connections=s.integer("max_connections", 4, low=1, high=1000),
-            handshake_timeout=_at_most(
-                s, "handshake_timeout", s.number("handshake_timeout", 10.0), 300
-            ),
-        )
-
-    def files(s: _Table) -> CvsFilesConfig:
-        return CvsFilesConfig(s.path_value("inbox"), s.number("poll_interval", 5.0))
-
-    def pull(s: _Table) -> CvsPullConfig:
-        url = s.string("url")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(s.key("url"), f"{url!r} is not an http(s) URL")
-        _require_https(s.key("url"), url)  # it carries the agency password
-        return CvsPullConfig(
-            url=url,
-            user_id=s.string("user_id"),
-            password=s.string("password"),
-            interval=s.number("interval", 300.0),
-            lookback_days=s.integer("lookback_days", 7, low=0, high=366),
-            margin_days=s.integer("margin_days", 2, low=0, high=366),
-            max_backoff=s.number("max_backoff", 3600.0),
-            timeout=s.number("timeout", 30.0),
-        )
-
-    return CvsAgency(
-        id=agency_id,
-        company_code=company_code,
-        assigned_by=assigned_by,
-        center_code=center_code,
-        ceiling=ceiling,
-        stamp_thresholds=thresholds,
-        no_deadline=t.boolean("no_deadline", False),
-        link=_section(t, "link", link),
-        files=_section(t, "files", files),
-        pull=_section(t, pull_key, pull),
-    )
-
-
-#: A certificate name: printable, no control character, no surrounding space.
-_CERT_NAME = re.compile(r"[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,251}[^\x00-\x20\x7f])?")
-
-
-def _peer_names(t: _Table, name: str) -> tuple[str, ...]:
-    """A required, non-empty list of certificate names (CN or DNS subjectAltName)."""
-    value = t._get(name, list, "a list of certificate names", _MISSING)
-    names: list[str] = []
-    for item in value:
-        if not isinstance(item, str) or not _CERT_NAME.fullmatch(item):
-            raise ConfigError(t.key(name), f"{item!r} is not a certificate name")
-        names.append(item)
-    if not names:
-        raise ConfigError(t.key(name), "must list at least one certificate name")
-    if len({n.casefold() for n in names}) != len(names):
-        raise ConfigError(t.key(name), "lists a name twice")
-    return tuple(names)
-
-
-def _at_most(t: _Table, name: str, value: float, high: float) -> float:
-    if value > high:
-        raise ConfigError(t.key(name), f"{value:g} is above the maximum {high:g}")
-    return value
-
-
-def _mpn(t: _Table) -> MpnConfig:
+def _mpn(t: Table) -> MpnConfig:
     connect = t.endpoint("connect", client=True, default=None) if "connect" in t.raw else None
     t.seen.add("connect")
     center_code = t.string("center_code", None, pattern=r"[0-9]{4}", hint="4 digits")
@@ -477,7 +164,7 @@ def _mpn(t: _Table) -> MpnConfig:
     )
 
 
-def _zengin(t: _Table) -> ZenginConfig:
+def _zengin(t: Table) -> ZenginConfig:
     request_at = t.string(
         "request_at", None, pattern=r"([01][0-9]|2[0-3]):[0-5][0-9]", hint="a time HH:MM"
     )
@@ -497,7 +184,7 @@ def _zengin(t: _Table) -> ZenginConfig:
     )
 
 
-def _mail(t: _Table) -> MailConfig:
+def _mail(t: Table) -> MailConfig:
     email = r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+"
     username = t.string("username", None)
     password = t.string("password", None)
@@ -531,7 +218,7 @@ def _mail(t: _Table) -> MailConfig:
     )
 
 
-def _webhooks(t: _Table) -> WebhooksConfig:
+def _webhooks(t: Table) -> WebhooksConfig:
     def at_most(name: str, value: float, high: float) -> float:
         if value > high:
             raise ConfigError(t.key(name), f"{value:g} is above the maximum {high:g}")
@@ -563,7 +250,7 @@ def _webhooks(t: _Table) -> WebhooksConfig:
     )
 
 
-def _networks(t: _Table, name: str) -> tuple[_Network, ...]:
+def _networks(t: Table, name: str) -> tuple[_Network, ...]:
     """A list of networks in CIDR notation (``10.20.0.0/16``, ``fd12::/64``; a bare address is
     a /32 or /128); empty by default."""
     value = t._get(name, list, "a list of networks (CIDR strings)", [])
@@ -579,11 +266,11 @@ def _networks(t: _Table, name: str) -> tuple[_Network, ...]:
     return tuple(networks)
 
 
-def _bulk(t: _Table) -> BulkConfig:
+def _bulk(t: Table) -> BulkConfig:
     return BulkConfig(t.path_value("inbox"), t.number("poll_interval", 5.0))
 
 
-def _settlement(t: _Table) -> SettlementConfig:
+def _settlement(t: Table) -> SettlementConfig:
     return SettlementConfig(
         interval=t.number("interval", 3600.0, low=1.0),
         max_per_run=t.integer("max_per_run", 10_000, low=1, high=10_000_000),
@@ -591,11 +278,11 @@ def _settlement(t: _Table) -> SettlementConfig:
     )
 
 
-def _secret_key(t: _Table) -> bytes:
+def _secret_key(t: Table) -> bytes:
     return parse_key(t.string("key"), t.key("key"))
 
 
-def _retention(t: _Table) -> RetentionConfig:
+def _retention(t: Table) -> RetentionConfig:
     return RetentionConfig(
         months=t.integer("months", 3, low=1, high=120),
         interval=t.number("interval", 86400.0, low=60.0),
@@ -604,32 +291,32 @@ def _retention(t: _Table) -> RetentionConfig:
 
 def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None) -> Config:
     """Check and freeze an already-decoded TOML document."""
-    root = _Table(raw, "", base)
-    database = _section(root, "database", _database)
+    root = Table(raw, "", base)
+    database = section(root, "database", _database)
     if database is None:
-        database = _database(_Table({}, "database", base))
-    api = _section(root, "api", _api, required=True)
-    metrics = _section(
+        database = _database(Table({}, "database", base))
+    api = section(root, "api", _api, required=True)
+    metrics = section(
         root, "metrics", lambda t: MetricsConfig(t.endpoint("listen", client=False)), required=True
     )
-    bills = _section(root, "bills", _bills) or _bills(_Table({}, "bills", base))
-    secret_key = _section(root, "secrets", _secret_key) or key_from_environment()
-    webhooks = _section(root, "webhooks", _webhooks) or WebhooksConfig()
+    bills = section(root, "bills", _bills) or _bills(Table({}, "bills", base))
+    secret_key = section(root, "secrets", _secret_key) or key_from_environment()
+    webhooks = section(root, "webhooks", _webhooks) or WebhooksConfig()
     config = Config(
         source=source,
         database=database,
         api=api,  # type: ignore[arg-type]
         metrics=metrics,  # type: ignore[arg-type]
-        tls=_section(root, "tls", _tls),
+        tls=section(root, "tls", _tls),
         bills=bills,
-        cvs=_section(root, "cvs", _cvs),
-        mpn=_section(root, "mpn", _mpn),
-        zengin=_section(root, "zengin", _zengin),
-        mail=_section(root, "mail", _mail),
+        cvs=section(root, "cvs", _cvs),
+        mpn=section(root, "mpn", _mpn),
+        zengin=section(root, "zengin", _zengin),
+        mail=section(root, "mail", _mail),
         webhooks=replace(webhooks, secret_key=secret_key),
-        bulk=_section(root, "bulk", _bulk),
-        settlement=_section(root, "settlement", _settlement) or SettlementConfig(),
-        retention=_section(root, "retention", _retention) or RetentionConfig(),
+        bulk=section(root, "bulk", _bulk),
+        settlement=section(root, "settlement", _settlement) or SettlementConfig(),
+        retention=section(root, "retention", _retention) or RetentionConfig(),
         secret_key=secret_key,
     )
     root.done()

@@ -1,0 +1,109 @@
+"""What ``gateway-demo`` runs with: the daemon's configuration (two CVS agencies, MPN,
+Zengin), the billers and the agencies they are under, the water utility's customers and the
+fee plan every biller gets (gateway.app.demo does the running)."""
+
+from __future__ import annotations
+
+CONFIG = """\
+# Written by gateway-demo. See conf/gateway.example.toml and docs/config.md.
+[database]
+url = "sqlite:///gateway.sqlite3"
+
+[api]
+listen = "tcp:{api}:interface=127.0.0.1"
+public_url = "http://127.0.0.1:{api}"
+
+[metrics]
+listen = "tcp:{metrics}:interface=127.0.0.1"
+
+[secrets]
+key = "{secret_key}"                   # page tokens and webhook secrets at rest
+
+[tls]
+ca = "tls/ca.pem"
+certificate = "tls/gateway.pem"
+key = "tls/gateway.key"
+
+[cvs]
+default_agency = "gs"                 # the agency of a biller created without --cvs-agency
+
+# Two collection agencies (docs/networks/cvs.md §1.1), each with its own link and inbox.
+# gs gave the center one 5-digit code for all its billers; kessai gives each biller its own.
+[[cvs.agencies]]
+id = "gs"
+company_code = "929023"
+assigned_by = "agency"
+center_code = "25207"
+no_deadline = true
+
+[cvs.agencies.link]
+listen = "tcp:{link_gs}:interface=127.0.0.1"
+peers = ["cvs-agency"]                # the simulated agency's certificate; no other may speak
+
+[cvs.agencies.files]
+inbox = "inbox/cvs-gs"
+poll_interval = 0.5
+
+[[cvs.agencies]]
+id = "kessai"
+company_code = "987654"
+assigned_by = "agency"                # a code per biller: gateway-admin biller create --cvs-code
+
+[cvs.agencies.link]
+listen = "tcp:{link_kessai}:interface=127.0.0.1"
+peers = ["cvs-agency"]
+
+[cvs.agencies.files]
+inbox = "inbox/cvs-kessai"
+poll_interval = 0.5
+
+[mpn]
+institution_code = "58191"
+connect = "tcp:127.0.0.1:{mpn}"
+center_code = "0001"
+hostname = "mpn-center"               # the name the simulated center's certificate carries
+number_key = "{number_key}"
+
+[webhooks]
+allowed_networks = ["127.0.0.0/8"]    # the demo's receivers run on this machine
+
+[zengin]
+outbox = "outbox/zengin"
+inbox = "inbox/zengin"
+poll_interval = 0.5
+"""
+
+# chosen so that each biller's store payments show a void and a double payment
+SEEDS = {"demo-gas": 9, "demo-school": 8}
+BILLERS = [
+    ("demo-gas", "東京デモガス株式会社", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ"),
+    ("demo-school", "学校法人デモ学園", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
+]
+# Each biller's convenience-store agency, and the code the agency assigned to it (kessai's).
+AGENCY_OF = {"demo-gas": ("gs", None), "demo-school": ("kessai", "31415")}
+AGENCIES = ("gs", "kessai")
+WATER = ("demo-water", "デモ市水道局", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ")
+BANK_CODES = {1: "1", 2: "3"}  # by debit position: 資金不足, and a transfer stopped by its payer
+# (customer_no, holder as the customer wrote it, account number, amount)
+WATER_CUSTOMERS = [
+    ("W0001", "ヤマダ　タロウ", "1234567", 3_520),
+    ("W0002", "ｻﾄｳ ﾊﾅｺ", "2345678", 4_180),
+    ("W0003", "きょうこ　しょうじ", "3456789", 2_970),
+    ("W0004", "ｽｽﾞｷ ｲﾁﾛｳ", "4567890", 5_060),
+    ("W0005", "タナカ　ミサキ", "5678901", 3_850),
+    ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400),
+]
+
+
+DEMO_PLAN = {
+    "cycle": "monthly",
+    "payout_days": 3,
+    "settlement_fee": 500,
+    "tax_rate": 10,
+    "tax_rounding": "floor",
+    "channels": {
+        "cvs": {"per_payment": 60, "per_uncollected": 10, "stamp_charge": 200},
+        "payeasy": {"per_payment": 80},
+        "transfer": {"per_payment": 100},
+    },
+}
