@@ -78,16 +78,14 @@ billers = Table(
     Column("kana", String(40), nullable=False),
     Column("channels", String(40), nullable=False),
     Column("payeasy_institution_code", String(5)),
-    # Its CVS agency ([[cvs.agencies]] id; NULL: [cvs] default_agency) and the 5-digit code the
-    # agency assigned to it, when the agency gives each biller its own (migration 0010).
+    # Its CVS agency (NULL: [cvs] default_agency) and the code that agency gave it (0010).
     Column("cvs_agency", String(32)),
     Column("cvs_code", String(5)),
     # Last outbox seq handed out for this biller: the row lock on it makes seq gap-free and in
     # commit order per biller.
     Column("last_event_seq", BigInteger, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
-    # one agency-assigned code names one biller (an index: SQLite adds and drops it in place)
-    Index("uq_billers_cvs_agency_cvs_code", "cvs_agency", "cvs_code", unique=True),
+    Index("uq_billers_cvs_agency_cvs_code", "cvs_agency", "cvs_code", unique=True),  # (0010)
 )
 
 api_keys = Table(
@@ -223,9 +221,7 @@ payments = Table(
     Column("late", Boolean, nullable=False),
     Column("store", String(40)),
     Column("transfer_date", Date),
-    # The CVS agency whose link, inbox or pull brought it (migration 0010): whose 確報 and
-    # remittance it belongs to. None for the other channels.
-    Column("agency", String(32)),
+    Column("agency", String(32)),  # the CVS agency that brought it (0010); NULL elsewhere
     Column("created_at", UTCDateTime, nullable=False),
     Column("confirmed_at", UTCDateTime),
     Column("voided_at", UTCDateTime),
