@@ -8,8 +8,8 @@ import re
 from gateway.billing.bulk import BATCH_ID, BulkService
 from gateway.errors import FieldError
 from gateway.mappers.bills_csv import SHIFT_JIS, UTF8
+from gateway.protocols.api.access import biller_only
 from gateway.protocols.api.http import Call, Problem, Response, Route
-from gateway.protocols.api.routes import _biller
 
 _RESULT_CHARSETS = {"utf-8": UTF8, "shift_jis": SHIFT_JIS}  # ?charset= of the result file
 
@@ -33,7 +33,7 @@ def csv_charset(call: Call) -> str | None:
 
 def bulk_routes(bulk: BulkService) -> list[Route]:
     async def create_batch(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         charset = csv_charset(call)
         assert principal.biller_id is not None
         stored = await bulk.register(
@@ -42,7 +42,7 @@ def bulk_routes(bulk: BulkService) -> list[Route]:
         return Response.stored(stored)
 
     async def batch_result(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         assert principal.biller_id is not None
         batch_id = call.params["batch_id"]
         if not re.fullmatch(BATCH_ID, batch_id):

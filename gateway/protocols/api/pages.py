@@ -14,6 +14,7 @@ import re
 from gateway.billing.bills import BILL_NO
 from gateway.billing.pages import PageGone, PageService
 from gateway.errors import Conflict, NotFound
+from gateway.protocols.api.access import biller_only
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.render.payment_page import HTML, PAGE_HEADERS, error_page
 
@@ -56,10 +57,7 @@ def page_routes(pages: PageService) -> list[Route]:
             return _error(409)
 
     async def biller_receipt(call: Call) -> Response:
-        principal = call.principal
-        assert principal is not None
-        if principal.biller_id is None:
-            raise Problem(403, "Forbidden", "bills belong to billers: use a biller's API key")
+        principal = biller_only(call, "bills")
         bill_no = call.params["bill_no"]
         if not re.fullmatch(BILL_NO, bill_no):
             raise Problem(404, "Not found", f"bill {bill_no[:64]} not found")

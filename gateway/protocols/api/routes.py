@@ -11,21 +11,14 @@ from gateway.billing.bills import BILL_NO, MAX_EVENTS_AFTER, MAX_EVENTS_PAGE, Bi
 from gateway.billing.mandates import MandateService
 from gateway.billing.payments import PaymentService
 from gateway.errors import FieldError
-from gateway.model import BillStatus, Channel, PaymentStatus, Principal, RefundStatus
+from gateway.model import BillStatus, Channel, PaymentStatus, RefundStatus
+from gateway.protocols.api.access import biller_only
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.openapi import openapi_document
 from gateway.protocols.api.statuses import STATUS
 from gateway.validation import parse_timestamp
 
 E = TypeVar("E", bound=Enum)
-
-
-def _biller(call: Call) -> Principal:
-    principal = call.principal
-    assert principal is not None
-    if principal.biller_id is None:
-        raise Problem(403, "Forbidden", "bills belong to billers: use a biller's API key")
-    return principal
 
 
 def _bill_no(call: Call) -> str:
@@ -76,15 +69,15 @@ def api_routes(
     openapi = Response.json(openapi_document(bills.public_url, max_page_size))
 
     async def create_bill(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         body = call.json_body()
         return Response.stored(await bills.create(principal, body, call.idempotency()))
 
     async def get_bill(call: Call) -> Response:
-        return Response.json(await bills.get(_biller(call), _bill_no(call)))
+        return Response.json(await bills.get(biller_only(call, "bills"), _bill_no(call)))
 
     async def list_bills(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         status = _enum_query(call, "status", BillStatus)
         since = call.query("updated_since")
         updated_since = parse_timestamp(since, "updated_since") if since is not None else None
@@ -99,28 +92,28 @@ def api_routes(
         return Response.json(page)
 
     async def cancel_bill(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         bill_no = _bill_no(call)
         body = call.json_body(required=False)
         return Response.stored(await bills.cancel(principal, bill_no, body, call.idempotency()))
 
     async def reissue_bill(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         bill_no = _bill_no(call)
         body = call.json_body(required=False)
         return Response.stored(await bills.reissue(principal, bill_no, body, call.idempotency()))
 
     async def list_events(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         after = _int_query(call, "after", 0, 0, MAX_EVENTS_AFTER)
         limit = _int_query(call, "limit", 100, 1, MAX_EVENTS_PAGE)
         return Response.json(await bills.events(principal, after=after, limit=limit))
 
     async def bill_payments(call: Call) -> Response:
-        return Response.json(await payments.for_bill(_biller(call), _bill_no(call)))
+        return Response.json(await payments.for_bill(biller_only(call, "bills"), _bill_no(call)))
 
     async def list_payments(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         since = call.query("since")
         page = await payments.list(
             principal,
@@ -133,27 +126,31 @@ def api_routes(
         return Response.json(page)
 
     async def list_refund_cases(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         status = _enum_query(call, "status", RefundStatus)
         limit = _int_query(call, "limit", min(50, max_page_size), 1, max_page_size)
         return Response.json(await payments.refund_cases(principal, status, limit))
 
     async def resolve_refund_case(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         return Response.json(
             await payments.resolve(principal, call.params["case_id"], call.json_body())
         )
 
     async def put_mandate(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "bills")
         outcome, doc = await mandates.put(principal, call.params["customer_no"], call.json_body())
         return Response.json(doc, STATUS[outcome])
 
     async def get_mandate(call: Call) -> Response:
-        return Response.json(await mandates.get(_biller(call), call.params["customer_no"]))
+        return Response.json(
+            await mandates.get(biller_only(call, "bills"), call.params["customer_no"])
+        )
 
     async def revoke_mandate(call: Call) -> Response:
-        return Response.json(await mandates.revoke(_biller(call), call.params["customer_no"]))
+        return Response.json(
+            await mandates.revoke(biller_only(call, "bills"), call.params["customer_no"])
+        )
 
     async def get_openapi(call: Call) -> Response:
         return openapi

@@ -16,31 +16,15 @@ from datetime import date, datetime
 from typing import Any
 
 from gateway.errors import FieldError
-from gateway.model import Principal
 from gateway.money.settlement import SettlementApi, daily_json, encoding_of, settlement_json
 from gateway.money.statements import daily_report_csv
+from gateway.protocols.api.access import admin_only, biller_only, page_limit
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.params import PATH_PARAMS
 from gateway.validation import BILLER_ID
 from gateway.views import iso
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].regex
-
-
-def _biller(call: Call) -> Principal:
-    principal = call.principal
-    assert principal is not None
-    if principal.biller_id is None:
-        raise Problem(403, "Forbidden", "settlements belong to billers: use a biller's API key")
-    return principal
-
-
-def _admin(call: Call) -> Principal:
-    principal = call.principal
-    assert principal is not None
-    if not principal.is_admin:
-        raise Problem(403, "Forbidden", "this is the operator's: use an admin API key")
-    return principal
 
 
 def _date(name: str, raw: str | None) -> date:
@@ -63,20 +47,6 @@ def _date(name: str, raw: str | None) -> date:
         f"{name} must be a date YYYY-MM-DD",
         [FieldError(name, "must be a date YYYY-MM-DD")],
     )
-
-
-def _limit(call: Call, max_page_size: int) -> int:
-    raw = call.query("limit")
-    if raw is None:
-        return min(50, max_page_size)
-    if not raw.isdigit() or not 1 <= int(raw) <= max_page_size:
-        raise Problem(
-            400,
-            "The request is malformed",
-            f"limit must be an integer 1-{max_page_size}",
-            [FieldError("limit", f"must be an integer from 1 to {max_page_size}")],
-        )
-    return int(raw)
 
 
 def _settlement_id(call: Call) -> str:
@@ -117,17 +87,17 @@ def _day_close_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
     async def own_plans(call: Call) -> Response:
-        return Response.json(await api.plans(_biller(call).biller_id or ""))
+        return Response.json(await api.plans(biller_only(call, "settlements").biller_id or ""))
 
     async def biller_plans(call: Call) -> Response:
-        _admin(call)
+        admin_only(call)
         biller_id = call.params["biller_id"]
         if not re.fullmatch(BILLER_ID, biller_id):
             raise Problem(404, "Not found", f"biller {biller_id[:32]} not found")
         return Response.json(await api.plans(biller_id))
 
     async def put_plan(call: Call) -> Response:
-        _admin(call)
+        admin_only(call)
         biller_id = call.params["biller_id"]
         if not re.fullmatch(BILLER_ID, biller_id):
             raise Problem(404, "Not found", f"biller {biller_id[:32]} not found")
@@ -136,36 +106,52 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         return Response.json(doc, status)
 
     async def list_settlements(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "settlements")
         return Response.json(
-            await api.page(principal, call.query("cursor"), _limit(call, max_page_size))
+            await api.page(
+                principal,
+                call.query("cursor"),
+                page_limit(call, min(50, max_page_size), max_page_size),
+            )
         )
 
     async def upcoming(call: Call) -> Response:
-        return Response.json(await api.preview(_biller(call)))
+        return Response.json(await api.preview(biller_only(call, "settlements")))
 
     async def get_settlement(call: Call) -> Response:
-        found = await api.get(_biller(call), _settlement_id(call))
+        found = await api.get(biller_only(call, "settlements"), _settlement_id(call))
         return Response.json(settlement_json(found))
 
     async def statement_csv(call: Call) -> Response:
         return _file(
-            *await api.statement(_biller(call), _settlement_id(call), "csv", call.query("encoding"))
+            *await api.statement(
+                biller_only(call, "settlements"),
+                _settlement_id(call),
+                "csv",
+                call.query("encoding"),
+            )
         )
 
     async def statement_pdf(call: Call) -> Response:
-        return _file(*await api.statement(_biller(call), _settlement_id(call), "pdf", None))
+        return _file(
+            *await api.statement(
+                biller_only(call, "settlements"), _settlement_id(call), "pdf", None
+            )
+        )
 
     async def payments_csv(call: Call) -> Response:
         return _file(
             *await api.statement(
-                _biller(call), _settlement_id(call), "payments", call.query("encoding")
+                biller_only(call, "settlements"),
+                _settlement_id(call),
+                "payments",
+                call.query("encoding"),
             )
         )
 
     async def daily_report(call: Call) -> Response:
 
-        principal = _biller(call)
+        principal = biller_only(call, "settlements")
         first, last = _date("from", call.query("from")), _date("to", call.query("to"))
         fmt = call.query("format") or "json"
         if fmt not in ("json", "csv"):
@@ -190,7 +176,7 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         )
 
     async def day_closes(call: Call) -> Response:
-        _admin(call)
+        admin_only(call)
         first, last = _date("from", call.query("from")), _date("to", call.query("to"))
         rows = await api.day_closes(first, last)
         return Response.json({"data": [_day_close_json(r) for r in rows]})

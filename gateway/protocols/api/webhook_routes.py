@@ -6,59 +6,34 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.errors import FieldError
-from gateway.model import Principal
+from gateway.protocols.api.access import biller_only, page_limit
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.webhooks.api import EVENT_ID, WebhookApi
-
-
-def _biller(call: Call) -> Principal:
-    principal = call.principal
-    assert principal is not None
-    if principal.biller_id is None:
-        raise Problem(
-            403, "Forbidden", "webhook endpoints belong to billers: use a biller's API key"
-        )
-    return principal
-
-
-def _limit(call: Call, default: int, high: int) -> int:
-    raw = call.query("limit")
-    if raw is None:
-        return default
-    value = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else 0
-    if not 1 <= value <= high:
-        raise Problem(
-            400,
-            "The request is malformed",
-            f"limit must be an integer 1-{high}",
-            [FieldError("limit", f"must be an integer from 1 to {high}")],
-        )
-    return value
 
 
 def webhook_routes(webhooks: WebhookApi, max_page_size: int) -> list[Route]:
     default_limit = min(50, max_page_size)
 
     async def create_endpoint(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "webhook endpoints")
         body = call.json_body()
         return Response.stored(await webhooks.create(principal, body, call.idempotency()))
 
     async def list_endpoints(call: Call) -> Response:
-        principal = _biller(call)
-        limit = _limit(call, default_limit, max_page_size)
+        principal = biller_only(call, "webhook endpoints")
+        limit = page_limit(call, default_limit, max_page_size)
         return Response.json(await webhooks.list(principal, call.query("cursor"), limit))
 
     async def get_endpoint(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "webhook endpoints")
         return Response.json(await webhooks.get(principal, call.params["endpoint_id"]))
 
     async def delete_endpoint(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "webhook endpoints")
         return Response.json(await webhooks.delete(principal, call.params["endpoint_id"]))
 
     async def list_deliveries(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "webhook endpoints")
         event_id = call.query("event_id")
         if event_id is not None and not EVENT_ID.fullmatch(event_id):
             raise Problem(
@@ -72,12 +47,12 @@ def webhook_routes(webhooks: WebhookApi, max_page_size: int) -> list[Route]:
             call.params["endpoint_id"],
             cursor=call.query("cursor"),
             event_id=event_id,
-            limit=_limit(call, default_limit, max_page_size),
+            limit=page_limit(call, default_limit, max_page_size),
         )
         return Response.json(page)
 
     async def redeliver_event(call: Call) -> Response:
-        principal = _biller(call)
+        principal = biller_only(call, "webhook endpoints")
         body = call.json_body(required=False)
         stored = await webhooks.redeliver(
             principal, call.params["event_id"], body, call.idempotency()
