@@ -296,15 +296,22 @@ def gateway_extra() -> str:
     return ""
 
 
+@pytest.fixture
+def gateway_config(migrated_url: str, gateway_extra: str) -> str:
+    """The ``gateway`` fixture's whole configuration file (a module overrides this fixture to
+    run the service with another one)."""
+    return config_text(migrated_url, extra=gateway_extra)
+
+
 @pytest_twisted.async_yield_fixture
-async def gateway(tmp_path: Path, migrated_url: str, gateway_extra: str) -> AsyncIterator[Running]:
+async def gateway(tmp_path: Path, gateway_config: str) -> AsyncIterator[Running]:
     """The real service (make_service) in this process, listening on 127.0.0.1:0."""
     from twisted.internet import reactor  # noqa: TID251 - tests drive the real reactor
 
     from gateway.app.service import make_service
 
     path = tmp_path / "gateway.toml"
-    path.write_text(config_text(migrated_url, extra=gateway_extra), encoding="utf-8")
+    path.write_text(gateway_config, encoding="utf-8")
     config = load_config(path)
     top = make_service(config, reactor)
     top.startService()

@@ -10,17 +10,16 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 import pytest_twisted
 import treq
 
 from gateway.app.admin.commands import main as admin_main
-from gateway.config import load_config
 from gateway.mappers.cvs import barcode
 from gateway.store import create_db_engine
 from gateway.store.expiry import lock_overdue
@@ -80,22 +79,10 @@ def create(path: Path, biller_id: str, *flags: str) -> tuple[dict[str, Any], Bil
     return made, Biller(biller_id, made["code"], key["key"])
 
 
-@pytest_twisted.async_yield_fixture
-async def center(tmp_path: Path, migrated_url: str) -> AsyncIterator[Running]:
-    from twisted.internet import reactor  # noqa: TID251 - tests drive the real reactor
-
-    from gateway.app.service import make_service
-
-    path = tmp_path / "gateway.toml"
-    path.write_text(agency_config(migrated_url), encoding="utf-8")
-    config = load_config(path)
-    top = make_service(config, reactor)
-    top.startService()
-    api_port = await top.getServiceNamed("api").listening  # type: ignore[attr-defined]
-    try:
-        yield Running(config, path, f"http://127.0.0.1:{api_port.getHost().port}", "")
-    finally:
-        await top.stopService()
+@pytest.fixture
+def gateway_config(migrated_url: str) -> str:
+    """The service of the ``gateway`` fixture runs with the two agencies."""
+    return agency_config(migrated_url)
 
 
 def bill(bill_no: str, channels: list[str], **fields: Any) -> dict[str, Any]:
@@ -104,15 +91,15 @@ def bill(bill_no: str, channels: list[str], **fields: Any) -> dict[str, Any]:
 
 @pytest_twisted.ensureDeferred
 async def test_a_biller_of_the_center_code_agency_gets_slips_without_a_deadline(
-    center: Running, migrated_url: str
+    gateway: Running, migrated_url: str
 ) -> None:
-    made, gas = create(center.config_path, "gas")  # under the default agency, gs
+    made, gas = create(gateway.config_path, "gas")  # under the default agency, gs
     assert made["cvs"] == {
         "agency": "gs",
         "company_code": "929023",
         "prefix": "25207" + made["code"],
     }
-    status, doc, _ = await center.request("POST", "/v1/bills", gas, bill("G-1", ["cvs"]))
+    status, doc, _ = await gateway.request("POST", "/v1/bills", gas, bill("G-1", ["cvs"]))
     assert status == 201, doc
     assert doc["due_date"] is None
     code = barcode.parse(doc["cvs"]["barcode"])
@@ -121,7 +108,7 @@ async def test_a_biller_of_the_center_code_agency_gets_slips_without_a_deadline(
     assert barcode.FreeFieldLayout("25207").biller_code(code.free_field) == made["code"]
 
     # its page says so, where a bill with a deadline shows the date
-    page = await treq.get(center.api + urlsplit(doc["page_url"]).path)
+    page = await treq.get(gateway.api + urlsplit(doc["page_url"]).path)
     html = (await page.content()).decode()
     assert page.code == 200
     assert "期限なし" in html
@@ -134,7 +121,9 @@ async def test_a_biller_of_the_center_code_agency_gets_slips_without_a_deadline(
     assert "G-1" not in {b.bill_no for _, b in overdue}
 
     # a bill with another channel still needs a due date (422, the field named)
-    status, doc, _ = await center.request("POST", "/v1/bills", gas, bill("G-2", ["cvs", "payeasy"]))
+    status, doc, _ = await gateway.request(
+        "POST", "/v1/bills", gas, bill("G-2", ["cvs", "payeasy"])
+    )
     assert status == 422
     assert doc["errors"] == [
         {"field": "due_date", "message": "is required unless cvs is the only channel"}
@@ -143,14 +132,14 @@ async def test_a_biller_of_the_center_code_agency_gets_slips_without_a_deadline(
 
 @pytest_twisted.ensureDeferred
 async def test_an_agency_that_assigns_codes_per_biller_names_the_biller_in_its_barcodes(
-    center: Running,
+    gateway: Running,
 ) -> None:
     made, water = create(
-        center.config_path, "water", "--cvs-agency", "kessai", "--cvs-code", "25207"
+        gateway.config_path, "water", "--cvs-agency", "kessai", "--cvs-code", "25207"
     )
     assert made["cvs"] == {"agency": "kessai", "company_code": "987654", "prefix": "25207"}
     body = bill("W-1", ["cvs"], due_date=due(10))
-    status, doc, _ = await center.request("POST", "/v1/bills", water, body)
+    status, doc, _ = await gateway.request("POST", "/v1/bills", water, body)
     assert status == 201, doc
     code = barcode.parse(doc["cvs"]["barcode"])
     assert code.company_code == "987654"
@@ -158,7 +147,7 @@ async def test_an_agency_that_assigns_codes_per_biller_names_the_biller_in_its_b
 
     # this agency takes no slip without a deadline, and its ceiling is its own
     body = bill("W-2", ["cvs"], amount=100_001)
-    status, doc, _ = await center.request("POST", "/v1/bills", water, body)
+    status, doc, _ = await gateway.request("POST", "/v1/bills", water, body)
     assert status == 422
     assert {e["field"] for e in doc["errors"]} == {"amount", "due_date"}
     assert any("agency kessai" in e["message"] for e in doc["errors"])
