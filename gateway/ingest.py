@@ -9,7 +9,7 @@ messages arriving while one commit runs go into the next one; files are applied 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -44,7 +44,7 @@ from gateway.store.events import append_events
 from gateway.store.ledger import (
     close_refund_cases,
     insert_payments,
-    open_double_payment_cases,
+    open_cases_of_payments,
     open_refund_cases,
     payments_by_keys,
     payments_of_bills,
@@ -75,7 +75,8 @@ REFUND_CASES = Counter(
 )
 CASES_CLOSED = Counter(
     "gateway_refund_cases_closed_by_void_total",
-    "Double-payment refund cases closed because a void left a single live payment.",
+    "Refund cases closed because of a void: the voided payment's own, and double-payment cases "
+    "no longer owed once a void left fewer payments paying the bill.",
 )
 DOUBLE_PAID = Counter("gateway_bills_double_paid_total", "Bills that became double-paid.")
 GROUP_SIZE = Histogram(
@@ -133,7 +134,7 @@ class _Batch:
         self.slips: dict[int, list[Slip]] = {}
         self.billers: dict[tuple[Channel, str], str] = {}  # bill key -> biller, unknown bills
         self.known: set[str] = set()  # payment ids already in the store
-        self.open_cases: dict[int, list[str]] = {}  # bill id -> open double-payment cases
+        self.open_cases: dict[str, list[tuple[str, RefundReason]]] = {}  # payment id -> open
         self.closed_cases: list[tuple[str, str, str]] = []
 
     def keep_payment(self, payment: Payment, bill_id: int | None) -> None:
@@ -242,7 +243,6 @@ class Ingest:
         batch.bill_ids = {key: bill_id for key, (bill_id, _) in found.items()}
         batch.payments = payments_of_bills(conn, {i: b.bill_no for i, b in batch.bills.items()})
         batch.slips = slips_of_bills(conn, list(batch.bills))
-        batch.open_cases = open_double_payment_cases(conn, list(batch.bills))
         unknown = [e for e in named if self._lookup(e) not in found]
         for channel in {e.channel for e in unknown}:
             keys = [e.event_key for e in unknown if e.channel is channel]
@@ -255,6 +255,7 @@ class Ingest:
                 batch.billers.update({(channel, k): b for k, b in billers.items()})
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
+        batch.open_cases = open_cases_of_payments(conn, sorted(batch.known))
         return batch
 
     def _apply(
@@ -298,10 +299,10 @@ class Ingest:
         for case in outcome.refund_cases:
             batch.cases.append((case, bill_id))
             REFUND_CASES.labels(case.reason.value).inc()
-            if bill_id is not None and case.reason is RefundReason.DOUBLE_PAYMENT:
-                batch.open_cases.setdefault(bill_id, []).append(case.case_id)
-        if bill_id is not None and event.kind is MessageKind.VOID and outcome.payments:
-            self._close_double_payment_cases(batch, bill_id, known, outcome.payments)
+            batch.open_cases.setdefault(case.payment_id, []).append((case.case_id, case.reason))
+        if event.kind is MessageKind.VOID and outcome.payments:
+            after = outcome.bill if bill_id is not None else None
+            self._close_cases_after_void(batch, after, known, slips, outcome.payments)
         if outcome.bill_changed and bill_id is not None and outcome.bill is not None:
             batch.bills[bill_id] = batch.changed_bills[bill_id] = outcome.bill
         if biller_id is not None:
@@ -318,20 +319,55 @@ class Ingest:
         return self._finish(batch, message_id, event, result, anomalies=outcome.anomalies)
 
     @staticmethod
-    def _close_double_payment_cases(
-        batch: _Batch, bill_id: int, known: Sequence[Payment], voided: Sequence[Payment]
+    def _close_cases_after_void(
+        batch: _Batch,
+        bill: Bill | None,
+        known: Sequence[Payment],
+        slips: Sequence[Slip],
+        voided: Sequence[Payment],
     ) -> None:
-        """A void that leaves fewer than two live payments ends the double payment: nothing
-        is left to refund, so the bill's open double-payment cases are closed with a note."""
-        if sum(1 for p in known if p.live) >= 2:
+        """A void gives the payer's money back, so nothing of it is left to refund: the voided
+        payment's own open refund cases are closed. Of the payments still paying the bill, one
+        pays it and only the others are double payments: when fewer than two are left, the
+        bill's double-payment cases are closed; when every one left has a case, the case of
+        the first (which now pays the bill) is closed. Each closed case gets a note."""
+        names = ", ".join(p.payment_id for p in voided)
+
+        def close(payment: Payment, reasons: Collection[RefundReason], note: str) -> None:
+            cases = batch.open_cases.pop(payment.payment_id, [])
+            kept = [(case_id, reason) for case_id, reason in cases if reason not in reasons]
+            if kept:
+                batch.open_cases[payment.payment_id] = kept
+            for case_id, reason in cases:
+                if reason in reasons:
+                    batch.closed_cases.append((case_id, "voided_by_network", note))
+                    CASES_CLOSED.inc()
+
+        def double_paid(payment: Payment) -> bool:
+            cases = batch.open_cases.get(payment.payment_id, [])
+            return any(reason is RefundReason.DOUBLE_PAYMENT for _, reason in cases)
+
+        left = ledger.paying(bill, known, slips) if bill is not None else []
+        once = f"payment {names} was voided by the network; the bill is no longer paid twice"
+        back = f"payment {names} was voided by the network; its money went back to the payer"
+        for payment in voided:
+            ended = bill is not None and len(left) < 2 and double_paid(payment)
+            close(payment, set(RefundReason), once if ended else back)
+        if bill is None:
             return
-        note = (
-            f"payment {', '.join(p.payment_id for p in voided)} was voided by the network; "
-            "the bill is no longer paid twice"
-        )
-        for case_id in batch.open_cases.pop(bill_id, []):
-            batch.closed_cases.append((case_id, "voided_by_network", note))
-            CASES_CLOSED.inc()
+        if len(left) < 2:
+            done = [p for p in known if double_paid(p)]
+            note = once
+        elif all(double_paid(p) for p in left):
+            done = left[:1]
+            note = (
+                f"payment {names} was voided by the network; payment {left[0].payment_id} "
+                "now pays the bill"
+            )
+        else:
+            return
+        for payment in done:
+            close(payment, {RefundReason.DOUBLE_PAYMENT}, note)
 
     def _finish(
         self,

@@ -90,6 +90,7 @@ __all__ = [
     "apply_message",
     "cancel_bill",
     "expire_bill",
+    "paying",
     "reissue_bill",
 ]
 
@@ -248,6 +249,11 @@ def _paying(bill: Bill | None, payments: Iterable[Payment], slips: Sequence[Slip
         return []
     asked = _asked_amounts(bill, slips)
     return [p for p in payments if p.live and p.bill_no == bill.bill_no and p.amount in asked]
+
+
+def paying(bill: Bill | None, payments: Iterable[Payment], slips: Sequence[Slip]) -> list[Payment]:
+    """The live payments that pay ``bill`` (the others wait to be refunded), in their order."""
+    return _paying(bill, payments, slips)
 
 
 def _expected_amount(bill: Bill, message: CollectionEvent, slips: Sequence[Slip]) -> int:

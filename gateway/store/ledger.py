@@ -211,19 +211,22 @@ def record_anomalies(conn: Connection, found: Sequence[tuple[int, Anomaly]], now
         )
 
 
-def open_double_payment_cases(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[str]]:
-    """The open double-payment cases of the given bills: bill id → case ids."""
-    found: dict[int, list[str]] = {bill_id: [] for bill_id in bill_ids}
-    if bill_ids:
+def open_cases_of_payments(
+    conn: Connection, payment_ids: Sequence[str]
+) -> dict[str, list[tuple[str, RefundReason]]]:
+    """The open refund cases of the given payments: payment id → (case id, reason)."""
+    found: dict[str, list[tuple[str, RefundReason]]] = {}
+    if payment_ids:
         rows = conn.execute(
-            select(refund_cases.c.bill_id, refund_cases.c.case_id).where(
-                refund_cases.c.bill_id.in_(list(bill_ids)),
+            select(refund_cases.c.payment_id, refund_cases.c.case_id, refund_cases.c.reason)
+            .where(
+                refund_cases.c.payment_id.in_(list(payment_ids)),
                 refund_cases.c.status == RefundStatus.OPEN.value,
-                refund_cases.c.reason == RefundReason.DOUBLE_PAYMENT.value,
             )
+            .order_by(refund_cases.c.opened_at, refund_cases.c.case_id)
         )
         for r in rows:
-            found[r.bill_id].append(r.case_id)
+            found.setdefault(r.payment_id, []).append((r.case_id, RefundReason(r.reason)))
     return found
 
 

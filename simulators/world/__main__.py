@@ -96,7 +96,13 @@ class Outcome:
 _state: dict[str, Any] = {}
 
 
-def _init(database_url: str | None, workdir: str, traces: str, mutant: str | None) -> None:
+def _init(
+    database_url: str | None,
+    workdir: str,
+    traces: str,
+    mutant: str | None,
+    stop: Any = None,
+) -> None:
     from twisted.logger import globalLogBeginner
 
     from simulators.world.world import Databases
@@ -108,7 +114,12 @@ def _init(database_url: str | None, workdir: str, traces: str, mutant: str | Non
         base=base,
         traces=Path(traces),
         mutant=mutant,
+        stop=stop,
     )
+    if stop is not None:  # a worker: its files and databases go when the pool ends it
+        from multiprocessing import util
+
+        util.Finalize(None, _close, exitpriority=10)
     if mutant:
         from simulators.world.mutations import MUTANTS
 
@@ -117,9 +128,12 @@ def _init(database_url: str | None, workdir: str, traces: str, mutant: str | Non
         _state["mutant_stack"] = stack
 
 
-def _run(seed: int) -> Outcome:
+def _run(seed: int) -> Outcome | None:
     from simulators.world.world import run_seed
 
+    stop = _state.get("stop")
+    if stop is not None and stop.is_set():  # the caller has seen enough
+        return None
     databases, base = _state["databases"], _state["base"]
     result = run_seed(seed, databases, base, keep_trace=False, mutant=_state["mutant"])
     outcome = Outcome(
@@ -145,31 +159,38 @@ def _run(seed: int) -> Outcome:
 def _close() -> None:
     import shutil
 
-    databases = _state.get("databases")
+    databases = _state.pop("databases", None)
     if databases is not None:
         databases.close()
-    base = _state.get("base")
+    base = _state.pop("base", None)
     if base is not None:
         shutil.rmtree(base, ignore_errors=True)
 
 
 def _run_many(seeds: Sequence[int], args: argparse.Namespace, workdir: str) -> Iterator[Outcome]:
+    """Each seed's outcome, as they finish; closing the iterator early stops the rest."""
     init = (args.database_url, workdir, str(args.traces), args.mutant)
     if args.jobs <= 1:
         _init(*init)
         try:
             for seed in seeds:
-                yield _run(seed)
+                outcome = _run(seed)
+                assert outcome is not None
+                yield outcome
         finally:
             _close()
         return
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(args.jobs, initializer=_init, initargs=init) as pool:
-        try:
-            yield from pool.imap_unordered(_run, seeds, chunksize=4)
-        finally:
-            pool.close()
-            pool.join()
+    stop = ctx.Event()
+    pool = ctx.Pool(args.jobs, initializer=_init, initargs=(*init, stop))
+    try:
+        for outcome in pool.imap_unordered(_run, seeds, chunksize=2):
+            if outcome is not None:
+                yield outcome
+    finally:
+        stop.set()  # seeds not started yet are skipped
+        pool.close()
+        pool.join()
 
 
 def replay_command(seed: int, args: argparse.Namespace) -> str:

@@ -16,6 +16,8 @@ Database faults go in through SQLAlchemy, under the real ``gateway.store.Store``
 - ``db.commit_unknown`` — the transaction commits, then the client is told the connection was
   lost: the caller sees an error for work that is in the database.
 - ``db.disk_full`` — SQLite only: a write statement fails with "database or disk is full".
+- ``db.server_restart`` — PostgreSQL only: the server ends every session of the seed's database
+  (``pg_terminate_backend``), as a restart would; the pool's pre-ping reconnects.
 
 Each is raised from the engine's ``before_cursor_execute`` event (so it is wrapped by
 SQLAlchemy exactly as the driver's own error would be) or, for the commit, by
@@ -113,6 +115,7 @@ class FaultPlan:
     drop: float = 0.0  # per DT frame: lost (the agency times out, reconnects, resends)
     cut_after_commit: float = 0.0  # per link commit: the connection breaks before the ack
     disconnects: float = 0.0  # per minute of traffic: the connection breaks now
+    replay: float = 0.0  # per minute of traffic: the agency sends acked records again
     # files and polls
     repeat_file: float = 0.0  # a 確報 file is dropped into the inbox again
     overlap: float = 0.0  # a record of an earlier 確報 file is repeated in the next
@@ -122,6 +125,7 @@ class FaultPlan:
     lost_connection: float = 0.0
     commit_unknown: float = 0.0
     disk_full: float = 0.0
+    server_restart: float = 0.0  # PostgreSQL, per traffic minute: every connection is cut
     # process
     crashes: list[Crash] = field(default_factory=list)
     # time
@@ -137,6 +141,7 @@ class FaultPlan:
             "drop",
             "cut_after_commit",
             "disconnects",
+            "replay",
             "repeat_file",
             "overlap",
             "repoll",
@@ -144,6 +149,7 @@ class FaultPlan:
             "lost_connection",
             "commit_unknown",
             "disk_full",
+            "server_restart",
             "jump",
         ):
             value = getattr(self, name)
@@ -172,6 +178,7 @@ def draw_plan(seed: int, *, sqlite: bool) -> FaultPlan:
     plan.drop = some(0.01, 0.08, 0.3)
     plan.cut_after_commit = some(0.02, 0.15, 0.4)
     plan.disconnects = some(0.01, 0.1, 0.4)
+    plan.replay = some(0.02, 0.1, 0.3)
     plan.repeat_file = some(0.2, 0.6)
     plan.overlap = some(0.1, 0.5)
     plan.repoll = some(0.2, 0.6)
@@ -179,6 +186,7 @@ def draw_plan(seed: int, *, sqlite: bool) -> FaultPlan:
     plan.lost_connection = some(0.005, 0.05, 0.4)
     plan.commit_unknown = some(0.005, 0.05, 0.4)
     plan.disk_full = some(0.005, 0.03, 0.3) if sqlite else 0.0
+    plan.server_restart = 0.0 if sqlite else some(0.01, 0.05, 0.4)
     plan.jump = some(0.01, 0.05, 0.3)
     crashes = rng.choice((0, 0, 1, 1, 2, 3))
     for _ in range(crashes):

@@ -134,6 +134,10 @@ def check_world(world: World) -> list[str]:
             breaks.append(f"... and {len(found) - MAX_BREAKS} more like the last")
     world.stats["anomalies"] += len(db.anomalies)
     world.stats["payments"] += len(db.payments)
+    for channel, n in Counter(p.channel for p in db.payments).items():
+        world.stats[f"payments_{channel}"] += n
+    world.stats["transfer_results"] += len(world.bank.entries())
+    world.stats["messages"] += len(db.messages)
     world.stats["settlements"] += len(db.settlements)
     world.stats["events"] += len(db.events)
     world.stats["double_paid_bills"] += sum(1 for b in db.bills if b.double_paid)
@@ -443,6 +447,9 @@ def _webhooks(world: World, db: Db) -> list[str]:
             and e.event_id not in got
         ]
         world.stats["webhooks_delivered"] += len(got)
+        if world.receivers.bad_signatures:
+            breaks += world.receivers.bad_signatures[:5]
+            world.receivers.bad_signatures.clear()
         if missing:
             first = missing[0]
             breaks.append(

@@ -48,6 +48,7 @@ from gateway.mappers.mpn.mapper import (
 from gateway.model import JST
 from gateway.protocols.inbox import FileResult
 from gateway.webhooks.attempts import PostResult
+from gateway.webhooks.signing import SignatureError, verify_signature
 from simulators.cvs import APP_CHAINS, APP_STORE, SEGMENTS, STORE_CHAINS, Agency, Fate, Payment
 from simulators.cvs import Scenario as CvsScenario
 from simulators.cvs_link import AgencyLinkClient, AgencyLinkProtocol
@@ -150,6 +151,7 @@ class CvsAgency:
         self.progress = self.sim.seconds()
         self.acked: set[tuple[str, str]] = set()  # (kind, event key) answered 00
         self.refused: list[tuple[str, str]] = []  # answered 10
+        self.sent: list[tuple[str, str]] = []  # (kind, event key) in the order sent
         self.slips: dict[str, list[str]] = {}  # bill_no -> barcodes issued, oldest first
         self.files: list[tuple[str, bytes, list[tuple[str, str]]]] = []  # name, bytes, records
         self.csv_accepted: set[tuple[str, str]] = set()
@@ -226,9 +228,17 @@ class CvsAgency:
             self.wire.cut("agency ack timeout")
         self.sim.call_later(10.0, self._watchdog)
 
+    def replay(self, n: int) -> int:
+        """Send the last ``n`` acknowledged records again, under new sequences."""
+        again = [k for k in self.sent if k in self.acked][-n:]
+        for kind, key in again:
+            self._send(RecordKind(kind), self.model.payments[key])
+        return len(again)
+
     def _send(self, kind: RecordKind, payment: Payment) -> None:
         rec = self.model.events[(kind.value, payment.event_key)]
         key = (kind.value, payment.event_key)
+        self.sent.append(key)
         if not self.client.unacked:
             self.progress = self.sim.seconds()
         d = self.client.send(build_record(rec))
@@ -568,12 +578,20 @@ class Receivers:
         self.fail_rate = self.rng.choice((0.0, 0.0, 0.1, 0.3))
         self.calm = False
         self.delivered: dict[str, set[str]] = {}  # url -> event ids answered 2xx
+        self.secrets: dict[str, str] = {}  # url -> the endpoint's secret
+        self.bad_signatures: list[str] = []
         self.attempts = 0
 
     def post(self, url: str, body: bytes, headers: Any) -> Deferred[PostResult]:
         self.attempts += 1
         d: Deferred[PostResult] = Deferred()
         event_id = json.loads(body)["id"]
+        secret = self.secrets.get(url)
+        if secret is not None:  # the receiver checks the signature, as docs/webhooks.md says
+            try:
+                verify_signature(secret, headers["Gateway-Signature"], body, now=self.sim.seconds())
+            except SignatureError as e:
+                self.bad_signatures.append(f"{url}: event {event_id}: {e}")
         latency = self.rng.uniform(0.005, 0.5)
         if not self.calm and self.rng.random() < self.fail_rate:
             self.world.injected["webhook.failed_attempt"] += 1

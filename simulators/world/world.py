@@ -25,7 +25,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
@@ -403,6 +403,7 @@ class World:
                     )
                     side = BillerSide(biller_id, Principal(f"key_{biller_id}", biller_id, False))
                     side.endpoints.append(url)
+                    self.receivers.secrets[url] = "whsec_sim"
                     self.billers[biller_id] = side
                     self.log("world", f"biller {biller_id}: plan {cycle.value}, endpoint {url}")
         finally:
@@ -607,12 +608,13 @@ class World:
         body = {"url": url, "events": ["payment.confirmed", "bill.double_paid", "payment.voided"]}
         claim = self.claim(side, "endpoint", body)
         try:
-            await self.api(
+            answer = await self.api(
                 f"endpoint {url}", lambda d: d.webhook_api.create(side.principal, body, claim)
             )
         except Refused:
             return
         side.endpoints.append(url)
+        self.receivers.secrets[url] = json.loads(answer.body)["secret"]
         self.log("biller", f"registered webhook endpoint {url}")
 
     # -- the networks' actions -----------------------------------------------------------------
@@ -639,6 +641,11 @@ class World:
         if payment is not None:
             self.stats["cvs_payments"] += 1
             doc["status"] = "paid"  # as far as the biller's copy goes: paid
+
+    def cvs_burst(self) -> None:
+        """Several payments at once (the agency batches what its stores sent together)."""
+        for _ in range(self.rng.randint(2, 5)):
+            self.cvs_pay(again=self.rng.random() < 0.3)
 
     async def mpn_pay(self) -> None:
         bills = [(s, d) for s, d in self._open_bills("payeasy") if "payeasy" in d]
@@ -714,6 +721,7 @@ class World:
         actions: list[tuple[float, Callable[[], Any]]] = [
             (6.0, lambda: self.cvs_pay()),
             (1.5, lambda: self.cvs_pay(again=True)),
+            (1.5, lambda: self.cvs_burst()),
             (1.0, lambda: self.agency.void()),
             (3.0, lambda: self.spawn("mpn pay", self.mpn_pay())),
             (0.7, lambda: self.spawn("mpn cancel", self.center.cancel())),
@@ -742,6 +750,16 @@ class World:
                     base + timedelta(minutes=minute, seconds=self.rng.uniform(0, 60)),
                     self._disconnect,
                 )
+            if self.rng.random() < self.plan.replay:
+                self.at(
+                    base + timedelta(minutes=minute, seconds=self.rng.uniform(0, 60)),
+                    self._replay,
+                )
+            if self.rng.random() < self.plan.server_restart:
+                self.at(
+                    base + timedelta(minutes=minute, seconds=self.rng.uniform(0, 60)),
+                    self._server_restart,
+                )
             if self.rng.random() < self.plan.jump:
                 self.at(
                     base + timedelta(minutes=minute, seconds=self.rng.uniform(0, 60)), self._jump
@@ -752,6 +770,30 @@ class World:
             self.injected["net.disconnect"] += 1
             self.log("fault", "net.disconnect: the link breaks")
             self.agency.cut("disconnect")
+
+    def _replay(self) -> None:
+        """The agency replays its log: records already acknowledged go again, as new DT."""
+        if self.calm:
+            return
+        n = self.agency.replay(self.rng.randint(1, 6))
+        if n:
+            self.injected["net.replayed_records"] += n
+            self.log("fault", f"net.replayed_records: the agency sends {n} acked record(s) again")
+
+    def _server_restart(self) -> None:
+        """PostgreSQL ends every session of the seed's database, as a restart would."""
+        if self.calm or self.sqlite:
+            return
+        with self.reader.connect() as conn:
+            ended = conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+            conn.commit()
+        self.injected["db.server_restart"] += 1
+        self.log("fault", f"db.server_restart: the server ends {ended} session(s)")
 
     def _jump(self) -> None:
         """The clock jumps: every party's timers due meanwhile fire at once, late."""
@@ -838,11 +880,16 @@ class World:
         if why is not None:
             self.log("world", f"not settled after 4 hours of calm: {why}")
             self.stats["unsettled"] += 1
-        # webhook retries (backoff at most 2 minutes when calm) finish; then an hour later the
-        # settlement timer runs again and the webhooks of what it made go out
-        self.sim.run_until((step + timedelta(minutes=10)).timestamp())
-        self.sim.jump(3600.0)
-        self.sim.run_until((step + timedelta(minutes=75)).timestamp())
+        # webhook retries (backoff at most 2 minutes when calm) finish
+        step += timedelta(minutes=5)
+        self.sim.run_until(step.timestamp())
+        # weeks pass: the settlement timer settles every period that closes meanwhile (each
+        # landing fires it once), and the webhooks of what it made go out
+        for days in (6, 11, 19):
+            self.sim.jump(days * 86400.0)
+            step += timedelta(days=days, minutes=4)
+            self.log("world", f"{days} days later")
+            self.sim.run_until(step.timestamp())
 
     def _last_poll(self, start: date, end: date) -> None:
         daemon = self.daemon
