@@ -39,7 +39,7 @@ from gateway.networks.registry import REGISTRY
 from gateway.networks.zengin import ZenginNetwork
 from gateway.protocols.cvs import CvsLinkFactory
 from gateway.protocols.inbox import FileResult, InboxWatcher
-from gateway.store import Store, create_db_engine
+from gateway.store import Store
 from gateway.webhooks.api import WebhookApi
 from gateway.webhooks.delivery import WebhookDelivery
 from simulators.world.faults import DatabaseFaults, FaultyEngine
@@ -60,18 +60,20 @@ class Daemon:
         *,
         hook: Callable[[str, str], bool],
         poster: Any,
-        database_url: str,
+        engine: Engine,
         randbelow: Callable[[int], int],
         on_file: Callable[[str, str, bytes, FileResult], None],
     ) -> None:
         self.config = config
         self.process = process
         self.life = process.life
-        self.engine: Engine = create_db_engine(database_url, 4)
-        engine = cast(Engine, FaultyEngine(self.engine, db_faults))
+        # The seed's engine: kept across lives (and seeds) only for its cache of compiled
+        # statements; a crash closes every connection of it.
+        self.engine = engine
+        faulty = cast(Engine, FaultyEngine(engine, db_faults))
         self.pool = SimPool(process, hook)
         self.store = Store(
-            engine, cast(IReactorThreads, process), pool=self.pool, sleep=lambda seconds: None
+            faulty, cast(IReactorThreads, process), pool=self.pool, sleep=lambda seconds: None
         )
         self.store.start()
         self.services: list[Service] = []

@@ -246,7 +246,18 @@ class DatabaseFaults:
         self._commit_lost = False
 
     def attach(self, engine: Engine) -> None:
-        event.listen(engine, "before_cursor_execute", self._before_cursor_execute)
+        """Strike through ``engine`` from now on (one listener per engine, whoever attaches)."""
+        router = getattr(engine, "_sim_faults", None)
+        if router is None:
+            router = _Router()
+            event.listen(engine, "before_cursor_execute", router)
+            engine._sim_faults = router  # type: ignore[attr-defined]
+        router.faults = self
+
+    def detach(self, engine: Engine) -> None:
+        router = getattr(engine, "_sim_faults", None)
+        if router is not None and router.faults is self:
+            router.faults = None
 
     def begin(self) -> None:
         """A transaction starts: arm at most one fault for it."""
@@ -300,6 +311,16 @@ class DatabaseFaults:
         self.injected[f"db.{kind}"] += 1
         self.log("fault", f"db.{kind} on statement {self._statements}: {statement[:60]!r}")
         raise _dbapi_error(self.sqlite, kind, self.rng)
+
+
+class _Router:
+    """The engine's one listener, handing each statement to the faults of the current seed."""
+
+    faults: DatabaseFaults | None = None
+
+    def __call__(self, *args: Any) -> None:
+        if self.faults is not None:
+            self.faults._before_cursor_execute(*args)
 
 
 class FaultyEngine:

@@ -28,11 +28,11 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from gateway.fee_model import jst_midnight
 from gateway.mappers.cvs.mapper import RecordKind
 from gateway.model import transfer_key
-from gateway.store import create_db_engine
 from gateway.store.mpn import day_counters
 from gateway.store.schema import (
     anomalies,
@@ -70,50 +70,46 @@ def _short(key: str) -> str:
 class Db:
     """The tables the checks read, loaded once."""
 
-    def __init__(self, url: str) -> None:
-        engine = create_db_engine(url, 1)
-        try:
-            with engine.connect() as conn:
+    def __init__(self, engine: Engine) -> None:
+        with engine.connect() as conn:
 
-                def rows(table: Any) -> list[Any]:
-                    return list(conn.execute(select(table)).all())
+            def rows(table: Any) -> list[Any]:
+                return list(conn.execute(select(table)).all())
 
-                self.messages = [
-                    r
-                    for r in conn.execute(
-                        select(
-                            collection_messages.c.channel,
-                            collection_messages.c.kind,
-                            collection_messages.c.event_key,
-                            collection_messages.c.outcome,
-                        )
-                    ).all()
-                ]
-                self.payments = rows(payments)
-                self.bills = rows(bills)
-                self.cases = rows(refund_cases)
-                self.anomalies = rows(anomalies)
-                self.events = list(
-                    conn.execute(
-                        select(events.c.event_id, events.c.biller_id, events.c.seq, events.c.type)
-                    ).all()
-                )
-                self.billers = rows(billers)
-                self.endpoints = rows(webhook_endpoints)
-                self.settlements = rows(settlements)
-                self.lines = rows(settlement_lines)
-                self.requests = rows(zengin_requests)
-                self.items = rows(zengin_request_items)
-                self.closes = rows(mpn_day_closes)
-                self.counters = {
-                    c.business_date: day_counters(conn, c.business_date) for c in self.closes
-                }
-        finally:
-            engine.dispose()
+            self.messages = [
+                r
+                for r in conn.execute(
+                    select(
+                        collection_messages.c.channel,
+                        collection_messages.c.kind,
+                        collection_messages.c.event_key,
+                        collection_messages.c.outcome,
+                    )
+                ).all()
+            ]
+            self.payments = rows(payments)
+            self.bills = rows(bills)
+            self.cases = rows(refund_cases)
+            self.anomalies = rows(anomalies)
+            self.events = list(
+                conn.execute(
+                    select(events.c.event_id, events.c.biller_id, events.c.seq, events.c.type)
+                ).all()
+            )
+            self.billers = rows(billers)
+            self.endpoints = rows(webhook_endpoints)
+            self.settlements = rows(settlements)
+            self.lines = rows(settlement_lines)
+            self.requests = rows(zengin_requests)
+            self.items = rows(zengin_request_items)
+            self.closes = rows(mpn_day_closes)
+            self.counters = {
+                c.business_date: day_counters(conn, c.business_date) for c in self.closes
+            }
 
 
 def check_world(world: World) -> list[str]:
-    db = Db(world.database_url)
+    db = Db(world.engine)
     breaks: list[str] = []
     for check in (
         _stored_once,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
@@ -142,6 +142,8 @@ class Databases:
         self.server_url = server_url
         self.template: str | None = None
         self._server: Any = None
+        self._engine: Engine | None = None
+        self._url: str | None = None
 
     @property
     def backend(self) -> str:
@@ -169,26 +171,48 @@ class Databases:
             self.template = name
         return self.template
 
+    def _engine_for(self, url: str) -> Engine:
+        """One engine per worker and database name, for its cache of compiled statements
+        (each seed's database has the same name); its connections are closed between seeds
+        and at every crash."""
+        if self._engine is None or self._url != url:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine, self._url = create_db_engine(url, 4), url
+        return self._engine
+
     @contextlib.contextmanager
-    def database(self, seed: int, workdir: Path) -> Iterator[str]:
+    def database(self, seed: int, workdir: Path) -> Iterator[tuple[str, Engine]]:
         template = self._template()
+        if self._engine is not None:
+            self._engine.dispose()
         if self.server_url is None:
-            path = workdir / "gateway.sqlite3"
+            path = self.base / "seed.sqlite3"
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
             shutil.copyfile(template, path)
-            yield f"sqlite:///{path}"
+            url = f"sqlite:///{path}"
+            try:
+                yield url, self._engine_for(url)
+            finally:
+                self._engine_for(url).dispose()
             return
-        name = f"sim_{os.getpid()}_{seed}"
+        name = f"sim_{os.getpid()}"
         with self._server.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         url = make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
         try:
-            yield url
+            yield url, self._engine_for(url)
         finally:
+            self._engine_for(url).dispose()
             with self._server.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
         if self._server is not None and self.template is not None:
             with self._server.connect() as conn:
                 conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
@@ -263,10 +287,13 @@ class Result:
 class World:
     """The seed's world on one clock; :meth:`run` plays it and returns the settled world."""
 
-    def __init__(self, seed: int, workdir: Path, database_url: str, *, keep_trace: bool) -> None:
+    def __init__(
+        self, seed: int, workdir: Path, database_url: str, engine: Engine, *, keep_trace: bool
+    ) -> None:
         self.seed = seed
         self.workdir = workdir
         self.database_url = database_url
+        self.engine = engine
         self.sqlite = database_url.startswith("sqlite")
         self.plan: FaultPlan = draw_plan(seed, sqlite=self.sqlite)
         start = self.plan.start.timestamp()
@@ -301,7 +328,7 @@ class World:
             self, self.config.zengin.outbox, self.config.zengin.inbox, workdir / "bank"
         )
         self.receivers = Receivers(self)
-        self.reader = create_db_engine(database_url, 1)  # the checks' own connection
+        self.reader = engine  # the checks read on connections of their own
         self.ack_breaks: list[str] = []  # told "stored" when it was not (found at that moment)
 
     def log(self, who: str, what: str) -> None:
@@ -332,82 +359,77 @@ class World:
     def setup(self) -> None:
         """Billers, their fee plans, consignor contracts, mandates and webhook endpoints, as an
         operator and the billers made them before the seed's first day."""
-        engine = create_db_engine(self.database_url, 1)
+        engine = self.engine
         now = self.plan.start
         box = SecretBox(base64.b64decode(SECRET_KEY))
         bank, branch = bank_names("0005", "135")
-        try:
-            with engine.begin() as conn:
-                for n, biller_id in enumerate(BILLERS):
-                    create_biller(
+        with engine.begin() as conn:
+            for n, biller_id in enumerate(BILLERS):
+                create_biller(
+                    conn,
+                    biller_id=biller_id,
+                    name=f"{biller_id} 株式会社",
+                    kana="ｼﾐﾕﾚｰｼﾖﾝ",
+                    channels=frozenset(Channel),
+                    payeasy_institution_code=None,
+                    now=now,
+                )
+                cycle = self.rng.choice(list(Cycle))
+                save_plan(
+                    conn,
+                    biller_id,
+                    FeePlan(
+                        effective_from=now.date() - timedelta(days=self.rng.randint(6, 12)),
+                        cycle=cycle,
+                        payout_days=self.rng.choice((0, 3, 10)),
+                        settlement_fee=self.rng.choice((0, 500)),
+                        tax_rate=10,
+                        tax_rounding=Rounding.FLOOR,
+                        rates={
+                            Channel.CVS: ChannelRates(60, 10, 200),
+                            Channel.PAYEASY: ChannelRates(80, 0, 0),
+                            Channel.TRANSFER: ChannelRates(100, 0, 0),
+                        },
+                    ),
+                    now,
+                )
+                account = BankAccount("0005", bank, "135", branch, "1", f"{1234560 + n:07d}")
+                save_consignor(conn, Consignor(biller_id, f"{1234567890 + n}", "ｼﾐﾕ", account), now)
+                for i, customer in enumerate(CUSTOMERS):
+                    insert_mandate(
                         conn,
-                        biller_id=biller_id,
-                        name=f"{biller_id} 株式会社",
-                        kana="ｼﾐﾕﾚｰｼﾖﾝ",
-                        channels=frozenset(Channel),
-                        payeasy_institution_code=None,
-                        now=now,
-                    )
-                    cycle = self.rng.choice(list(Cycle))
-                    save_plan(
-                        conn,
-                        biller_id,
-                        FeePlan(
-                            effective_from=now.date() - timedelta(days=self.rng.randint(6, 12)),
-                            cycle=cycle,
-                            payout_days=self.rng.choice((0, 3, 10)),
-                            settlement_fee=self.rng.choice((0, 500)),
-                            tax_rate=10,
-                            tax_rounding=Rounding.FLOOR,
-                            rates={
-                                Channel.CVS: ChannelRates(60, 10, 200),
-                                Channel.PAYEASY: ChannelRates(80, 0, 0),
-                                Channel.TRANSFER: ChannelRates(100, 0, 0),
-                            },
-                        ),
-                        now,
-                    )
-                    account = BankAccount("0005", bank, "135", branch, "1", f"{1234560 + n:07d}")
-                    save_consignor(
-                        conn, Consignor(biller_id, f"{1234567890 + n}", "ｼﾐﾕ", account), now
-                    )
-                    for i, customer in enumerate(CUSTOMERS):
-                        insert_mandate(
-                            conn,
-                            Mandate(
-                                biller_id=biller_id,
-                                customer_no=customer,
-                                account=BankAccount(
-                                    "0005", bank, "135", branch, "1", f"{7000000 + 10 * n + i:07d}"
-                                ),
-                                holder_kana="ﾔﾏﾀﾞ ﾀﾛｳ",
-                                status=MandateStatus.ACTIVE,
-                                status_reason=None,
-                                new_code="1",
-                                requested=False,
-                                version=1,
-                                created_at=now,
-                                updated_at=now,
+                        Mandate(
+                            biller_id=biller_id,
+                            customer_no=customer,
+                            account=BankAccount(
+                                "0005", bank, "135", branch, "1", f"{7000000 + 10 * n + i:07d}"
                             ),
-                        )
-                    endpoint_id = f"we_{biller_id}_all"
-                    url = f"https://hooks.example.com/{biller_id}/all"
-                    create_endpoint(
-                        conn,
-                        biller_id=biller_id,
-                        endpoint_id=endpoint_id,
-                        url=url,
-                        event_types=("*",),
-                        secret=box.encrypt("whsec_sim", endpoint_id),
-                        now=now,
+                            holder_kana="ﾔﾏﾀﾞ ﾀﾛｳ",
+                            status=MandateStatus.ACTIVE,
+                            status_reason=None,
+                            new_code="1",
+                            requested=False,
+                            version=1,
+                            created_at=now,
+                            updated_at=now,
+                        ),
                     )
-                    side = BillerSide(biller_id, Principal(f"key_{biller_id}", biller_id, False))
-                    side.endpoints.append(url)
-                    self.receivers.secrets[url] = "whsec_sim"
-                    self.billers[biller_id] = side
-                    self.log("world", f"biller {biller_id}: plan {cycle.value}, endpoint {url}")
-        finally:
-            engine.dispose()
+                endpoint_id = f"we_{biller_id}_all"
+                url = f"https://hooks.example.com/{biller_id}/all"
+                create_endpoint(
+                    conn,
+                    biller_id=biller_id,
+                    endpoint_id=endpoint_id,
+                    url=url,
+                    event_types=("*",),
+                    secret=box.encrypt("whsec_sim", endpoint_id),
+                    now=now,
+                )
+                side = BillerSide(biller_id, Principal(f"key_{biller_id}", biller_id, False))
+                side.endpoints.append(url)
+                self.receivers.secrets[url] = "whsec_sim"
+                self.billers[biller_id] = side
+                self.log("world", f"biller {biller_id}: plan {cycle.value}, endpoint {url}")
 
     # -- the daemon's lives --------------------------------------------------------------------
 
@@ -423,7 +445,7 @@ class World:
             self.db_faults,
             hook=self._job_hook,
             poster=self.receivers,
-            database_url=self.database_url,
+            engine=self.engine,
             randbelow=random.Random(f"issuer/{self.seed}/{self.life}").randrange,
             on_file=self.file_applied,
         )
@@ -958,10 +980,10 @@ def run_seed(
     breaks: list[str] = []
     world: World | None = None
     try:
-        with seeded_randomness(seed), databases.database(seed, workdir) as url:
+        with seeded_randomness(seed), databases.database(seed, workdir) as (url, engine):
             if mutant in DATABASE_CHANGES:
                 DATABASE_CHANGES[mutant](url)
-            world = World(seed, workdir, url, keep_trace=keep_trace)
+            world = World(seed, workdir, url, engine, keep_trace=keep_trace)
             try:
                 with gateway_logs(world):
                     world.run()
@@ -972,7 +994,7 @@ def run_seed(
                 world.log("world", traceback.format_exc())
             if world.daemon is not None and world.daemon.alive:
                 world.daemon.kill()
-            world.reader.dispose()
+            world.db_faults.detach(engine)
             breaks += world.ack_breaks[:20]
             if not breaks:
                 breaks += check_world(world)
