@@ -342,6 +342,8 @@ class Biller:
     # 5-digit code that agency assigned to it when the agency gives each biller its own.
     cvs_agency: str | None = None
     cvs_code: str | None = None
+    # When the operator suspended it (gateway-admin biller suspend; None: active).
+    suspended_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,7 @@ class Principal:
     key_id: str
     biller_id: str | None
     is_admin: bool
+    suspended: bool = False  # a key of a suspended biller: refused (403) by the API
 
     @property
     def scope(self) -> str:

@@ -26,6 +26,7 @@ from gateway.billing.notify import Mailer
 from gateway.billing.pages import PageService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
+from gateway.billing.support import SupportService
 from gateway.config import Config
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
@@ -40,6 +41,7 @@ from gateway.protocols.api.limits import http_limits
 from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
+from gateway.protocols.api.support_routes import support_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.bill_inbox import BillInbox
 from gateway.protocols.listen import ListenerService
@@ -151,7 +153,10 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
-    routes += biller_routes(BillerService(store, reactor, config), config.api.max_page_size)
+    billers = BillerService(store, reactor, config)
+    routes += biller_routes(billers, config.api.max_page_size)
+    support = SupportService(store, reactor, bills.event_doc)  # the support desk (admin keys)
+    routes += support_routes(support, billers, config.api.max_page_size)
     expiry = ExpiryJob(store, reactor, bills.event_doc)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     # Billers settled at once: at most one store connection less than the pool (the API's).

@@ -33,7 +33,8 @@ from gateway.config import Config, CvsAgency
 from gateway.errors import Conflict, FieldError, InvalidRequest
 from gateway.model import Biller, Channel, Outcome
 from gateway.store import Store
-from gateway.store.billers import create_biller, get_biller, list_billers
+from gateway.store.audit import record
+from gateway.store.billers import create_biller, get_biller, list_billers, update_biller
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.validation import BILLER_ID, Fields
 
@@ -132,11 +133,17 @@ def _cvs_contract(
     return agency.id, app.cvs_code
 
 
-def onboard(conn: Connection, config: Config, app: BillerApplication, now: datetime) -> Biller:
+def onboard(
+    conn: Connection,
+    config: Config,
+    app: BillerApplication,
+    now: datetime,
+    actor: str | None = None,
+) -> Biller:
     """Check ``app`` and add the biller (:class:`InvalidRequest`, or :class:`Conflict` for an
-    id or an agency code already taken)."""
+    id or an agency code already taken); with an ``actor``, written to the audit log."""
     app = check_application(config, app)
-    return create_biller(
+    biller = create_biller(
         conn,
         biller_id=app.biller_id,
         name=app.name,
@@ -147,6 +154,18 @@ def onboard(conn: Connection, config: Config, app: BillerApplication, now: datet
         cvs_agency=app.cvs_agency,
         cvs_code=app.cvs_code,
     )
+    if actor is not None:
+        after = biller_json(config, biller)
+        record(
+            conn,
+            actor,
+            "biller.create",
+            f"biller:{biller.biller_id}",
+            now,
+            biller_id=biller.biller_id,
+            after=after,
+        )
+    return biller
 
 
 def biller_json(config: Config, biller: Biller) -> dict[str, Any]:
@@ -160,6 +179,7 @@ def biller_json(config: Config, biller: Biller) -> dict[str, Any]:
         "payeasy_institution_code": biller.payeasy_institution_code
         or (config.mpn.institution_code if config.mpn else None),
         "created_at": biller.created_at.isoformat(),
+        "suspended_at": biller.suspended_at.isoformat() if biller.suspended_at else None,
     }
     if Channel.CVS in biller.channels and config.cvs is not None:
         try:
@@ -259,13 +279,15 @@ class BillerService:
         self.config = config
         self.ttl = config.api.idempotency_ttl
 
-    async def create(self, body: object, claim: IdempotencyClaim | None) -> StoredResponse:
+    async def create(
+        self, body: object, claim: IdempotencyClaim | None, actor: str | None = None
+    ) -> StoredResponse:
         app = parse_biller_request(self.config, body)
         now = clock_now(self.clock)
 
         def effect(conn: Connection) -> StoredResponse:
             try:
-                biller = onboard(conn, self.config, app, now)
+                biller = onboard(conn, self.config, app, now, actor)
             except Conflict as e:
                 raise Conflict(e.detail, e.field and _api_field(e.field)) from None
             return StoredResponse(Outcome.CREATED, _dumps(biller_json(self.config, biller)))
@@ -289,3 +311,187 @@ class BillerService:
             "data": [biller_json(self.config, b) for b in page],
             "next_cursor": encode_cursor(int(page[-1].code)) if len(rest) > limit else None,
         }
+
+    async def update(self, actor: str, biller_id: str, body: object) -> dict[str, Any]:
+        name, kana, channels = parse_biller_update(body)
+        biller = await self.store.run_interaction(
+            "billers.update",
+            change_biller,
+            self.config,
+            actor,
+            biller_id,
+            clock_now(self.clock),
+            name=name,
+            kana=kana,
+            channels=channels,
+        )
+        return biller_json(self.config, biller)
+
+    async def suspend(self, actor: str, biller_id: str, body: object) -> dict[str, Any]:
+        reason = parse_reason(body)
+        biller = await self.store.run_interaction(
+            "billers.suspend",
+            set_suspended,
+            self.config,
+            actor,
+            biller_id,
+            True,
+            reason,
+            clock_now(self.clock),
+        )
+        return biller_json(self.config, biller)
+
+    async def resume(self, actor: str, biller_id: str, body: object) -> dict[str, Any]:
+        reason = parse_reason(body)
+        biller = await self.store.run_interaction(
+            "billers.resume",
+            set_suspended,
+            self.config,
+            actor,
+            biller_id,
+            False,
+            reason,
+            clock_now(self.clock),
+        )
+        return biller_json(self.config, biller)
+
+
+# --- changing a biller: name, kana, channels; suspending and resuming it -------------------------
+
+REASON_MAX = 500  # a suspension's (or a resumption's) reason, kept in the audit log
+
+
+def parse_biller_update(body: object) -> tuple[str | None, str | None, frozenset[Channel] | None]:
+    """A ``PATCH /v1/billers/{id}`` body: any of ``name``, ``kana``, ``channels``, at least
+    one (400 for a malformed body; the values are checked by :func:`change_biller`)."""
+    f = Fields(body)
+    name = f.string("name", max_len=NAME_MAX)
+    kana = f.string("kana", max_len=KANA_MAX)
+    raw_channels = f.string_list("channels")
+    f.finish()
+    if f.malformed:
+        f.raise_if_invalid()
+    if name is None and kana is None and raw_channels is None:
+        f.bad("body", "give at least one of name, kana, channels")
+        f.raise_if_invalid()
+    channels: set[Channel] | None = None
+    if raw_channels is not None:
+        channels = set()
+        for i, raw in enumerate(raw_channels):
+            try:
+                channel = Channel(raw)
+            except ValueError:
+                allowed = ", ".join(c.value for c in Channel)
+                f.bad(f"channels[{i}]", f"{raw[:20]!r} is not one of {allowed}")
+                continue
+            if channel in channels:
+                f.bad(f"channels[{i}]", f"{raw} is listed twice")
+            channels.add(channel)
+    f.raise_if_invalid()
+    return name, kana, None if channels is None else frozenset(channels)
+
+
+def parse_reason(body: object) -> str | None:
+    """The optional body of a suspension or a resumption: ``{"reason": "…"}``."""
+    if body is None:
+        return None
+    f = Fields(body)
+    reason = f.string("reason", max_len=REASON_MAX)
+    f.finish()
+    f.raise_if_invalid()
+    return reason
+
+
+def change_biller(
+    conn: Connection,
+    config: Config,
+    actor: str,
+    biller_id: str,
+    now: datetime,
+    *,
+    name: str | None = None,
+    kana: str | None = None,
+    channels: frozenset[Channel] | None = None,
+) -> Biller:
+    """Change a biller's name, kana or channels, checked as at onboarding (a channel the
+    configuration does not enable, or cvs under an agency that has no code for it, is
+    :class:`InvalidRequest`), and write it to the audit log. Its bills keep what they were
+    issued with; its id, code and agency never change."""
+    current = get_biller(conn, biller_id)
+    new_channels = current.channels if channels is None else channels
+    with_cvs = Channel.CVS in new_channels
+    app = BillerApplication(
+        biller_id,
+        current.name if name is None else name,
+        current.kana if kana is None else kana,
+        new_channels,
+        current.payeasy_institution_code,
+        current.cvs_agency if with_cvs else None,
+        current.cvs_code if with_cvs else None,
+    )
+    asked = {"name"} if name is not None else set()
+    asked |= {"kana"} if kana is not None else set()
+    asked |= {"channels", "cvs_agency", "cvs_code"} if channels is not None else set()
+    try:
+        check_application(config, app)
+    except InvalidRequest as e:
+        bad = [x for x in e.errors if x.field in asked]
+        if bad:
+            raise InvalidRequest(bad, title="The biller cannot be changed") from None
+    changes: dict[str, Any] = {}
+    if name is not None and name != current.name:
+        changes["name"] = name
+    if kana is not None and kana != current.kana:
+        changes["kana"] = kana
+    if channels is not None and channels != current.channels:
+        changes["channels"] = channels
+    if not changes:
+        return current
+    before, after = update_biller(conn, biller_id, changes)
+    record(
+        conn,
+        actor,
+        "biller.update",
+        f"biller:{biller_id}",
+        now,
+        biller_id=biller_id,
+        before=_changed(biller_json(config, before), changes),
+        after=_changed(biller_json(config, after), changes),
+    )
+    return after
+
+
+def _changed(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    return {k: doc[k] for k in changes}
+
+
+def set_suspended(
+    conn: Connection,
+    config: Config,
+    actor: str,
+    biller_id: str,
+    suspend: bool,
+    reason: str | None,
+    now: datetime,
+) -> Biller:
+    """Suspend (or resume) a biller; suspending a suspended one changes nothing.
+
+    A suspended biller's API keys are refused (403, within ``api.auth_cache_seconds``) and no
+    bill of it is created (API, bulk files, its watched folder). What it has issued stays: its
+    slips and Pay-easy numbers can still be paid, and every payment that arrives is recorded,
+    confirmed, sent to its webhooks and settled as before (money is never refused)."""
+    current = get_biller(conn, biller_id)
+    if (current.suspended_at is not None) == suspend:
+        return current
+    _, after = update_biller(conn, biller_id, {"suspended_at": now if suspend else None})
+    record(
+        conn,
+        actor,
+        "biller.suspend" if suspend else "biller.resume",
+        f"biller:{biller_id}",
+        now,
+        biller_id=biller_id,
+        before={"suspended_at": biller_json(config, current)["suspended_at"]},
+        after={"suspended_at": biller_json(config, after)["suspended_at"], "reason": reason},
+    )
+    return after

@@ -46,7 +46,7 @@ from gateway.model import (
     Tax,
 )
 from gateway.store import Store
-from gateway.store.billers import get_biller
+from gateway.store.billers import active_biller
 from gateway.store.bills import (
     Identifiers,
     NewBill,
@@ -309,7 +309,7 @@ class BillService:
     def _biller(self, conn: Connection, principal: Principal) -> Biller:
         if principal.biller_id is None:
             raise NotFound("biller (use a biller's API key)")
-        return get_biller(conn, principal.biller_id)
+        return active_biller(conn, principal.biller_id)  # none for a suspended biller
 
     async def create(
         self, principal: Principal, body: object, claim: IdempotencyClaim | None

@@ -47,7 +47,7 @@ from gateway.mappers.bills_csv import (
 )
 from gateway.model import Bill, BillTerms, Channel, EventType, Outcome
 from gateway.store.batches import Batch, BatchItem, batch_bills, insert_batch
-from gateway.store.billers import get_biller
+from gateway.store.billers import active_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, find_bills, insert_bills
 from gateway.store.events import append_events, event_json
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
@@ -274,7 +274,7 @@ class BulkService:
         now: datetime,
         conn: Connection,
     ) -> StoredResponse:
-        biller = get_biller(conn, biller_id)
+        biller = active_biller(conn, biller_id)  # none for a suspended biller
         errors = list(checked.errors)
         for r in checked.rows:
             refused = biller_channel_error(biller, r.terms.channels)

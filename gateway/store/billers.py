@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
-from gateway.errors import Conflict, NotFound
+from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.model import Biller, Channel, Principal
 from gateway.store.schema import api_keys, billers
 
@@ -26,6 +26,7 @@ def _biller(row: Row) -> Biller:
         created_at=row.created_at,
         cvs_agency=row.cvs_agency,
         cvs_code=row.cvs_code,
+        suspended_at=row.suspended_at,
     )
 
 
@@ -93,6 +94,35 @@ def list_billers(conn: Connection) -> list[Biller]:
     return [_biller(r) for r in conn.execute(select(billers).order_by(billers.c.code))]
 
 
+def update_biller(
+    conn: Connection, biller_id: str, changes: dict[str, Any]
+) -> tuple[Biller, Biller]:
+    """Change a biller's ``name``, ``kana``, ``channels`` (a frozenset) or ``suspended_at``;
+    returns (before, after). The row is locked (PostgreSQL) from the read to the write."""
+    row = conn.execute(
+        select(billers).where(billers.c.biller_id == biller_id).with_for_update()
+    ).first()
+    if row is None:
+        raise NotFound(f"biller {biller_id}")
+    before = _biller(row)
+    values = dict(changes)
+    if "channels" in values:
+        values["channels"] = ",".join(sorted(values["channels"]))
+    if values:
+        conn.execute(update(billers).where(billers.c.biller_id == biller_id).values(**values))
+    return before, get_biller(conn, biller_id)
+
+
+def active_biller(conn: Connection, biller_id: str) -> Biller:
+    """The biller, to issue a bill for: :class:`InvalidRequest` naming ``biller`` when the
+    operator suspended it (its watched folder's file is refused with that reason)."""
+    biller = get_biller(conn, biller_id)
+    if biller.suspended_at is not None:
+        why = f"{biller_id} is suspended: no new bill until the operator resumes it"
+        raise InvalidRequest([FieldError("biller", why)], title="The biller is suspended")
+    return biller
+
+
 def insert_api_key(
     conn: Connection,
     *,
@@ -127,12 +157,19 @@ def principal_for_hash(
     known and works at ``now``."""
     row = conn.execute(
         select(
-            api_keys.c.key_id, api_keys.c.biller_id, api_keys.c.is_admin, api_keys.c.revoked_at
-        ).where(api_keys.c.key_hash == key_hash, _key_active(now))
+            api_keys.c.key_id,
+            api_keys.c.biller_id,
+            api_keys.c.is_admin,
+            api_keys.c.revoked_at,
+            billers.c.suspended_at,
+        )
+        .select_from(api_keys.outerjoin(billers, api_keys.c.biller_id == billers.c.biller_id))
+        .where(api_keys.c.key_hash == key_hash, _key_active(now))
     ).first()
     if row is None:
         return None
-    return Principal(row.key_id, row.biller_id, bool(row.is_admin)), row.revoked_at
+    suspended = row.suspended_at is not None
+    return Principal(row.key_id, row.biller_id, bool(row.is_admin), suspended), row.revoked_at
 
 
 def _key_json(row: Row, now: datetime) -> dict[str, Any]:

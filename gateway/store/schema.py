@@ -6,67 +6,23 @@ one お客様番号 per 収納機関番号, one bill key per barcode, one ``seq`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a real BIGINT identity.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware (UTC) datetimes out, on every backend.
-
-    SQLite has no time zones, so values are stored as naive UTC there; PostgreSQL stores
-    ``timestamptz``. A naive datetime is refused: every timestamp in the gateway is aware.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the store")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
+from gateway.store.schema_base import BigId, UTCDateTime, metadata
+from gateway.store.schema_ops import audit_log  # noqa: F401 - the operator's tables (0011)
 
 billers = Table(
     "billers",
@@ -81,6 +37,7 @@ billers = Table(
     # Its CVS agency (NULL: [cvs] default_agency) and the code that agency gave it (0010).
     Column("cvs_agency", String(32)),
     Column("cvs_code", String(5)),
+    Column("suspended_at", UTCDateTime),  # (0011) set: its keys refused, no new bill
     # Last outbox seq handed out for this biller: the row lock on it makes seq gap-free and in
     # commit order per biller.
     Column("last_event_seq", BigInteger, nullable=False, server_default="0"),

@@ -21,6 +21,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.keys import add_commands as add_key_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
+from gateway.app.admin.support import add_biller_commands
+from gateway.app.admin.support import add_commands as add_support_commands
+from gateway.billing.actors import cli_actor
 from gateway.billing.billers import BillerApplication, biller_json, onboard
 from gateway.billing.bills import bill_json
 from gateway.billing.keys import hash_key, new_key
@@ -44,6 +47,7 @@ from gateway.networks.zengin import (
     write_pending,
 )
 from gateway.store import create_db_engine
+from gateway.store.audit import record
 from gateway.store.billers import get_biller, insert_api_key
 from gateway.store.migrate import migrate
 from gateway.store.zengin import save_consignor
@@ -77,7 +81,7 @@ def cmd_biller_create(config: Config, args: argparse.Namespace) -> dict[str, Any
     engine = create_db_engine(config.database.url, 1)
     try:
         with engine.begin() as conn:
-            biller = onboard(conn, config, app, utc_now())
+            biller = onboard(conn, config, app, utc_now(), cli_actor())
     except InvalidRequest as e:
         flag = {e.field: _FLAGS.get(e.field, "--" + e.field.replace("_", "-")) for e in e.errors}
         raise CommandError("; ".join(f"{flag[f.field]}: {f.message}" for f in e.errors)) from None
@@ -184,6 +188,7 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         raise CommandError("key create: give exactly one of --biller ID or --admin")
     key_id, key = new_key()
     engine = create_db_engine(config.database.url, 1)
+    now = utc_now()
     with engine.begin() as conn:
         insert_api_key(
             conn,
@@ -191,7 +196,11 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             key_hash=hash_key(key),
             biller_id=args.biller,
             is_admin=bool(args.admin),
-            now=utc_now(),
+            now=now,
+        )
+        made = {"key_id": key_id, "biller_id": args.biller, "admin": bool(args.admin)}
+        record(
+            conn, cli_actor(), "key.create", f"key:{key_id}", now, biller_id=args.biller, after=made
         )
     return {
         "key_id": key_id,
@@ -260,6 +269,7 @@ def parser() -> argparse.ArgumentParser:
         " biller)",
     )
     bc.set_defaults(fn=cmd_biller_create)
+    add_biller_commands(biller)  # list, show, update, suspend, resume
 
     bz = biller.add_parser("zengin", help="make a biller a 委託者 of account transfers")
     bz.add_argument("--id", required=True)
@@ -305,6 +315,7 @@ def parser() -> argparse.ArgumentParser:
     cm.set_defaults(fn=cmd_certs_make, needs_config=False)
 
     add_settlement_commands(sub)
+    add_support_commands(sub)  # bill, refund, audit, status, backup
     return p
 
 

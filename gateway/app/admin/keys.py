@@ -14,9 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 from gateway.app.admin.common import CommandError, utc_now
+from gateway.billing.actors import cli_actor
 from gateway.billing.keys import hash_key, new_key
 from gateway.config import Config
 from gateway.store import create_db_engine
+from gateway.store.audit import record
 from gateway.store.billers import (
     insert_api_key,
     list_api_keys,
@@ -70,6 +72,16 @@ def cmd_key_revoke(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         else:
             biller = str(args.biller)  # checked above
             revoked = revoke_biller_keys(conn, biller, now, now)
+        for key in revoked:
+            record(
+                conn,
+                cli_actor(),
+                "key.revoke",
+                f"key:{key['key_id']}",
+                now,
+                biller_id=key["biller_id"],
+                after=key,
+            )
     return {
         "revoked": revoked,
         "note": f"a running daemon refuses them within api.auth_cache_seconds "
@@ -94,6 +106,15 @@ def cmd_key_rotate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             now=now,
         )
         old = revoke_biller_keys(conn, args.biller, ends, now, keep=key_id)
+        record(
+            conn,
+            cli_actor(),
+            "key.rotate",
+            f"biller:{args.biller}",
+            now,
+            biller_id=args.biller,
+            after={"key_id": key_id, "old_keys": old},
+        )
     return {
         "key_id": key_id,
         "key": key,

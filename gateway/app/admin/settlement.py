@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway import ids
 from gateway.app.admin.common import CommandError, utc_now
+from gateway.billing.actors import cli_actor
 from gateway.config import Config
 from gateway.infra import safe_files
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
@@ -23,6 +24,7 @@ from gateway.money import statements
 from gateway.money.fees import parse_plan
 from gateway.money.settlement import encoding_of, settle_next, settlement_json
 from gateway.store import create_db_engine
+from gateway.store.audit import record
 from gateway.store.billers import get_biller
 from gateway.store.mpn import day_close_report
 from gateway.store.settlements import (
@@ -63,7 +65,17 @@ def cmd_contract_set(config: Config, args: argparse.Namespace) -> dict[str, Any]
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
         get_biller(conn, args.biller)
-        stored, created = save_plan(conn, args.biller, plan, utc_now())
+        now = utc_now()
+        stored, created = save_plan(conn, args.biller, plan, now)
+        record(
+            conn,
+            cli_actor(),
+            "fee_plan.put",
+            f"biller:{args.biller}",
+            now,
+            biller_id=args.biller,
+            after={"created": created, "plan": stored.document()},
+        )
     return {"biller_id": args.biller, "created": created, "plan": stored.document()}
 
 
@@ -105,6 +117,16 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
                     ids.new_id,
                     settlement_json,
                 )
+                if settlement is not None:  # audited in the run's own transaction
+                    record(
+                        conn,
+                        cli_actor(),
+                        "settlement.run",
+                        f"settlement:{settlement.settlement_id}",
+                        utc_now(),
+                        biller_id=biller_id,
+                        after=settlement_json(settlement, lines=False),
+                    )
             if settlement is None:
                 break
             made.append({"biller_id": biller_id, **settlement_json(settlement, lines=False)})

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from gateway.billing.actors import key_actor
 from gateway.billing.billers import BillerService
 from gateway.protocols.api.access import admin_only, page_limit
 from gateway.protocols.api.http import Call, Response, Route
@@ -13,9 +14,10 @@ def biller_routes(billers: BillerService, max_page_size: int) -> list[Route]:
     default_limit = min(50, max_page_size)
 
     async def create_biller(call: Call) -> Response:
-        admin_only(call)
+        principal = admin_only(call)
         body = call.json_body()
-        return Response.stored(await billers.create(body, call.idempotency()))
+        actor = key_actor(principal)
+        return Response.stored(await billers.create(body, call.idempotency(), actor))
 
     async def list_billers(call: Call) -> Response:
         admin_only(call)

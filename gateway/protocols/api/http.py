@@ -441,6 +441,8 @@ class Router(resource.Resource):
                 "the API key is unknown or revoked",
                 headers={"WWW-Authenticate": 'Bearer realm="gateway"'},
             )
+        if principal.suspended:  # the operator suspended its biller (gateway.billing.billers)
+            raise Problem(403, "Forbidden", "the biller is suspended: ask the operator")
         return principal
 
     def _unexpected(self, failure: Failure, request: ApiRequest) -> tuple[str, Response]:

@@ -1,0 +1,21 @@
+"""Who an operator action is written to the audit log as (gateway.store.audit)."""
+
+from __future__ import annotations
+
+import getpass
+
+from gateway.model import Principal
+
+
+def key_actor(principal: Principal) -> str:
+    """An admin API call: the admin key's id (never the key)."""
+    return f"key:{principal.key_id}"
+
+
+def cli_actor() -> str:
+    """A ``gateway-admin`` command: the Unix user who ran it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for the uid (a container)
+        user = "unknown"
+    return f"cli:{user}"[:64]
