@@ -197,6 +197,7 @@ def test_every_route_of_the_router_is_fuzzed() -> None:
     from gateway.protocols.api.pages import page_routes
     from gateway.protocols.api.routes import api_routes
     from gateway.protocols.api.settlement_routes import settlement_routes
+    from gateway.protocols.api.support_routes import support_routes
     from gateway.protocols.api.webhook_routes import webhook_routes
 
     class Anything:
@@ -212,4 +213,5 @@ def test_every_route_of_the_router_is_fuzzed() -> None:
     routes += bulk_routes(nothing)
     routes += settlement_routes(nothing, 100)
     routes += biller_routes(nothing, 100)
+    routes += support_routes(nothing, nothing, 100)
     assert sorted((r.method.decode(), r.template) for r in routes) == sorted(ROUTES)

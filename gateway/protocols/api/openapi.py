@@ -15,6 +15,7 @@ from gateway.protocols.api.openapi_mandates import MANDATE_SCHEMAS, mandate_path
 from gateway.protocols.api.openapi_pages import receipt_paths
 from gateway.protocols.api.openapi_payments import PAYMENT_SCHEMAS, payment_paths
 from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
+from gateway.protocols.api.openapi_support import SUPPORT_SCHEMAS, support_paths
 from gateway.protocols.api.openapi_webhooks import EVENT_SCHEMAS, event_paths, webhook_paths
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -37,6 +38,15 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+def _merged(*parts: dict[str, Any]) -> dict[str, Any]:
+    """The paths of every part; a path two parts describe gets the methods of both."""
+    paths: dict[str, Any] = {}
+    for part in parts:
+        for path, ops in part.items():
+            paths[path] = {**paths.get(path, {}), **ops}
+    return paths
+
+
 def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -48,17 +58,18 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
         },
         "servers": [{"url": public_url}],
         "security": [{"bearer": []}],
-        "paths": {
-            **bill_paths(max_page_size),
-            **payment_paths(max_page_size),
-            **mandate_paths(),
-            **event_paths(),
-            **webhook_paths(max_page_size),
-            **bulk_paths(),
-            **settlement_paths(max_page_size),
-            **biller_paths(max_page_size),
-            **receipt_paths(),
-        },
+        "paths": _merged(
+            bill_paths(max_page_size),
+            payment_paths(max_page_size),
+            mandate_paths(),
+            event_paths(),
+            webhook_paths(max_page_size),
+            bulk_paths(),
+            settlement_paths(max_page_size),
+            biller_paths(max_page_size),
+            receipt_paths(),
+            support_paths(max_page_size),
+        ),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "parameters": {
@@ -87,6 +98,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                 **EVENT_SCHEMAS,
                 **SETTLEMENT_SCHEMAS,
                 **BILLER_SCHEMAS,
+                **SUPPORT_SCHEMAS,
             },
         },
     }

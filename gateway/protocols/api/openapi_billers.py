@@ -85,6 +85,7 @@ BILLER_SCHEMAS: dict[str, Any] = {
             "channels": CHANNELS,
             "payeasy_institution_code": {"type": ["string", "null"]},
             "created_at": TIMESTAMP,
+            "suspended_at": {**TIMESTAMP, "type": ["string", "null"]},
             "cvs": {
                 "type": "object",
                 "description": "with cvs: its agency, and what follows the company code in"
