@@ -44,12 +44,12 @@ from gateway.store.events import append_events
 from gateway.store.ledger import (
     close_refund_cases,
     insert_payments,
-    open_cases_of_payments,
     open_refund_cases,
     payments_by_keys,
     payments_of_bills,
     record_anomalies,
     record_messages,
+    refund_cases_of_payments,
     set_outcomes,
     update_payments,
 )
@@ -135,6 +135,7 @@ class _Batch:
         self.billers: dict[tuple[Channel, str], str] = {}  # bill key -> biller, unknown bills
         self.known: set[str] = set()  # payment ids already in the store
         self.open_cases: dict[str, list[tuple[str, RefundReason]]] = {}  # payment id -> open
+        self.refunded: set[str] = set()  # payments with a case other than a double payment
         self.closed_cases: list[tuple[str, str, str]] = []
 
     def keep_payment(self, payment: Payment, bill_id: int | None) -> None:
@@ -255,7 +256,12 @@ class Ingest:
                 batch.billers.update({(channel, k): b for k, b in billers.items()})
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
-        batch.open_cases = open_cases_of_payments(conn, sorted(batch.known))
+        for payment_id, cases in refund_cases_of_payments(conn, sorted(batch.known)).items():
+            opened = [(case_id, reason) for case_id, reason, is_open in cases if is_open]
+            if opened:
+                batch.open_cases[payment_id] = opened
+            if any(reason is not RefundReason.DOUBLE_PAYMENT for _, reason, _ in cases):
+                batch.refunded.add(payment_id)
         return batch
 
     def _apply(
@@ -291,6 +297,7 @@ class Ingest:
             today=today,
             now=now,
             new_id=self.new_id,
+            refunded=batch.refunded,
         )
         for payment in outcome.payments:
             batch.keep_payment(payment, bill_id)
@@ -300,6 +307,8 @@ class Ingest:
             batch.cases.append((case, bill_id))
             REFUND_CASES.labels(case.reason.value).inc()
             batch.open_cases.setdefault(case.payment_id, []).append((case.case_id, case.reason))
+            if case.reason is not RefundReason.DOUBLE_PAYMENT:
+                batch.refunded.add(case.payment_id)
         if event.kind is MessageKind.VOID and outcome.payments:
             after = outcome.bill if bill_id is not None else None
             self._close_cases_after_void(batch, after, known, slips, outcome.payments)
@@ -347,7 +356,7 @@ class Ingest:
             cases = batch.open_cases.get(payment.payment_id, [])
             return any(reason is RefundReason.DOUBLE_PAYMENT for _, reason in cases)
 
-        left = ledger.paying(bill, known, slips) if bill is not None else []
+        left = ledger.paying(bill, known, slips, batch.refunded) if bill is not None else []
         once = f"payment {names} was voided by the network; the bill is no longer paid twice"
         back = f"payment {names} was voided by the network; its money went back to the payer"
         for payment in voided:

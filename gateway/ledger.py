@@ -56,14 +56,15 @@ bill as it was returns the same object with ``bill_changed=False``.
 
 Which existing payments are paying is recomputed from the payments themselves: a live payment of a
 bill that is not cancelled, whose amount is one the bill asked for (its current amount or the amount
-of one of its slips). ``Payment`` does not record its refund reason or the slip used, so this is the
-closest the ledger can get; it is exact unless a mismatched amount equals another slip's amount.
+of one of its slips), and that the caller does not name as ``refunded`` (a payment the ledger judged
+not to pay the bill — amount mismatch, paid after cancel — has a refund case saying so; its amount
+may still be one the bill asked for, e.g. another slip's, so the amount alone cannot tell).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -243,17 +244,34 @@ def _asked_amounts(bill: Bill, slips: Iterable[Slip]) -> frozenset[int]:
     return frozenset(amounts)
 
 
-def _paying(bill: Bill | None, payments: Iterable[Payment], slips: Sequence[Slip]) -> list[Payment]:
+def _paying(
+    bill: Bill | None,
+    payments: Iterable[Payment],
+    slips: Sequence[Slip],
+    refunded: Collection[str] = frozenset(),
+) -> list[Payment]:
     """The live payments that pay ``bill`` (rather than wait to be refunded)."""
     if bill is None or bill.status is BillStatus.CANCELLED:
         return []
     asked = _asked_amounts(bill, slips)
-    return [p for p in payments if p.live and p.bill_no == bill.bill_no and p.amount in asked]
+    return [
+        p
+        for p in payments
+        if p.live
+        and p.bill_no == bill.bill_no
+        and p.amount in asked
+        and p.payment_id not in refunded
+    ]
 
 
-def paying(bill: Bill | None, payments: Iterable[Payment], slips: Sequence[Slip]) -> list[Payment]:
+def paying(
+    bill: Bill | None,
+    payments: Iterable[Payment],
+    slips: Sequence[Slip],
+    refunded: Collection[str] = frozenset(),
+) -> list[Payment]:
     """The live payments that pay ``bill`` (the others wait to be refunded), in their order."""
-    return _paying(bill, payments, slips)
+    return _paying(bill, payments, slips, refunded)
 
 
 def _expected_amount(bill: Bill, message: CollectionEvent, slips: Sequence[Slip]) -> int:
@@ -307,12 +325,15 @@ def apply_message(
     today: date,
     now: datetime,
     new_id: Callable[[str], str],
+    refunded: Collection[str] = frozenset(),
 ) -> LedgerChange:
     """Apply one collection message to a bill (``None`` when no bill matches it).
 
     ``payments`` are all the existing payments of the bill (for an unknown bill: the existing
     payments with the message's event key); ``slips`` every slip ever issued for it; ``biller_id``
-    names the biller when the bill is unknown but its biller is (e.g. by the CVS company code).
+    names the biller when the bill is unknown but its biller is (e.g. by the CVS company code);
+    ``refunded`` the ids of its payments that have a refund case other than a double payment
+    (they do not pay the bill, whatever their amount).
     """
     _require_aware(now)
     if message.kind is MessageKind.FAILURE:
@@ -335,6 +356,7 @@ def apply_message(
             today=today,
             now=now,
             new_id=new_id,
+            refunded=refunded,
         )
 
     if message.kind is MessageKind.PRELIMINARY:
@@ -365,7 +387,14 @@ def apply_message(
             transfer_date=message.transfer_date,
         )
         return _payment_changed(
-            bill, payments, changed, EventType.PAYMENT_CONFIRMED, slips=slips, today=today, now=now
+            bill,
+            payments,
+            changed,
+            EventType.PAYMENT_CONFIRMED,
+            slips=slips,
+            today=today,
+            now=now,
+            refunded=refunded,
         )
 
     # MessageKind.VOID
@@ -380,7 +409,14 @@ def apply_message(
         )
     changed = dataclasses.replace(payment, status=PaymentStatus.VOIDED, voided_at=now)
     return _payment_changed(
-        bill, payments, changed, EventType.PAYMENT_VOIDED, slips=slips, today=today, now=now
+        bill,
+        payments,
+        changed,
+        EventType.PAYMENT_VOIDED,
+        slips=slips,
+        today=today,
+        now=now,
+        refunded=refunded,
     )
 
 
@@ -400,12 +436,14 @@ def _payment_changed(
     slips: Sequence[Slip],
     today: date,
     now: datetime,
+    refunded: Collection[str],
 ) -> LedgerChange:
     """An existing payment was confirmed or voided: store it and settle the bill again."""
     after = bill
     if bill is not None:
         others = [p for p in payments if p.payment_id != changed.payment_id]
-        after = _settle(bill, _paying(bill, [*others, changed], slips), today=today, now=now)
+        paying = _paying(bill, [*others, changed], slips, refunded)
+        after = _settle(bill, paying, today=today, now=now)
     events = [OutboxEvent(event, payment_id=changed.payment_id)]
     events += _double_paid_event(bill, after, changed.payment_id)
     return LedgerChange(
@@ -447,9 +485,10 @@ def _new_payment(
     today: date,
     now: datetime,
     new_id: Callable[[str], str],
+    refunded: Collection[str],
 ) -> LedgerChange:
     """A preliminary, or a confirmation without one: record the payment, then judge it."""
-    paying = _paying(bill, payments, slips)
+    paying = _paying(bill, payments, slips, refunded)
     reason = _refund_reason(bill, paying, message, slips)
     pays_bill = reason in (None, RefundReason.DOUBLE_PAYMENT)
     confirmed = message.kind is MessageKind.CONFIRMATION

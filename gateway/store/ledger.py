@@ -211,22 +211,21 @@ def record_anomalies(conn: Connection, found: Sequence[tuple[int, Anomaly]], now
         )
 
 
-def open_cases_of_payments(
+def refund_cases_of_payments(
     conn: Connection, payment_ids: Sequence[str]
-) -> dict[str, list[tuple[str, RefundReason]]]:
-    """The open refund cases of the given payments: payment id → (case id, reason)."""
-    found: dict[str, list[tuple[str, RefundReason]]] = {}
+) -> dict[str, list[tuple[str, RefundReason, bool]]]:
+    """The refund cases of the given payments: payment id → (case id, reason, still open)."""
+    found: dict[str, list[tuple[str, RefundReason, bool]]] = {}
     if payment_ids:
+        c = refund_cases.c
         rows = conn.execute(
-            select(refund_cases.c.payment_id, refund_cases.c.case_id, refund_cases.c.reason)
-            .where(
-                refund_cases.c.payment_id.in_(list(payment_ids)),
-                refund_cases.c.status == RefundStatus.OPEN.value,
-            )
-            .order_by(refund_cases.c.opened_at, refund_cases.c.case_id)
+            select(c.payment_id, c.case_id, c.reason, c.status)
+            .where(c.payment_id.in_(list(payment_ids)))
+            .order_by(c.opened_at, c.case_id)
         )
         for r in rows:
-            found.setdefault(r.payment_id, []).append((r.case_id, RefundReason(r.reason)))
+            case = (r.case_id, RefundReason(r.reason), r.status == RefundStatus.OPEN.value)
+            found.setdefault(r.payment_id, []).append(case)
     return found
 
 

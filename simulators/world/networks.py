@@ -244,6 +244,7 @@ class CvsAgency:
         d = self.client.send(build_record(rec))
 
         def answered(result: str) -> None:
+            self.log("agency", f"AK {result} for {kind.value} …{payment.event_key[-25:]}")
             if result == "00":
                 self.acked.add(key)
                 self.world.told_stored(

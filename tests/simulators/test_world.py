@@ -10,6 +10,7 @@ PostgreSQL server too. SIM_SAMPLE=N changes the size of the SQLite sample.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import tempfile
@@ -20,7 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from gateway import ledger
-from gateway.model import JST, MessageKind
+from gateway.ledger import apply_message
+from gateway.model import JST, BillStatus, Channel, MessageKind, PaymentStatus
 from gateway.store.bills import get_bill, save_bill
 from gateway.store.schema import refund_cases
 from simulators.world.__main__ import Outcome, _run_many, replay_command
@@ -28,6 +30,8 @@ from simulators.world.world import Databases, run_seed
 from tests.conftest import DB_ENV, on_postgres
 from tests.test_ingest import NOW, World
 from tests.test_ingest import world as world  # the ingest tests' fixture, reused
+from tests.test_ledger import NOW as LEDGER_NOW
+from tests.test_ledger import TODAY, Ids, make_bill, message, payment, slip
 
 SAMPLE = range(int(os.environ.get("SIM_SAMPLE", "150")))  # the CI sample, SQLite
 PG_SAMPLE = range(1000, 1030)
@@ -194,3 +198,34 @@ def test_seed_9_a_voided_payment_of_a_cancelled_bill_keeps_no_open_case(world: W
             .scalar_one()
             .endswith("its money went back to the payer")
         )
+
+
+def test_seed_71_a_payment_waiting_for_its_refund_does_not_pay_the_bill() -> None:
+    """Seed 71: a bill of 30,000 yen with a transfer debit in flight, reissued at 31,000 yen.
+    The bank debited the 30,000 asked before the reissue: an amount_mismatch refund case. The
+    customer then paid the first slip (30,000) at a store. The ledger took the refunded debit
+    for a payment of the bill (its amount is one the bill once asked for), so the store payment
+    became a double payment: both would have been refunded, the bill left unpaid. A payment
+    with a refund case other than a double payment never pays the bill."""
+    slips = [slip(0, 30000), slip(1, 31000)]
+    bill = make_bill(amount=31000, reissue=1, slip=slips[1], status=BillStatus.OPEN)
+    debit = payment("pay_debit", "transfer-key", status=PaymentStatus.CONFIRMED, amount=30000)
+    debit = dataclasses.replace(debit, channel=Channel.TRANSFER)
+    at_the_store = message(MessageKind.PRELIMINARY, "k-store", amount=30000, slip_reissue=0)
+    outcome = apply_message(
+        bill,
+        [debit],
+        at_the_store,
+        biller_id=None,
+        slips=slips,
+        today=TODAY,
+        now=LEDGER_NOW,
+        new_id=Ids(),
+        refunded={"pay_debit"},
+    )
+    assert outcome.refund_cases == ()
+    assert outcome.bill is not None
+    assert (outcome.bill.status, outcome.bill.double_paid) == (BillStatus.PAID, False)
+    assert ledger.paying(outcome.bill, [debit, *outcome.payments], slips, {"pay_debit"}) == list(
+        outcome.payments
+    )
