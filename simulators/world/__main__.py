@@ -63,8 +63,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--traces",
         type=Path,
-        default=Path("sim-traces"),
-        help="where the traces of failing seeds go (default ./sim-traces)",
+        default=Path(tempfile.gettempdir()) / "sim-traces",
+        help="where the traces of failing seeds go (default: sim-traces in the system's "
+        "temporary folder)",
     )
     p.add_argument(
         "--workdir",
@@ -167,7 +168,7 @@ def _close() -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _run_many(seeds: Sequence[int], args: argparse.Namespace, workdir: str) -> Iterator[Outcome]:
+def run_many(seeds: Sequence[int], args: argparse.Namespace, workdir: str) -> Iterator[Outcome]:
     """Each seed's outcome, as they finish; closing the iterator early stops the rest."""
     init = (args.database_url, workdir, str(args.traces), args.mutant)
     if args.jobs <= 1:
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats: Counter[str] = Counter()
     broken: list[Outcome] = []
     backend = "postgresql" if args.database_url else "sqlite"
-    for done, outcome in enumerate(_run_many(seeds, args, workdir), 1):
+    for done, outcome in enumerate(run_many(seeds, args, workdir), 1):
         injected.update(outcome.injected)
         stats.update(outcome.stats)
         if outcome.breaks:

@@ -25,7 +25,7 @@ from gateway.ledger import apply_message
 from gateway.model import JST, BillStatus, Channel, MessageKind, PaymentStatus
 from gateway.store.bills import get_bill, save_bill
 from gateway.store.schema import refund_cases
-from simulators.world.__main__ import Outcome, _run_many, replay_command
+from simulators.world.__main__ import Outcome, replay_command, run_many
 from simulators.world.world import Databases, run_seed
 from tests.conftest import DB_ENV, on_postgres
 from tests.test_ingest import NOW, World
@@ -33,7 +33,7 @@ from tests.test_ingest import world as world  # the ingest tests' fixture, reuse
 from tests.test_ledger import NOW as LEDGER_NOW
 from tests.test_ledger import TODAY, Ids, make_bill, message, payment, slip
 
-SAMPLE = range(int(os.environ.get("SIM_SAMPLE", "150")))  # the CI sample, SQLite
+SAMPLE = range(int(os.environ.get("SIM_SAMPLE", "200")))  # the CI sample, SQLite
 PG_SAMPLE = range(1000, 1030)
 JOBS = 2
 
@@ -52,7 +52,7 @@ def run(
     seeds: range | list[int], args: argparse.Namespace, stop_at_first: bool = False
 ) -> list[Outcome]:
     broken = []
-    runs = _run_many(list(seeds), args, _workdir())
+    runs = run_many(list(seeds), args, _workdir())
     try:
         for outcome in runs:
             if outcome.breaks:
