@@ -37,12 +37,16 @@ def makeService(options: Options) -> IService:
     # readable by its user only.
     os.umask(0o077)
 
+    from gateway.app.reload import Reloader
     from gateway.app.service import make_service
 
     try:
-        return make_service(options.config, reactor)
+        service = make_service(options.config, reactor)
     except ConfigError as e:
         # A file the configuration names (a certificate, a CA) is found wanting only when the
         # service is built: one line naming the option, as for load_config's errors, not a
         # traceback. Nothing has listened yet.
         raise SystemExit(f"configuration error: {e}") from None
+    # SIGHUP reads the file again: new TLS files and peer names (gateway.app.reload).
+    Reloader(options["config"], service, reactor).setServiceParent(service)
+    return service

@@ -19,8 +19,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.clock import now
-from gateway.config import Config, CvsAgency, CvsConfig, TLSConfig
+from gateway.config import Config, CvsAgency, CvsConfig, CvsLinkConfig, TLSConfig
 from gateway.errors import Conflict, FileErrors, RecordError
+from gateway.infra.reload import ServerTLS
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
@@ -42,6 +43,8 @@ from gateway.store.billers import billers_under_agency
 from gateway.store.bills import BillMatch, Identifiers, match_cvs_keys
 
 log = Logger()
+
+_PEERS = "cvs.link.peers"
 
 
 def _summary(summary: dict[str, int]) -> str:
@@ -202,33 +205,60 @@ class CvsNetwork:
             services.append(AgencyPoller(settings, self.apply_agency_csv, self.reactor))
         if self.config.link is not None:
             assert self.tls is not None, "config checks that [tls] is present"
-            link = self.config.link
-            files = TLSFiles(
-                link.ca or self.tls.ca,
-                self.tls.certificate,
-                self.tls.key,
-                ca_option="tls.ca" if link.ca is None else "cvs.link.ca",
-            )
-            files.load()  # a missing or wrong file stops the daemon before it listens
-            services.append(
-                ListenerService(
-                    f"{self.label}-link",
-                    link.listen,
-                    lambda: listen_cvs_link(
-                        self.reactor,
-                        link.listen,
-                        files,
-                        self.submit,
-                        link.heartbeat_timeout,
-                        peers=link.peers,
-                        max_unacked=link.max_unacked,
-                        max_connections=link.max_connections,
-                        handshake_timeout=link.handshake_timeout,
-                    ),
-                    self.reactor,
-                )
-            )
+            services.append(CvsLinkListener(self, self.config.link, self.tls))
         return services
+
+
+def link_files(tls: TLSConfig, link: CvsLinkConfig, label: str) -> TLSFiles:
+    """The TLS files of an agency's link: ``[tls]``, with the link's own CA if it has one."""
+    return TLSFiles(
+        link.ca or tls.ca,
+        tls.certificate,
+        tls.key,
+        ca_option="tls.ca" if link.ca is None else "cvs.link.ca",
+    )
+
+
+class CvsLinkListener(ListenerService):
+    """An agency's 速報 link. A reload (SIGHUP, gateway.app.reload) reads its TLS files and
+    ``peers`` again for the connections made after it; established connections stay up, and
+    what else changed in ``[cvs.link]`` waits for a restart."""
+
+    def __init__(self, network: CvsNetwork, link: CvsLinkConfig, tls: TLSConfig) -> None:
+        self.agency = network.config.id
+        self.label = network.label
+        # A missing or wrong file stops the daemon before it listens.
+        self.tls = ServerTLS(link_files(tls, link, self.label), link.peers, option=_PEERS)
+        super().__init__(
+            f"{self.label}-link",
+            link.listen,
+            lambda: listen_cvs_link(
+                network.reactor,
+                link.listen,
+                self.tls,
+                network.submit,
+                link.heartbeat_timeout,
+                max_unacked=link.max_unacked,
+                max_connections=link.max_connections,
+                handshake_timeout=link.handshake_timeout,
+            ),
+            network.reactor,
+        )
+
+    def prepare_reload(self, config: Config) -> Callable[[], str]:
+        """Check the new files and peers of this agency's link (:class:`ConfigError` if one is
+        wrong); the function returned puts them in force and says what it did."""
+        agencies = config.cvs.agencies if config.cvs is not None else ()
+        agency = next((a for a in agencies if a.id == self.agency), None)
+        if agency is None or agency.link is None or config.tls is None:
+            return lambda: f"{self.label} link kept (gone from the file: a restart removes it)"
+        apply = self.tls.prepare(link_files(config.tls, agency.link, self.label), agency.link.peers)
+
+        def applied() -> str:
+            apply()
+            return f"{self.label} link (peers {', '.join(self.tls.peers)})"
+
+        return applied
 
 
 def slip(

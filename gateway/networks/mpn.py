@@ -27,7 +27,8 @@ from twisted.logger import Logger
 
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.config import Config, MpnConfig
+from gateway.config import Config, MpnConfig, TLSConfig
+from gateway.infra.reload import ClientTLS
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
 from gateway.mappers.mpn import numbers
@@ -278,12 +279,30 @@ def close_body(day: date, counters: tuple[int, int, int, int]) -> Close:
 
 
 class MpnLinkService(Service):
-    """Starts and stops the link to the center (it redials on its own)."""
+    """Starts and stops the link to the center (it redials on its own). A reload (SIGHUP,
+    gateway.app.reload) reads its TLS files and ``hostname`` again for the next connection."""
 
     name = "mpn-link"
 
-    def __init__(self, link: Any) -> None:
+    def __init__(self, link: Any, tls: ClientTLS | None = None) -> None:
         self.link = link
+        self.tls = tls
+
+    def prepare_reload(self, config: Config) -> Callable[[], str]:
+        """Check the new files (:class:`ConfigError` if one is wrong); the function returned
+        puts them and the new ``hostname`` in force and says what it did."""
+        mpn, tls = config.mpn, config.tls
+        if self.tls is None or mpn is None or mpn.connect is None or tls is None:
+            return lambda: "mpn link kept (gone from the file: a restart removes it)"
+        assert mpn.hostname is not None, "config requires mpn.hostname with mpn.connect"
+        hostname = mpn.hostname
+        apply = self.tls.prepare(link_files(tls, mpn), hostname)
+
+        def applied() -> str:
+            apply()
+            return f"mpn link (hostname {hostname})"
+
+        return applied
 
     def startService(self) -> None:
         super().startService()
@@ -363,24 +382,29 @@ def mpn_services(network: MpnNetwork, tls: Any, reactor: Any) -> tuple[list[ISer
     config = network.config
     assert config.connect is not None and config.center_code is not None and tls is not None
     assert config.hostname is not None, "config requires mpn.hostname with mpn.connect"
-    files = TLSFiles(
-        config.ca or tls.ca,
-        tls.certificate,
-        tls.key,
-        ca_option="tls.ca" if config.ca is None else "mpn.ca",
-    )
-    files.load()  # a missing or wrong file stops the daemon before it starts
+    # A missing or wrong file stops the daemon before it starts.
+    holder = ClientTLS(link_files(tls, config), config.hostname)
     link = MpnLink(
         reactor,
         config.connect,
-        files,
+        holder,
         config.hostname,
         network.answer,
         institution_code=config.institution_code,
         center_code=config.center_code,
         business_date=network.business_date,
     )
-    return [MpnLinkService(link), DayCloser(network, link, config.close_at, reactor)], link
+    return [MpnLinkService(link, holder), DayCloser(network, link, config.close_at, reactor)], link
+
+
+def link_files(tls: TLSConfig, config: MpnConfig) -> TLSFiles:
+    """The TLS files of the MPN link: ``[tls]``, with ``mpn.ca`` if it is given."""
+    return TLSFiles(
+        config.ca or tls.ca,
+        tls.certificate,
+        tls.key,
+        ca_option="tls.ca" if config.ca is None else "mpn.ca",
+    )
 
 
 def payeasy_numbers(

@@ -68,6 +68,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from gateway.errors import FrameError
+from gateway.infra.reload import ServerTLS
 from gateway.infra.tls import TLSFiles, listen_tls, peer_names, server_options
 from gateway.protocols.cvs_metrics import (
     ACKS,
@@ -198,11 +199,13 @@ class CvsLinkProtocol(IntNStringReceiver):
             return
         self._end_handshake()
         names = peer_names(self.transport)
-        name = allowed_name(names, self.peers)
+        factory = self._link_factory()
+        # The factory's names are the link's now (a reload may have replaced them since this
+        # connection was accepted); a connection already admitted is never checked again.
+        name = allowed_name(names, self.peers if factory is None else factory.peers)
         if name is None:
             self._refuse("peer_name", "its certificate names no allowed peer", names=names)
             return
-        factory = self._link_factory()
         if factory is not None and factory.connections >= factory.max_connections:
             self._refuse(
                 "too_many_connections",
@@ -503,7 +506,11 @@ class CvsLinkProtocol(IntNStringReceiver):
 
 class CvsLinkFactory(Factory):
     """Builds a :class:`CvsLinkProtocol` per connection; knows the established connections and
-    the handshakes in progress, and holds both under ``max_connections``."""
+    the handshakes in progress, and holds both under ``max_connections``.
+
+    With ``tls`` (the listener's reloadable TLS), the names admitted are its ``peers``, read at
+    each handshake: a reload applies to the connections that complete their handshake after it.
+    """
 
     def __init__(
         self,
@@ -516,10 +523,11 @@ class CvsLinkFactory(Factory):
         max_unacked: int = DEFAULT_MAX_UNACKED,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+        tls: ServerTLS | None = None,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
-        if not peers:
+        if not peers and tls is None:
             raise ValueError("peers must name at least one certificate name")
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {max_connections}")
@@ -527,12 +535,18 @@ class CvsLinkFactory(Factory):
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.heartbeat_interval = heartbeat_interval
-        self.peers = tuple(peers)
+        self._peers = tuple(peers)
+        self.tls = tls
         self.max_unacked = max_unacked
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self._protocols: set[CvsLinkProtocol] = set()
         self._handshaking: set[CvsLinkProtocol] = set()
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The certificate names admitted now."""
+        return self._peers if self.tls is None else self.tls.peers
 
     @property
     def connections(self) -> int:
@@ -561,11 +575,11 @@ class CvsLinkFactory(Factory):
 def listen_cvs_link(
     reactor: IReactorTime,
     description: str,
-    tls: TLSFiles,
+    tls: TLSFiles | ServerTLS,
     submit: Submit,
     idle_timeout: float,
     *,
-    peers: Collection[str],
+    peers: Collection[str] = (),
     max_unacked: int = DEFAULT_MAX_UNACKED,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
@@ -574,8 +588,11 @@ def listen_cvs_link(
 
     Only a client whose certificate chains to ``tls.ca`` completes the handshake, and only one
     whose certificate names one of ``peers`` is read from; ``reactor`` is also the clock of the
-    handshake deadline, the idle timeout and heartbeats.
+    handshake deadline, the idle timeout and heartbeats. Given a :class:`ServerTLS`, the files
+    and the names are its own (``peers`` is not used), and a reload replaces them for the
+    connections made after it while the established ones stay up.
     """
+    reloadable = tls if isinstance(tls, ServerTLS) else None
     factory = CvsLinkFactory(
         submit,
         reactor,
@@ -584,5 +601,7 @@ def listen_cvs_link(
         max_unacked=max_unacked,
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
+        tls=reloadable,
     )
-    return listen_tls(reactor, description, factory, server_options(tls))
+    options = tls if isinstance(tls, ServerTLS) else server_options(tls)
+    return listen_tls(reactor, description, factory, options)

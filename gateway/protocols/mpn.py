@@ -39,6 +39,7 @@ from twisted.protocols.basic import IntNStringReceiver
 from twisted.python.failure import Failure
 
 from gateway.errors import GatewayError, PeerUnavailable, RecordError
+from gateway.infra.reload import ClientTLS
 from gateway.infra.tls import TLSFiles, client_options, connect_tls_endpoint, peer_common_name
 from gateway.mappers.fields import build_fields, parse_fields
 from gateway.mappers.mpn.mapper import (
@@ -446,13 +447,17 @@ class MpnLinkFactory(Factory):
 
 
 class MpnLink:
-    """The link to the center, redialled with exponential back-off; ``start`` it, ``stop`` it."""
+    """The link to the center, redialled with exponential back-off; ``start`` it, ``stop`` it.
+
+    Given a :class:`ClientTLS` as ``tls``, its files and hostname are used (``hostname`` is
+    not), and a reload replaces them for the next connection; the open one stays up.
+    """
 
     def __init__(
         self,
         reactor: IReactorTime,
         description: str,
-        tls: TLSFiles,
+        tls: TLSFiles | ClientTLS,
         hostname: str,
         answer: Answer,
         *,
@@ -473,7 +478,8 @@ class MpnLink:
             request_deadline=request_deadline,
             echo_interval=echo_interval,
         )
-        endpoint = connect_tls_endpoint(reactor, description, client_options(tls, hostname))
+        options = tls if isinstance(tls, ClientTLS) else client_options(tls, hostname)
+        endpoint = connect_tls_endpoint(reactor, description, options)
         self.service = ClientService(
             endpoint,
             self.factory,
