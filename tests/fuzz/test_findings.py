@@ -1,0 +1,26 @@
+"""What the fuzz targets found, each as the typed error its input gives now (the inputs are in
+tests/fuzz/regressions/<target>/, named after what they found; docs/testing.md, "Fuzzing")."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import load_config
+from gateway.errors import ConfigError
+from tests.fuzz.registry import REGRESSIONS
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        ("api-public-url-with-a-stray-bracket", "api.public_url"),
+        ("cvs-agency-url-with-a-stray-bracket", "cvs.agency.url"),
+    ],
+)
+def test_a_url_with_a_stray_bracket_is_a_config_error(name: str, path: str) -> None:
+    # urlsplit raises ValueError ("Invalid IPv6 URL") for a ']' without its '['; load_config
+    # let it out instead of naming the key.
+    with pytest.raises(ConfigError) as refused:
+        load_config(REGRESSIONS / "config" / name)
+    assert refused.value.path == path
+    assert "is not an http(s)" in refused.value.message
