@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from gateway import ids, ledger
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
+from gateway.infra.crashpoints import crash_point
 from gateway.model import (
     Anomaly,
     AnomalyKind,
@@ -540,6 +541,7 @@ class GroupCommitter(Generic[T, R]):
             whole.rollback()
         else:
             whole.commit()
+            crash_point("ingest.before_commit")  # a test-only switch: does nothing in production
             return list(results)
         one_by_one: list[R | Failure] = []
         for item in items:
@@ -552,4 +554,5 @@ class GroupCommitter(Generic[T, R]):
             else:
                 savepoint.commit()
                 one_by_one.append(result)
+        crash_point("ingest.before_commit")
         return one_by_one

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from gateway.clock import now
 from gateway.config import Config, CvsAgency, CvsConfig, CvsLinkConfig, TLSConfig
 from gateway.errors import Conflict, FileErrors, RecordError
+from gateway.infra.crashpoints import crash_point
 from gateway.infra.reload import ServerTLS
 from gateway.infra.tls import TLSFiles
 from gateway.ingest import Ingest, Received
@@ -119,7 +120,11 @@ class CvsNetwork:
             )
             return "90"
 
-        return d.addCallbacks(lambda _: "00", failed)
+        def committed(_: object) -> str:
+            crash_point("cvs.after_commit")  # a test-only switch: does nothing in production
+            return "00"
+
+        return d.addCallbacks(committed, failed)
 
     def apply_file(self, name: str, data: bytes) -> Deferred[FileResult]:
         """A 確報 result file, all records or none."""
