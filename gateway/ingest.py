@@ -469,7 +469,7 @@ class GroupCommitter(Generic[T, R]):
     into the next transaction. ``apply(conn, items)`` handles a whole group at once; if it
     raises, the group is rolled back to a savepoint and applied again one item at a time, each
     in its own savepoint, so one bad item does not take the others down. If the commit itself
-    fails, every item of the group fails."""
+    fails, or the connection is lost, every item of the group fails."""
 
     def __init__(
         self,
@@ -538,6 +538,8 @@ class GroupCommitter(Generic[T, R]):
         try:
             results = self.apply(conn, items)
         except Exception:
+            if conn.invalidated:  # the connection is lost, and the transaction with it: no
+                raise  # item can be applied on it; the whole group fails with the cause
             whole.rollback()
         else:
             whole.commit()
