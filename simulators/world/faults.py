@@ -119,6 +119,7 @@ class FaultPlan:
     # files and polls
     repeat_file: float = 0.0  # a 確報 file is dropped into the inbox again
     overlap: float = 0.0  # a record of an earlier 確報 file is repeated in the next
+    duplicate_record: float = 0.0  # per 確報 file or CSV answer: one record in it twice
     repoll: float = 0.0  # per CSV poll: the window is polled again
     # database
     retryable: float = 0.0  # per store job
@@ -144,6 +145,7 @@ class FaultPlan:
             "replay",
             "repeat_file",
             "overlap",
+            "duplicate_record",
             "repoll",
             "retryable",
             "lost_connection",
@@ -182,6 +184,7 @@ def draw_plan(seed: int, *, sqlite: bool) -> FaultPlan:
     plan.repeat_file = some(0.2, 0.6)
     plan.overlap = some(0.1, 0.5)
     plan.repoll = some(0.2, 0.6)
+    plan.duplicate_record = some(0.3, 0.8, 0.6)
     plan.retryable = some(0.01, 0.1)
     plan.lost_connection = some(0.005, 0.05, 0.4)
     plan.commit_unknown = some(0.005, 0.05, 0.4)

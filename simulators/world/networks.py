@@ -28,7 +28,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from gateway.mappers.cvs.agency import build_agency_csv
-from gateway.mappers.cvs.mapper import RecordKind, build_record
+from gateway.mappers.cvs.mapper import RecordKind, build_file, build_record, parse_file
 from gateway.mappers.cvs.records import make_event_key
 from gateway.mappers.mpn.mapper import (
     Body,
@@ -299,6 +299,16 @@ class CvsAgency:
         """The 確報 file of the payments made up to ``day``, dropped into the gateway's inbox
         (and, with the seed's fault, dropped again later)."""
         data = self.model.confirmation_file(day)
+        parsed = parse_file(data)
+        if parsed.records and self.faulty() and self.rng.random() < self.plan.duplicate_record:
+            twice = self.rng.choice(parsed.records)
+            self.fault(
+                "file.duplicated_record", f"a 確報 file carries …{twice.event_key[-25:]} twice"
+            )
+            records_twice = sorted([*parsed.records, twice], key=lambda r: (r.paid_on, r.paid_time))
+            data = build_file(
+                parsed.file_date, parsed.company_code, parsed.agency_name, records_twice
+            )
         n = len(self.files) + 1
         name = f"CVS{day:%Y%m%d}_{n:03d}.dat"
         records = [
@@ -318,7 +328,12 @@ class CvsAgency:
             )
 
     def csv(self, start: date, end: date) -> bytes:
-        return build_agency_csv(self.model.agency_rows(start, end))
+        rows = self.model.agency_rows(start, end)
+        if rows and self.faulty() and self.rng.random() < self.plan.duplicate_record:
+            twice = self.rng.randrange(len(rows))
+            self.fault("file.duplicated_record", f"a CSV answer carries row {twice + 2} twice")
+            rows.insert(twice, rows[twice])
+        return build_agency_csv(rows)
 
     def csv_rows(self, start: date, end: date) -> list[tuple[str, str]]:
         return [
@@ -554,7 +569,7 @@ class ZenginBank:
             work,
             mix={"0": 85, "1": 8, "2": 2, "3": 2, "4": 1, "9": 2},
             seed=world.seed,
-            delay=300.0,
+            delay=120.0,
             clock=world.sim.clock,
         )
 

@@ -387,7 +387,7 @@ class Workload:
         self.sim.call_later(when.timestamp() - self.sim.seconds(), f, *a)
 
     def day(self, n: int, day: date) -> None:
-        """Schedule the day's traffic (09:00-09:35 JST)."""
+        """Schedule the day's traffic (09:00-09:13 JST; the window runs 08:58-09:13)."""
         base = datetime.combine(day, datetime.min.time(), tzinfo=JST) + timedelta(hours=9)
         self.log("world", f"day {n + 1}: {day} ({day:%a})")
         for side in self.billers.values():
@@ -428,10 +428,10 @@ class Workload:
         ]
         weights = [w for w, _ in actions]
         for _ in range(self.rng.randint(8, 20)):
-            when = base + timedelta(seconds=self.rng.uniform(120, 960))
+            when = base + timedelta(seconds=self.rng.uniform(120, 780))
             _, action = self.rng.choices(actions, weights)[0]
             self.at(when, action)
-        for minute in range(17):
+        for minute in range(14):
             if self.rng.random() < self.plan.disconnects:
                 self.at(
                     base + timedelta(minutes=minute, seconds=self.rng.uniform(0, 60)),
@@ -504,13 +504,13 @@ class Workload:
             if morning.timestamp() > self.sim.seconds():
                 self.sim.jump(morning.timestamp() - self.sim.seconds())  # over the night
             self.day(n, day)
-            until = morning + timedelta(minutes=20)
+            until = morning + timedelta(minutes=15)
             self.sim.run_until(until.timestamp())
             evening = datetime.combine(day, datetime.min.time(), tzinfo=JST) + timedelta(
-                hours=23, minutes=47
+                hours=23, minutes=49
             )
             self.sim.jump(evening.timestamp() - self.sim.seconds())  # the day passes
-            self.sim.run_until((evening + timedelta(minutes=6)).timestamp())  # 閉局 at 23:50
+            self.sim.run_until((evening + timedelta(minutes=3)).timestamp())  # 閉局 at 23:50
 
     def _last_poll(self, start: date, end: date) -> None:
         daemon = self.daemon

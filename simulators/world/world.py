@@ -253,23 +253,23 @@ class World(Workload):
         # the last CSV poll covers every day: what the link or a file missed comes now
         self.at(morning + timedelta(minutes=1), self._last_poll, self.plan.start.date(), today)
         deadline = morning + timedelta(hours=4)
-        step = morning + timedelta(minutes=5)
+        step = morning + timedelta(minutes=3)
         self.sim.run_until(step.timestamp())
         while step < deadline and self.unsettled() is not None:
-            step += timedelta(minutes=5)
+            step += timedelta(minutes=3)
             self.sim.run_until(step.timestamp())
         why = self.unsettled()
         if why is not None:
             self.log("world", f"not settled after 4 hours of calm: {why}")
             self.stats["unsettled"] += 1
         # webhook retries (backoff at most 2 minutes when calm) finish
-        step += timedelta(minutes=5)
+        step += timedelta(minutes=4)
         self.sim.run_until(step.timestamp())
         # weeks pass: the settlement timer settles every period that closes meanwhile (each
         # landing fires it once), and the webhooks of what it made go out
         for days in (6, 11, 19):
             self.sim.jump(days * 86400.0)
-            step += timedelta(days=days, minutes=4)
+            step += timedelta(days=days, minutes=3)
             self.log("world", f"{days} days later")
             self.sim.run_until(step.timestamp())
 
