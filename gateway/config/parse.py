@@ -157,8 +157,8 @@ def _mpn(t: Table) -> MpnConfig:
         number_key=bytes.fromhex(
             t.string(
                 "number_key",
-                pattern=r"[0-9a-fA-F]{32,128}",
-                hint="32 to 128 hexadecimal digits (make one with: openssl rand -hex 32)",
+                pattern=r"(?:[0-9a-fA-F]{2}){16,64}",  # whole bytes: fromhex refuses an odd count
+                hint="an even number of hexadecimal digits, 32 to 128 (openssl rand -hex 32)",
             )
         ),
     )

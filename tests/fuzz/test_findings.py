@@ -24,3 +24,12 @@ def test_a_url_with_a_stray_bracket_is_a_config_error(name: str, path: str) -> N
         load_config(REGRESSIONS / "config" / name)
     assert refused.value.path == path
     assert "is not an http(s)" in refused.value.message
+
+
+def test_an_mpn_number_key_of_an_odd_number_of_hex_digits_is_a_config_error() -> None:
+    # 33 hexadecimal digits matched the key's pattern ([0-9a-fA-F]{32,128}), and bytes.fromhex
+    # then raised ValueError out of load_config: a key is whole bytes.
+    with pytest.raises(ConfigError) as refused:
+        load_config(REGRESSIONS / "config" / "mpn-number-key-of-33-hex-digits")
+    assert refused.value.path == "mpn.number_key"
+    assert "an even number of hexadecimal digits" in refused.value.message
