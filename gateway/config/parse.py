@@ -47,7 +47,7 @@ def _database(t: Table) -> DatabaseConfig:
     url = t.string("url", "sqlite:///var/gateway.sqlite3")
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(t.key("url"), f"{url!r} is not a database URL") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(t.key("url"), "only sqlite and postgresql databases are supported")
