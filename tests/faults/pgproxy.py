@@ -161,6 +161,10 @@ class _Client(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.proxy.clients.discard(self)
+        rule, self.armed_at = self.armed_at, None
+        if rule is not None:  # gone before it ran ``at``: the next trigger arms the rule again
+            rule.seen = rule.nth - 1
+            self.proxy.rules.append(rule)
         if not self.closed:
             self.closed = True
             if self.upstream is not None and self.upstream.transport is not None:
