@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -27,6 +28,7 @@ from gateway.billing.pages import PageService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
 from gateway.billing.support import SupportService
+from gateway.billing.watch import DEFAULT_INTERVAL, WatchJob, watch_service
 from gateway.config import Config
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
@@ -45,7 +47,7 @@ from gateway.protocols.api.support_routes import support_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.bill_inbox import BillInbox
 from gateway.protocols.listen import ListenerService
-from gateway.protocols.ops import ops_site
+from gateway.protocols.ops import ops_site, watch_folders
 from gateway.protocols.webhook_client import client_for
 from gateway.store import Store
 from gateway.store.migrate import head_revision, migrate
@@ -89,6 +91,26 @@ def bulk_inbox(bulk: BulkService, folder: Path, interval: float) -> IService:
         refuse=bulk.refuse_entry,
         max_bytes=MAX_BYTES,
     )
+
+
+def folders(config: Config) -> dict[str, Path]:
+    """The folders the daemon reads and writes, by the name their free space is exported under
+    (gateway_folder_free_bytes{folder})."""
+    found: dict[str, Path] = {}
+    for agency in config.cvs.agencies if config.cvs is not None else ():
+        if agency.files is not None:
+            label = "cvs" if agency.id == "default" else f"cvs-{agency.id}"
+            found[f"{label}.inbox"] = agency.files.inbox
+    if config.zengin is not None:
+        found["zengin.inbox"] = config.zengin.inbox
+        found["zengin.outbox"] = config.zengin.outbox
+    if config.bulk is not None:
+        found["bulk.inbox"] = config.bulk.inbox
+    if config.database.is_sqlite:
+        database = make_url(config.database.url).database
+        if database and database != ":memory:":
+            found["database"] = Path(database).parent
+    return found
 
 
 def make_service(config: Config, reactor: Any) -> MultiService:
@@ -169,6 +191,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
     retention = RetentionJob(store, reactor, months=config.retention.months)
     retention_service(retention, config.retention.interval, reactor).setServiceParent(top)
+    # What the ledger holds, for the alerts and the dashboard (deploy/prometheus/).
+    watch_service(WatchJob(store, reactor), DEFAULT_INTERVAL, reactor).setServiceParent(top)
+    watch_folders(folders(config))
     limits = http_limits(config.api)
     api = make_site(Router(routes, auth, limits, reactor), limits, reactor)
     ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import crypto
+from prometheus_client import Gauge
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString, wrapClientTLS
@@ -49,6 +50,7 @@ from gateway.errors import ConfigError
 from gateway.infra import safe_files
 
 __all__ = [
+    "CERTIFICATE_NOT_AFTER",
     "CIPHERS",
     "PEERS",
     "TLSFiles",
@@ -77,6 +79,17 @@ _PEER_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _RESERVED = frozenset({"ca", "gateway"})
 _KEY_MODE = 0o600
 _CERT_MODE = 0o644
+
+#: When the certificate a link presents stops being valid: the earliest end of validity of the
+#: chain in ``[tls] certificate`` (leaf and intermediates), set each time a link loads its files
+#: (at start, and whenever the files are read again). Only the links the configuration starts
+#: have a series, so ``link`` also tells which links this daemon runs.
+CERTIFICATE_NOT_AFTER = Gauge(
+    "gateway_tls_certificate_not_after_seconds",
+    "End of validity (Unix time) of the certificate chain a link presents, by link "
+    "(cvs or cvs-<agency>, mpn); set when the link loads its TLS files.",
+    ["link"],
+)
 
 #: The private keys that can authenticate a TLS connection.
 TLSKey = (
@@ -323,13 +336,16 @@ class TLSFiles:
     """The ``[tls]`` section: CA bundle, the gateway's certificate (chain) and its private key.
 
     ``ca_option`` is the option that named ``ca`` (``tls.ca``, or a link's own ``cvs.link.ca`` /
-    ``mpn.ca``), for the error that says it is wrong.
+    ``mpn.ca``), for the error that says it is wrong. ``link`` names the link the files are
+    for (``cvs``, ``cvs-<agency>``, ``mpn``): each load sets its
+    ``gateway_tls_certificate_not_after_seconds`` (none without a name).
     """
 
     ca: Path
     certificate: Path
     key: Path
     ca_option: str = "tls.ca"
+    link: str = ""
 
     def load(self) -> TLSMaterial:
         """Read and check the three files; :class:`ConfigError` (``tls.<key>``) if one is wrong."""
@@ -340,6 +356,9 @@ class TLSFiles:
             raise ConfigError(
                 "tls.key", f"{self.key} does not match the certificate in {self.certificate}"
             )
+        if self.link:
+            ends = min(c.not_valid_after_utc for c in chain)
+            CERTIFICATE_NOT_AFTER.labels(self.link).set(ends.timestamp())
         return TLSMaterial(authorities=authorities, chain=chain, key=key)
 
 

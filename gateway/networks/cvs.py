@@ -221,6 +221,7 @@ def link_files(tls: TLSConfig, link: CvsLinkConfig, label: str) -> TLSFiles:
         tls.certificate,
         tls.key,
         ca_option="tls.ca" if link.ca is None else "cvs.link.ca",
+        link=label,
     )
 
 

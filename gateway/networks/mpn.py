@@ -404,6 +404,7 @@ def link_files(tls: TLSConfig, config: MpnConfig) -> TLSFiles:
         tls.certificate,
         tls.key,
         ca_option="tls.ca" if config.ca is None else "mpn.ca",
+        link="mpn",
     )
 
 

@@ -71,6 +71,7 @@ from gateway.errors import FrameError
 from gateway.infra.reload import ServerTLS
 from gateway.infra.tls import TLSFiles, listen_tls, peer_names, server_options
 from gateway.protocols.cvs_metrics import (
+    ACK_SECONDS,
     ACKS,
     CONNECTIONS,
     DISCONNECTS,
@@ -433,10 +434,12 @@ class CvsLinkProtocol(IntNStringReceiver):
         FRAMES.labels("dt").inc()
         source = self.source
         self.pending += 1
+        received = self._clock.seconds()
         d: Deferred[str] = maybeDeferred(self._submit, payload[_HEADER_LENGTH:], source)
 
         def answer(result: str) -> None:
             self.pending -= 1
+            ACK_SECONDS.observe(self._clock.seconds() - received)
             if result not in RESULTS:
                 log.error(
                     "CVS link: submit answered {result!r} for DT {sequence} from {source}; "
@@ -450,6 +453,7 @@ class CvsLinkProtocol(IntNStringReceiver):
 
         def failed(failure: Failure) -> None:
             self.pending -= 1
+            ACK_SECONDS.observe(self._clock.seconds() - received)
             log.failure(
                 "CVS link: submit failed for DT {sequence} from {source}; answering 90",
                 failure,

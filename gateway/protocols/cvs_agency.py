@@ -65,6 +65,9 @@ class AgencyPoller(Service):
         self.last_complete: date | None = None
         self._call: IDelayedCall | None = None
         self._polling: Deferred[bool] | None = None
+        # Every series from the start, so that an alert on increase() sees the first failure.
+        for result in ("ok", "http_error", "network_error", "refused"):
+            POLLS.labels(settings.agency, result)
 
     def today(self) -> date:
         return datetime.fromtimestamp(self.reactor.seconds(), JST).date()

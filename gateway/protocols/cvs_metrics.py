@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 RESULTS: Final = ("00", "10", "90")
 FRAME_TYPES: Final = ("dt", "hb", "ha", "ak_sent", "unknown", "bad")
@@ -25,6 +25,11 @@ FRAMES = Counter(
 )
 ACKS = Counter(
     "gateway_cvs_link_acks_total", "AK frames sent to the CVS agency, by result.", ["result"]
+)
+ACK_SECONDS = Histogram(
+    "gateway_cvs_link_ack_duration_seconds",
+    "Time from a DT record's arrival to its AK (the record stored, or refused), on the CVS link.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 CONNECTIONS = Gauge(
     "gateway_cvs_link_connections",

@@ -97,6 +97,11 @@ class InboxWatcher(TimerService):
         # False: the folder is itself an entry of a watched folder (a biller's): never a link.
         self.follow_folder = follow_folder
         self.on_refused = on_refused
+        # Every series from the start, so that an alert on increase() sees the first rejection.
+        for result in ("done", "rejected"):
+            FILES.labels(network, result)
+        for reason in ("symlink", "not_regular", "too_large"):
+            REFUSED.labels(network, reason)
 
     def startService(self) -> None:
         if self.follow_folder:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
@@ -59,6 +59,7 @@ from gateway.mappers.mpn.records import (
     MAX_MESSAGE_LENGTH,
     NETWORK,
     REQUEST_TYPES,
+    RESPONSE_CODES,
     TYPE_NAMES,
 )
 
@@ -96,6 +97,11 @@ MESSAGES = Counter(
 ANSWERS = Counter(
     "gateway_mpn_answers_total", "Answers to MPN center requests, by response code.", ["code"]
 )
+ANSWER_SECONDS = Histogram(
+    "gateway_mpn_answer_duration_seconds",
+    "Time from a center request's arrival to our answer, on the MPN link.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 LATE_ANSWERS = Counter(
     "gateway_mpn_late_answers_total", "Center requests not answered within the answer deadline."
 )
@@ -110,6 +116,8 @@ for _type in TYPE_NAMES.values():
         MESSAGES.labels(_type, _direction)
 for _reason in DISCONNECT_REASONS:
     DISCONNECTS.labels(_reason)
+for _code in RESPONSE_CODES:  # every code from the start, so an alert sees the first 2001 or 9001
+    ANSWERS.labels(_code)
 
 log = Logger()
 
@@ -371,11 +379,13 @@ class MpnLinkProtocol(IntNStringReceiver):
             return
         triple = request.header.triple
         self.pending_answers += 1
+        received = self._clock.seconds()
         late = self._clock.callLater(self.answer_deadline, self._late, request)
         d: Deferred[Message] = maybeDeferred(self._answer, request, self.source)
 
         def done(response: Message) -> None:
             self.pending_answers -= 1
+            ANSWER_SECONDS.observe(self._clock.seconds() - received)
             if late.active():
                 late.cancel()
             header = response.header if isinstance(response, Message) else None
@@ -386,6 +396,7 @@ class MpnLinkProtocol(IntNStringReceiver):
 
         def failed(failure: Failure) -> None:
             self.pending_answers -= 1
+            ANSWER_SECONDS.observe(self._clock.seconds() - received)
             if late.active():
                 late.cancel()
             log.failure("MPN link: answering {t} failed; 9001", failure, t=triple)

@@ -52,6 +52,8 @@ INTERACTION_RETRIES = Counter(
     ["desc"],
 )
 
+_COUNTED: set[str] = set()  # the descriptions whose error and retry series exist
+
 # PostgreSQL: serialization_failure, deadlock_detected. SQLite: "database is locked".
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 _MAX_ATTEMPTS = 5
@@ -173,6 +175,10 @@ class Store:
 
     def _run(self, desc: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         started = time.perf_counter()
+        if desc not in _COUNTED:  # its error and retry series from its first run, at 0, so that
+            _COUNTED.add(desc)  # an alert on increase() sees the first error
+            INTERACTION_ERRORS.labels(desc)
+            INTERACTION_RETRIES.labels(desc)
         try:
             for attempt in range(1, _MAX_ATTEMPTS + 1):
                 try:

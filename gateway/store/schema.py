@@ -189,6 +189,7 @@ payments = Table(
     Index(None, "biller_id", "created_at"),
     Index(None, "biller_id", "settlement_id", "status"),
     Index(None, "settlement_id"),
+    Index(None, "status", "channel", "paid_at"),  # the watch: pending payments (0012)
 )
 
 refund_cases = Table(
@@ -338,6 +339,7 @@ zengin_request_items = Table(
     Column("result_code", String(1)),
     Column("result_at", UTCDateTime),
     UniqueConstraint("bill_id", "debit_date"),
+    Index(None, "result_code", "debit_date"),  # the watch: debits with no result yet (0012)
     # (the default name would pass PostgreSQL's 63-character limit)
     UniqueConstraint(
         "consignor_code", "debit_date", "customer_number", name="uq_zengin_request_items_result_key"

@@ -76,6 +76,13 @@ QUEUE = Gauge(
     ["state"],
 )
 IN_FLIGHT = Gauge("gateway_webhook_attempts_in_flight", "Webhook attempts this daemon has open.")
+# One series per endpoint that was attempted (endpoint ids, never a URL): the failure ratio of
+# each endpoint, for the alert that names the failing one.
+ENDPOINT_ATTEMPTS = Counter(
+    "gateway_webhook_endpoint_attempts_total",
+    "Webhook attempts sent, by endpoint id and result (success: 2xx in time; failure).",
+    ["endpoint", "result"],
+)
 for _result in ("success", "retry", "failed", "cancelled", "stale"):
     DELIVERIES.labels(_result)
 for _state in ("due", "retrying", "in_flight"):
@@ -325,6 +332,7 @@ class WebhookDelivery(Service):
         seconds = 0.0 if started is None else self.reactor.seconds() - started
         if started is not None:
             ATTEMPT_SECONDS.observe(seconds)
+            ENDPOINT_ATTEMPTS.labels(claim.endpoint_id, "success" if result.ok else "failure").inc()
         now = clock_now(self.reactor)
         retry_at = now
         if not result.ok and self.running:
