@@ -59,6 +59,10 @@ def start_daemon(
     if crash_at:
         env[CRASH_ENV] = crash_at
     program = [sys.executable, "-m", module] if module else [str(BIN / "twistd")]
+    if module:
+        # a module of the checkout's tests: the installed package has no ``tests`` to import
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     daemon = DaemonProcess(
         path, log, f"http://127.0.0.1:{site.api_port}", f"http://127.0.0.1:{site.metrics_port}"
     )
