@@ -149,11 +149,15 @@ class WebhookDelivery(Service):
 
     def startService(self) -> None:
         super().startService()
+        # The per-endpoint series belong to the service that counts them: none is left behind
+        # by an endpoint deleted meanwhile, or by another service of this process.
+        ENDPOINT_ATTEMPTS.clear()
         self._schedule(0)
         self._purge.start(PURGE_EVERY, now=False)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
+        ENDPOINT_ATTEMPTS.clear()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
