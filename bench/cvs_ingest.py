@@ -721,9 +721,10 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     options = {"max_unacked": str(max_unacked(args.window))}
     gateway = prepare(workdir, db.url, cvs_link=True, link_options=options)
     config = load_config(gateway.config_path)
-    if config.cvs is None or config.cvs.link is None:
+    link = None if config.cvs is None else config.cvs.agency(None).link
+    if link is None:
         raise BenchFailure("the daemon's config has no [cvs.link]")
-    say(f"[cvs.link] max_unacked = {config.cvs.link.max_unacked} (window {args.window})")
+    say(f"[cvs.link] max_unacked = {link.max_unacked} (window {args.window})")
     engine = create_db_engine(db.url, pool_size=2)
     try:
         latency_records = round(args.rate * args.seconds)
