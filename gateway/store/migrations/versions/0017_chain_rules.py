@@ -1,0 +1,22 @@
+"""chain_rules: per-biller chain rules (issue 22)
+
+Revision ID: 0017
+Revises: 0016
+Create Date: 2026-12-06 13:00:00
+
+Reserved in the chain so that the work on these tables can proceed side by side; filled in by
+the change that builds them.
+"""
+
+revision = "0017"
+down_revision = "0016"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
