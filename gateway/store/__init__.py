@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import create_engine, event, text
@@ -99,7 +99,33 @@ def create_db_engine(url: str, pool_size: int = 10) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=0, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        connect_args=_postgresql_connect_args(parsed.query),
+    )
+
+
+# A connection to PostgreSQL that stops answering (a server host gone, a firewall dropping the
+# flow) must fail, not hang a store thread forever: libpq gives up connecting after
+# connect_timeout seconds, probes an idle connection by TCP keepalive, and drops one whose sent
+# data stays unacknowledged for tcp_user_timeout milliseconds. The interaction then fails as on
+# any lost connection (docs/testing.md, "Crash points and database faults"), and the pool's
+# pre-ping replaces the connection. A URL's own query parameters (?connect_timeout=...) win.
+POSTGRESQL_CONNECT_ARGS: Final[Mapping[str, int]] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+
+
+def _postgresql_connect_args(query: Mapping[str, object]) -> dict[str, int]:
+    return {k: v for k, v in POSTGRESQL_CONNECT_ARGS.items() if k not in query}
 
 
 def _retryable(e: DBAPIError) -> bool:
