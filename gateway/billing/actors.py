@@ -19,3 +19,8 @@ def cli_actor() -> str:
     except (KeyError, OSError):  # no name for the uid (a container)
         user = "unknown"
     return f"cli:{user}"[:64]
+
+
+def console_actor(login: str) -> str:
+    """A console user's action: the user's login (gateway.billing.console_users)."""
+    return f"user:{login}"[:64]

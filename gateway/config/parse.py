@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from twisted.internet.endpoints import clientFromString
 
+from gateway.config.console import ConsoleConfig, parse_console
 from gateway.config.cvs import _cvs
 from gateway.config.sections import (
     ApiConfig,
@@ -317,6 +318,7 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         bulk=section(root, "bulk", _bulk),
         settlement=section(root, "settlement", _settlement) or SettlementConfig(),
         retention=section(root, "retention", _retention) or RetentionConfig(),
+        console=section(root, "console", parse_console) or ConsoleConfig(),
         secret_key=secret_key,
     )
     root.done()

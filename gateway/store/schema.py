@@ -22,6 +22,10 @@ from sqlalchemy import (
 )
 
 from gateway.store.schema_base import BigId, UTCDateTime, metadata
+from gateway.store.schema_console import (  # noqa: F401 - the console's users (0018)
+    console_sessions,
+    console_users,
+)
 from gateway.store.schema_ops import audit_log  # noqa: F401 - the operator's tables (0011)
 
 billers = Table(

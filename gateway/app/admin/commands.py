@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app.admin.common import CommandError, utc_now
+from gateway.app.admin.console_users import add_commands as add_user_commands
 from gateway.app.admin.keys import add_commands as add_key_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
 from gateway.app.admin.support import add_biller_commands
@@ -316,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_settlement_commands(sub)
     add_support_commands(sub)  # bill, refund, audit, status, backup
+    add_user_commands(sub)  # user create, list, disable (the console's users)
     return p
 
 

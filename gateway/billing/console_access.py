@@ -1,0 +1,174 @@
+"""The console's rules of who may do what (docs/console.md): pure, no I/O, no clock.
+
+- **Roles.** The center's: ``operator`` (everything), ``support`` (reads across billers,
+  reissues, resolves refund cases), ``finance`` (settlements, fee plans, statements). A biller's:
+  ``biller_admin`` (its users, keys, webhooks, and what its staff does) and ``biller_staff``
+  (its bills and payments). A center role has no biller; a biller role has exactly one.
+- **Screens.** Each screen names the :class:`Permission` it needs; :data:`GRANTS` says which
+  roles hold it. A later screen adds its permission here and nowhere else.
+- **Scope.** A center user sees every biller; a biller's user only its own: another biller's
+  bill answers as an unknown one (404), by URL or by search (:func:`biller_scope`).
+- **Logins** are 2-32 lowercase letters, digits, ``.``, ``_`` or ``-`` (:data:`LOGIN`).
+- **Passwords** (:func:`password_problems`): 12-128 characters, not the login, not only one
+  character repeated. A one-time password is 20 random characters and must be changed at the
+  first login.
+- **Sessions** (:func:`session_end`): a session ends after ``idle`` without a request or
+  ``absolute`` after the login, whichever comes first, and at once when its user is disabled.
+- **Failed logins** (:func:`after_failure`): ``max_failures`` wrong passwords in a row lock the
+  login for ``lockout``; a successful login clears the count.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    OPERATOR = "operator"
+    SUPPORT = "support"
+    FINANCE = "finance"
+    BILLER_ADMIN = "biller_admin"
+    BILLER_STAFF = "biller_staff"
+
+
+CENTER_ROLES = frozenset({Role.OPERATOR, Role.SUPPORT, Role.FINANCE})
+BILLER_ROLES = frozenset({Role.BILLER_ADMIN, Role.BILLER_STAFF})
+
+#: The roles as the console names them.
+ROLE_LABELS = {
+    Role.OPERATOR: "センター運用者",
+    Role.SUPPORT: "センターサポート",
+    Role.FINANCE: "センター経理",
+    Role.BILLER_ADMIN: "収納企業管理者",
+    Role.BILLER_STAFF: "収納企業担当者",
+}
+
+
+class Permission(StrEnum):
+    BILLS = "bills"  # the bills list, search and a bill's page
+    USERS = "users"  # console users (a biller_admin: its biller's)
+
+
+GRANTS: dict[Permission, frozenset[Role]] = {
+    Permission.BILLS: frozenset(
+        {Role.OPERATOR, Role.SUPPORT, Role.BILLER_ADMIN, Role.BILLER_STAFF}
+    ),
+    Permission.USERS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
+}
+
+LOGIN = r"[a-z0-9][a-z0-9._\-]{1,31}"
+PASSWORD_MIN = 12
+PASSWORD_MAX = 128
+ONE_TIME_LENGTH = 20
+TOTP_CODE = r"[0-9]{6}"
+_ONE_TIME_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789"  # no 0/O, 1/l/I
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    """A console user as the rules see it (never the password hash nor the TOTP secret)."""
+
+    user_id: int
+    login: str
+    role: Role
+    biller_id: str | None
+    must_change_password: bool
+    has_totp: bool
+    disabled: bool
+
+
+def may(role: Role, permission: Permission) -> bool:
+    return role in GRANTS[permission]
+
+
+def biller_scope(user: ConsoleUser) -> str | None:
+    """The one biller whose data the user sees, or None for every biller (a center role)."""
+    if user.role in CENTER_ROLES:
+        return None
+    assert user.biller_id is not None  # a biller role always has its biller
+    return user.biller_id
+
+
+def sees_biller(user: ConsoleUser, biller_id: str) -> bool:
+    scope = biller_scope(user)
+    return scope is None or scope == biller_id
+
+
+def role_problem(role: str, biller_id: str | None) -> str | None:
+    """Why ``role`` with ``biller_id`` is not a user that can be made, or None."""
+    try:
+        parsed = Role(role)
+    except ValueError:
+        return f"{role!r} is not one of {', '.join(r.value for r in Role)}"
+    if parsed in BILLER_ROLES and biller_id is None:
+        return f"a {parsed.value} user belongs to a biller: give --biller ID"
+    if parsed in CENTER_ROLES and biller_id is not None:
+        return f"a {parsed.value} user is the center's: give no --biller"
+    return None
+
+
+def password_problems(login: str, password: str) -> list[str]:
+    """What is wrong with ``password`` as a new password (empty: nothing)."""
+    problems = []
+    if len(password) < PASSWORD_MIN:
+        problems.append(f"{PASSWORD_MIN}文字以上にしてください")
+    if len(password) > PASSWORD_MAX:
+        problems.append(f"{PASSWORD_MAX}文字以下にしてください")
+    if password.lower() == login.lower():
+        problems.append("ログインIDと同じパスワードは使えません")
+    if password and len(set(password)) == 1:
+        problems.append("同じ文字だけのパスワードは使えません")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in password):
+        problems.append("制御文字は使えません")
+    return problems
+
+
+def one_time_password() -> str:
+    return "".join(secrets.choice(_ONE_TIME_ALPHABET) for _ in range(ONE_TIME_LENGTH))
+
+
+def is_login(text: str) -> bool:
+    return re.fullmatch(LOGIN, text) is not None
+
+
+class SessionEnd(StrEnum):
+    """Why a session ended (``console_sessions.end_reason``)."""
+
+    LOGOUT = "logout"
+    DISABLED = "disabled"
+    PASSWORD = "password"  # the password changed: every other session of the user ends
+    IDLE = "idle"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True)
+class SessionTimes:
+    created_at: datetime
+    last_seen_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+
+
+def session_end(times: SessionTimes, now: datetime, idle: timedelta) -> SessionEnd | None:
+    """Why the session is over at ``now``, or None while it is open."""
+    if times.ended_at is not None:
+        return SessionEnd.LOGOUT
+    if now >= times.expires_at:
+        return SessionEnd.EXPIRED
+    if now - times.last_seen_at >= idle:
+        return SessionEnd.IDLE
+    return None
+
+
+#: A session's ``last_seen_at`` is written again only when it is older than this (not a write
+#: for every request); the idle timeout is that much less exact.
+TOUCH_EVERY = timedelta(seconds=60)
+
+
+def after_failure(failures: int, now: datetime, max_failures: int, lockout: timedelta) -> datetime:
+    """The login is locked until the returned instant (``now`` itself: not locked)."""
+    return now + lockout if failures >= max_failures else now
