@@ -1,0 +1,357 @@
+"""The console's routes on the API listener, under ``{public_url}/console/`` (docs/console.md).
+
+- ``GET /console/login``, ``POST /console/login`` (fields ``login``, ``password``, ``otp`` and
+  the form's ``csrf_token``), ``POST /console/logout``;
+- ``GET``/``POST /console/password``: the password change (forced after the first login);
+- ``GET /console/``: the menu of the screens the user's role opens;
+- ``GET /console/bills?q=&status=&channel=&due_from=&due_to=&biller=``: the bills list;
+- ``GET /console/bills/{biller_id}/{bill_no}`` and its ``/timeline`` (htmx polls it);
+- ``GET /console/static/console.css``, ``/console/static/htmx.min.js``.
+
+Every screen but the login needs an open session (else 303 to the login form); a user who must
+change the password sees only the password form. Every POST carries the CSRF token (the form's
+``csrf_token`` field or htmx's ``X-CSRF-Token`` header): without it, 403 and nothing done. Login
+attempts are limited per client address (429) besides the per-login lock of the service. The
+handlers only translate: the rules are gateway.billing.console_access's and the services'.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
+
+from prometheus_client import Counter
+from twisted.internet.interfaces import IReactorTime
+
+from gateway.billing.console_access import (
+    ROLE_LABELS,
+    Permission,
+    may,
+)
+from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
+from gateway.billing.console_users import (
+    ConsoleUsers,
+    LoginResult,
+    Session,
+    csrf_ok,
+    csrf_token,
+)
+from gateway.config.console import ConsoleConfig
+from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.protocols.api.http import Call, Response, Route
+from gateway.protocols.api.limits import TokenBucket
+from gateway.protocols.console.web import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    FormError,
+    Site,
+    clear_cookie,
+    client_address,
+    cookie,
+    form,
+    html,
+    page,
+    redirect,
+    set_cookie,
+)
+from gateway.render.console import STATIC, static_file
+
+CONSOLE_LOGINS = Counter(
+    "gateway_console_logins_total",
+    "Console login attempts, by result (ok, refused, locked, rate_limited, csrf).",
+    ["result"],
+)
+TIMELINE_REFRESH_SECONDS = 5  # how often a bill's page asks for its timeline again
+
+#: The screens of the menu: the permission each needs, its path under the console, its name.
+SCREENS = [(Permission.BILLS, "/bills", "請求一覧")]
+
+Guarded = Callable[[Call, Session], Awaitable[Response]]
+
+
+def console_routes(
+    users: ConsoleUsers,
+    bills: ConsoleBills,
+    config: ConsoleConfig,
+    public_url: str,
+    clock: IReactorTime,
+) -> list[Route]:
+    site = Site.of(public_url)
+    root = site.root
+    attempts = TokenBucket(clock, config.login_attempts_per_minute / 60.0, config.login_burst)
+
+    def context(session: Session | None, title: str, current: str = "") -> dict[str, object]:
+        user = session.user if session else None
+        nav = []
+        if user is not None and not user.must_change_password:
+            nav = [
+                {"href": root + path, "label": label, "current": path == current}
+                for permission, path, label in SCREENS
+                if may(user.role, permission)
+            ]
+            nav.append(
+                {
+                    "href": root + "/password",
+                    "label": "パスワード変更",
+                    "current": current == "/password",
+                }
+            )
+        return {
+            "root": root,
+            "title": title,
+            "user": user,
+            "role_label": ROLE_LABELS[user.role] if user else "",
+            "csrf": session.csrf if session else None,
+            "nav": nav,
+        }
+
+    def error(status: int, session: Session | None, heading: str, message: str) -> Response:
+        return page(
+            status, "error.html", heading=heading, message=message, **context(session, heading)
+        )
+
+    def not_found(session: Session | None) -> Response:
+        return error(404, session, "見つかりません", "お探しのページは見つかりませんでした。")
+
+    def forbidden_form(session: Session | None) -> Response:
+        return error(
+            403,
+            session,
+            "送信できませんでした",
+            "フォームの有効期限が切れたか、正しくない送信です。画面を開き直してください。",
+        )
+
+    def guarded(
+        handler: Guarded,
+        permission: Permission | None = None,
+        first_password: bool = False,
+        post: bool = False,
+    ) -> Callable[[Call], Awaitable[Response]]:
+        """``handler`` for an open session only (303 to the login form otherwise); a user who
+        must change the password only where ``first_password``; ``permission`` else 404; a
+        POST only with the session's CSRF token (403)."""
+
+        async def run(call: Call) -> Response:
+            token = cookie(call, SESSION_COOKIE)
+            session = await users.session(token) if token else None
+            if session is None:
+                if token:
+                    clear_cookie(call, site, SESSION_COOKIE, root)
+                return redirect(call, root + "/login")
+            if session.user.must_change_password and not first_password:
+                return redirect(call, root + "/password")
+            if permission is not None and not may(session.user.role, permission):
+                return not_found(session)
+            if post:
+                sent = call.request.getHeader(CSRF_HEADER)
+                if sent is None:
+                    try:
+                        sent = form(call).get(CSRF_FIELD)
+                    except FormError as e:
+                        return error(e.status, session, "送信できませんでした", e.message)
+                if not csrf_ok(session.token, sent):
+                    return forbidden_form(session)
+            return await handler(call, session)
+
+        return run
+
+    # --- login, logout, password ---
+
+    def login_form(call: Call, status: int, message: str = "", login: str = "") -> Response:
+        seed = cookie(call, LOGIN_COOKIE)
+        if not seed or len(seed) > 64:
+            seed = secrets.token_urlsafe(24)
+            set_cookie(call, site, LOGIN_COOKIE, seed, root + "/login")
+        return page(
+            status,
+            "login.html",
+            message=message,
+            login=login,
+            login_csrf=csrf_token(seed),
+            **context(None, "ログイン"),
+        )
+
+    async def get_login(call: Call) -> Response:
+        token = cookie(call, SESSION_COOKIE)
+        if token and await users.session(token) is not None:
+            return redirect(call, root + "/")
+        return login_form(call, 200)
+
+    async def post_login(call: Call) -> Response:
+        address = client_address(call)
+        wait = attempts.take(address)
+        if wait is not None:
+            CONSOLE_LOGINS.labels("rate_limited").inc()
+            response = login_form(
+                call, 429, "ログインの試行が多すぎます。しばらくしてからお試しください。"
+            )
+            response.headers["Retry-After"] = str(wait)
+            return response
+        try:
+            fields = form(call)
+        except FormError as e:
+            return error(e.status, None, "送信できませんでした", e.message)
+        seed = cookie(call, LOGIN_COOKIE)
+        if not seed or not csrf_ok(seed, fields.get(CSRF_FIELD)):
+            CONSOLE_LOGINS.labels("csrf").inc()
+            return forbidden_form(None)
+        login = fields.get("login", "").strip()[:64]
+        password = fields.get("password", "")[:256]
+        code = fields.get("otp", "").strip() or None
+        done = await users.login(login, password, code, address)
+        CONSOLE_LOGINS.labels(done.result.value).inc()
+        if done.result is LoginResult.LOCKED:
+            return login_form(
+                call,
+                429,
+                "ログインに続けて失敗したため、しばらくログインできません。",
+                login if len(login) <= 32 else "",
+            )
+        if done.result is not LoginResult.OK or done.token is None:
+            return login_form(
+                call,
+                401,
+                "ログインID、パスワードまたは確認コードが違います。",
+                login if len(login) <= 32 else "",
+            )
+        set_cookie(call, site, SESSION_COOKIE, done.token, root)
+        clear_cookie(call, site, LOGIN_COOKIE, root + "/login")
+        return redirect(call, root + ("/password" if done.must_change_password else "/"))
+
+    async def logout(call: Call, session: Session) -> Response:
+        await users.logout(session)
+        clear_cookie(call, site, SESSION_COOKIE, root)
+        return redirect(call, root + "/login")
+
+    def password_form(
+        session: Session, status: int = 200, errors: tuple[FieldError, ...] = ()
+    ) -> Response:
+        return page(
+            status,
+            "password.html",
+            errors=list(errors),
+            **context(session, "パスワードの変更", "/password"),
+        )
+
+    async def get_password(call: Call, session: Session) -> Response:
+        return password_form(session)
+
+    async def post_password(call: Call, session: Session) -> Response:
+        try:
+            fields = form(call)
+        except FormError as e:
+            return error(e.status, session, "送信できませんでした", e.message)
+        try:
+            await users.change_password(
+                session,
+                fields.get("current_password", "")[:256],
+                fields.get("new_password", "")[:256],
+                fields.get("confirm_password", "")[:256],
+            )
+        except InvalidRequest as e:
+            return password_form(session, 422, e.errors)
+        return redirect(call, root + "/?changed=1")
+
+    async def home(call: Call, session: Session) -> Response:
+        notice = "パスワードを変更しました。" if call.query("changed") == "1" else ""
+        return page(200, "home.html", notice=notice, **context(session, "トップ", "/"))
+
+    async def bare_root(call: Call) -> Response:
+        return redirect(call, root + "/")
+
+    # --- bills ---
+
+    async def bill_list(call: Call, session: Session) -> Response:
+        names = ("q", "status", "channel", "due_from", "due_to", "biller", "before")
+        query = {name: call.query(name) or "" for name in names}
+        shown = {name: query[name] for name in names if name != "before"}
+        center = session.user.biller_id is None
+        ctx = context(session, "請求一覧", "/bills")
+        try:
+            filters = parse_filters(query, session.user)
+        except InvalidRequest as e:
+            return page(
+                400,
+                "bills.html",
+                form=shown,
+                errors=list(e.errors),
+                page=None,
+                center=center,
+                billers={},
+                next_query="",
+                page_size=PAGE,
+                **ctx,
+            )
+        found = await bills.page(session.user, filters)
+        following = {k: v for k, v in shown.items() if v}
+        if found.next_before is not None:
+            following["before"] = str(found.next_before)
+        return page(
+            200,
+            "bills.html",
+            form=shown,
+            errors=[],
+            page=found,
+            center=center,
+            billers=found.billers,
+            next_query=urlencode(following),
+            page_size=PAGE,
+            **ctx,
+        )
+
+    async def bill_story(call: Call, session: Session) -> Response:
+        try:
+            story = await bills.bill(session.user, call.params["biller_id"], call.params["bill_no"])
+        except NotFound:
+            return not_found(session)
+        return page(
+            200,
+            "bill.html",
+            story=story,
+            refresh_seconds=TIMELINE_REFRESH_SECONDS,
+            **context(session, f"請求 {story['bill']['bill_no']}", "/bills"),
+        )
+
+    async def bill_timeline(call: Call, session: Session) -> Response:
+        try:
+            story = await bills.bill(session.user, call.params["biller_id"], call.params["bill_no"])
+        except NotFound:
+            return html(404, "")
+        return page(200, "_timeline.html", story=story, root=root)
+
+    # --- static files ---
+
+    def static(name: str) -> Callable[[Call], Awaitable[Response]]:
+        body = static_file(name)
+
+        async def serve(call: Call) -> Response:
+            return Response(200, body, STATIC[name], {"Cache-Control": "private, max-age=3600"})
+
+        return serve
+
+    missing = not_found(None)  # a path parameter of the wrong shape: as an unknown bill
+    prefix = "/console"
+    plain: list[tuple[bytes, str, Callable[[Call], Awaitable[Response]]]] = [
+        (b"GET", "", bare_root),
+        (b"GET", "/", guarded(home)),
+        (b"GET", "/login", get_login),
+        (b"POST", "/login", post_login),
+        (b"POST", "/logout", guarded(logout, first_password=True, post=True)),
+        (b"GET", "/password", guarded(get_password, first_password=True)),
+        (b"POST", "/password", guarded(post_password, first_password=True, post=True)),
+        (b"GET", "/bills", guarded(bill_list, Permission.BILLS)),
+        (b"GET", "/bills/{biller_id}/{bill_no}", guarded(bill_story, Permission.BILLS)),
+        (
+            b"GET",
+            "/bills/{biller_id}/{bill_no}/timeline",
+            guarded(bill_timeline, Permission.BILLS),
+        ),
+    ]
+    plain += [(b"GET", f"/static/{name}", static(name)) for name in STATIC]
+    return [
+        Route(method, prefix + path, handler, auth=False, not_found=missing)
+        for method, path, handler in plain
+    ]
