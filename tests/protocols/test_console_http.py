@@ -292,3 +292,46 @@ async def test_a_billers_user_never_sees_another_billers_bill(gateway: Running) 
 
     finance = await logged_in(gateway, "books", "finance", None)  # no bills screen
     assert (await finance.get("/console/bills"))[0] == 404
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_bills_list_filters_and_pages(gateway: Running) -> None:
+    from gateway.billing.console_bills import PAGE
+
+    acme = gateway.onboard("acme")
+    for n in range(PAGE + 2):
+        body = bill_body(f"B-{n:03d}")
+        if n % 2:
+            body["channels"] = ["payeasy"]
+        status, made, _ = await gateway.request("POST", "/v1/bills", acme, body)
+        assert status == 201, made
+        if n == 0:
+            first = made
+    assert pay(gateway, first["cvs"]["barcode"], MessageKind.PRELIMINARY) == "applied"
+    clerk = await logged_in(gateway, "clerk", "biller_staff", "acme")
+
+    def numbers(page: str) -> list[str]:
+        return re.findall(r'href="/console/bills/acme/([^"]+)"', page)
+
+    _, page, _ = await clerk.get("/console/bills")
+    shown = numbers(page)
+    assert len(shown) == PAGE and shown[0] == f"B-{PAGE + 1:03d}"  # newest first
+    following = re.search(r'id="next" href="([^"]+)"', page)
+    assert following
+    _, page, _ = await clerk.get(following.group(1).replace("&amp;", "&"))
+    assert numbers(page) == ["B-001", "B-000"]
+
+    _, page, _ = await clerk.get("/console/bills?status=paid")
+    assert numbers(page) == ["B-000"] and "入金済（速報）" in page
+    _, page, _ = await clerk.get("/console/bills?channel=cvs&status=open")
+    assert numbers(page) and all(int(n[2:]) % 2 == 0 for n in numbers(page))
+    assert "B-000" not in numbers(page)
+    _, page, _ = await clerk.get(f"/console/bills?due_from={first['due_date']}&status=expired")
+    assert numbers(page) == [] and 'id="empty"' in page
+    _, page, _ = await clerk.get(
+        f"/console/bills?due_from={first['due_date']}&due_to={first['due_date']}&q=B-001"
+    )
+    assert numbers(page) == ["B-001"]
+    status, page, _ = await clerk.get("/console/bills?due_from=tomorrow&status=lost")
+    assert status == 400
+    assert "日付は YYYY-MM-DD で入力してください" in page and "状態を一覧から選んでください" in page
