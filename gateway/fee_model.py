@@ -17,6 +17,18 @@ A biller's contract is a list of :class:`FeePlan` versions, each in force from i
 
 Periods of a biller are contiguous: the first starts on the first plan's date, each next one the
 day after the previous one ended.
+
+The fees beyond the per-item ones (issue 21), each on its own statement line and taxed as fees:
+
+* the initial fee (初期費用) of the plan in force on the first period's last day, once, in the
+  biller's first settlement;
+* the monthly base fee (月額基本料) of the plan in force on a month's last day, in the settlement
+  whose period ends that day (every cycle closes at month end, so there is exactly one); waived
+  for a month in which nothing was collected when that plan says ``waive_idle_months``;
+* per-bill fees (請求発行手数料): each bill registered in the period, whatever its channels, at
+  the plan in force on the day it was registered;
+* per-notice fees (通知手数料): each e-mail, SMS or printed sheet the gateway recorded
+  (``notice_charges``), at the plan in force on the day it was recorded.
 """
 
 from __future__ import annotations
@@ -64,6 +76,14 @@ def is_closing_day(cycle: Cycle, d: date) -> bool:
     return d.day in CLOSING_DAYS[cycle] or d == month_end(d)
 
 
+class NoticeKind(StrEnum):
+    """What a per-notice fee is charged for: a notice the gateway sent or printed."""
+
+    EMAIL = "email"  # an e-mail to the customer (the page URL, a reminder, a receipt…)
+    SMS = "sms"  # a text message to the customer's phone
+    SHEET = "sheet"  # a printed sheet of slips (払込票)
+
+
 def jst_midnight(d: date) -> datetime:
     """The instant a JST date begins: the boundary the store compares timestamps with."""
     return datetime.combine(d, time(0), JST)
@@ -88,9 +108,17 @@ class FeePlan:
     tax_rounding: Rounding
     rates: Mapping[Channel, ChannelRates] = field(default_factory=dict)
     plan_id: int | None = None
+    initial_fee: int = 0  # once, in the biller's first settlement
+    monthly_fee: int = 0  # in the settlement that closes each month
+    waive_idle_months: bool = False  # no monthly fee for a month without a collection
+    per_bill: int = 0  # each bill registered in the period, whatever its channels
+    notice_rates: Mapping[NoticeKind, int] = field(default_factory=dict)
 
     def rate(self, channel: Channel) -> ChannelRates:
         return self.rates.get(channel, ChannelRates())
+
+    def notice_rate(self, kind: NoticeKind) -> int:
+        return self.notice_rates.get(kind, 0)
 
     def document(self) -> dict[str, Any]:
         """The plan as the API shows it and :func:`gateway.money.fees.parse_plan` reads it."""
@@ -106,7 +134,16 @@ class FeePlan:
                 for channel in Channel
                 if channel in self.rates
             },
+            "initial_fee": self.initial_fee,
+            "monthly_fee": self.monthly_fee,
+            "waive_idle_months": self.waive_idle_months,
+            "per_bill": self.per_bill,
+            "notices": notices_document(self.notice_rates),
         }
+
+
+def notices_document(rates: Mapping[NoticeKind, int]) -> dict[str, int]:
+    return {kind.value: rates[kind] for kind in NoticeKind if kind in rates}
 
 
 def rates_document(rates: ChannelRates) -> dict[str, int]:
@@ -171,6 +208,12 @@ class Tally:
     uncollected: Mapping[tuple[Channel, int], int] = field(default_factory=dict)  # → bills
     refunds: tuple[int, int] = (0, 0)  # (count, sum) of refunded cases
     carried_in: int = 0  # the previous settlement's shortfall
+    first: bool = False  # the biller's first settlement: the initial fee is charged
+    # The period ends on a month's last day: (payments collected in that month's settlements,
+    # this one's included) — the monthly fee is charged, or waived for an idle month. None: not.
+    month_collected: int | None = None
+    bills: Mapping[int, int] = field(default_factory=dict)  # plan → bills registered
+    notices: Mapping[tuple[NoticeKind, int], int] = field(default_factory=dict)  # → notices
 
 
 class LineKind(StrEnum):
@@ -178,6 +221,10 @@ class LineKind(StrEnum):
     PAYMENT_FEE = "payment_fee"
     UNCOLLECTED_FEE = "uncollected_fee"
     SETTLEMENT_FEE = "settlement_fee"
+    INITIAL_FEE = "initial_fee"
+    MONTHLY_FEE = "monthly_fee"
+    BILL_FEE = "bill_fee"
+    NOTICE_FEE = "notice_fee"
     TAX = "tax"
     STAMP_DUTY = "stamp_duty"
     REFUND = "refund"

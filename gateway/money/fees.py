@@ -23,9 +23,11 @@ from gateway.fee_model import (
     FeePlan,
     Line,
     LineKind,
+    NoticeKind,
     Rounding,
     Tally,
     Totals,
+    month_end,
 )
 from gateway.model import Channel
 from gateway.validation import Fields
@@ -70,6 +72,11 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
     tax_rate = f.integer("tax_rate", low=0, high=MAX_TAX_RATE)
     rounding = f.string("tax_rounding", max_len=8)
     channels = f.obj("channels", required=True)
+    initial_fee = f.integer("initial_fee", low=0, high=MAX_FEE)
+    monthly_fee = f.integer("monthly_fee", low=0, high=MAX_FEE)
+    waive_idle_months = f.boolean("waive_idle_months")
+    per_bill = f.integer("per_bill", low=0, high=MAX_FEE)
+    notices = f.obj("notices")
     f.finish()
     if cycle is not None and cycle not in set(Cycle):
         f.bad("cycle", f"must be one of {', '.join(Cycle)}")
@@ -102,6 +109,19 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
                 per_uncollected or 0,
                 STAMP_CHARGES.get(channel, 0) if stamp is None else stamp,
             )
+    notice_rates: dict[NoticeKind, int] = {}
+    if notices is not None:
+        for key in list(notices.raw):
+            if key not in set(NoticeKind):
+                notices.malformed.append(
+                    FieldError(notices.name(key), f"must be one of {', '.join(NoticeKind)}")
+                )
+                continue
+            rate = notices.integer(key, low=0, high=MAX_FEE)
+            if rate is not None:
+                notice_rates[NoticeKind(key)] = rate
+    if waive_idle_months and not monthly_fee:
+        f.bad("waive_idle_months", "applies to a monthly_fee: give one above 0")
     f.raise_if_invalid()
     assert cycle is not None and payout_days is not None
     return FeePlan(
@@ -112,6 +132,11 @@ def parse_plan(body: object, effective_from: date | None = None) -> FeePlan:
         tax_rate=10 if tax_rate is None else tax_rate,
         tax_rounding=Rounding(rounding or Rounding.FLOOR),
         rates=rates,
+        initial_fee=initial_fee or 0,
+        monthly_fee=monthly_fee or 0,
+        waive_idle_months=bool(waive_idle_months),
+        per_bill=per_bill or 0,
+        notice_rates=notice_rates,
     )
 
 
@@ -130,12 +155,28 @@ def payout_date(plan: FeePlan, period_end: date) -> date:
 # --- a period's figures and its statement ---------------------------------------------------
 
 
-FEE_KINDS = frozenset({LineKind.PAYMENT_FEE, LineKind.UNCOLLECTED_FEE, LineKind.SETTLEMENT_FEE})
+FEE_KINDS = frozenset(
+    {
+        LineKind.PAYMENT_FEE,
+        LineKind.UNCOLLECTED_FEE,
+        LineKind.SETTLEMENT_FEE,
+        LineKind.INITIAL_FEE,
+        LineKind.MONTHLY_FEE,
+        LineKind.BILL_FEE,
+        LineKind.NOTICE_FEE,
+    }
+)
 
 CHANNEL_NAMES: Mapping[Channel, str] = {
     Channel.CVS: "コンビニ収納",
     Channel.PAYEASY: "Pay-easy",
     Channel.TRANSFER: "口座振替",
+}
+
+NOTICE_NAMES: Mapping[NoticeKind, str] = {
+    NoticeKind.EMAIL: "メール通知手数料",
+    NoticeKind.SMS: "SMS通知手数料",
+    NoticeKind.SHEET: "払込票印刷手数料",
 }
 
 
@@ -157,10 +198,12 @@ def settle(
         raise ValueError(f"a period ends on or after its start, not {start}..{end}")
     figures = [n for pair in tally.collected.values() for n in pair]
     figures += [*tally.uncollected.values(), *tally.stamped.values(), *tally.refunds]
+    figures += [*tally.bills.values(), *tally.notices.values(), tally.month_collected or 0]
     if min([*figures, tally.carried_in, 0]) < 0:
         raise ValueError("a tally's counts and sums are never negative")
     closing = contract.plan_on(end)
     plans_used = {i for _, i in [*tally.collected, *tally.uncollected, *tally.stamped]}
+    plans_used |= {*tally.bills, *(i for _, i in tally.notices)}
     several = len(plans_used) > 1
     lines: list[Line] = []
     for channel in Channel:
@@ -188,6 +231,29 @@ def settle(
         fee(
             LineKind.UNCOLLECTED_FEE, text, count, plan.rate(channel).per_uncollected, plan, channel
         )
+    for index, count in sorted(tally.bills.items()):
+        plan = contract.plans[index]
+        text = f"請求発行手数料{_tariff(plan, several)}"
+        fee(LineKind.BILL_FEE, text, count, plan.per_bill, plan, None)
+    order = list(NoticeKind)
+    for (kind, index), count in sorted(
+        tally.notices.items(), key=lambda n: (order.index(n[0][0]), n[0][1])
+    ):
+        plan = contract.plans[index]
+        text = f"{NOTICE_NAMES[kind]}{_tariff(plan, several)}"
+        fee(LineKind.NOTICE_FEE, text, count, plan.notice_rate(kind), plan, None)
+    if tally.first:
+        fee(LineKind.INITIAL_FEE, "初期費用", 1, closing.initial_fee, closing, None)
+    if tally.month_collected is not None and closing.monthly_fee:
+        if end != month_end(end):
+            raise ValueError(f"a monthly fee is charged on a month's last day, not {end}")
+        month = f"{end.year}年{end.month}月分"
+        if closing.waive_idle_months and tally.month_collected == 0:
+            text = f"月額基本料（{month}・収納なしのため免除）"
+            lines.append(Line(LineKind.MONTHLY_FEE, text, 0, closing.monthly_fee, 0))
+        else:
+            text = f"月額基本料（{month}）"
+            fee(LineKind.MONTHLY_FEE, text, 1, closing.monthly_fee, closing, None)
     fee(LineKind.SETTLEMENT_FEE, "精算手数料", 1, closing.settlement_fee, closing, None)
     for rate, base in sorted(fee_by_rate.items()):
         tax = tax_on(base, rate, closing.tax_rounding)

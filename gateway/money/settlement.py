@@ -52,6 +52,7 @@ from gateway.store import Store
 from gateway.store.billers import get_biller
 from gateway.store.events import append_event
 from gateway.store.mpn import day_close_report
+from gateway.store.notice_charges import whole_fee_tally
 from gateway.store.settlements import (
     billers_with_plans,
     claim_for_settlement,
@@ -163,6 +164,9 @@ def settle_next(
     carried_in = previous[1] if previous else 0
     counted = Tally(
         counted.collected, counted.stamped, counted.uncollected, counted.refunds, carried_in
+    )
+    counted = whole_fee_tally(
+        conn, contract, biller_id, settlement_id, (start, end), counted, first=previous is None
     )
     lines, totals = settle(contract, (start, end), counted)
     save_settlement(conn, settlement_id, lines, totals)

@@ -194,6 +194,7 @@ payments = Table(
     Index(None, "biller_id", "settlement_id", "status"),
     Index(None, "settlement_id"),
     Index(None, "status", "channel", "paid_at"),  # the watch: pending payments (0012)
+    Index(None, "channel", "transfer_date"),  # reconciliation: remittances by date (0014)
 )
 
 refund_cases = Table(
@@ -498,6 +499,14 @@ fee_plans = Table(
     Column("tax_rounding", String(8), nullable=False),  # floor, half_up, ceil
     Column("rates", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The fees of migration 0014 (gateway.fee_model): initial, monthly (waived for a month
+    # without a collection when waive_idle_months), per bill registered, per notice (JSON
+    # {"email": 5, "sms": 15, "sheet": 30}).
+    Column("initial_fee", BigInteger, nullable=False, server_default="0"),
+    Column("monthly_fee", BigInteger, nullable=False, server_default="0"),
+    Column("waive_idle_months", Boolean, nullable=False, server_default="0"),
+    Column("per_bill", BigInteger, nullable=False, server_default="0"),
+    Column("notice_rates", Text, nullable=False, server_default="{}"),
     UniqueConstraint("biller_id", "effective_from"),
 )
 
@@ -542,6 +551,87 @@ settlement_lines = Table(
     Column("quantity", BigInteger, nullable=False),
     Column("unit_amount", BigInteger),
     Column("amount", BigInteger, nullable=False),
+)
+
+# Notices a biller pays a per-notice fee for (migration 0014): one row per e-mail sent, SMS
+# sent or sheet printed, fed through gateway.store.notice_charges.record_notice by whatever sends
+# them. ``notice_key`` ("email:<notification id>", "sms:<id>"…) makes a notice counted once;
+# ``settlement_id`` is set once, by the settlement that charges it.
+notice_charges = Table(
+    "notice_charges",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("notice_key", String(80), nullable=False, unique=True),
+    Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
+    Column("kind", String(8), nullable=False),  # email, sms, sheet
+    Column("quantity", Integer, nullable=False),
+    Column("bill_id", BigId, ForeignKey("bills.id")),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("settlement_id", String(40), ForeignKey("settlements.settlement_id")),
+    Index(None, "biller_id", "settlement_id"),
+)
+
+# --- reconciliation (migration 0014) -----------------------------------------------------------
+
+# A bank statement of the center's account, imported whole (gateway.money.reconciliation): the
+# same file again (its SHA-256) adds nothing.
+bank_statements = Table(
+    "bank_statements",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("file_name", String(200), nullable=False),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("format", String(16), nullable=False),  # zengin-03, zengin-01, csv
+    Column("account", String(24)),  # BANK-BRANCH-TYPE-NUMBER; NULL for a CSV export
+    Column("first_day", Date, nullable=False),
+    Column("last_day", Date, nullable=False),
+    Column("deposits", Integer, nullable=False),
+    Column("new_deposits", Integer, nullable=False),  # not already in an earlier statement
+    Column("withdrawals", Integer, nullable=False),
+    Column("imported_at", UTCDateTime, nullable=False),
+    Index(None, "first_day", "last_day"),
+)
+
+# One 入金 of the center's account. ``deposit_key`` (day, amount, remitter, rank among the same
+# that day: gateway.recon_model.Deposit.key) is its identity: an overlapping statement adds it once.
+bank_deposits = Table(
+    "bank_deposits",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("deposit_key", String(120), nullable=False, unique=True),
+    Column("statement_id", BigId, ForeignKey("bank_statements.id"), nullable=False),
+    Column("line", Integer, nullable=False),
+    Column("value_date", Date, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("remitter_name", String(48), nullable=False),
+    Column("remitter_code", String(10), nullable=False),
+    Column("reference", String(20), nullable=False),
+    Index(None, "value_date"),
+)
+
+# What finance must look at: a remittance that arrived short or long or not at all, a deposit
+# nobody expected. ``item_key`` ("remittance:cvs:default:2026-12-03", "deposit:17") is its
+# identity across runs; a run closes an open item whose money has since matched.
+reconciliation_items = Table(
+    "reconciliation_items",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("item_id", String(40), nullable=False, unique=True),  # "rci_" + 24 hex digits
+    Column("item_key", String(120), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # difference, missing, unexpected
+    Column("network", String(16)),
+    Column("agency", String(32)),
+    Column("transfer_date", Date, nullable=False),
+    Column("expected", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("deposit_id", BigId, ForeignKey("bank_deposits.id")),
+    Column("status", String(16), nullable=False),  # open, resolved
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("resolution", String(300)),  # "matched", or the operator's note
+    Index(None, "status", "opened_at"),
+    Index(None, "transfer_date"),
 )
 
 # The retention job's audit record: one row per run that purged anything, with what it purged

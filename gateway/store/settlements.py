@@ -23,12 +23,14 @@ from gateway.fee_model import (
     FeePlan,
     Line,
     LineKind,
+    NoticeKind,
     Rounding,
     SettledPayment,
     Settlement,
     Tally,
     Totals,
     jst_midnight,
+    notices_document,
     rates_document,
 )
 from gateway.model import Channel, PaymentStatus
@@ -63,6 +65,11 @@ def _plan(row: Row[Any]) -> FeePlan:
         tax_rounding=Rounding(row.tax_rounding),
         rates=rates,
         plan_id=row.id,
+        initial_fee=row.initial_fee,
+        monthly_fee=row.monthly_fee,
+        waive_idle_months=bool(row.waive_idle_months),
+        per_bill=row.per_bill,
+        notice_rates={NoticeKind(k): int(v) for k, v in json.loads(row.notice_rates).items()},
     )
 
 
@@ -104,6 +111,11 @@ def save_plan(
         "tax_rate": plan.tax_rate,
         "tax_rounding": plan.tax_rounding.value,
         "rates": rates,
+        "initial_fee": plan.initial_fee,
+        "monthly_fee": plan.monthly_fee,
+        "waive_idle_months": plan.waive_idle_months,
+        "per_bill": plan.per_bill,
+        "notice_rates": json.dumps(notices_document(plan.notice_rates), sort_keys=True),
     }
     # The biller row lock orders plan changes with settlement runs of the same biller.
     locked = conn.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.fee_model import NoticeKind
 from gateway.model import Channel
 from gateway.money.fees import (
     MAX_FEE,
@@ -63,6 +64,19 @@ FEE_PLAN = {
             "type": "object",
             "additionalProperties": False,
             "properties": {c.value: RATES for c in Channel},
+        },
+        "initial_fee": {**FEE, "description": "初期費用: once, in the first settlement"},
+        "monthly_fee": {**FEE, "description": "月額基本料: in the settlement closing each month"},
+        "waive_idle_months": {
+            "type": "boolean",
+            "description": "no monthly fee for a month without a collection (needs monthly_fee)",
+        },
+        "per_bill": {**FEE, "description": "each bill registered in the period"},
+        "notices": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "yen per notice sent: e-mail, SMS, printed sheet",
+            "properties": {k.value: FEE for k in NoticeKind},
         },
     },
 }
