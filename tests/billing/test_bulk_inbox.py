@@ -21,7 +21,7 @@ from tests.billing.test_bulk_api import (
     parse_result,
     post_csv,
 )
-from tests.conftest import Running
+from tests.conftest import Running, admin
 
 
 @pytest.fixture
@@ -167,3 +167,41 @@ async def test_the_api_and_the_folder_register_the_same_file_alike(gateway: Runn
     assert [(r["bill_no"], r["result"]) for r in rows] == [("I-1", "existing")]
     await assert_result_matches_bills(gateway, acme, summary["result_url"], {"I-1": 2})
     assert (folder / "same.result.csv").read_bytes()[:3] == codecs.BOM_UTF8
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_suspended_billers_file_is_refused_with_the_reason_until_it_is_resumed(
+    gateway: Running,
+) -> None:
+    acme = gateway.onboard("acme")
+    folder = inbox(gateway) / "acme"
+    data = csv_text(line("H-1"), line("H-2")).encode("utf-8-sig")
+    admin(gateway.config_path, "biller", "suspend", "--id", "acme", "--reason", "unpaid fees")
+
+    path = drop(folder, "january.csv", data)
+    assert await settled(path) == "rejected"
+    why = "acme is suspended: no new bill until the operator resumes it"
+    report = (folder / "rejected" / "january.csv.report.txt").read_text(encoding="utf-8")
+    assert report.startswith(f"refused: biller: {why}\n")
+    assert "january.errors.csv" in report
+    errors = read_errors((folder / "january.errors.csv").read_bytes(), "utf-8")
+    assert [(e["row"], e["column"], e["message"]) for e in errors] == [("", "biller", why)]
+    url = gateway.config.database.url
+    assert count(url, bills) == count(url, events) == count(url, bill_batches) == 0
+    status, problem, _ = await gateway.request("GET", "/v1/bills", acme)  # its key too
+    assert status == 403 and "suspended" in problem["detail"]
+
+    admin(gateway.config_path, "biller", "resume", "--id", "acme")
+    drop(folder, "january.csv", data)  # the same file, dropped again
+    for _ in range(300):  # rejected/january.csv is the first one's: wait for done/
+        if (folder / "done" / "january.csv").exists():
+            break
+        await pause(0.05)
+    assert not (folder / "january.csv").exists()
+    report = (folder / "done" / "january.csv.report.txt").read_text(encoding="utf-8")
+    assert report.startswith("registered: batch bat_") and "2 created" in report
+    rows = parse_result((folder / "january.result.csv").read_bytes(), "utf-8")
+    assert [(r["bill_no"], r["result"]) for r in rows] == [("H-1", "created"), ("H-2", "created")]
+    assert count(url, bills) == 2
+    _, listed, _ = await gateway.request("GET", "/v1/bills", acme)
+    assert sorted(b["bill_no"] for b in listed["data"]) == ["H-1", "H-2"]
