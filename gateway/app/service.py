@@ -34,6 +34,11 @@ from gateway.billing.watch import DEFAULT_INTERVAL, WatchJob, watch_service
 from gateway.config import Config
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
+from gateway.money.reconciliation import (
+    ReconciliationApi,
+    ReconciliationJob,
+    reconciliation_service,
+)
 from gateway.money.settlement import SettlementApi, SettlementJob, settlement_service
 from gateway.networks.base import Wiring
 from gateway.networks.issuer import Issuer
@@ -43,6 +48,7 @@ from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.limits import http_limits
 from gateway.protocols.api.pages import page_routes
+from gateway.protocols.api.recon_routes import recon_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.support_routes import support_routes
@@ -196,6 +202,10 @@ def make_service(config: Config, reactor: Any) -> MultiService:
         min(config.settlement.workers, max(1, config.database.pool_size - 1)),
     )
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
+    # The networks' remittances matched to the bank statement (finance: admin keys).
+    routes += recon_routes(ReconciliationApi(store, reactor, config))
+    recon = ReconciliationJob(store, reactor, config)
+    reconciliation_service(recon, reactor).setServiceParent(top)
     retention = RetentionJob(store, reactor, months=config.retention.months)
     retention_service(retention, config.retention.interval, reactor).setServiceParent(top)
     # What the ledger holds, for the alerts and the dashboard (deploy/prometheus/).

@@ -18,6 +18,11 @@ from twisted.internet.endpoints import clientFromString
 
 from gateway.config.console import ConsoleConfig, parse_console
 from gateway.config.cvs import _cvs
+from gateway.config.reconciliation import (
+    ReconciliationConfig,
+    check_remitter_agencies,
+    parse_reconciliation,
+)
 from gateway.config.sections import (
     ApiConfig,
     BillsConfig,
@@ -318,10 +323,13 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         bulk=section(root, "bulk", _bulk),
         settlement=section(root, "settlement", _settlement) or SettlementConfig(),
         retention=section(root, "retention", _retention) or RetentionConfig(),
+        reconciliation=section(root, "reconciliation", parse_reconciliation)
+        or ReconciliationConfig(),
         console=section(root, "console", parse_console) or ConsoleConfig(),
         secret_key=secret_key,
     )
     root.done()
+    check_remitter_agencies(config.reconciliation, config.cvs)
     for i, agency in enumerate(config.cvs.agencies if config.cvs is not None else ()):
         if agency.link is not None and config.tls is None:
             where = "cvs.link" if "agencies" not in raw["cvs"] else f"cvs.agencies[{i}].link"

@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from gateway.config.console import ConsoleConfig
+from gateway.config.reconciliation import ReconciliationConfig
 from gateway.errors import Conflict
 from gateway.mappers.cvs.barcode import FreeFieldLayout
 from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
@@ -294,6 +295,8 @@ class Config:
     bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    # [reconciliation]: the bank statement and the networks' remittances (optional)
+    reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console] (optional)
     # [secrets] key or GATEWAY_SECRET_KEY (gateway.infra.secretbox): page tokens, webhook secrets
     secret_key: bytes | None = field(default=None, repr=False)

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.console_users import add_commands as add_user_commands
 from gateway.app.admin.keys import add_commands as add_key_commands
+from gateway.app.admin.recon import add_commands as add_recon_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
 from gateway.app.admin.support import add_biller_commands
 from gateway.app.admin.support import add_commands as add_support_commands
@@ -316,6 +317,7 @@ def parser() -> argparse.ArgumentParser:
     cm.set_defaults(fn=cmd_certs_make, needs_config=False)
 
     add_settlement_commands(sub)
+    add_recon_commands(sub)  # recon import, show, open, resolve
     add_support_commands(sub)  # bill, refund, audit, status, backup
     add_user_commands(sub)  # user create, list, disable (the console's users)
     return p

@@ -14,6 +14,7 @@ from gateway.protocols.api.openapi_bulk import bulk_paths
 from gateway.protocols.api.openapi_mandates import MANDATE_SCHEMAS, mandate_paths
 from gateway.protocols.api.openapi_pages import receipt_paths
 from gateway.protocols.api.openapi_payments import PAYMENT_SCHEMAS, payment_paths
+from gateway.protocols.api.openapi_recon import recon_paths
 from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
 from gateway.protocols.api.openapi_support import SUPPORT_SCHEMAS, support_paths
 from gateway.protocols.api.openapi_webhooks import EVENT_SCHEMAS, event_paths, webhook_paths
@@ -69,6 +70,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             biller_paths(max_page_size),
             receipt_paths(),
             support_paths(max_page_size),
+            recon_paths(),
         ),
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

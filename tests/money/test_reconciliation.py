@@ -1,0 +1,276 @@
+"""Reconciliation against the real store (SQLite, or PostgreSQL with GATEWAY_TEST_DATABASE_URL):
+the remittances the ledger expects per network, agency and transfer date, a statement imported
+whole or not at all, deposits matched, and the items finance sees — opened, updated, closed when
+the money matches later, resolved with a note (gateway.money.reconciliation,
+gateway.store.reconciliation, gateway.recon_model)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from itertools import count
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from gateway.config import Config, load_config
+from gateway.errors import FileErrors
+from gateway.mappers.bank_statement import build_zengin
+from gateway.model import JST, Channel
+from gateway.money.reconciliation import day_view, import_statement, reconcile_days
+from gateway.recon_model import ItemStatus, Remitter
+from gateway.store import create_db_engine
+from gateway.store.billers import create_biller
+from gateway.store.reconciliation import collected, list_items, resolve_item
+from gateway.store.schema import bank_deposits, bank_statements, payments
+from tests.conftest import config_text
+
+NOW = datetime(2026, 12, 10, 9, 0, tzinfo=JST)
+ACCOUNT = ("0005", "ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ", "135", "ﾏﾙﾉｳﾁ", "1", "7654321")
+RECON = """
+[reconciliation]
+account = "0005-135-1-7654321"
+payeasy_days = 1
+transfer_days = 2
+
+[[reconciliation.remitters]]
+network = "cvs"
+agency = "default"
+name = "ｶ)ｺﾝﾋﾞﾆｼﾕｳﾉｳ"
+fee_per_item = 30
+fee_per_remittance = 200
+
+[[reconciliation.remitters]]
+network = "payeasy"
+agency = "58191"
+name = "ﾏﾙﾁﾍﾟｲﾒﾝﾄ"
+"""
+CVS, MPN = "ｶ)ｺﾝﾋﾞﾆｼﾕｳﾉｳ", "ﾏﾙﾁﾍﾟｲﾒﾝﾄ"
+
+
+@dataclass
+class Ledger:
+    engine: Engine
+    config: Config
+    serial: count  # type: ignore[type-arg]
+
+    def pay(
+        self,
+        channel: Channel,
+        amount: int,
+        *,
+        key: str,
+        status: str = "confirmed",
+        transfer_date: date | None = None,
+        paid_at: datetime = NOW,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                payments.insert().values(
+                    payment_id=f"pay_{next(self.serial):024x}",
+                    biller_id="acme",
+                    channel=channel.value,
+                    event_key=key,
+                    amount=amount,
+                    paid_at=paid_at,
+                    status=status,
+                    late=False,
+                    transfer_date=transfer_date,
+                    created_at=paid_at,
+                    confirmed_at=paid_at if status == "confirmed" else None,
+                )
+            )
+
+    def statement(
+        self, deposits: list[tuple[date, int, str]], first: date, last: date, name: str = "S.txt"
+    ) -> dict[str, object]:
+        data = build_zengin(
+            account=ACCOUNT,
+            account_name="ｼﾕｳﾉｳｾﾝﾀ-",
+            first_day=first,
+            last_day=last,
+            created=last,
+            deposits=deposits,
+        )
+        return self.import_(data, name)
+
+    def import_(self, data: bytes, name: str) -> dict[str, object]:
+        with self.engine.begin() as conn:
+            return import_statement(conn, self.config, data, name, NOW, "cli:test")
+
+    def items(self) -> list[tuple[str, str | None, date, int, int, str]]:
+        with self.engine.connect() as conn:
+            return [
+                (
+                    i.kind.value,
+                    i.network.value if i.network else None,
+                    i.transfer_date,
+                    i.expected,
+                    i.received,
+                    i.status.value,
+                )
+                for i in list_items(conn)
+            ]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path, migrated_url: str) -> Iterator[Ledger]:
+    path = tmp_path / "gateway.toml"
+    path.write_text(config_text(migrated_url, extra=RECON), encoding="utf-8")
+    config = load_config(path)
+    engine = create_db_engine(migrated_url, 2)
+    with engine.begin() as conn:
+        create_biller(
+            conn,
+            biller_id="acme",
+            name="Acme",
+            kana="ｱｸﾒ",
+            channels=frozenset(Channel),
+            payeasy_institution_code=None,
+            now=NOW,
+        )
+    yield Ledger(engine, config, count(1))
+    engine.dispose()
+
+
+def cvs_key(n: int) -> str:
+    return f"{n:044d}202612010900000010{n:07d}"
+
+
+def test_the_ledger_collects_per_network_agency_and_transfer_date(ledger: Ledger) -> None:
+    ledger.pay(Channel.CVS, 1000, key=cvs_key(1), transfer_date=date(2026, 12, 3))
+    ledger.pay(Channel.CVS, 2000, key=cvs_key(2), transfer_date=date(2026, 12, 3))
+    ledger.pay(Channel.CVS, 9000, key=cvs_key(3), status="pending")  # a 速報 alone: not yet
+    # Pay-easy 消込 of business day Friday 12-04 (remitted Monday 12-07), one cancelled.
+    ledger.pay(Channel.PAYEASY, 3000, key="000120261204" + "00000001")
+    ledger.pay(Channel.PAYEASY, 500, key="000120261204" + "00000002", status="voided")
+    # A debit of 12-03 credited two bank days later (12-07: the weekend skipped).
+    ledger.pay(
+        Channel.TRANSFER, 4000, key="1234567890:20261203:C1", transfer_date=date(2026, 12, 3)
+    )
+    with ledger.engine.connect() as conn:
+        got = collected(
+            conn,
+            date(2026, 12, 1),
+            date(2026, 12, 31),
+            default_agency="default",
+            payeasy_days=1,
+            transfer_days=2,
+        )
+    assert [(c.network.value, c.agency, c.transfer_date, c.count, c.gross) for c in got] == [
+        ("cvs", "default", date(2026, 12, 3), 2, 3000),
+        ("payeasy", "", date(2026, 12, 7), 1, 3000),  # a payment of no bill: no 収納機関番号
+        ("transfer", "1234567890", date(2026, 12, 7), 1, 4000),
+    ]
+    assert Remitter(Channel.CVS, "default", CVS, 30, 200).fees(2) == 260 + 26
+
+
+def test_a_statement_is_matched_and_its_differences_become_items(ledger: Ledger) -> None:
+    ledger.pay(Channel.CVS, 10_000, key=cvs_key(1), transfer_date=date(2026, 12, 3))
+    ledger.pay(Channel.CVS, 20_000, key=cvs_key(2), transfer_date=date(2026, 12, 3))
+    ledger.pay(Channel.CVS, 5_000, key=cvs_key(3), transfer_date=date(2026, 12, 4))
+    ledger.pay(
+        Channel.TRANSFER, 4_000, key="1234567890:20261201:C1", transfer_date=date(2026, 12, 1)
+    )
+    # The agency keeps 2 × 30 + 200 (+ 10 % tax) of 12-03: 30,000 − 286 = 29,714.
+    summary = ledger.statement(
+        [
+            (date(2026, 12, 3), 29_714, CVS),  # matched
+            (date(2026, 12, 3), 7_777, "ﾔﾏﾀﾞ ﾀﾛｳ"),  # nobody expected it
+            (date(2026, 12, 4), 4_700, CVS),  # 5,000 − 253 = 4,747 expected: 47 short
+            (date(2026, 12, 3), 4_000, "ｺｳｻﾞﾌﾘｶｴ"),  # no remitter named: matched by amount
+        ],
+        date(2026, 12, 1),
+        date(2026, 12, 4),
+    )
+    assert summary["remittances"] == {"matched": 2, "difference": 1}
+    assert sorted(ledger.items()) == [
+        ("difference", "cvs", date(2026, 12, 4), 4_747, 4_700, "open"),
+        ("unexpected", None, date(2026, 12, 3), 0, 7_777, "open"),
+    ]
+    with ledger.engine.begin() as conn:
+        view = day_view(conn, ledger.config, date(2026, 12, 3), NOW)
+    assert {(r["network"], r["state"], r["difference"]) for r in view["remittances"]} == {
+        ("cvs", "matched", 0),
+        ("transfer", "matched", 0),
+    }
+    matched = {d["amount"]: d["matched"] for d in view["deposits"]}
+    assert matched == {
+        29_714: {"network": "cvs", "agency": "default"},
+        7_777: None,
+        4_000: {"network": "transfer", "agency": "1234567890"},
+    }
+    assert view["matched"] is False  # the unexpected deposit
+
+    # The same file again changes nothing; a CSV export of the same days adds no deposit.
+    again = ledger.statement(
+        [
+            (date(2026, 12, 3), 29_714, CVS),
+            (date(2026, 12, 3), 7_777, "ﾔﾏﾀﾞ ﾀﾛｳ"),
+            (date(2026, 12, 4), 4_700, CVS),
+            (date(2026, 12, 3), 4_000, "ｺｳｻﾞﾌﾘｶｴ"),
+        ],
+        date(2026, 12, 1),
+        date(2026, 12, 4),
+    )
+    assert again["already_imported"] is True
+    csv_export = (
+        "勘定日,入金金額,出金金額,振込依頼人名\n"
+        "2026/12/03,29714,,カ）コンビニシュウノウ\n"
+        "2026/12/04,4700,,ｶ)ｺﾝﾋﾞﾆｼﾕｳﾉｳ\n"
+    ).encode("cp932")
+    csv_summary = ledger.import_(csv_export, "export.csv")
+    assert (csv_summary["deposits"], csv_summary["new_deposits"]) == (2, 0)
+
+    # A late 確報 of 12-04 raises what is owed; the difference item follows the money.
+    ledger.pay(Channel.CVS, 1_000, key=cvs_key(4), transfer_date=date(2026, 12, 4))
+    with ledger.engine.begin() as conn:
+        reconcile_days(conn, ledger.config, date(2026, 12, 1), date(2026, 12, 10), NOW)
+    assert ("difference", "cvs", date(2026, 12, 4), 5_714, 4_700, "open") in ledger.items()
+    # The agency pays the rest on 12-04: the day matches, the item is closed as matched.
+    ledger.statement([(date(2026, 12, 4), 1_014, CVS)], date(2026, 12, 4), date(2026, 12, 4), "2")
+    assert ("difference", "cvs", date(2026, 12, 4), 5_714, 4_700, "resolved") in ledger.items()
+
+    # Finance resolves the unexpected deposit with a note; a run does not reopen it.
+    with ledger.engine.begin() as conn:
+        (unexpected,) = list_items(conn, status=ItemStatus.OPEN)
+        done = resolve_item(conn, unexpected.item_id, "customer paid by mistake; refunded", NOW)
+        reconcile_days(conn, ledger.config, date(2026, 12, 1), date(2026, 12, 10), NOW)
+        assert list_items(conn, status=ItemStatus.OPEN) == []
+    assert done is not None and done.resolution == "customer paid by mistake; refunded"
+
+
+def test_a_remittance_that_never_came_is_missing_once_a_statement_covers_its_day(
+    ledger: Ledger,
+) -> None:
+    ledger.pay(Channel.CVS, 10_000, key=cvs_key(1), transfer_date=date(2026, 12, 8))
+    with ledger.engine.begin() as conn:
+        reconcile_days(conn, ledger.config, date(2026, 12, 1), date(2026, 12, 10), NOW)
+    assert ledger.items() == []  # no statement covers 12-08 yet: waiting, not missing
+    ledger.statement([], date(2026, 12, 7), date(2026, 12, 9))
+    assert ledger.items() == [("missing", "cvs", date(2026, 12, 8), 9_747, 0, "open")]
+
+
+def test_a_bad_statement_is_refused_whole_and_nothing_is_imported(ledger: Ledger) -> None:
+    good = build_zengin(
+        account=ACCOUNT,
+        account_name="ｼﾕｳﾉｳｾﾝﾀ-",
+        first_day=date(2026, 12, 1),
+        last_day=date(2026, 12, 4),
+        created=date(2026, 12, 4),
+        deposits=[(date(2026, 12, 3), 1000, CVS), (date(2026, 12, 4), 2000, MPN)],
+    )
+    lines = good.split(b"\r\n")
+    lines[2] = lines[2][:30] + b"?" + lines[2][31:]
+    with pytest.raises(FileErrors) as caught:
+        ledger.import_(b"\r\n".join(lines), "bad.txt")
+    assert [(e.record, e.field) for e in caught.value.errors] == [(3, "amount")]
+    other = good.replace(b"0007654321", b"0001111111", 1)
+    with pytest.raises(FileErrors, match=r"not reconciliation\.account"):
+        ledger.import_(other, "other.txt")
+    with ledger.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(bank_statements)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(bank_deposits)).scalar() == 0
