@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import date
+from pathlib import Path
 
 from sqlalchemy import select
 
 from gateway.fee_model import Cycle, LineKind, NoticeKind
+from gateway.money.statements import statement_csv, statement_pdf
 from gateway.store.notice_charges import record_notice
 from gateway.store.notify import queue_bill_email
 from gateway.store.schema import notice_charges, notifications
 from tests.money.test_settlement import World, at, standard_plan
 from tests.money.test_settlement import world as world  # the fixture, reused
+from tests.render.test_receipts import text_of, write
 
 PLAN = standard_plan(
     cycle=Cycle.TWICE_MONTHLY,
@@ -38,7 +41,9 @@ def fee_lines(settlement: object) -> list[tuple[str, str, int, int]]:
     ]
 
 
-def test_each_fee_is_charged_by_the_settlement_it_belongs_to_and_only_once(world: World) -> None:
+def test_each_fee_is_charged_by_the_settlement_it_belongs_to_and_only_once(
+    world: World, tmp_path: Path
+) -> None:
     world.plan(PLAN)
     first = world.bill("B-1", 5_400)  # registered 2026-11-02: a per-bill fee in 1-15 November
     world.paid(first, at(11, 5), at(11, 8))
@@ -67,6 +72,12 @@ def test_each_fee_is_charged_by_the_settlement_it_belongs_to_and_only_once(world
         ("initial_fee", "初期費用", 1, -30_000),
     ]
     assert half.totals.fees == 60 + 20 + 5 + 15 + 30_000
+    # The statement the biller reads: each fee on its own line, in the PDF and the CSV.
+    text = text_of(write(tmp_path, statement_pdf(half, "Acme 株式会社")))
+    for words in ("初期費用", "請求発行手数料", "メール通知手数料", "SMS通知手数料"):
+        assert words in text
+    csv_text = statement_csv(half, "Acme 株式会社", "utf-8").decode("utf-8-sig")
+    assert "初期費用,,初期費用,1,30000,-30000" in csv_text
 
     # Recorded after the first half closed but dated in it: taken by the next settlement.
     with world.engine.begin() as conn:
