@@ -274,3 +274,29 @@ def test_a_bad_statement_is_refused_whole_and_nothing_is_imported(ledger: Ledger
     with ledger.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(bank_statements)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(bank_deposits)).scalar() == 0
+
+
+def test_the_command_refuses_a_bad_file_naming_the_line_and_field(
+    ledger: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.app.admin.commands import main
+
+    config = ledger.config.source
+    assert config is not None
+    bad = tmp_path / "export.csv"
+    bad.write_text(
+        "勘定日,入金金額,出金金額,振込依頼人名\n2026/12/03,1000,,ｶ)ｺﾝﾋﾞﾆ\n2026/12/33,5,,x\n"
+    )
+    assert main(["-c", str(config), "recon", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "export.csv refused, nothing applied: line 3, field 勘定日: not a calendar date" in err
+    with ledger.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(bank_deposits)).scalar() == 0
+    good = tmp_path / "good.csv"
+    good.write_text("勘定日,入金金額,出金金額,振込依頼人名\n2026/12/03,1000,,ﾔﾏﾀﾞ\n")
+    assert main(["-c", str(config), "recon", "import", str(good)]) == 0
+    assert '"new_deposits": 1' in capsys.readouterr().out
+    assert main(["-c", str(config), "recon", "open"]) == 0
+    assert '"kind": "unexpected"' in capsys.readouterr().out
+    assert main(["-c", str(config), "recon", "resolve", "--item", "rci_x", "--note", "n"]) == 1
+    assert "--item: rci_x not found" in capsys.readouterr().err
