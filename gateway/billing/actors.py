@@ -1,4 +1,5 @@
-"""Who an operator action is written to the audit log as (gateway.store.audit)."""
+"""Who an action is written to the audit log as (gateway.store.audit): the person who acted,
+or the daemon itself for its scheduled jobs."""
 
 from __future__ import annotations
 
@@ -24,3 +25,9 @@ def cli_actor() -> str:
 def console_actor(login: str) -> str:
     """A console user's action: the user's login (gateway.billing.console_users)."""
     return f"user:{login}"[:64]
+
+
+def system_actor(job: str) -> str:
+    """The daemon's own scheduled work (no person acts): ``system:<job>``, e.g.
+    ``system:settlement`` or ``system:retention``."""
+    return f"system:{job}"[:64]

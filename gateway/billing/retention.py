@@ -60,7 +60,10 @@ The audit record
     did. ``detail`` is JSON: the fields removed from each kind, the bills purged per biller and
     ``months``. The purged bills and mandates point to the row by ``purge_id``. A run that finds
     nothing writes no row; the events it read without anything to remove are then read again by
-    the next run.
+    the next run. A run that purged anything also writes, once its batches are done, one line to
+    the operator's audit log (:func:`audit_run`: ``retention.purge`` by ``system:retention``,
+    with the row's id and the run's totals); a run cut short (a crash) leaves its
+    ``data_purges`` row, which says what its committed batches did, and no audit line.
 
 Logs carry only counts, ids and the cutoff: never a name, e-mail, phone or account number.
 
@@ -86,12 +89,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from gateway.billing.actors import system_actor
 from gateway.clock import now as clock_now
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.files import DATA_TYPE, RECORD_LENGTH
 from gateway.mappers.zengin.records import RECORD_ACCOUNT, REDACTED_ACCOUNT, RESULT_CODE_CHARS
 from gateway.model import JST, transfer_key
 from gateway.store import Store
+from gateway.store.audit import record
 from gateway.store.events import event_json
 from gateway.store.retention import (
     ACCOUNT_FIELDS,
@@ -242,6 +247,33 @@ def _audit_row(conn: Connection, report: PurgeReport) -> tuple[PurgeReport, int]
     return report, report.purge_id
 
 
+JOB_ACTOR = system_actor("retention")  # the job, in the operator's audit log
+
+
+def audit_run(conn: Connection, report: PurgeReport, now: datetime) -> None:
+    """A run that purged anything, in the operator's audit log (gateway.store.audit) as
+    ``system:retention``: ``retention.purge``, target ``data_purge:<id>``, ``after`` the run's
+    totals (counts and the bills purged per biller: never a name or an account)."""
+    record(
+        conn,
+        JOB_ACTOR,
+        "retention.purge",
+        f"data_purge:{report.purge_id}",
+        now,
+        after={
+            "cutoff": report.cutoff.isoformat(),
+            "months": report.months,
+            "bills": report.bills,
+            "mandates": report.mandates,
+            "request_items": report.request_items,
+            "messages": report.messages,
+            "events": report.events,
+            "last_event_id": report.last_event_id,
+            "billers": dict(sorted(report.billers.items())),
+        },
+    )
+
+
 def purge_bills_batch(
     conn: Connection, report: PurgeReport, after: int, limit: int
 ) -> tuple[PurgeReport, int, int]:
@@ -368,6 +400,9 @@ class RetentionJob:
                 if rows < self.batch_size:
                     break
         if report.purged:
+            await self.store.run_interaction(
+                "retention.audit", audit_run, report, clock_now(self.clock)
+            )
             log.info(
                 "Retention run {purge_id} (cutoff {cutoff}): purged {bills} bill(s), "
                 "{mandates} mandate(s), {request_items} request item(s), {messages} "

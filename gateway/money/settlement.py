@@ -39,6 +39,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from gateway import ids
+from gateway.billing.actors import system_actor
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound, Refusal
@@ -49,6 +50,7 @@ from gateway.model import EventType, Principal
 from gateway.money import statements
 from gateway.money.fees import parse_plan, payout_date, settle
 from gateway.store import Store
+from gateway.store.audit import record
 from gateway.store.billers import get_biller
 from gateway.store.events import append_event
 from gateway.store.mpn import day_close_report
@@ -216,8 +218,31 @@ def preview_next(
         savepoint.rollback()
 
 
+def settle_audited(
+    conn: Connection, actor: str, biller_id: str, today: date, now: datetime
+) -> Settlement | None:
+    """:func:`settle_next`, and the settlement it made written to the audit log in its own
+    transaction (``settlement.run``, target ``settlement:<id>``, ``after`` its totals) as
+    ``actor``: the job's ``system:settlement``, or the ``gateway-admin settle`` user."""
+    settlement = settle_next(conn, biller_id, today, now, ids.new_id, settlement_json)
+    if settlement is not None:
+        record(
+            conn,
+            actor,
+            "settlement.run",
+            f"settlement:{settlement.settlement_id}",
+            now,
+            biller_id=biller_id,
+            after=settlement_json(settlement, lines=False),
+        )
+    return settlement
+
+
+JOB_ACTOR = system_actor("settlement")  # the scheduled run, in the audit log
+
+
 def _settle_one(conn: Connection, biller_id: str, today: date, now: Any) -> Settlement | None:
-    return settle_next(conn, biller_id, today, now, ids.new_id, settlement_json)
+    return settle_audited(conn, JOB_ACTOR, biller_id, today, now)
 
 
 @dataclass(frozen=True)
@@ -299,6 +324,33 @@ def encoding_of(raw: str | None) -> str:
     return value
 
 
+def put_fee_plan(
+    conn: Connection, actor: str, biller_id: str, plan: FeePlan, now: datetime
+) -> tuple[FeePlan, bool]:
+    """Store a fee plan version (the admin API's ``PUT``, ``gateway-admin contract set``):
+    (stored plan, created), as ``save_plan`` — the same plan again changes nothing, a date a
+    settlement covers is :class:`Conflict`. A change is written to the audit log in the same
+    transaction as ``actor``: ``fee_plan.put``, target ``biller:<id>``, ``before`` the version of
+    that date it replaced (None: a new one), ``after`` the stored one."""
+    get_biller(conn, biller_id)  # NotFound for an unknown biller
+    before = next(
+        (p for p in list_plans(conn, biller_id) if p.effective_from == plan.effective_from), None
+    )
+    stored, created = save_plan(conn, biller_id, plan, now)
+    if before is None or before.document() != stored.document():
+        record(
+            conn,
+            actor,
+            "fee_plan.put",
+            f"biller:{biller_id}",
+            now,
+            biller_id=biller_id,
+            before=None if before is None else before.document(),
+            after=stored.document(),
+        )
+    return stored, created
+
+
 class SettlementApi:
     """What the merchant API and the operator's API answer about contracts and settlements."""
 
@@ -316,14 +368,13 @@ class SettlementApi:
         found = await self.store.run_interaction("fee_plans.list", txn)
         return {"biller_id": biller_id, "plans": [p.document() for p in found]}
 
-    async def put_plan(self, biller_id: str, day: date, body: object) -> tuple[int, dict[str, Any]]:
+    async def put_plan(
+        self, actor: str, biller_id: str, day: date, body: object
+    ) -> tuple[int, dict[str, Any]]:
         plan = parse_plan(body, effective_from=day)
-
-        def txn(conn: Connection) -> tuple[FeePlan, bool]:
-            get_biller(conn, biller_id)
-            return save_plan(conn, biller_id, plan, clock_now(self.clock))
-
-        stored, created = await self.store.run_interaction("fee_plans.save", txn)
+        stored, created = await self.store.run_interaction(
+            "fee_plans.save", put_fee_plan, actor, biller_id, plan, clock_now(self.clock)
+        )
         return (201 if created else 200), stored.document()
 
     # settlements

@@ -35,7 +35,8 @@ def record(
     after: Any = None,
 ) -> int:
     """Write one line of the audit log; returns its id. ``actor``: who acts,
-    ``key:<key_id>`` (the admin API) or ``cli:<unix user>`` (gateway-admin)."""
+    ``key:<key_id>`` (the admin API), ``cli:<unix user>`` (gateway-admin) or ``system:<job>``
+    (the daemon's scheduled runs): gateway.billing.actors."""
     result = conn.execute(
         audit_log.insert()
         .values(

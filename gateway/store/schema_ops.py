@@ -1,9 +1,10 @@
 """The operator's tables (migration 0011), on the one ``MetaData`` of the schema.
 
 ``audit_log``: every operator action — through the admin API (``who`` is ``key:<key_id>``) or
-``gateway-admin`` (``cli:<unix user>``) — written in the transaction of the action itself, so
-an action that rolled back left no line and no action is without one. ``before`` and ``after``
-are the JSON of what changed (never a key, a hash or a secret).
+``gateway-admin`` (``cli:<unix user>``) — and the daemon's own settlement and retention runs
+(``system:<job>``), written in the transaction of the action itself, so an action that rolled
+back left no line and no action is without one (a retention run: after its last batch).
+``before`` and ``after`` are the JSON of what changed (never a key, a hash or a secret).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ audit_log = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("at", UTCDateTime, nullable=False),
-    Column("actor", String(64), nullable=False),  # "key:key_…" or "cli:<unix user>"
+    Column("actor", String(64), nullable=False),  # "key:key_…", "cli:<user>", "system:<job>"
     Column("action", String(40), nullable=False),  # "biller.suspend", "refund_case.resolve", …
     Column("target", String(120), nullable=False),  # "biller:gas", "refund_case:rc_…", …
     Column("biller_id", String(32)),  # the biller concerned, if any (not a foreign key: kept)

@@ -11,11 +11,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.app.admin.common import CommandError, utc_now
@@ -52,7 +53,7 @@ from gateway.store import create_db_engine
 from gateway.store.audit import record
 from gateway.store.billers import get_biller, insert_api_key
 from gateway.store.migrate import migrate
-from gateway.store.zengin import save_consignor
+from gateway.store.zengin import get_consignor, save_consignor
 
 
 def _channels(text: str) -> frozenset[Channel]:
@@ -63,7 +64,19 @@ def _channels(text: str) -> frozenset[Channel]:
 
 
 def cmd_migrate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    before, after = migrate(create_db_engine(config.database.url, 1))
+    engine = create_db_engine(config.database.url, 1)
+    before, after = migrate(engine)
+    if after != before:  # an upgrade, in the audit log its schema now has
+        with engine.begin() as conn:
+            record(
+                conn,
+                cli_actor(),
+                "schema.migrate",
+                f"schema:{after}",
+                utc_now(),
+                before={"revision": before},
+                after={"revision": after},
+            )
     return {"from": before, "to": after}
 
 
@@ -125,15 +138,34 @@ def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any
             bank_code, bank_name, branch_code, branch_name, account_type, number.zfill(7)
         )
         consignor = Consignor(biller.biller_id, args.consignor_code, name, account)
-        save_consignor(conn, consignor, utc_now())
+        old = get_consignor(conn, biller.biller_id, for_update=True)
+        now = utc_now()
+        save_consignor(conn, consignor, now)
+        if old != consignor:
+            record(
+                conn,
+                cli_actor(),
+                "consignor.set",
+                f"biller:{biller.biller_id}",
+                now,
+                biller_id=biller.biller_id,
+                before=None if old is None else _consignor_json(old),
+                after=_consignor_json(consignor),
+            )
+    return _consignor_json(consignor)
+
+
+def _consignor_json(c: Consignor) -> dict[str, Any]:
+    """A consignor contract as the operator sees it (and the audit log keeps it): the account's
+    number masked."""
     return {
-        "biller_id": biller.biller_id,
-        "consignor_code": args.consignor_code,
-        "consignor_name": name,
-        "bank": f"{bank_code} {bank_name}",
-        "branch": f"{branch_code} {branch_name}",
-        "account_type": account_type,
-        "account_number": account.masked_number,
+        "biller_id": c.biller_id,
+        "consignor_code": c.code,
+        "consignor_name": c.name,
+        "bank": f"{c.account.bank_code} {c.account.bank_name}",
+        "branch": f"{c.account.branch_code} {c.account.branch_name}",
+        "account_type": c.account.account_type,
+        "account_number": c.account.masked_number,
     }
 
 
@@ -156,6 +188,16 @@ def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, An
         prepare_requests(conn, debit_date, now, args.biller)
     with engine.begin() as conn:
         written = write_pending(conn, config.zengin, now)
+        for w in written:
+            record(
+                conn,
+                cli_actor(),
+                "zengin.request",
+                f"biller:{w.biller_id}",
+                now,
+                biller_id=w.biller_id,
+                after=w.as_json(),
+            )
     return {"debit_date": debit_date.isoformat(), "files": [w.as_json() for w in written]}
 
 
@@ -173,6 +215,8 @@ def cmd_import_zengin_result(config: Config, args: argparse.Namespace) -> dict[s
             summary = apply_result(
                 conn, _ingest(config), parsed, path.name, now, now.astimezone(JST).date()
             )
+            biller_id = summary.get("biller_id")
+            _audit_import(conn, "import.zengin_result", path.name, now, summary, biller_id)
     except FileErrors as e:  # the file's own errors, or not a result of ours: nothing applied
         raise CommandError(e.one_line()) from None
     return {"file": str(path), **summary}
@@ -230,7 +274,23 @@ def cmd_import_cvs(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         summary = ingest.apply_all(
             conn, [Received(e, n) for n, e in enumerate(events, 2)], now, now.astimezone(JST).date()
         )
+        after = {"records": len(events), "outcomes": summary}
+        _audit_import(conn, "import.cvs", path.name, now, after)
     return {"file": str(path), "records": len(events), "outcomes": summary}
+
+
+def _audit_import(
+    conn: Connection,
+    action: str,
+    name: str,
+    now: datetime,
+    summary: dict[str, Any],
+    biller_id: str | None = None,
+) -> None:
+    """A file applied by hand, in the audit log in the file's own transaction: its name and
+    what it did (counts; never a record's content)."""
+    after = {"file": name, **summary}
+    record(conn, cli_actor(), action, f"file:{name}", now, biller_id=biller_id, after=after)
 
 
 def cmd_certs_make(config: Config | None, args: argparse.Namespace) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from gateway import ids
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.billing.actors import cli_actor
 from gateway.config import Config
@@ -22,9 +21,13 @@ from gateway.mappers.cvs.barcode import STAMP_DIGIT
 from gateway.model import business_date
 from gateway.money import statements
 from gateway.money.fees import parse_plan
-from gateway.money.settlement import encoding_of, settle_next, settlement_json
+from gateway.money.settlement import (
+    encoding_of,
+    put_fee_plan,
+    settle_audited,
+    settlement_json,
+)
 from gateway.store import create_db_engine
-from gateway.store.audit import record
 from gateway.store.billers import get_biller
 from gateway.store.mpn import day_close_report
 from gateway.store.settlements import (
@@ -32,7 +35,6 @@ from gateway.store.settlements import (
     daily_collections,
     get_settlement,
     list_plans,
-    save_plan,
     settled_payments,
     settled_through,
     settlement_biller,
@@ -64,18 +66,7 @@ def cmd_contract_set(config: Config, args: argparse.Namespace) -> dict[str, Any]
     )
     engine = create_db_engine(config.database.url, 1)
     with engine.begin() as conn:
-        get_biller(conn, args.biller)
-        now = utc_now()
-        stored, created = save_plan(conn, args.biller, plan, now)
-        record(
-            conn,
-            cli_actor(),
-            "fee_plan.put",
-            f"biller:{args.biller}",
-            now,
-            biller_id=args.biller,
-            after={"created": created, "plan": stored.document()},
-        )
+        stored, created = put_fee_plan(conn, cli_actor(), args.biller, plan, utc_now())
     return {"biller_id": args.biller, "created": created, "plan": stored.document()}
 
 
@@ -108,25 +99,8 @@ def cmd_settle(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     made: list[dict[str, Any]] = []
     for biller_id in billers:
         while True:
-            with engine.begin() as conn:
-                settlement = settle_next(
-                    conn,
-                    biller_id,
-                    day,
-                    utc_now(),
-                    ids.new_id,
-                    settlement_json,
-                )
-                if settlement is not None:  # audited in the run's own transaction
-                    record(
-                        conn,
-                        cli_actor(),
-                        "settlement.run",
-                        f"settlement:{settlement.settlement_id}",
-                        utc_now(),
-                        biller_id=biller_id,
-                        after=settlement_json(settlement, lines=False),
-                    )
+            with engine.begin() as conn:  # audited in the settlement's own transaction
+                settlement = settle_audited(conn, cli_actor(), biller_id, day, utc_now())
             if settlement is None:
                 break
             made.append({"biller_id": biller_id, **settlement_json(settlement, lines=False)})

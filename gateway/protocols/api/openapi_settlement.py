@@ -193,8 +193,8 @@ def settlement_paths(max_page_size: int) -> dict[str, Any]:
         },
         "/v1/billers/{biller_id}/fee-plans/{effective_from}": {
             "put": _op(
-                "Add or change the plan version in force from a JST date (operator); a date a "
-                "settlement already covers is 409",
+                "Add or change the plan version in force from a JST date (operator; audited); a "
+                "date a settlement already covers is 409",
                 {"200": _json(plan, "Unchanged or changed"), "201": _json(plan, "Added")},
                 400,
                 409,

@@ -6,7 +6,8 @@ Billers (their own data): ``GET /v1/fee-plans``, ``GET /v1/settlements``,
 ``…/{id}/payments.csv``, ``GET /v1/reports/daily-collections``.
 
 The operator (an admin key): ``GET /v1/billers/{biller_id}/fee-plans``,
-``PUT /v1/billers/{biller_id}/fee-plans/{effective_from}``, ``GET /v1/mpn/day-closes``.
+``PUT /v1/billers/{biller_id}/fee-plans/{effective_from}`` (written to the audit log as
+``key:<admin key id>``), ``GET /v1/mpn/day-closes``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+from gateway.billing.actors import key_actor
 from gateway.errors import FieldError
 from gateway.money.settlement import SettlementApi, daily_json, encoding_of, settlement_json
 from gateway.money.statements import daily_report_csv
@@ -97,12 +99,13 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         return Response.json(await api.plans(biller_id))
 
     async def put_plan(call: Call) -> Response:
-        admin_only(call)
+        principal = admin_only(call)
         biller_id = call.params["biller_id"]
         if not re.fullmatch(BILLER_ID, biller_id):
             raise Problem(404, "Not found", f"biller {biller_id[:32]} not found")
         day = _date("effective_from", call.params["effective_from"])
-        status, doc = await api.put_plan(biller_id, day, call.json_body())
+        body = call.json_body()
+        status, doc = await api.put_plan(key_actor(principal), biller_id, day, body)
         return Response.json(doc, status)
 
     async def list_settlements(call: Call) -> Response:
