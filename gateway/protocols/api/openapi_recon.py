@@ -91,7 +91,7 @@ def recon_paths() -> dict[str, Any]:
             "get": _op(
                 "The networks' remittances reconciled with the bank statement (operator): a "
                 "transfer date with `date`, else every open item",
-                {"200": _json({"oneOf": [DAY, OPEN]}, "The day, or the open items")},
+                {"200": _json({"anyOf": [DAY, OPEN]}, "The day, or the open items")},
                 400,
                 422,
                 params=[day],
