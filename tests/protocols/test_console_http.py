@@ -335,3 +335,15 @@ async def test_the_bills_list_filters_and_pages(gateway: Running) -> None:
     status, page, _ = await clerk.get("/console/bills?due_from=tomorrow&status=lost")
     assert status == 400
     assert "日付は YYYY-MM-DD で入力してください" in page and "状態を一覧から選んでください" in page
+
+
+def test_the_access_log_keeps_no_console_search() -> None:
+    from gateway.protocols.api.access_log import mask_page_tokens
+
+    line = b'"GET /console/bills?q=C-1001&status=open HTTP/1.1" 200 - "http://h/console/bills?q=X"'
+    assert mask_page_tokens(line) == (
+        b'"GET /console/bills?**** HTTP/1.1" 200 - "http://h/console/bills?****"'
+    )
+    assert mask_page_tokens(b"GET /v1/bills?status=open HTTP/1.1") == (
+        b"GET /v1/bills?status=open HTTP/1.1"
+    )

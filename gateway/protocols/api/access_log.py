@@ -2,7 +2,8 @@
 
 A page token is the only secret of ``/p/{token}``: whoever has it sees the bill. The access log
 (twisted.web's combined log format) keeps only its first 4 characters, in the request line and in
-the Referer: ``GET /p/AbCd… HTTP/1.1`` is written ``GET /p/AbCd**** HTTP/1.1``.
+the Referer: ``GET /p/AbCd… HTTP/1.1`` is written ``GET /p/AbCd**** HTTP/1.1``. The console's
+query strings (its searches) are cut too: ``GET /console/bills?**** HTTP/1.1``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,14 @@ KEPT = 4
 _TOKEN = re.compile(rb"(/p/)([A-Za-z0-9_\-]{0,%d})[^/?#\s\"]*" % KEPT)
 
 
+# The console's query strings (a search for a customer number, a name): never in the log.
+_CONSOLE_QUERY = re.compile(rb"(/console/[^?#\s\"]*\?)[^#\s\"]*")
+
+
 def mask_page_tokens(text: bytes) -> bytes:
-    """``text`` with every ``/p/<token>`` cut to the token's first characters and ``****``."""
+    """``text`` with every ``/p/<token>`` cut to the token's first characters and ``****``, and
+    the query string of every console path (``/console/bills?q=…``) cut to ``****``."""
+    text = _CONSOLE_QUERY.sub(lambda m: m.group(1) + b"****", text)
     return _TOKEN.sub(lambda m: m.group(1) + m.group(2) + b"****", text)
 
 
