@@ -35,6 +35,7 @@ A new payment (preliminary or direct confirmation) is checked against its bill, 
 2. the bill is cancelled → refund case ``PAID_AFTER_CANCEL``;
 3. the amount differs from the slip that was used (the slip whose reissue is the message's
    ``slip_reissue``; without one, the bill's current amount) → refund case ``AMOUNT_MISMATCH``;
+   for a bill whose amount the payer chooses, an amount outside ``min_amount..max_amount``;
 4. the bill already has a payment that pays it → the new one pays it too: the bill becomes
    ``double_paid`` and the new payment gets a refund case ``DOUBLE_PAYMENT``;
 5. otherwise the payment pays the bill (``late`` on both when the bill was expired).
@@ -56,7 +57,8 @@ bill as it was returns the same object with ``bill_changed=False``.
 
 Which existing payments are paying is recomputed from the payments themselves: a live payment of a
 bill that is not cancelled, whose amount is one the bill asked for (its current amount or the amount
-of one of its slips), and that the caller does not name as ``refunded`` (a payment the ledger judged
+of one of its slips; any amount of its range when the payer chooses it), and that the caller does
+not name as ``refunded`` (a payment the ledger judged
 not to pay the bill — amount mismatch, paid after cancel — has a refund case saying so; its amount
 may still be one the bill asked for, e.g. another slip's, so the amount alone cannot tell).
 """
@@ -259,7 +261,7 @@ def _paying(
         for p in payments
         if p.live
         and p.bill_no == bill.bill_no
-        and p.amount in asked
+        and (bill.in_range(p.amount) if bill.payer_chooses else p.amount in asked)
         and p.payment_id not in refunded
     ]
 
@@ -468,7 +470,10 @@ def _refund_reason(
         return RefundReason.UNKNOWN_BILL
     if bill.status is BillStatus.CANCELLED:
         return RefundReason.PAID_AFTER_CANCEL
-    if message.amount != _expected_amount(bill, message, slips):
+    if bill.payer_chooses:
+        if not bill.in_range(message.amount):
+            return RefundReason.AMOUNT_MISMATCH
+    elif message.amount != _expected_amount(bill, message, slips):
         return RefundReason.AMOUNT_MISMATCH
     if paying:
         return RefundReason.DOUBLE_PAYMENT

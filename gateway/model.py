@@ -145,11 +145,16 @@ class BillTerms:
     customer: Customer
     tax: Tax
     description: str | None
+    # An amount the payer chooses (``amount`` null in the API, 0 here): both set, see Bill.
+    min_amount: int | None = None
+    max_amount: int | None = None
 
     def fingerprint(self) -> str:
         """Identifies the terms, to tell a replay of a bill_no from a conflicting reuse."""
         # dataclasses.asdict, without its deep copies (bulk registration makes many of these)
         doc = _fields(self)
+        if self.max_amount is None:  # as before payer-chosen amounts: stored fingerprints hold
+            del doc["min_amount"], doc["max_amount"]
         doc["customer"] = _fields(self.customer)
         doc["tax"] = _fields(self.tax)
         doc["channels"] = sorted(self.channels)
@@ -180,6 +185,22 @@ class Bill:
     slip: Slip | None = None  # the current CVS slip, when the bill has the cvs channel
     payeasy: PayEasyNumbers | None = None
     page_token: str = ""
+    # A bill whose amount the payer chooses (a donation, a deposit: ``amount`` null in the API,
+    # 0 here): any whole amount from min_amount to max_amount pays it, through Pay-easy only
+    # (a barcode and a debit carry one set amount). None: the bill asks for ``amount``.
+    min_amount: int | None = None
+    max_amount: int | None = None
+
+    @property
+    def payer_chooses(self) -> bool:
+        """Whether the payer chooses the amount (within min_amount..max_amount)."""
+        return self.min_amount is not None and self.max_amount is not None
+
+    def in_range(self, amount: int) -> bool:
+        """Whether ``amount`` is one the payer may choose (False for a bill of a set amount)."""
+        if self.min_amount is None or self.max_amount is None:
+            return False
+        return self.min_amount <= amount <= self.max_amount
 
     @property
     def live(self) -> bool:
@@ -317,6 +338,24 @@ class Mandate:
     version: int
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PayerNumber:
+    """A reusable お客様番号 of one customer of a biller (DESIGN.md §3 (biller_id, customer_no)):
+    a 照会 with it answers the customer's oldest open Pay-easy bill of that biller, a 消込 pays
+    that bill (gateway.networks.mpn_payer). ``asked_bill_id`` and ``asked_on``: the bill the last
+    照会 of the number answered and on which business day (a 消込 of that day pays it)."""
+
+    payer_id: int
+    biller_id: str
+    customer_no: str
+    institution_code: str  # 収納機関番号, 5 digits
+    customer_number: str  # お客様番号, 18 digits (gateway.mappers.mpn.numbers.payer_number)
+    confirmation_number: str = field(repr=False)  # 確認番号, 4-6 digits: never logged
+    created_at: datetime
+    asked_bill_id: int | None = None
+    asked_on: date | None = None
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ def _bill(row: Row) -> Bill:
         slip=slip,
         payeasy=payeasy,
         page_token=row.page_token,
+        min_amount=row.min_amount,
+        max_amount=row.max_amount,
     )
 
 
@@ -117,6 +119,8 @@ def new_bill_columns(new: NewBill, fingerprint: str, now: datetime) -> dict[str,
         "taxable": terms.tax.taxable,
         "tax_amount": terms.tax.tax_amount,
         "description": terms.description,
+        "min_amount": terms.min_amount,
+        "max_amount": terms.max_amount,
         "status": BillStatus.OPEN.value,
         "version": 1,
         "reissue": 0,
@@ -297,6 +301,8 @@ def insert_bills(
             slip=ids.slip,
             payeasy=ids.payeasy,
             page_token=new.page_token,
+            min_amount=terms.min_amount,
+            max_amount=terms.max_amount,
         )
         bills_made.append((serial, bill))
     if not _copied(conn, rows):

@@ -27,6 +27,7 @@ from gateway.store.schema_console import (  # noqa: F401 - the console's users (
     console_users,
 )
 from gateway.store.schema_ops import audit_log  # noqa: F401 - the operator's tables (0011)
+from gateway.store.schema_payer import payer_numbers  # noqa: F401 - payer numbers (0016)
 
 billers = Table(
     "billers",
@@ -100,6 +101,10 @@ bills = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # The retention run that removed the customer's personal data (migration 0008).
     Column("purge_id", BigId, ForeignKey("data_purges.id")),
+    # (0016) An amount the payer chooses: any from min_amount to max_amount pays the bill, whose
+    # ``amount`` is then 0 (NULL both: the bill asks for ``amount``).
+    Column("min_amount", BigInteger),
+    Column("max_amount", BigInteger),
     UniqueConstraint("biller_id", "bill_no"),
     UniqueConstraint("payeasy_institution_code", "payeasy_customer_number"),
     Index(None, "biller_id", "updated_at", "id"),
@@ -107,6 +112,7 @@ bills = Table(
     Index(None, "purge_id", "updated_at"),  # the retention job: bills not purged, oldest first
     Index(None, "biller_id", "due_date"),  # settlements: a period's uncollected bills
     Index(None, "legacy_page_token", unique=True),  # migration 0009
+    Index(None, "biller_id", "customer_no", "due_date"),  # a customer's bills (0016)
 )
 
 bill_slips = Table(

@@ -8,7 +8,12 @@
   key never changes (the bills table's unique constraint refuses a collision regardless). Numbers
   are looked up by their stored value, never by inverting the permutation.
   The check digit is mod 10 with weights 3, 1, 3, ... from the right, as in the CVS barcode.
-- 確認番号 (confirmation number): 4 to 6 random digits per bill.
+- A reusable お客様番号 (payer number, one per biller and customer, for all the customer's bills):
+  5-digit biller code + 12 digits + 1 check digit = 18 digits. The 12 digits are the payer
+  number's serial under the same keyed permutation, over [0, 10^12). Its length sets it apart
+  from every bill's 16-digit number: under one 収納機関番号 the two kinds can never be the same
+  number, and a number's length alone says which kind it is.
+- 確認番号 (confirmation number): 4 to 6 random digits per bill (and per payer number).
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ BILLER_CODE_LENGTH = 5
 SERIAL_LENGTH = 10
 CUSTOMER_NUMBER_LENGTH = BILLER_CODE_LENGTH + SERIAL_LENGTH + 1  # 16
 MAX_SERIAL = 10**SERIAL_LENGTH - 1
+PAYER_SERIAL_LENGTH = 12
+PAYER_NUMBER_LENGTH = BILLER_CODE_LENGTH + PAYER_SERIAL_LENGTH + 1  # 18
+MAX_PAYER_SERIAL = 10**PAYER_SERIAL_LENGTH - 1
 
 _BILLER_CODE = re.compile(r"[0-9]{5}")
 _CUSTOMER_NUMBER = re.compile(r"[0-9]{16}")
+_PAYER_NUMBER = re.compile(r"[0-9]{18}")
 
 
 def _mod10_31(digits: str) -> int:
@@ -65,6 +74,19 @@ def permute_digits(value: int, digits: int, key: bytes) -> int:
     return a * 10**v + b
 
 
+def _keyed_number(biller_code: str, serial: int, digits: int, key: bytes) -> str:
+    """The biller code, ``serial`` under the keyed permutation of ``[0, 10**digits)``, and the
+    check digit; ``ValueError`` for a biller code other than 5 ASCII digits or a serial out of
+    range."""
+    if not isinstance(biller_code, str) or not _BILLER_CODE.fullmatch(biller_code):
+        raise ValueError(f"biller code must be exactly 5 digits, got {biller_code!r}")
+    top = 10**digits - 1
+    if isinstance(serial, bool) or not isinstance(serial, int) or not 0 <= serial <= top:
+        raise ValueError(f"serial must be a whole number from 0 to {top}, got {serial!r}")
+    body = f"{biller_code}{permute_digits(serial, digits, key):0{digits}d}"
+    return body + str(_mod10_31(body))
+
+
 def customer_number(biller_code: str, serial: int, key: bytes) -> str:
     """The 16-digit お客様番号 of bill ``serial`` of a biller: the biller code, the serial under
     the keyed permutation (``mpn.number_key``), and the check digit.
@@ -72,12 +94,20 @@ def customer_number(biller_code: str, serial: int, key: bytes) -> str:
     Raises ``ValueError`` when ``biller_code`` is not 5 ASCII digits, ``serial`` is not a whole
     number from 0 to 9,999,999,999 or ``key`` is empty.
     """
-    if not isinstance(biller_code, str) or not _BILLER_CODE.fullmatch(biller_code):
-        raise ValueError(f"biller code must be exactly 5 digits, got {biller_code!r}")
-    if isinstance(serial, bool) or not isinstance(serial, int) or not 0 <= serial <= MAX_SERIAL:
-        raise ValueError(f"serial must be a whole number from 0 to {MAX_SERIAL}, got {serial!r}")
-    body = f"{biller_code}{permute_digits(serial, SERIAL_LENGTH, key):0{SERIAL_LENGTH}d}"
-    return body + str(_mod10_31(body))
+    return _keyed_number(biller_code, serial, SERIAL_LENGTH, key)
+
+
+def payer_number(biller_code: str, serial: int, key: bytes) -> str:
+    """The 18-digit reusable お客様番号 of payer number ``serial`` of a biller: the biller code,
+    the serial under the keyed permutation of 12 digits (``mpn.number_key``), and the check
+    digit. ``ValueError`` as :func:`customer_number` (serial up to 999,999,999,999)."""
+    return _keyed_number(biller_code, serial, PAYER_SERIAL_LENGTH, key)
+
+
+def is_payer_number(text: str) -> bool:
+    """Whether an お客様番号 is of the reusable kind (18 digits, whatever its check digit): the
+    answers look it up among payer numbers rather than bills."""
+    return isinstance(text, str) and _PAYER_NUMBER.fullmatch(text) is not None
 
 
 def valid_customer_number(text: str) -> bool:
