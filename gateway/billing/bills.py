@@ -84,12 +84,13 @@ def _check_amount_and_due(
     limits: Mapping[Channel, int],
     today: date,
     max_due_days: int,
+    amount_field: str = "amount",
 ) -> None:
     if amount is not None and channels:
         ceiling = min(limits.get(c, 0) for c in channels)
         if ceiling and amount > ceiling:
             f.bad(
-                "amount",
+                amount_field,
                 f"must not exceed {ceiling} yen for channels {', '.join(sorted(channels))}",
             )
     if due is not None:
@@ -108,6 +109,30 @@ def biller_channel_error(biller: Biller, channels: frozenset[Channel]) -> str | 
     return None
 
 
+# Channels that carry one set amount, and why: a bill whose amount the payer chooses cannot
+# go through them.
+SET_AMOUNT_CHANNELS = {
+    Channel.CVS: "a barcode carries one set amount",
+    Channel.TRANSFER: "a debit is for a set amount",
+}
+
+
+def _payer_range(f: Fields) -> tuple[int | None, int | None]:
+    """``min_amount`` and ``max_amount`` of a bill sent with ``amount`` null: the amounts the
+    payer may choose from, both required, the first not above the second."""
+    f.seen.add("amount")
+    found: list[int | None] = []
+    for name in ("min_amount", "max_amount"):
+        value = f.integer(name, low=1, high=MAX_AMOUNT)
+        if value is None and f.raw.get(name) is None:
+            f.bad(name, "is required when amount is null (the payer chooses the amount)")
+        found.append(value)
+    low, high = found
+    if low is not None and high is not None and low > high:
+        f.bad("max_amount", f"must be at least min_amount ({low})")
+    return low, high
+
+
 def parse_bill_request(
     body: object, *, limits: Mapping[Channel, int], today: date, max_due_days: int
 ) -> BillTerms:
@@ -119,7 +144,18 @@ def parse_bill_request(
         pattern=BILL_NO,
         hint="1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
     )
-    amount = f.integer("amount", required=True, low=1, high=MAX_AMOUNT)
+    # ``amount: null`` (present, null): the payer chooses it within min_amount..max_amount.
+    payer_chooses = "amount" in f.raw and f.raw["amount"] is None
+    low = high = None
+    if payer_chooses:
+        amount: int | None = 0
+        low, high = _payer_range(f)
+    else:
+        amount = f.integer("amount", required=True, low=1, high=MAX_AMOUNT)
+        for name in ("min_amount", "max_amount"):
+            if name in f.raw:
+                f.seen.add(name)
+                f.bad(name, "is only for an amount the payer chooses (with amount null)")
     due = f.day("due_date")  # none: a slip without a deadline (cvs only, agency permitting)
     channels: set[Channel] = set()
     raw_channels = f.string_list("channels", required=True)
@@ -158,6 +194,13 @@ def parse_bill_request(
             ),
         )
         c.finish()
+    if payer_chooses:
+        for channel in sorted(channels & SET_AMOUNT_CHANNELS.keys()):
+            f.bad(
+                "channels",
+                f"{channel} cannot carry a bill whose amount the payer chooses (amount null): "
+                f"{SET_AMOUNT_CHANNELS[channel]}; use payeasy",
+            )
     if Channel.TRANSFER in channels and customer.customer_no is None:
         f.bad("customer.customer_no", "is required for the transfer channel (it names the mandate)")
     tax = Tax()
@@ -170,17 +213,39 @@ def parse_bill_request(
             tax = Tax(taxable, tax_amount or 0)
             if not taxable and tax_amount:
                 t.bad("tax_amount", "must be 0 when the bill is not taxable")
-            elif amount is not None and tax.tax_amount >= amount:
+            elif payer_chooses and tax_amount:
+                t.bad("tax_amount", "must be 0 when the payer chooses the amount (amount null)")
+            elif not payer_chooses and amount is not None and tax.tax_amount >= amount:
                 t.bad("tax_amount", "must be less than amount")
     description = f.string("description", max_len=DESCRIPTION_MAX)
     f.finish()
-    _check_amount_and_due(f, amount, due, frozenset(channels), limits, today, max_due_days)
+    ceiling_of = ("max_amount", high) if payer_chooses else ("amount", amount)
+    _check_amount_and_due(
+        f,
+        ceiling_of[1],
+        due,
+        frozenset(channels),
+        limits,
+        today,
+        max_due_days,
+        amount_field=ceiling_of[0],
+    )
     if f.raw.get("due_date") is None and channels != {Channel.CVS}:
         # a bill without a deadline is a CVS slip's (999999), where its agency takes one
         f.bad("due_date", "is required unless cvs is the only channel")
     f.raise_if_invalid()
     assert bill_no is not None and amount is not None
-    return BillTerms(bill_no, amount, due, frozenset(channels), customer, tax, description)
+    return BillTerms(
+        bill_no,
+        amount,
+        due,
+        frozenset(channels),
+        customer,
+        tax,
+        description,
+        min_amount=low,
+        max_amount=high,
+    )
 
 
 def _iso(at: datetime) -> str:
@@ -195,7 +260,7 @@ def bill_json(bill: Bill, public_url: str, issuer: BillIssuer) -> dict[str, Any]
         "bill_no": bill.bill_no,
         "status": bill.status.value,
         "version": bill.version,
-        "amount": bill.amount,
+        "amount": None if bill.payer_chooses else bill.amount,
         "due_date": bill.due_date.isoformat() if bill.due_date else None,
         "reissue": bill.reissue,
         "channels": sorted(bill.channels),
@@ -205,6 +270,9 @@ def bill_json(bill: Bill, public_url: str, issuer: BillIssuer) -> dict[str, Any]
         "tax": {"taxable": bill.tax.taxable, "tax_amount": bill.tax.tax_amount},
         "description": bill.description,
     }
+    if bill.payer_chooses:  # the amounts the payer may choose from (amount is null)
+        doc["min_amount"] = bill.min_amount
+        doc["max_amount"] = bill.max_amount
     if bill.slip is not None:
         doc["cvs"] = {
             "barcode": bill.slip.barcode,
@@ -439,6 +507,12 @@ class BillService:
             new_amount = bill.amount if amount is None else amount
             new_due = bill.due_date if due is None else due
             check = Fields({})
+            if bill.payer_chooses and amount is not None:
+                check.bad(
+                    "amount",
+                    f"the payer chooses this bill's amount ({bill.min_amount} to "
+                    f"{bill.max_amount} yen): a reissue changes its due_date only",
+                )
             _check_amount_and_due(
                 check,
                 new_amount,
@@ -448,7 +522,7 @@ class BillService:
                 today,
                 self.config.bills.max_due_days,
             )
-            if bill.tax.taxable and bill.tax.tax_amount >= new_amount:
+            if bill.tax.taxable and bill.tax.tax_amount >= new_amount and not bill.payer_chooses:
                 check.bad("amount", "must be more than the bill's tax_amount")
             check.raise_if_invalid()
             slip = None

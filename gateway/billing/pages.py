@@ -188,6 +188,11 @@ class PageService:
                 transfer=Channel.TRANSFER in bill.channels,
                 paid_at=paying.paid_at if paying is not None else None,
                 rendered_at=now,
+                amount_range=(
+                    (bill.min_amount, bill.max_amount)
+                    if bill.min_amount is not None and bill.max_amount is not None
+                    else None
+                ),
             )
         )
 

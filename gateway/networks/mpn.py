@@ -8,6 +8,9 @@ for every 照会 of it that day. 消込 and 再送確認 are stored through the 
 machine and outbox as every channel) before ``0000`` goes back; the same 消込 again changes
 nothing. 取消 voids the 消込 it names (``1006`` when there is none). 閉局 compares the day's
 counters both ways and confirms the day's pending 消込.
+
+An お客様番号 of 18 digits is a customer's reusable payer number: its 照会, 消込 and 取消 are
+answered by gateway.networks.mpn_payer (the customer's oldest open bill), with the same guard.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from gateway.mappers.mpn.mapper import (
     response_for,
     to_canonical,
 )
+from gateway.mappers.mpn.numbers import is_payer_number
 from gateway.model import (
     JST,
     Bill,
@@ -57,6 +61,7 @@ from gateway.model import (
 )
 from gateway.networks.banks import bank_place
 from gateway.networks.base import Started, Wiring
+from gateway.networks.mpn_payer import PayerAnswers, asks_for
 from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
 from gateway.store.bills import BillMatch, Identifiers, match_payeasy_numbers
@@ -101,6 +106,7 @@ class MpnNetwork:
         self.ingest = ingest
         self.reactor = reactor
         self.close_state = CloseState()
+        self.payers = PayerAnswers(self._guarded, self._store)
 
     # -- answers --------------------------------------------------------------------------------
 
@@ -128,9 +134,15 @@ class MpnNetwork:
             return None, "", "1001"
         bill, kana = found
         assert bill.payeasy is not None
-        wrong = not hmac.compare_digest(
-            bill.payeasy.confirmation_number.encode(), str(key.confirmation_number).encode()
-        )
+        refusal = self._guarded(conn, key, day, bill.payeasy.confirmation_number)
+        if refusal is not None:
+            return None, "", refusal
+        return bill, kana, None
+
+    def _guarded(self, conn: Connection, key: Any, day: date, secret: str) -> str | None:
+        """None when the key's 確認番号 is ``secret`` and the guard lets it through, else the
+        refusal (``1001``): every attempt on a number is counted."""
+        wrong = not hmac.compare_digest(secret.encode(), str(key.confirmation_number).encode())
         # The count returned by the one atomic statement decides, never a count read before.
         failures = count_guard_attempt(
             conn, key.institution_code, key.customer_number, day, wrong=wrong
@@ -140,14 +152,20 @@ class MpnNetwork:
             not wrong and failures >= self.config.guard_limit
         ):
             GUARD_REFUSALS.inc()
-            return None, "", "1001"
-        if wrong:
-            return None, "", "1001"
-        return bill, kana, None
+            return "1001"
+        return "1001" if wrong else None
+
+    def _store(self, conn: Connection, event: CollectionEvent) -> str:
+        """Store and apply a 消込 or 取消 through the ingest, in the caller's transaction."""
+        return self.ingest.apply(
+            conn, Received(event), clock_now(self.reactor), clock_today(self.reactor)
+        )
 
     def _inquiry(self, conn: Connection, request: Message) -> Message:
         body = request.body
         assert isinstance(body, Inquiry)
+        if is_payer_number(body.key.customer_number):
+            return self.payers.inquiry(conn, request)
         day = request.header.business_date
         bill, kana, refusal = self._known_bill(conn, body.key, day)
         if bill is None:
@@ -158,7 +176,8 @@ class MpnNetwork:
             return response_for(request, "1002")
         if bill.status is BillStatus.EXPIRED or (bill.due_date is not None and bill.due_date < day):
             return response_for(request, "1003")
-        answer = InquiryAnswer(body.key, bill.amount, bill.due_date, kana)
+        amount = 0 if bill.payer_chooses else bill.amount  # 0: the payer enters it
+        answer = InquiryAnswer(body.key, amount, bill.due_date, kana)
         return response_for(request, "0000", answer)
 
     def _payment(self, conn: Connection, request: Message, source: str) -> Message:
@@ -182,14 +201,16 @@ class MpnNetwork:
                     now_via=event.store,
                 )
             return response_for(request, "0000")
+        if is_payer_number(payment.key.customer_number):
+            return self.payers.payment(conn, request, payment, event)
         bill, _, refusal = self._known_bill(conn, payment.key, request.header.business_date)
         if bill is None:
             return response_for(request, refusal or "1001")
-        if payment.amount != bill.amount:
+        if not asks_for(bill, payment.amount):
             return response_for(request, "1004")
         # Stored before the answer; a bill paid elsewhere or cancelled is recorded all the
         # same (the bank has the money): double payment or paid-after-cancel, refund case.
-        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        self._store(conn, event)
         return response_for(request, "0000")
 
     def _cancel(self, conn: Connection, request: Message, source: str) -> Message:
@@ -199,7 +220,9 @@ class MpnNetwork:
         found = payments_by_keys(conn, Channel.PAYEASY, [event.event_key])[event.event_key]
         if not found or body.original_business_date != request.header.business_date:
             return response_for(request, "1006")
-        self.ingest.apply(conn, Received(event), clock_now(self.reactor), clock_today(self.reactor))
+        if is_payer_number(body.key.customer_number):
+            event = self.payers.cancelled(conn, event)
+        self._store(conn, event)
         return response_for(request, "0000")
 
     def _event(self, request: Message, source: str) -> CollectionEvent:

@@ -130,6 +130,8 @@ class PageView:
     transfer: bool  # the bill is collected by account transfer
     paid_at: datetime | None  # of the payment that paid it, when paid or confirmed
     rendered_at: datetime
+    # (min, max) when the payer chooses the amount (``amount`` is then 0): shown instead of it.
+    amount_range: tuple[int, int] | None = None
 
 
 def yen(amount: int) -> str:
@@ -184,10 +186,15 @@ def _summary(v: PageView) -> str:
     if v.description:
         rows.append(("内容", v.description))
     rows.append(("請求番号", v.bill_no))
+    amount = yen(v.amount)
+    if v.amount_range is not None:  # the payer enters the amount at the ATM or bank
+        low, high = v.amount_range
+        amount = f"{yen(low)}〜{yen(high)}"
+        rows.insert(0, ("金額", "この範囲でお支払い時にお決めください"))
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(val)}</dd>" for k, val in rows)
     return (
         '<section class="card" id="summary" aria-label="ご請求内容">'
-        f'<p class="amount" id="amount">{_e(yen(v.amount))}</p><dl>{items}</dl></section>'
+        f'<p class="amount" id="amount">{_e(amount)}</p><dl>{items}</dl></section>'
     )
 
 

@@ -40,11 +40,24 @@ BILL_SCHEMAS: dict[str, Any] = {
         "properties": {
             "bill_no": {"type": "string", "pattern": BILL_NO_PATTERN},
             "amount": {
-                "type": "integer",
+                "type": ["integer", "null"],
                 "minimum": 1,
                 "maximum": MAX_AMOUNT,
                 "description": "yen; at most the CVS ceiling of the biller's agency"
-                " (300,000 by default) with cvs",
+                " (300,000 by default) with cvs. null: the payer chooses the amount, from"
+                " min_amount to max_amount (payeasy only)",
+            },
+            "min_amount": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_AMOUNT,
+                "description": "with amount null: the least the payer may pay",
+            },
+            "max_amount": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_AMOUNT,
+                "description": "with amount null: the most the payer may pay",
             },
             "due_date": {
                 **DATE,
@@ -97,7 +110,12 @@ BILL_SCHEMAS: dict[str, Any] = {
                 "enum": ["open", "paid", "confirmed", "expired", "cancelled"],
             },
             "version": {"type": "integer", "minimum": 1},
-            "amount": {"type": "integer"},
+            "amount": {
+                "type": ["integer", "null"],
+                "description": "null: the payer chooses it (min_amount to max_amount)",
+            },
+            "min_amount": {"type": "integer", "minimum": 1},
+            "max_amount": {"type": "integer", "minimum": 1},
             "due_date": {"type": ["string", "null"], "format": "date"},
             "reissue": {"type": "integer", "minimum": 0, "maximum": 9},
             "channels": {"type": "array", "items": {"type": "string"}},
