@@ -27,6 +27,7 @@ from gateway.billing.keys import Authenticator
 from gateway.billing.mandates import MandateService
 from gateway.billing.notify import Mailer
 from gateway.billing.pages import PageService
+from gateway.billing.payer_numbers import PayerNumberService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
 from gateway.billing.support import SupportService
@@ -48,6 +49,7 @@ from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.limits import http_limits
 from gateway.protocols.api.pages import page_routes
+from gateway.protocols.api.payer_routes import payer_routes
 from gateway.protocols.api.recon_routes import recon_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
@@ -172,6 +174,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     payments = PaymentService(store, reactor)
     mandates = MandateService(store, reactor, config.zengin)
     routes = api_routes(bills, payments, mandates, config.api.max_page_size)
+    routes += payer_routes(PayerNumberService(store, reactor, config))  # reusable お客様番号
     routes += webhook_routes(WebhookApi(store, reactor, config), config.api.max_page_size)
     pages = PageService(
         store,
