@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum, StrEnum
 
+from gateway.notice_rules import NoticeRules
+
 JST = timezone(timedelta(hours=9), "JST")
 
 
@@ -83,6 +85,8 @@ class EventType(StrEnum):
     BILL_REISSUED = "bill.reissued"
     BILL_CANCELLED = "bill.cancelled"
     BILL_EXPIRED = "bill.expired"
+    BILL_FALLBACK_ISSUED = "bill.fallback_issued"  # reissued for other channels: a debit failed
+    BILL_REDEBIT_SCHEDULED = "bill.redebit_scheduled"  # to be debited again (再振替)
     PAYMENT_PRELIMINARY = "payment.preliminary"
     PAYMENT_CONFIRMED = "payment.confirmed"
     PAYMENT_VOIDED = "payment.voided"
@@ -383,6 +387,8 @@ class Biller:
     cvs_code: str | None = None
     # When the operator suspended it (gateway-admin biller suspend; None: active).
     suspended_at: datetime | None = None
+    # Its fallback after a failed debit and its notice settings (gateway.notice_rules).
+    notice_rules: NoticeRules = field(default_factory=NoticeRules)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""E-mail to customers: the payment page of a new bill, through the configured SMTP relay.
+"""E-mail to customers, through the configured SMTP relay: every e-mail notice of the one
+outbox (``notifications``, gateway.store.notify) — the page URL of a new bill (queued with the
+bill) or of a reissue, the fallback after a failed debit, the reminder, the receipt notice
+(queued by the notice job, gateway.billing.notices). SMS notices of the same outbox go through
+gateway.billing.sms.
 
-A bill created with ``customer.email`` while ``[mail]`` is configured queues one notification in
-the same transaction (gateway.store.notify). This service claims due notifications with a lease
-(so several daemons share them and a crashed daemon's are taken up again), renders the message
-from the bill as it is now — a bill already paid, cancelled or expired is not announced (the
-notification is ``skipped``) — and sends it with Twisted's ESMTP client. A refused or failed send
-is retried with exponential back-off (``retry_base`` doubled up to ``retry_cap``) until
-``max_attempts``, then marked ``failed``. Addresses are never logged.
+This service claims due e-mail notices with a lease (so several daemons share them and a
+crashed daemon's are taken up again), renders each from the bill as it is now
+(gateway.billing.notice_text: a notice no longer true — a bill already paid, cancelled or
+expired, a customer who opted out — is ``skipped``) and sends it with Twisted's ESMTP client.
+A refused or failed send is retried with exponential back-off (``retry_base`` doubled up to
+``retry_cap``) until ``max_attempts``, then marked ``failed``. Addresses are never logged.
 """
 
 from __future__ import annotations
@@ -14,9 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from io import BytesIO
 from typing import Any
 
@@ -30,13 +30,16 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
 from twisted.python.failure import Failure
 
+from gateway.billing.notice_text import email_message, skip_reason
 from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
 from gateway.config import MailConfig
 from gateway.errors import ConfigError
 from gateway.infra.jobs import logged_run
-from gateway.model import Bill, BillStatus
+from gateway.model import Bill
+from gateway.notice_rules import Medium
 from gateway.store import Store
-from gateway.store.notify import Claimed, claim, finish
+from gateway.store.notify import Claimed, Finished, claim, finish
 
 log = Logger()
 
@@ -65,43 +68,6 @@ def describe_failure(error: Exception) -> str:
     lines = [line.strip() for line in f"{type(error).__name__}: {error}".splitlines()]
     kept = [line for line in lines if line and not line.startswith(_TRANSCRIPT)]
     return _ADDRESS.sub("<address>", " / ".join(kept))[:300]
-
-
-def render_bill_email(
-    config: MailConfig, biller_name: str, bill: Bill, page_url: str, recipient: str
-) -> EmailMessage:
-    """The page-URL e-mail of ``bill`` in Japanese, UTF-8 (no personal data beyond the
-    customer's own name and the bill)."""
-    msg = EmailMessage()
-    msg["From"] = Address(config.sender_name or "", addr_spec=config.sender)
-    msg["To"] = recipient
-    msg["Subject"] = f"【{biller_name}】お支払いのご案内（{bill.bill_no}）"
-    msg["Message-ID"] = make_msgid(domain=config.sender.rpartition("@")[2])
-    msg["Date"] = format_datetime(bill.created_at)
-    name = bill.customer.name
-    due = f"{bill.due_date:%Y年%m月%d日}" if bill.due_date else "期限なし"
-    lines = [
-        f"{name} 様" if name else "お客様",
-        "",
-        f"{biller_name}からのご請求のお知らせです。",
-        "",
-        f"  請求番号    {bill.bill_no}",
-        f"  金額        ¥{bill.amount:,}",
-        f"  お支払期限  {due}",
-    ]
-    if bill.description:
-        lines.append(f"  内容        {bill.description}")
-    lines += [
-        "",
-        "コンビニエンスストアやペイジー（Pay-easy）でのお支払いに必要なバーコードと番号は、",
-        "次のページでご覧いただけます。お支払いが済むと、このページに表示されます。",
-        "",
-        page_url,
-        "",
-        "このメールは送信専用です。ご不明な点は請求元にお問い合わせください。",
-    ]
-    msg.set_content("\n".join(lines) + "\n", charset="utf-8")
-    return msg
 
 
 def client_tls(config: MailConfig) -> IOpenSSLClientConnectionCreator:
@@ -202,7 +168,7 @@ class Mailer(TimerService):
         now = clock_now(self.reactor)
         lease = timedelta(seconds=self.config.timeout * 2 + 10)
         claimed: list[Claimed] = await self.store.run_interaction(
-            "mail.claim", claim, now, lease, self.batch
+            "mail.claim", claim, now, lease, self.batch, (Medium.EMAIL,)
         )
         if not claimed:
             return 0
@@ -213,13 +179,12 @@ class Mailer(TimerService):
         await self.store.run_interaction("mail.finish", finish, results, clock_now(self.reactor))
         return len(claimed)
 
-    async def _one(self, c: Claimed) -> tuple[int, str, str | None, Any]:
-        if c.recipient is None or c.bill.status is not BillStatus.OPEN:
+    async def _one(self, c: Claimed) -> Finished:
+        skipped = skip_reason(c, clock_today(self.reactor))
+        if skipped is not None or c.recipient is None:
             EMAILS.labels("skipped").inc()
-            return (c.notification_id, "skipped", f"bill is {c.bill.status.value}", None)
-        message = render_bill_email(
-            self.config, c.biller_name, c.bill, self.page_url(c.bill), c.recipient
-        )
+            return Finished(c.notification_id, "skipped", skipped)
+        message = email_message(self.config, c, self.page_url(c.bill), clock_now(self.reactor))
         try:
             await self.send(c.recipient, message.as_bytes())
         except Exception as e:
@@ -232,13 +197,13 @@ class Mailer(TimerService):
                     n=c.attempts,
                     error=error,
                 )
-                return (c.notification_id, "failed", error, None)
+                return Finished(c.notification_id, "failed", error)
             EMAILS.labels("retry").inc()
             next_at = clock_now(self.reactor) + backoff(self.config, c.attempts)
-            return (c.notification_id, "pending", error, next_at)
+            return Finished(c.notification_id, "pending", error, next_at)
         EMAILS.labels("sent").inc()
-        log.info("mail: notification {id} sent", id=c.notification_id)
-        return (c.notification_id, "sent", None, None)
+        log.info("mail: notification {id} ({kind}) sent", id=c.notification_id, kind=c.kind.value)
+        return Finished(c.notification_id, "sent")
 
     def startService(self) -> None:
         super().startService()

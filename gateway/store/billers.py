@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.model import Biller, Channel, Principal
+from gateway.notice_rules import NoticeRules
 from gateway.store.schema import api_keys, billers
 
 
@@ -27,6 +28,7 @@ def _biller(row: Row) -> Biller:
         cvs_agency=row.cvs_agency,
         cvs_code=row.cvs_code,
         suspended_at=row.suspended_at,
+        notice_rules=NoticeRules.from_json(row.notice_rules),
     )
 
 
@@ -108,6 +110,8 @@ def update_biller(
     values = dict(changes)
     if "channels" in values:
         values["channels"] = ",".join(sorted(values["channels"]))
+    if "notice_rules" in values:
+        values["notice_rules"] = values["notice_rules"].to_json()
     if values:
         conn.execute(update(billers).where(billers.c.biller_id == biller_id).values(**values))
     return before, get_biller(conn, biller_id)

@@ -7,9 +7,10 @@ so a retried transaction or a resend counts once. The row's ``recorded_at`` is i
 fee: the plan in force on that JST day prices it, and the settlement of the period it falls in
 charges it.
 
-E-mails are already recorded by the mailer in ``notifications`` (status ``sent``, ``sent_at``):
-:func:`record_sent_emails` brings each into ``notice_charges`` once (key
-``"email:<notification id>"``) when a settlement needs them.
+E-mails and SMS are notices of ``notifications`` (status ``sent``, ``sent_at``, ``medium``); the
+mailer and the SMS sender record each as they mark it sent (gateway.store.notify.finish, key
+``"<medium>:<notification id>"``). :func:`record_sent_emails` brings in, once, e-mails sent
+before that (same key) when a settlement needs them.
 
 A settlement claims its notices as it claims its payments (``settlement_id``, set once): every
 notice of the biller recorded before the period's end and not yet charged, so a notice recorded
@@ -73,7 +74,7 @@ def record_sent_emails(conn: Connection, biller_id: str, until: datetime) -> int
     added = 0
     for notification_id, bill_id, sent_at in conn.execute(
         select(n.id, n.bill_id, n.sent_at)
-        .where(n.biller_id == biller_id, n.status == "sent", n.sent_at < until)
+        .where(n.biller_id == biller_id, n.medium == "email", n.status == "sent", n.sent_at < until)
         .order_by(n.id)
     ):
         key = f"email:{notification_id}"

@@ -26,6 +26,11 @@ from gateway.store.schema_console import (  # noqa: F401 - the console's users (
     console_sessions,
     console_users,
 )
+from gateway.store.schema_notices import (  # noqa: F401 - notices and fallbacks (0015)
+    bill_fallbacks,
+    notice_cursors,
+    notice_optouts,
+)
 from gateway.store.schema_ops import audit_log  # noqa: F401 - the operator's tables (0011)
 from gateway.store.schema_payer import payer_numbers  # noqa: F401 - payer numbers (0016)
 
@@ -43,6 +48,9 @@ billers = Table(
     Column("cvs_agency", String(32)),
     Column("cvs_code", String(5)),
     Column("suspended_at", UTCDateTime),  # (0011) set: its keys refused, no new bill
+    # Its fallback after a failed debit and its notice settings as JSON (gateway.notice_rules;
+    # NULL: the defaults) (0015).
+    Column("notice_rules", Text),
     # Last outbox seq handed out for this biller: the row lock on it makes seq gap-free and in
     # commit order per biller.
     Column("last_event_seq", BigInteger, nullable=False, server_default="0"),
@@ -476,7 +484,7 @@ notifications = Table(
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("biller_id", String(32), ForeignKey("billers.biller_id"), nullable=False),
-    Column("bill_id", BigId, ForeignKey("bills.id"), nullable=False, unique=True),
+    Column("bill_id", BigId, ForeignKey("bills.id"), nullable=False),
     Column("status", String(16), nullable=False),  # pending, sending, sent, skipped, failed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", UTCDateTime, nullable=False),
@@ -484,7 +492,17 @@ notifications = Table(
     Column("last_error", String(300)),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    # (0015) What it says (page, fallback, reminder, received: gateway.notice_rules.Notice), by
+    # which medium (email, sms), and what makes it one of a kind for its bill: the reissue
+    # number of a page or fallback notice, the due date of a reminder, the payment id of a
+    # receipt. The provider's id of a sent SMS.
+    Column("kind", String(16), nullable=False, server_default="page"),
+    Column("medium", String(8), nullable=False, server_default="email"),
+    Column("ref", String(64), nullable=False, server_default="0"),
+    Column("provider_id", String(64)),
+    UniqueConstraint("bill_id", "kind", "medium", "ref"),
     Index(None, "status", "next_attempt_at"),
+    Index(None, "biller_id", "sent_at"),  # notices sent per biller and period (the fees)
 )
 
 # --- settlement and retention (migration 0008) ------------------------------------------------
