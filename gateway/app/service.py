@@ -25,11 +25,14 @@ from gateway.billing.expiry import ExpiryJob, expiry_service
 from gateway.billing.idempotency_purge import IdempotencyPurge, idempotency_purge_service
 from gateway.billing.keys import Authenticator
 from gateway.billing.mandates import MandateService
+from gateway.billing.notice_api import NoticeApi
+from gateway.billing.notices import NoticeJob
 from gateway.billing.notify import Mailer
 from gateway.billing.pages import PageService
 from gateway.billing.payer_numbers import PayerNumberService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
+from gateway.billing.sms import SmsSender
 from gateway.billing.support import SupportService
 from gateway.billing.watch import DEFAULT_INTERVAL, WatchJob, watch_service
 from gateway.config import Config
@@ -48,6 +51,7 @@ from gateway.protocols.api.biller_routes import biller_routes
 from gateway.protocols.api.bulk_routes import bulk_routes
 from gateway.protocols.api.http import Router, make_site
 from gateway.protocols.api.limits import http_limits
+from gateway.protocols.api.notice_routes import notice_routes
 from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.payer_routes import payer_routes
 from gateway.protocols.api.recon_routes import recon_routes
@@ -59,6 +63,7 @@ from gateway.protocols.bill_inbox import BillInbox
 from gateway.protocols.console.routes import console_routes
 from gateway.protocols.listen import ListenerService
 from gateway.protocols.ops import ops_site, watch_folders
+from gateway.protocols.sms_client import HttpSmsProvider
 from gateway.protocols.webhook_client import client_for
 from gateway.store import Store
 from gateway.store.migrate import head_revision, migrate
@@ -186,6 +191,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     routes += page_routes(pages)
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
+    routes += notice_routes(NoticeApi(store, reactor), config.api.max_page_size)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
     billers = BillerService(store, reactor, config)
     routes += biller_routes(billers, config.api.max_page_size)
@@ -233,4 +239,13 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     if config.mail is not None:
         page_url = bills.page_url
         Mailer(config.mail, store, reactor, page_url).setServiceParent(top)
+    # Notices (docs/notices.md): the events read into notices and fallbacks; SMS through the
+    # configured provider (the endpoint checked against its address policy before anything
+    # listens).
+    notice_job = NoticeJob(store, reactor, config, Issuer(config), bills.event_doc)
+    for notice_service in notice_job.services():
+        notice_service.setServiceParent(top)
+    if config.sms is not None:
+        provider = HttpSmsProvider(reactor, config.sms)
+        SmsSender(config.sms, store, reactor, provider, bills.page_url).setServiceParent(top)
     return top

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import clientFromString
 
 from gateway.config.console import ConsoleConfig, parse_console
 from gateway.config.cvs import _cvs
+from gateway.config.notices import NoticesConfig, parse_notices, parse_sms
 from gateway.config.reconciliation import (
     ReconciliationConfig,
     check_remitter_agencies,
@@ -326,6 +327,8 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         reconciliation=section(root, "reconciliation", parse_reconciliation)
         or ReconciliationConfig(),
         console=section(root, "console", parse_console) or ConsoleConfig(),
+        sms=section(root, "sms", parse_sms),
+        notices=section(root, "notices", parse_notices) or NoticesConfig(),
         secret_key=secret_key,
     )
     root.done()

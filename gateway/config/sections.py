@@ -11,6 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from gateway.config.console import ConsoleConfig
+from gateway.config.notices import NoticesConfig, SmsConfig
 from gateway.config.reconciliation import ReconciliationConfig
 from gateway.errors import Conflict
 from gateway.mappers.cvs.barcode import FreeFieldLayout
@@ -298,6 +299,8 @@ class Config:
     # [reconciliation]: the bank statement and the networks' remittances (optional)
     reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console] (optional)
+    sms: SmsConfig | None = None  # [sms]: the SMS provider of customer notices; off if absent
+    notices: NoticesConfig = field(default_factory=NoticesConfig)  # [notices] (optional)
     # [secrets] key or GATEWAY_SECRET_KEY (gateway.infra.secretbox): page tokens, webhook secrets
     secret_key: bytes | None = field(default=None, repr=False)
 

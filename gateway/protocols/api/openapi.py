@@ -12,6 +12,7 @@ from gateway.protocols.api.openapi_billers import BILLER_SCHEMAS, biller_paths
 from gateway.protocols.api.openapi_bills import BILL_SCHEMAS, bill_paths
 from gateway.protocols.api.openapi_bulk import bulk_paths
 from gateway.protocols.api.openapi_mandates import MANDATE_SCHEMAS, mandate_paths
+from gateway.protocols.api.openapi_notices import NOTICE_SCHEMAS, notice_paths
 from gateway.protocols.api.openapi_pages import receipt_paths
 from gateway.protocols.api.openapi_payer import PAYER_SCHEMAS, payer_paths
 from gateway.protocols.api.openapi_payments import PAYMENT_SCHEMAS, payment_paths
@@ -64,6 +65,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             bill_paths(max_page_size),
             payment_paths(max_page_size),
             mandate_paths(),
+            notice_paths(max_page_size),
             payer_paths(),
             event_paths(),
             webhook_paths(max_page_size),
@@ -99,6 +101,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                 **BILL_SCHEMAS,
                 **PAYMENT_SCHEMAS,
                 **MANDATE_SCHEMAS,
+                **NOTICE_SCHEMAS,
                 **PAYER_SCHEMAS,
                 **EVENT_SCHEMAS,
                 **SETTLEMENT_SCHEMAS,
