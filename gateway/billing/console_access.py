@@ -7,7 +7,14 @@
 - **Screens.** Each screen names the :class:`Permission` it needs; :data:`GRANTS` says which
   roles hold it. A later screen adds its permission here and nowhere else.
 - **Scope.** A center user sees every biller; a biller's user only its own: another biller's
-  bill answers as an unknown one (404), by URL or by search (:func:`biller_scope`).
+  bill answers as an unknown one (404), by URL or by search (:func:`biller_scope`), and an
+  export or a statement holds its own biller's rows only. A form that acts for a biller (a new
+  bill, an upload) acts for the user's own biller, or for the one a center user chose
+  (:func:`acting_biller`).
+- **Who acts on what.** ``support`` reissues bills and resolves refund cases but neither
+  registers nor cancels bills; ``finance`` sees settlements, statements, payments and refund
+  cases but no bill; biller users register, reissue and cancel their bills, see their
+  payments, refund cases and settlements, and resolve no refund case (the center's desk does).
 - **Logins** are 2-32 lowercase letters, digits, ``.``, ``_`` or ``-`` (:data:`LOGIN`).
 - **Passwords** (:func:`password_problems`): 12-128 characters, not the login, not only one
   character repeated. A one-time password is 20 random characters and must be changed at the
@@ -49,14 +56,31 @@ ROLE_LABELS = {
 
 
 class Permission(StrEnum):
+    DASHBOARD = "dashboard"  # today's and this month's collections by channel
     BILLS = "bills"  # the bills list, search and a bill's page
+    NEW_BILL = "new_bill"  # the new-bill form and the bulk upload
+    REISSUE = "reissue"  # a bill's reissue (a new slip, amount or due date)
+    CANCEL = "cancel"  # a bill's cancellation
+    PAYMENTS = "payments"  # the payments list and its CSV export
+    REFUND_CASES = "refund_cases"  # the refund cases, read
+    RESOLVE_CASES = "resolve_cases"  # a refund case resolved: refunded, or not refunded
+    SETTLEMENTS = "settlements"  # settlements and their statements (PDF, CSV)
     USERS = "users"  # console users (a biller_admin: its biller's)
 
 
+_EVERYONE = frozenset(Role)
+_BILLERS = frozenset({Role.OPERATOR, Role.BILLER_ADMIN, Role.BILLER_STAFF})
+
 GRANTS: dict[Permission, frozenset[Role]] = {
-    Permission.BILLS: frozenset(
-        {Role.OPERATOR, Role.SUPPORT, Role.BILLER_ADMIN, Role.BILLER_STAFF}
-    ),
+    Permission.DASHBOARD: _EVERYONE,
+    Permission.BILLS: _BILLERS | {Role.SUPPORT},
+    Permission.NEW_BILL: _BILLERS,
+    Permission.REISSUE: _BILLERS | {Role.SUPPORT},
+    Permission.CANCEL: _BILLERS,
+    Permission.PAYMENTS: _EVERYONE,
+    Permission.REFUND_CASES: _EVERYONE,
+    Permission.RESOLVE_CASES: frozenset({Role.OPERATOR, Role.SUPPORT}),
+    Permission.SETTLEMENTS: _BILLERS | {Role.FINANCE},
     Permission.USERS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
 }
 
@@ -96,6 +120,19 @@ def biller_scope(user: ConsoleUser) -> str | None:
 def sees_biller(user: ConsoleUser, biller_id: str) -> bool:
     scope = biller_scope(user)
     return scope is None or scope == biller_id
+
+
+def may_for(user: ConsoleUser, permission: Permission, biller_id: str) -> bool:
+    """``user`` may do what ``permission`` names to ``biller_id``'s data: the role holds it and
+    the biller is the user's (any biller, for a center role)."""
+    return may(user.role, permission) and sees_biller(user, biller_id)
+
+
+def acting_biller(user: ConsoleUser, asked: str | None) -> str | None:
+    """The biller a form acts for: a biller's user's own, whatever the form says; for a center
+    user the one it chose (None: none chosen)."""
+    scope = biller_scope(user)
+    return scope if scope is not None else (asked or None)
 
 
 def role_problem(role: str, biller_id: str | None) -> str | None:

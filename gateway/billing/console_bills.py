@@ -10,25 +10,31 @@ timeline (docs/console.md). The rules of who sees what are
 - :func:`timeline`: what happened to a bill, oldest first — issued, reissued, 速報 / 消込,
   確報 / 閉局, 取消, account-transfer requests and results, every outbox event and every webhook
   delivery — each entry a ``kind`` the screen names, its time and what it says.
+- :func:`offers`: whether the bill can be reissued or cancelled now, as the ledger's own
+  transitions answer (the page offers only those; the service decides again when it is sent).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection
 from twisted.internet.interfaces import IReactorTime
 
+from gateway import ledger
 from gateway.billing.console_access import ConsoleUser, biller_scope, sees_biller
 from gateway.billing.support import bill_story
-from gateway.errors import FieldError, InvalidRequest, NotFound, Refusal
+from gateway.clock import now as clock_now
+from gateway.clock import today as clock_today
+from gateway.errors import FieldError, InvalidRequest, NotFound, Refusal, TransitionError
 from gateway.model import Bill, BillStatus, Channel
 from gateway.store import Store
 from gateway.store.billers import list_billers
+from gateway.store.bills import get_bill
 from gateway.store.console_bills import BillFilter, search_bills
 from gateway.validation import BILLER_ID
 
@@ -172,6 +178,23 @@ def timeline(story: Mapping[str, Any]) -> list[dict[str, Any]]:
     )
 
 
+def offers(bill: Bill, today: date, now: datetime) -> dict[str, bool]:
+    """``{"reissue": …, "cancel": …}``: whether the ledger would take each now."""
+    try:
+        cancel = ledger.cancel_bill(bill, now=now).bill_changed
+    except TransitionError:
+        cancel = False
+    try:
+        slip = None if bill.slip is None else replace(bill.slip, reissue=bill.reissue + 1)
+        ledger.reissue_bill(
+            bill, slip=slip, amount=bill.amount, due_date=None, today=today, now=now
+        )
+        reissue = True
+    except (TransitionError, ValueError):
+        reissue = False
+    return {"reissue": reissue, "cancel": cancel}
+
+
 class _Order(dict[str, int]):
     def __missing__(self, key: str) -> int:
         return 1  # payments and transfers between the issue and the events they caused
@@ -208,13 +231,25 @@ class ConsoleBills:
         bill the user may not see."""
         if not sees_biller(user, biller_id):
             raise NotFound(f"bill {bill_no}")
-        return await self.store.run_interaction("console.bill", self._bill, biller_id, bill_no)
+        return await self.store.run_interaction(
+            "console.bill",
+            self._bill,
+            biller_id,
+            bill_no,
+            clock_today(self.clock),
+            clock_now(self.clock),
+        )
 
-    def _bill(self, conn: Connection, biller_id: str, bill_no: str) -> dict[str, Any]:
+    def _bill(
+        self, conn: Connection, biller_id: str, bill_no: str, today: date, now: datetime
+    ) -> dict[str, Any]:
         story = bill_story(conn, biller_id, bill_no, self.render)
         names = {b.biller_id: b.name for b in list_billers(conn)}
+        found = get_bill(conn, biller_id, bill_no)
+        assert found is not None  # bill_story found it in this transaction
         return {
             **story,
             "biller_name": names.get(biller_id, biller_id),
             "timeline": timeline(story),
+            "offers": offers(found[1], today, now),
         }

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from prometheus_client import Counter
 from twisted.internet.interfaces import IReactorTime
 
-from gateway.billing.console_access import (
-    ROLE_LABELS,
-    Permission,
-    may,
-)
+from gateway.billing.console_access import Permission
+from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
 from gateway.billing.console_users import (
     ConsoleUsers,
@@ -38,12 +36,13 @@ from gateway.billing.console_users import (
     csrf_token,
 )
 from gateway.config.console import ConsoleConfig
-from gateway.errors import FieldError, InvalidRequest, NotFound
+from gateway.errors import FieldError, InvalidRequest
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
+from gateway.protocols.console.bill_screens import bill_routes
+from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.web import (
     CSRF_FIELD,
-    CSRF_HEADER,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     FormError,
@@ -52,7 +51,6 @@ from gateway.protocols.console.web import (
     client_address,
     cookie,
     form,
-    html,
     page,
     redirect,
     set_cookie,
@@ -64,99 +62,30 @@ CONSOLE_LOGINS = Counter(
     "Console login attempts, by result (ok, refused, locked, rate_limited, csrf).",
     ["result"],
 )
-TIMELINE_REFRESH_SECONDS = 5  # how often a bill's page asks for its timeline again
 
-#: The screens of the menu: the permission each needs, its path under the console, its name.
-SCREENS = [(Permission.BILLS, "/bills", "請求一覧")]
 
-Guarded = Callable[[Call, Session], Awaitable[Response]]
+@dataclass(frozen=True)
+class ConsoleServices:
+    """The services behind the console's screens (built by gateway.app.console)."""
+
+    users: ConsoleUsers
+    bills: ConsoleBills
+    actions: ConsoleBillActions
 
 
 def console_routes(
-    users: ConsoleUsers,
-    bills: ConsoleBills,
+    services: ConsoleServices,
     config: ConsoleConfig,
     public_url: str,
     clock: IReactorTime,
 ) -> list[Route]:
+    users, bills = services.users, services.bills
     site = Site.of(public_url)
     root = site.root
+    kit = Kit(users, site)
     attempts = TokenBucket(clock, config.login_attempts_per_minute / 60.0, config.login_burst)
-
-    def context(session: Session | None, title: str, current: str = "") -> dict[str, object]:
-        user = session.user if session else None
-        nav = []
-        if user is not None and not user.must_change_password:
-            nav = [
-                {"href": root + path, "label": label, "current": path == current}
-                for permission, path, label in SCREENS
-                if may(user.role, permission)
-            ]
-            nav.append(
-                {
-                    "href": root + "/password",
-                    "label": "パスワード変更",
-                    "current": current == "/password",
-                }
-            )
-        return {
-            "root": root,
-            "title": title,
-            "user": user,
-            "role_label": ROLE_LABELS[user.role] if user else "",
-            "csrf": session.csrf if session else None,
-            "nav": nav,
-        }
-
-    def error(status: int, session: Session | None, heading: str, message: str) -> Response:
-        return page(
-            status, "error.html", heading=heading, message=message, **context(session, heading)
-        )
-
-    def not_found(session: Session | None) -> Response:
-        return error(404, session, "見つかりません", "お探しのページは見つかりませんでした。")
-
-    def forbidden_form(session: Session | None) -> Response:
-        return error(
-            403,
-            session,
-            "送信できませんでした",
-            "フォームの有効期限が切れたか、正しくない送信です。画面を開き直してください。",
-        )
-
-    def guarded(
-        handler: Guarded,
-        permission: Permission | None = None,
-        first_password: bool = False,
-        post: bool = False,
-    ) -> Callable[[Call], Awaitable[Response]]:
-        """``handler`` for an open session only (303 to the login form otherwise); a user who
-        must change the password only where ``first_password``; ``permission`` else 404; a
-        POST only with the session's CSRF token (403)."""
-
-        async def run(call: Call) -> Response:
-            token = cookie(call, SESSION_COOKIE)
-            session = await users.session(token) if token else None
-            if session is None:
-                if token:
-                    clear_cookie(call, site, SESSION_COOKIE, root)
-                return redirect(call, root + "/login")
-            if session.user.must_change_password and not first_password:
-                return redirect(call, root + "/password")
-            if permission is not None and not may(session.user.role, permission):
-                return not_found(session)
-            if post:
-                sent = call.request.getHeader(CSRF_HEADER)
-                if sent is None:
-                    try:
-                        sent = form(call).get(CSRF_FIELD)
-                    except FormError as e:
-                        return error(e.status, session, "送信できませんでした", e.message)
-                if not csrf_ok(session.token, sent):
-                    return forbidden_form(session)
-            return await handler(call, session)
-
-        return run
+    context, error, guarded = kit.context, kit.error, kit.guarded
+    forbidden_form = kit.forbidden_form
 
     # --- login, logout, password ---
 
@@ -302,26 +231,6 @@ def console_routes(
             **ctx,
         )
 
-    async def bill_story(call: Call, session: Session) -> Response:
-        try:
-            story = await bills.bill(session.user, call.params["biller_id"], call.params["bill_no"])
-        except NotFound:
-            return not_found(session)
-        return page(
-            200,
-            "bill.html",
-            story=story,
-            refresh_seconds=TIMELINE_REFRESH_SECONDS,
-            **context(session, f"請求 {story['bill']['bill_no']}", "/bills"),
-        )
-
-    async def bill_timeline(call: Call, session: Session) -> Response:
-        try:
-            story = await bills.bill(session.user, call.params["biller_id"], call.params["bill_no"])
-        except NotFound:
-            return html(404, "")
-        return page(200, "_timeline.html", story=story, root=root)
-
     # --- static files ---
 
     def static(name: str) -> Callable[[Call], Awaitable[Response]]:
@@ -332,9 +241,7 @@ def console_routes(
 
         return serve
 
-    missing = not_found(None)  # a path parameter of the wrong shape: as an unknown bill
-    prefix = "/console"
-    plain: list[tuple[bytes, str, Callable[[Call], Awaitable[Response]]]] = [
+    plain: list[tuple[bytes, str, Handler]] = [
         (b"GET", "", bare_root),
         (b"GET", "/", guarded(home)),
         (b"GET", "/login", get_login),
@@ -343,15 +250,6 @@ def console_routes(
         (b"GET", "/password", guarded(get_password, first_password=True)),
         (b"POST", "/password", guarded(post_password, first_password=True, post=True)),
         (b"GET", "/bills", guarded(bill_list, Permission.BILLS)),
-        (b"GET", "/bills/{biller_id}/{bill_no}", guarded(bill_story, Permission.BILLS)),
-        (
-            b"GET",
-            "/bills/{biller_id}/{bill_no}/timeline",
-            guarded(bill_timeline, Permission.BILLS),
-        ),
     ]
     plain += [(b"GET", f"/static/{name}", static(name)) for name in STATIC]
-    return [
-        Route(method, prefix + path, handler, auth=False, not_found=missing)
-        for method, path, handler in plain
-    ]
+    return kit.routes(plain) + bill_routes(kit, bills, services.actions)

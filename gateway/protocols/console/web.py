@@ -5,11 +5,13 @@ redirects, cookies and form bodies.
   (:data:`LOGIN_COOKIE`) are ``HttpOnly``, ``SameSite=Strict``, limited to the console's path,
   and ``Secure`` when ``api.public_url`` is https.
 - A form body must be ``application/x-www-form-urlencoded`` UTF-8 (415 / 400 otherwise); each
-  field is read once, its first value.
+  field is read once, its first value. A file upload is ``multipart/form-data``
+  (:func:`multipart`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,6 +107,57 @@ def form(call: Call) -> dict[str, str]:
     except (UnicodeDecodeError, ValueError):
         raise FormError(400, "フォームの内容を読めませんでした") from None
     return {name: values[0] for name, values in fields.items() if "\x00" not in values[0]}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a ``multipart/form-data`` post: a field, or a file (``filename`` set)."""
+
+    name: str
+    filename: str | None
+    data: bytes
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", "replace")
+
+
+_PARAM = re.compile(r';\s*([A-Za-z*]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]*))')
+
+
+def _params(value: str) -> dict[str, str]:
+    return {
+        m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3))
+        for m in _PARAM.finditer(value)
+    }
+
+
+def multipart(call: Call) -> dict[str, Part]:
+    """The parts of a ``multipart/form-data`` post (RFC 7578), the first of each name; a file
+    part keeps its bytes as sent. :class:`FormError` for another media type or a body that is
+    not one."""
+    ctype = call.request.getHeader("content-type") or ""
+    if ctype.split(";")[0].strip().lower() != "multipart/form-data":
+        raise FormError(415, "フォームの形式が正しくありません")
+    boundary = _params(ctype).get("boundary", "")
+    if not 0 < len(boundary) <= 70:
+        raise FormError(400, "フォームの内容を読めませんでした")
+    chunks = call.body.split(b"--" + boundary.encode("latin-1"))
+    if len(chunks) < 3 or not chunks[-1].startswith(b"--"):
+        raise FormError(400, "フォームの内容を読めませんでした")
+    parts: dict[str, Part] = {}
+    for chunk in chunks[1:-1][:MAX_FIELDS]:
+        head, sep, data = chunk.partition(b"\r\n\r\n")
+        if not sep or not head.startswith(b"\r\n") or not data.endswith(b"\r\n"):
+            raise FormError(400, "フォームの内容を読めませんでした")
+        disposition = ""
+        for line in head[2:].split(b"\r\n"):
+            name, _, value = line.decode("utf-8", "replace").partition(":")
+            if name.strip().lower() == "content-disposition":
+                disposition = value
+        params = _params(disposition)
+        if "name" in params and params["name"] not in parts:
+            parts[params["name"]] = Part(params["name"], params.get("filename"), data[:-2])
+    return parts
 
 
 def client_address(call: Call) -> str:

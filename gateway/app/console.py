@@ -1,0 +1,33 @@
+"""The console's services and routes (docs/console.md), built from the daemon's own services:
+the console acts through what the merchant API and the support desk use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.billing.bills import BillService
+from gateway.billing.bulk import BulkService
+from gateway.billing.console_actions import ConsoleBillActions
+from gateway.billing.console_bills import ConsoleBills
+from gateway.billing.console_users import ConsoleUsers
+from gateway.billing.support import SupportService
+from gateway.config import Config
+from gateway.protocols.api.http import Route
+from gateway.protocols.console.routes import ConsoleServices, console_routes
+from gateway.store import Store
+
+
+def console_screens(
+    config: Config,
+    store: Store,
+    reactor: Any,
+    bills: BillService,
+    bulk: BulkService,
+    support: SupportService,
+) -> list[Route]:
+    services = ConsoleServices(
+        users=ConsoleUsers(store, reactor, config.console, bills.box),
+        bills=ConsoleBills(store, reactor, bills.render),
+        actions=ConsoleBillActions(bills),
+    )
+    return console_routes(services, config.console, config.api.public_url, reactor)
