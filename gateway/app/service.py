@@ -15,12 +15,11 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from gateway.app.console import console_screens
 from gateway.billing.at_rest import SecretsAtRest
 from gateway.billing.billers import BillerService
 from gateway.billing.bills import BillService
 from gateway.billing.bulk import MAX_BYTES, BulkService
-from gateway.billing.console_bills import ConsoleBills
-from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.expiry import ExpiryJob, expiry_service
 from gateway.billing.idempotency_purge import IdempotencyPurge, idempotency_purge_service
 from gateway.billing.keys import Authenticator
@@ -60,7 +59,6 @@ from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.support_routes import support_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.bill_inbox import BillInbox
-from gateway.protocols.console.routes import console_routes
 from gateway.protocols.listen import ListenerService
 from gateway.protocols.ops import ops_site, watch_folders
 from gateway.protocols.sms_client import HttpSmsProvider
@@ -198,9 +196,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     support = SupportService(store, reactor, bills.event_doc)  # the support desk (admin keys)
     routes += support_routes(support, billers, config.api.max_page_size)
     if config.console.enabled:  # the console's screens (docs/console.md)
-        users = ConsoleUsers(store, reactor, config.console, bills.box)
-        screens = ConsoleBills(store, reactor, bills.render)
-        routes += console_routes(users, screens, config.console, config.api.public_url, reactor)
+        routes += console_screens(config, store, reactor, bills, bulk, support)
     expiry = ExpiryJob(store, reactor, bills.event_doc)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     # Billers settled at once: at most one store connection less than the pool (the API's).

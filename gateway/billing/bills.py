@@ -307,6 +307,11 @@ def _dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
 
+#: Called inside the transaction of a change with the bill before it (None: a new bill) and
+#: after it: the console writes its user's audit line there (gateway.billing.console_actions).
+BillAudit = Callable[[Connection, Bill | None, Bill], None]
+
+
 class BillService:
     def __init__(
         self,
@@ -380,7 +385,11 @@ class BillService:
         return active_biller(conn, principal.biller_id)  # none for a suspended biller
 
     async def create(
-        self, principal: Principal, body: object, claim: IdempotencyClaim | None
+        self,
+        principal: Principal,
+        body: object,
+        claim: IdempotencyClaim | None,
+        audit: BillAudit | None = None,
     ) -> StoredResponse:
         today = clock_today(self.clock)
         request = parse_bill_request(
@@ -408,6 +417,8 @@ class BillService:
             bill, created = insert_bill(conn, new, now, identify)
             if created:
                 self._events(conn, bill, [EventType.BILL_CREATED], now)
+                if audit is not None:
+                    audit(conn, None, bill)
                 if self.config.mail is not None and bill.customer.email:
                     queue_bill_email(conn, biller.biller_id, bill.bill_no, now)
             return self._answer(Outcome.CREATED if created else Outcome.DONE, bill)
@@ -457,7 +468,12 @@ class BillService:
         }
 
     async def cancel(
-        self, principal: Principal, bill_no: str, body: object, claim: IdempotencyClaim | None
+        self,
+        principal: Principal,
+        bill_no: str,
+        body: object,
+        claim: IdempotencyClaim | None,
+        audit: BillAudit | None = None,
     ) -> StoredResponse:
         if body is not None:
             f = Fields(body)
@@ -474,6 +490,8 @@ class BillService:
             if outcome.bill_changed and outcome.bill is not None:
                 save_bill(conn, bill_id, bill, outcome.bill)
                 self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
+                if audit is not None:
+                    audit(conn, bill, outcome.bill)
             return self._answer(Outcome.DONE, outcome.bill or bill)
 
         return await self.store.run_interaction(
@@ -487,7 +505,12 @@ class BillService:
         )
 
     async def reissue(
-        self, principal: Principal, bill_no: str, body: object, claim: IdempotencyClaim | None
+        self,
+        principal: Principal,
+        bill_no: str,
+        body: object,
+        claim: IdempotencyClaim | None,
+        audit: BillAudit | None = None,
     ) -> StoredResponse:
         today = clock_today(self.clock)
         f = Fields(body if body is not None else {})
@@ -553,6 +576,8 @@ class BillService:
             if slip is not None:
                 insert_slip(conn, bill_id, slip, now)
             self._events(conn, outcome.bill, [e.type for e in outcome.events], now)
+            if audit is not None:
+                audit(conn, bill, outcome.bill)
             return self._answer(Outcome.DONE, outcome.bill)
 
         return await self.store.run_interaction(
