@@ -40,7 +40,7 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
-from gateway.model import JST, Channel
+from gateway.model import JST, BankAccount, Channel
 
 
 class Cycle(StrEnum):
@@ -208,6 +208,7 @@ class Tally:
     uncollected: Mapping[tuple[Channel, int], int] = field(default_factory=dict)  # → bills
     refunds: tuple[int, int] = (0, 0)  # (count, sum) of refunded cases
     carried_in: int = 0  # the previous settlement's shortfall
+    returned: tuple[int, int] = (0, 0)  # (count, sum) of returned payouts (振込不能) carried in
     first: bool = False  # the biller's first settlement: the initial fee is charged
     # The period ends on a month's last day: (payments collected in that month's settlements,
     # this one's included) — the monthly fee is charged, or waived for an idle month. None: not.
@@ -230,6 +231,7 @@ class LineKind(StrEnum):
     REFUND = "refund"
     CARRIED_IN = "carried_in"
     CARRIED_OUT = "carried_out"
+    RETURNED_PAYOUT = "returned_payout"  # 前回振込不能分: a payout the bank returned, paid again
 
 
 @dataclass(frozen=True)
@@ -254,9 +256,31 @@ class Totals:
     carried_in: int
     carried_out: int
     payout: int
+    returned_in: int = 0  # payouts of earlier settlements the bank returned (振込不能), paid here
 
 
 # --- what is stored and shown -----------------------------------------------------------------
+
+
+class PayoutState(StrEnum):
+    """Where a settlement's payout stands (docs/settlement.md, "Payouts")."""
+
+    SETTLED = "settled"  # in no payout file yet (or nothing to pay: a payout of ¥0)
+    PAYOUT_REQUESTED = "payout_requested"  # in a 総合振込 file for its transfer date
+    PAID_OUT = "paid_out"  # the file is written and its transfer date has come
+    PAYOUT_RETURNED = "payout_returned"  # the bank returned it (振込不能): carried forward
+
+
+@dataclass(frozen=True)
+class PayoutStatus:
+    """A settlement's payout: its state and, once requested, the transfer that carries it."""
+
+    state: PayoutState = PayoutState.SETTLED
+    transfer_date: date | None = None  # the payout file's 取組日
+    file_name: str | None = None
+    account: BankAccount | None = None  # where it went; the number masked: "****567"
+    return_code: str | None = None  # 振込不能事由 of a returned transfer
+    carried_into: str | None = None  # the settlement that took the returned amount
 
 
 @dataclass(frozen=True)
@@ -272,6 +296,7 @@ class Settlement:
     totals: Totals
     lines: tuple[Line, ...]
     created_at: datetime
+    payout_status: PayoutStatus = PayoutStatus()
 
 
 @dataclass(frozen=True)

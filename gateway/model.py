@@ -94,6 +94,9 @@ class EventType(StrEnum):
     BILL_DOUBLE_PAID = "bill.double_paid"
     REFUND_CASE_OPENED = "refund_case.opened"
     SETTLEMENT_CREATED = "settlement.created"
+    SETTLEMENT_PAYOUT_REQUESTED = "settlement.payout_requested"
+    SETTLEMENT_PAID_OUT = "settlement.paid_out"
+    SETTLEMENT_PAYOUT_RETURNED = "settlement.payout_returned"
 
 
 @dataclass(frozen=True)

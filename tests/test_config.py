@@ -34,6 +34,7 @@ from gateway.config import (
     load_config,
     parse_config,
 )
+from gateway.config.payouts import PayoutsConfig
 from gateway.errors import ConfigError
 from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, StampThreshold
 from gateway.model import Channel
@@ -168,6 +169,21 @@ def test_example_file_loads_with_every_value_it_states() -> None:
             secret_key=bytes(32),  # [secrets] key, to decrypt the endpoints' secrets
         ),
         bulk=BulkConfig(inbox=conf / "var" / "inbox" / "bills", poll_interval=5.0),
+        payouts=PayoutsConfig(
+            consignor_code="0000000001",
+            consignor_name="ｷﾖｳﾄﾞｳｼﾕｳﾉｳｾﾝﾀ-",
+            bank_code="0001",
+            branch_code="001",
+            account_type="1",
+            account_number="1234567",
+            outbox=conf / "var" / "outbox" / "payouts",
+            inbox=conf / "var" / "inbox" / "payouts",
+            at=time(9, 0),
+            poll_interval=5.0,
+            separator=b"\r\n",
+            eof_mark=False,
+            check_bank_master=True,
+        ),
         secret_key=bytes(32),  # the example's placeholder key: all zeros
     )
 

@@ -35,8 +35,10 @@ from gateway.billing.sms import SmsSender
 from gateway.billing.support import SupportService
 from gateway.billing.watch import DEFAULT_INTERVAL, WatchJob, watch_service
 from gateway.config import Config
+from gateway.errors import ConfigError
 from gateway.infra.secretbox import SecretBox
 from gateway.ingest import Ingest
+from gateway.money.payout_service import PayoutService, checked
 from gateway.money.reconciliation import (
     ReconciliationApi,
     ReconciliationJob,
@@ -53,12 +55,14 @@ from gateway.protocols.api.limits import http_limits
 from gateway.protocols.api.notice_routes import notice_routes
 from gateway.protocols.api.pages import page_routes
 from gateway.protocols.api.payer_routes import payer_routes
+from gateway.protocols.api.payout_routes import payout_routes
 from gateway.protocols.api.recon_routes import recon_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
 from gateway.protocols.api.support_routes import support_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.bill_inbox import BillInbox
+from gateway.protocols.inbox import FileResult, InboxWatcher
 from gateway.protocols.listen import ListenerService
 from gateway.protocols.ops import ops_site, watch_folders
 from gateway.protocols.sms_client import HttpSmsProvider
@@ -120,11 +124,34 @@ def folders(config: Config) -> dict[str, Path]:
         found["zengin.outbox"] = config.zengin.outbox
     if config.bulk is not None:
         found["bulk.inbox"] = config.bulk.inbox
+    if config.payouts is not None:
+        found["payouts.inbox"] = config.payouts.inbox
+        found["payouts.outbox"] = config.payouts.outbox
     if config.database.is_sqlite:
         database = make_url(config.database.url).database
         if database and database != ":memory:":
             found["database"] = Path(database).parent
     return found
+
+
+def payout_service(
+    config: Config, store: Store, reactor: Any, top: MultiService
+) -> PayoutService | None:
+    """With ``[payouts]``: the payout job (files out, paid out) and the returns inbox."""
+    if config.payouts is None:
+        return None
+    if config.secret_key is None:  # the daemon's options refuse this already
+        raise ConfigError("secrets.key", "is required: payout accounts are kept sealed with it")
+    payouts = PayoutService(checked(config.payouts), store, reactor, SecretBox(config.secret_key))
+    payouts.timer().setServiceParent(top)
+
+    def returns(name: str, data: bytes) -> Deferred[FileResult]:
+        return payouts.apply_file(name, data).addCallback(lambda done: FileResult(*done))
+
+    InboxWatcher(
+        "payouts", config.payouts.inbox, returns, reactor, config.payouts.poll_interval
+    ).setServiceParent(top)
+    return payouts
 
 
 def make_service(config: Config, reactor: Any) -> MultiService:
@@ -207,6 +234,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
         min(config.settlement.workers, max(1, config.database.pool_size - 1)),
     )
     settlement_service(settle, config.settlement.interval, reactor).setServiceParent(top)
+    routes += payout_routes(payout_service(config, store, reactor, top))
     # The networks' remittances matched to the bank statement (finance: admin keys).
     routes += recon_routes(ReconciliationApi(store, reactor, config))
     recon = ReconciliationJob(store, reactor, config)

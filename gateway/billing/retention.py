@@ -29,6 +29,12 @@ What is purged
     its purge (``PUT`` gives it a new account but leaves ``purge_id``) is purged again once it
     is revoked or invalid and old enough; its ``purge_id`` then names the later run.
 
+    *Payout accounts* (every version) of a biller that has ended — suspended since before the
+    cutoff, and none of its settlements still owes it money (a payout in no file yet, a transfer
+    requested, a returned one that no settlement has taken) — lose the sealed account number and
+    holder name and get ``purge_id``; the bank, branch, type and last 3 digits stay. A live
+    biller's accounts are never purged, whatever their age (gateway.store.payouts).
+
     *Events* of the outbox created before the cutoff lose every key of ``data.bill.customer``
     but ``customer_no`` (:func:`scrub_event_data`); their ``id``, ``seq``, type and the rest of
     the data stay.
@@ -98,6 +104,7 @@ from gateway.model import JST, transfer_key
 from gateway.store import Store
 from gateway.store.audit import record
 from gateway.store.events import event_json
+from gateway.store.payouts import lock_purgeable_payout_accounts, purge_payout_accounts
 from gateway.store.retention import (
     ACCOUNT_FIELDS,
     BILL_FIELDS,
@@ -140,6 +147,7 @@ FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "request_items": ACCOUNT_FIELDS,
         "messages": ("raw.account_number", "raw.holder_name"),
         "events": ("data.bill.customer",),
+        "payout_accounts": ACCOUNT_FIELDS,
     }
 )
 
@@ -204,6 +212,7 @@ class PurgeReport:
     events: int = 0  # events whose customer data was removed
     last_event_id: int = 0  # every event up to it is scrubbed
     billers: Mapping[str, int] = field(default_factory=dict)  # bills purged per biller
+    payout_accounts: int = 0  # payout account versions of ended billers
 
     @property
     def purged(self) -> bool:
@@ -219,6 +228,7 @@ def _save(conn: Connection, report: PurgeReport) -> PurgeReport:
         "fields": {kind: list(names) for kind, names in FIELDS.items()},
         "billers": dict(sorted(report.billers.items())),
         "months": report.months,
+        "payout_accounts": report.payout_accounts,
     }
     values = {
         "ran_at": report.ran_at,
@@ -265,6 +275,7 @@ def audit_run(conn: Connection, report: PurgeReport, now: datetime) -> None:
             "months": report.months,
             "bills": report.bills,
             "mandates": report.mandates,
+            "payout_accounts": report.payout_accounts,
             "request_items": report.request_items,
             "messages": report.messages,
             "events": report.events,
@@ -336,6 +347,20 @@ def purge_mandates_batch(
     return _save(conn, report), len(found), ids[-1]
 
 
+def purge_payout_accounts_batch(
+    conn: Connection, report: PurgeReport, after: int, limit: int
+) -> tuple[PurgeReport, int, int]:
+    """Purge up to ``limit`` payout account versions of ended billers (ids above ``after``)."""
+    found = lock_purgeable_payout_accounts(conn, report.cutoff, after, limit)
+    if not found:
+        return report, 0, after
+    report, purge_id = _audit_row(conn, report)
+    ids = [account_id for account_id, _ in found]
+    purge_payout_accounts(conn, ids, purge_id)
+    report = replace(report, payout_accounts=report.payout_accounts + len(found))
+    return _save(conn, report), len(found), ids[-1]
+
+
 def scrub_events_batch(
     conn: Connection, report: PurgeReport, after: int, limit: int
 ) -> tuple[PurgeReport, int, int]:
@@ -387,6 +412,7 @@ class RetentionJob:
             ("retention.bills", purge_bills_batch),
             ("retention.messages", purge_unmatched_messages_batch),
             ("retention.mandates", purge_mandates_batch),
+            ("retention.payout_accounts", purge_payout_accounts_batch),
             ("retention.events", scrub_events_batch),
         )
         for desc, batch in batches:
@@ -406,13 +432,15 @@ class RetentionJob:
             log.info(
                 "Retention run {purge_id} (cutoff {cutoff}): purged {bills} bill(s), "
                 "{mandates} mandate(s), {request_items} request item(s), {messages} "
-                "message(s); scrubbed {events} event(s) up to event {last_event_id}",
+                "message(s), {payout_accounts} payout account(s); scrubbed {events} event(s) "
+                "up to event {last_event_id}",
                 purge_id=report.purge_id,
                 cutoff=report.cutoff.isoformat(),
                 bills=report.bills,
                 mandates=report.mandates,
                 request_items=report.request_items,
                 messages=report.messages,
+                payout_accounts=report.payout_accounts,
                 events=report.events,
                 last_event_id=report.last_event_id,
             )

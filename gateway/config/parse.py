@@ -19,6 +19,7 @@ from twisted.internet.endpoints import clientFromString
 from gateway.config.console import ConsoleConfig, parse_console
 from gateway.config.cvs import _cvs
 from gateway.config.notices import NoticesConfig, parse_notices, parse_sms
+from gateway.config.payouts import parse_payouts
 from gateway.config.reconciliation import (
     ReconciliationConfig,
     check_remitter_agencies,
@@ -324,6 +325,7 @@ def parse_config(raw: Mapping[str, Any], base: Path, source: Path | None = None)
         bulk=section(root, "bulk", _bulk),
         settlement=section(root, "settlement", _settlement) or SettlementConfig(),
         retention=section(root, "retention", _retention) or RetentionConfig(),
+        payouts=section(root, "payouts", parse_payouts),
         reconciliation=section(root, "reconciliation", parse_reconciliation)
         or ReconciliationConfig(),
         console=section(root, "console", parse_console) or ConsoleConfig(),

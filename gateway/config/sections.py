@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gateway.config.console import ConsoleConfig
 from gateway.config.notices import NoticesConfig, SmsConfig
+from gateway.config.payouts import PayoutsConfig
 from gateway.config.reconciliation import ReconciliationConfig
 from gateway.errors import Conflict
 from gateway.mappers.cvs.barcode import FreeFieldLayout
@@ -296,6 +297,7 @@ class Config:
     bulk: BulkConfig | None = None  # the billers' watched folder of bulk files; off if absent
     settlement: SettlementConfig = field(default_factory=SettlementConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    payouts: PayoutsConfig | None = None  # [payouts]: 総合振込 files to the billers; off if absent
     # [reconciliation]: the bank statement and the networks' remittances (optional)
     reconciliation: ReconciliationConfig = field(default_factory=ReconciliationConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)  # [console] (optional)

@@ -19,6 +19,8 @@ The points:
   every write of its group; the COMMIT is not sent yet.
 - ``cvs.after_commit``: a 速報 of the CVS link is committed (``gateway.networks.cvs``); its
   ``AK 00`` is not written yet.
+- ``payout.after_file``: a payout file (総合振込) is in the outbox (``gateway.money.payouts``);
+  the transaction that marks it written is not committed (tests/test_payout_crash.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Final
 __all__ = ["ENV", "POINTS", "arm", "crash_point", "parse"]
 
 ENV: Final = "GATEWAY_TEST_CRASH_AT"
-POINTS: Final = frozenset({"ingest.before_commit", "cvs.after_commit"})
+POINTS: Final = frozenset({"ingest.before_commit", "cvs.after_commit", "payout.after_file"})
 
 
 def parse(spec: str) -> dict[str, int]:

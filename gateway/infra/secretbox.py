@@ -1,7 +1,7 @@
 """Secrets at rest: what a copy of the database alone must not reveal.
 
 One key (``[secrets] key`` or the ``GATEWAY_SECRET_KEY`` environment variable: 32 random bytes in
-base64) gives, by HMAC-SHA256 with a fixed label each, two independent keys:
+base64) gives, by HMAC-SHA256 with a fixed label each, three independent keys:
 
 - the AES-256-GCM key that encrypts webhook secrets in ``webhook_endpoints.secret``
   (``v1:`` + base64url of nonce + ciphertext; the endpoint id is the associated data, so a
@@ -11,6 +11,9 @@ base64) gives, by HMAC-SHA256 with a fixed label each, two independent keys:
 - the HMAC key of page tokens: a bill's token is derived from its biller and bill number
   (:meth:`SecretBox.page_token`), so the page URL can be shown again at any time while the
   database holds only the token's SHA-256 (:func:`token_hash`), as it does for API keys.
+- the AES-256-GCM key of account data at rest (:meth:`SecretBox.seal`, :meth:`SecretBox.unseal`):
+  a biller's payout account number and holder name (``payout_accounts``), ``v1:`` + base64url of
+  nonce + ciphertext, with the row's identity as the associated data.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(hmac.digest(key, b"gateway webhook secrets v1", "sha256"))
         self._pages = hmac.digest(key, b"gateway page tokens v1", "sha256")
+        self._accounts = AESGCM(hmac.digest(key, b"gateway account data v1", "sha256"))
 
     def page_token(self, biller_id: str, bill_no: str) -> str:
         """The bill's page token: 192 bits, 32 URL-safe characters, the same every time."""
@@ -90,6 +94,27 @@ class SecretBox:
             raise ValueError("a stored secret does not decrypt with [secrets] key") from None
         rest = plain[1:].decode("utf-8")
         return _WHSEC + rest if plain[:1] == b"\x01" else rest
+
+    def seal(self, value: str, context: str) -> str:
+        """Account data as stored: ``v1:`` + unpadded base64url of nonce + ciphertext, bound to
+        ``context`` (the row it belongs to). A 7-digit number takes 50 characters, a holder
+        name of 30 half-width characters (90 bytes of UTF-8) 161."""
+        nonce = os.urandom(12)
+        sealed = self._accounts.encrypt(nonce, value.encode("utf-8"), context.encode("utf-8"))
+        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
+
+    def unseal(self, stored: str, context: str) -> str:
+        """What :meth:`seal` sealed; ValueError when it does not open with this key and
+        context (another key, a value copied from another row, a tampered row)."""
+        if not stored.startswith(_PREFIX):
+            raise ValueError("stored account data is not sealed")
+        text = stored[len(_PREFIX) :]
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            plain = self._accounts.decrypt(raw[:12], raw[12:], context.encode("utf-8"))
+        except (InvalidTag, binascii.Error, ValueError):
+            raise ValueError("stored account data does not decrypt with [secrets] key") from None
+        return plain.decode("utf-8")
 
 
 def is_encrypted(stored: str) -> bool:

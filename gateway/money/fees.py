@@ -199,6 +199,7 @@ def settle(
     figures = [n for pair in tally.collected.values() for n in pair]
     figures += [*tally.uncollected.values(), *tally.stamped.values(), *tally.refunds]
     figures += [*tally.bills.values(), *tally.notices.values(), tally.month_collected or 0]
+    figures += [*tally.returned]
     if min([*figures, tally.carried_in, 0]) < 0:
         raise ValueError("a tally's counts and sums are never negative")
     closing = contract.plan_on(end)
@@ -272,6 +273,10 @@ def settle(
         lines.append(Line(LineKind.REFUND, "返金（二重払い等）", refund_count, None, -refund_sum))
     if tally.carried_in:
         lines.append(Line(LineKind.CARRIED_IN, "前回繰越（不足額）", 1, None, -tally.carried_in))
+    returned_count, returned_sum = tally.returned
+    if returned_count:  # payouts the bank returned (振込不能): owed to the biller again
+        text = "前回振込不能分（再振込）"
+        lines.append(Line(LineKind.RETURNED_PAYOUT, text, returned_count, None, returned_sum))
     balance = sum(line.amount for line in lines)
     carried_out = max(0, -balance)
     if carried_out:
@@ -291,6 +296,7 @@ def settle(
         carried_in=tally.carried_in,
         carried_out=carried_out,
         payout=balance + carried_out,
+        returned_in=returned_sum,
     )
     assert totals.payout == sum(line.amount for line in lines) >= 0
     return lines, totals

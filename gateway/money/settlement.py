@@ -25,6 +25,7 @@ Statements (CSV, PDF) are rendered on the reactor's thread pool, never on the re
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -43,9 +44,17 @@ from gateway.billing.actors import system_actor
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, InvalidRequest, NotFound, Refusal
-from gateway.fee_model import DailyCollection, FeePlan, Settlement, Tally, jst_midnight
+from gateway.fee_model import (
+    DailyCollection,
+    FeePlan,
+    PayoutStatus,
+    Settlement,
+    Tally,
+    jst_midnight,
+)
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.cvs.barcode import STAMP_DIGIT
+from gateway.mappers.zengin.payouts import return_meaning
 from gateway.model import EventType, Principal
 from gateway.money import statements
 from gateway.money.fees import parse_plan, payout_date, settle
@@ -55,6 +64,7 @@ from gateway.store.billers import get_biller
 from gateway.store.events import append_event
 from gateway.store.mpn import day_close_report
 from gateway.store.notice_charges import whole_fee_tally
+from gateway.store.payouts import claim_returned
 from gateway.store.settlements import (
     billers_with_plans,
     claim_for_settlement,
@@ -107,8 +117,10 @@ def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
         "refunds": t.refunds,
         "carried_in": t.carried_in,
         "carried_out": t.carried_out,
+        "returned_in": t.returned_in,
         "payout": t.payout,
         "created_at": iso(s.created_at),
+        **payout_status_json(s.payout_status),
     }
     if lines:
         doc["lines"] = [
@@ -124,6 +136,34 @@ def settlement_json(s: Settlement, *, lines: bool = True) -> dict[str, Any]:
             for no, line in enumerate(s.lines, 1)
         ]
     return doc
+
+
+def payout_status_json(status: PayoutStatus) -> dict[str, Any]:
+    """Where the settlement's payout stands (docs/settlement.md, "Payouts"): ``payout_state``
+    and, once it is in a payout file, ``payout_transfer`` (the account's number masked)."""
+    transfer = None
+    if status.transfer_date is not None:
+        account = status.account
+        transfer = {
+            "transfer_date": status.transfer_date.isoformat(),
+            "file": status.file_name,
+            "account": None
+            if account is None
+            else {
+                "bank_code": account.bank_code,
+                "bank_name": account.bank_name,
+                "branch_code": account.branch_code,
+                "branch_name": account.branch_name,
+                "account_type": account.account_type,
+                "account_number": account.masked_number,
+            },
+            "return_code": status.return_code,
+            "return_reason": None
+            if status.return_code is None
+            else return_meaning(status.return_code),
+            "carried_into": status.carried_into,
+        }
+    return {"payout_state": status.state.value, "payout_transfer": transfer}
 
 
 def settle_next(
@@ -170,6 +210,8 @@ def settle_next(
     counted = whole_fee_tally(
         conn, contract, biller_id, settlement_id, (start, end), counted, first=previous is None
     )
+    # Payouts the bank returned (振込不能) that no settlement has taken yet: paid again here.
+    counted = dataclasses.replace(counted, returned=claim_returned(conn, biller_id, settlement_id))
     lines, totals = settle(contract, (start, end), counted)
     save_settlement(conn, settlement_id, lines, totals)
     settlement = Settlement(

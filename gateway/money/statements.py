@@ -35,8 +35,10 @@ from datetime import datetime
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
-from gateway.fee_model import DailyCollection, LineKind, SettledPayment, Settlement
+from gateway.fee_model import DailyCollection, LineKind, PayoutState, SettledPayment, Settlement
 from gateway.mappers.csv_cells import cells
+from gateway.mappers.zengin.payouts import return_meaning
+from gateway.mappers.zengin.records import ACCOUNT_TYPES
 from gateway.model import JST
 from gateway.money.fees import CHANNEL_NAMES
 from gateway.render.pdf import (
@@ -69,6 +71,7 @@ KIND_NAMES: dict[LineKind, str] = {
     LineKind.REFUND: "返金",
     LineKind.CARRIED_IN: "前回繰越",
     LineKind.CARRIED_OUT: "次回繰越",
+    LineKind.RETURNED_PAYOUT: "振込不能分",
 }
 STATEMENT_COLUMNS = ("No", "区分", "チャネル", "摘要", "数量", "単価", "金額")
 PAYMENT_COLUMNS = (
@@ -275,6 +278,7 @@ class _Statement:
         draw_text(c, LEFT, name_y - 26, "下記のとおり精算いたします。", GOTHIC, 10)
         period = f"{jst_date(s.period_start)} 〜 {jst_date(s.period_end)}"
         rows = [("対象期間", period), ("支払予定日", jst_date(s.payout_date))]
+        rows.append(("振込状況", payout_text(s)))
         columns = (Column("", 90), Column("", CONTENT_WIDTH - 90))
         return self.table(name_y - 42, rows, columns, header=False)
 
@@ -297,6 +301,7 @@ class _Statement:
             ("返金", yen(-t.refunds)),
             ("前回繰越", yen(-t.carried_in)),
             ("次回繰越", yen(t.carried_out)),
+            *([("前回振込不能分", yen(t.returned_in))] if t.returned_in else []),
             ("支払金額", yen(t.payout)),
         ]
 
@@ -351,6 +356,32 @@ class _Statement:
         c.line(LEFT, 46, RIGHT, 46)
         draw_text(c, LEFT, 34, FOOTNOTE, GOTHIC, 7.5)
         draw_text(c, RIGHT, 34, f"{c.getPageNumber()} ページ", GOTHIC, 7.5, "right")
+
+
+def payout_text(s: Settlement) -> str:
+    """Where the payout stands, as the statement says it (振込状況): not requested yet, in a
+    payout file for its date, paid to the account (masked), or returned by the bank and taken
+    again by a later settlement."""
+    status = s.payout_status
+    day = "" if status.transfer_date is None else jst_date(status.transfer_date)
+    account = status.account
+    where = (
+        ""
+        if account is None
+        else f" {account.bank_name} {account.branch_name} "
+        f"{ACCOUNT_TYPES.get(account.account_type, '')} {account.masked_number}"
+    )
+    if status.state is PayoutState.PAYOUT_REQUESTED:
+        return f"振込依頼済（振込日 {day}{where}）"
+    if status.state is PayoutState.PAID_OUT:
+        return f"振込済（{day}{where}）"
+    if status.state is PayoutState.PAYOUT_RETURNED:
+        reason = return_meaning(status.return_code or "").split(" (")[0]
+        after = "次回の精算で再振込"
+        if status.carried_into is not None:
+            after = f"{status.carried_into} で再振込"
+        return f"振込不能（{reason}）・{after}"
+    return "振込なし（支払金額 0円）" if s.totals.payout == 0 else "振込依頼前"
 
 
 def _daily_rows(daily: Iterable[DailyCollection]) -> Iterator[tuple[str, ...]]:

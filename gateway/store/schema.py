@@ -33,6 +33,11 @@ from gateway.store.schema_notices import (  # noqa: F401 - notices and fallbacks
 )
 from gateway.store.schema_ops import audit_log  # noqa: F401 - the operator's tables (0011)
 from gateway.store.schema_payer import payer_numbers  # noqa: F401 - payer numbers (0016)
+from gateway.store.schema_payouts import (  # noqa: F401 - payout accounts and files (0013)
+    payout_accounts,
+    payout_files,
+    payout_items,
+)
 
 billers = Table(
     "billers",
@@ -558,8 +563,16 @@ settlements = Table(
     Column("carried_out", BigInteger, nullable=False),  # this one's shortfall, for the next
     Column("payout", BigInteger, nullable=False),  # = the sum of its lines, never negative
     Column("created_at", UTCDateTime, nullable=False),
+    # (0013) Payouts: earlier payouts the bank returned, paid again here; where this one's
+    # payout stands (settled, payout_requested, paid_out, payout_returned) and since when; the
+    # settlement that took it again once returned (set once, by that settlement's run).
+    Column("returned_in", BigInteger, nullable=False, server_default="0"),
+    Column("payout_state", String(20), nullable=False, server_default="settled"),
+    Column("payout_state_at", UTCDateTime),
+    Column("carried_into", String(40), ForeignKey("settlements.settlement_id")),
     UniqueConstraint("biller_id", "period_start"),
     Index(None, "biller_id", "period_end"),
+    Index(None, "payout_state", "payout_date"),  # (0013) what a payout file takes
 )
 
 # The statement's lines: ``amount`` is signed (+ owed to the biller, − deducted), and the lines

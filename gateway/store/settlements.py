@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from gateway.fee_model import (
 )
 from gateway.model import Channel, PaymentStatus
 from gateway.store.dialect import dialect_insert
+from gateway.store.payouts import payout_statuses
 from gateway.store.schema import (
     billers,
     bills,
@@ -383,13 +385,24 @@ def _lines(conn: Connection, settlement_id: str) -> tuple[Line, ...]:
     )
 
 
+def _with_payouts(conn: Connection, found: list[Settlement]) -> list[Settlement]:
+    """The settlements with their payout status (gateway.store.payouts)."""
+    statuses = payout_statuses(conn, [s.settlement_id for s in found])
+    return [
+        replace(s, payout_status=statuses[s.settlement_id]) if s.settlement_id in statuses else s
+        for s in found
+    ]
+
+
 def get_settlement(conn: Connection, biller_id: str, settlement_id: str) -> Settlement | None:
     row = conn.execute(
         select(settlements).where(
             settlements.c.biller_id == biller_id, settlements.c.settlement_id == settlement_id
         )
     ).first()
-    return None if row is None else _settlement(row, _lines(conn, settlement_id))
+    if row is None:
+        return None
+    return _with_payouts(conn, [_settlement(row, _lines(conn, settlement_id))])[0]
 
 
 def list_settlements(
@@ -401,7 +414,7 @@ def list_settlements(
     if after is not None:
         stmt = stmt.where(settlements.c.period_start > after)
     rows = conn.execute(stmt.order_by(settlements.c.period_start).limit(limit))
-    return [_settlement(r, ()) for r in rows]
+    return _with_payouts(conn, [_settlement(r, ()) for r in rows])
 
 
 def settled_payments(

@@ -417,9 +417,11 @@ async def test_a_run_purges_old_customer_data_keeps_the_money_and_audits_it(
             "request_items": ["account_number", "holder_kana"],
             "messages": ["raw.account_number", "raw.holder_name"],
             "events": ["data.bill.customer"],
+            "payout_accounts": ["account_number", "holder_kana"],
         },
         "billers": {"acme": 6},
         "months": 3,
+        "payout_accounts": 0,  # acme has not ended
     }
 
     # The logs say how much, never whose.

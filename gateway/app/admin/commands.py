@@ -22,6 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.console_users import add_commands as add_user_commands
 from gateway.app.admin.keys import add_commands as add_key_commands
+from gateway.app.admin.payouts import add_biller_commands as add_payout_biller_commands
+from gateway.app.admin.payouts import add_commands as add_payout_commands
 from gateway.app.admin.recon import add_commands as add_recon_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
 from gateway.app.admin.support import add_biller_commands
@@ -343,6 +345,7 @@ def parser() -> argparse.ArgumentParser:
     )
     bz.add_argument("--consignor-name", default=None, help="委託者名 (default: the biller's kana)")
     bz.set_defaults(fn=cmd_biller_zengin)
+    add_payout_biller_commands(biller)  # payout-account, payout-accounts
 
     zengin = sub.add_parser("zengin", help="account transfer").add_subparsers(
         dest="action", required=True
@@ -377,6 +380,7 @@ def parser() -> argparse.ArgumentParser:
     cm.set_defaults(fn=cmd_certs_make, needs_config=False)
 
     add_settlement_commands(sub)
+    add_payout_commands(sub)  # payout request, returned, files
     add_recon_commands(sub)  # recon import, show, open, resolve
     add_support_commands(sub)  # bill, refund, audit, status, backup
     add_user_commands(sub)  # user create, list, disable (the console's users)

@@ -16,6 +16,7 @@ from gateway.protocols.api.openapi_notices import NOTICE_SCHEMAS, notice_paths
 from gateway.protocols.api.openapi_pages import receipt_paths
 from gateway.protocols.api.openapi_payer import PAYER_SCHEMAS, payer_paths
 from gateway.protocols.api.openapi_payments import PAYMENT_SCHEMAS, payment_paths
+from gateway.protocols.api.openapi_payouts import PAYOUT_SCHEMAS, payout_paths
 from gateway.protocols.api.openapi_recon import recon_paths
 from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
 from gateway.protocols.api.openapi_support import SUPPORT_SCHEMAS, support_paths
@@ -71,6 +72,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             webhook_paths(max_page_size),
             bulk_paths(),
             settlement_paths(max_page_size),
+            payout_paths(),
             biller_paths(max_page_size),
             receipt_paths(),
             support_paths(max_page_size),
@@ -105,6 +107,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
                 **PAYER_SCHEMAS,
                 **EVENT_SCHEMAS,
                 **SETTLEMENT_SCHEMAS,
+                **PAYOUT_SCHEMAS,
                 **BILLER_SCHEMAS,
                 **SUPPORT_SCHEMAS,
             },

@@ -16,6 +16,7 @@ from gateway.money.fees import (
     Rounding,
 )
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
+from gateway.protocols.api.openapi_payouts import SETTLEMENT_PAYOUT_PROPERTIES
 from gateway.protocols.api.params import PATH_PARAMS, path_param
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].schema()
@@ -115,6 +116,7 @@ SETTLEMENT_PROPERTIES = {
     "carried_out": COUNT,
     "payout": {**COUNT, "description": "the sum of the lines, to the yen"},
     "created_at": TIMESTAMP,
+    **SETTLEMENT_PAYOUT_PROPERTIES,
 }
 SUMMARY = {
     "type": "object",
