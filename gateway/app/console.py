@@ -9,6 +9,7 @@ from gateway.billing.bills import BillService
 from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import ConsoleBills
+from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
 from gateway.config import Config
@@ -29,5 +30,6 @@ def console_screens(
         users=ConsoleUsers(store, reactor, config.console, bills.box),
         bills=ConsoleBills(store, reactor, bills.render),
         actions=ConsoleBillActions(bills),
+        bulk=BulkJobs(bulk, reactor),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

@@ -11,6 +11,11 @@ every bad row and field is named (``row 12: amount``; the header is row 1).
 
 A row whose ``bill_no`` the biller already has with identical fields is counted as ``existing``
 (as ``POST /v1/bills`` answers 200 for it); with different fields it is an error of that row.
+
+A caller that shows the work as it goes (the console's upload: gateway.billing.console_bulk)
+passes ``progress``, told ``("check", rows checked, rows)`` while the rows are checked and
+``("store", bills stored, new bills)`` while they are stored, and may choose the ``batch_id``
+and pass an ``audit`` hook, called in the file's transaction with its summary.
 """
 
 from __future__ import annotations
@@ -84,6 +89,12 @@ _COLUMN_OF = {
 }
 _ORDER = {name: i for i, name in enumerate(COLUMNS)}
 _FIELD = re.compile(r"row ([0-9]+): (.*)", re.DOTALL)
+PROGRESS_EVERY = 250  # rows checked between two reports to a ``progress`` callable
+
+#: Told how far a file has gone: ``(stage, done, of)``, stage ``check`` or ``store``.
+Progress = Callable[[str, int, int], None]
+#: Called inside the file's transaction with its summary (gateway.billing.console_bulk).
+BatchAudit = Callable[[Connection, Mapping[str, Any]], None]
 
 
 def _column(path: str) -> str:
@@ -126,6 +137,7 @@ def check_file(
     today: date,
     max_due_days: int,
     source: str = "file",
+    progress: Progress | None = None,
 ) -> CheckedFile:
     """Read a bulk file and check each row as ``POST /v1/bills`` checks a body, plus a bill_no
     twice in the file. Raises :class:`InvalidRequest` when the file cannot be read as bills at
@@ -166,7 +178,9 @@ def check_file(
     passed: list[RowTerms] = []
     errors: list[tuple[int, str, str]] = []
     first_row: dict[str, int] = {}
-    for row in bill_file.rows:
+    for done, row in enumerate(bill_file.rows):
+        if progress is not None and done % PROGRESS_EVERY == 0:
+            progress("check", done, len(bill_file.rows))
         bill_no = row.cells.get("bill_no")
         if bill_no is not None:
             first = first_row.setdefault(bill_no, row.row)
@@ -184,6 +198,8 @@ def check_file(
             errors += [(row.row, _column(f.field), f.message) for f in e.errors]
             continue
         passed.append(RowTerms(row.row, terms, terms.fingerprint()))
+    if progress is not None:
+        progress("check", len(bill_file.rows), len(bill_file.rows))
     return CheckedFile(bill_file.encoding, tuple(passed), tuple(errors), len(bill_file.rows))
 
 
@@ -227,6 +243,10 @@ class BulkService:
         charset: str | None,
         claim: IdempotencyClaim | None,
         source: str = "api",
+        *,
+        batch_id: str | None = None,
+        progress: Progress | None = None,
+        audit: BatchAudit | None = None,
     ) -> StoredResponse:
         """Register a whole file: the summary (created), or :class:`InvalidRequest`."""
         clock = self.bills.clock
@@ -242,17 +262,20 @@ class BulkService:
                     today=today,
                     max_due_days=self.config.bills.max_due_days,
                     source=source,
+                    progress=progress,
                 )
             )
             now = clock_now(clock)
-            batch_id = self.new_batch_id()
+            batch_id = batch_id or self.new_batch_id()
             stored = await self.store.run_interaction(
                 "bills.batch",
                 run_idempotent,
                 claim,
                 now,
                 self.config.api.idempotency_ttl,
-                partial(self._store, biller_id, checked, batch_id, source, today, now),
+                partial(
+                    self._store, biller_id, checked, batch_id, source, today, now, progress, audit
+                ),
             )
         except InvalidRequest:
             FILES.labels(origin, "refused").inc()
@@ -272,6 +295,8 @@ class BulkService:
         source: str,
         today: date,
         now: datetime,
+        progress: Progress | None,
+        audit: BatchAudit | None,
         conn: Connection,
     ) -> StoredResponse:
         biller = active_biller(conn, biller_id)  # none for a suspended biller
@@ -337,6 +362,8 @@ class BulkService:
                 new_events.append((event_id, BILL_CREATED, event_json({"bill": event_doc(bill)})))
                 if want_mail and bill.customer.email:
                     mail.append((biller_id, serial))
+            if progress is not None:
+                progress("store", start + len(chunk), len(to_insert))
         if raced:
             sort_out(raced)
             if errors or new_rows:
@@ -366,6 +393,8 @@ class BulkService:
             "existing": batch.existing,
             "result_url": self.result_url(batch_id),
         }
+        if audit is not None:
+            audit(conn, summary)
         return StoredResponse(Outcome.CREATED, _dumps(summary))
 
     async def result_csv(
@@ -446,6 +475,11 @@ class BulkService:
             f" {summary['created']} created, {summary['existing']} existing"
         )
         return FileOutcome(True, report, result)
+
+    def errors_file(self, e: InvalidRequest, data: bytes) -> bytes:
+        """The errors CSV of a refused file (``row``, ``column``, ``message``), as the watched
+        folder writes it, in the file's encoding."""
+        return self._refusal(e, data).output
 
     def _refusal(self, e: InvalidRequest, data: bytes) -> FileOutcome:
         rows: list[tuple[object, str, str]] = []

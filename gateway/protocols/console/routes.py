@@ -5,8 +5,9 @@
 - ``GET``/``POST /console/password``: the password change (forced after the first login);
 - ``GET /console/``: the menu of the screens the user's role opens;
 - ``GET /console/bills?q=&status=&channel=&due_from=&due_to=&biller=``: the bills list;
-- ``GET /console/bills/{biller_id}/{bill_no}`` and its ``/timeline`` (htmx polls it);
-- ``GET /console/static/console.css``, ``/console/static/htmx.min.js``.
+- ``GET /console/static/console.css``, ``/console/static/htmx.min.js``;
+- the other screens, one module each: a bill's page and the new-bill form (bill_screens), the
+  bulk upload (bulk), payments, refund cases, settlements, the dashboard.
 
 Every screen but the login needs an open session (else 303 to the login form); a user who must
 change the password sees only the password form. Every POST carries the CSRF token (the form's
@@ -28,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
+from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_users import (
     ConsoleUsers,
     LoginResult,
@@ -40,6 +42,7 @@ from gateway.errors import FieldError, InvalidRequest
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
+from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.web import (
     CSRF_FIELD,
@@ -71,6 +74,7 @@ class ConsoleServices:
     users: ConsoleUsers
     bills: ConsoleBills
     actions: ConsoleBillActions
+    bulk: BulkJobs
 
 
 def console_routes(
@@ -252,4 +256,8 @@ def console_routes(
         (b"GET", "/bills", guarded(bill_list, Permission.BILLS)),
     ]
     plain += [(b"GET", f"/static/{name}", static(name)) for name in STATIC]
-    return kit.routes(plain) + bill_routes(kit, bills, services.actions)
+    return (
+        kit.routes(plain)
+        + bill_routes(kit, bills, services.actions)
+        + bulk_routes(kit, services.bulk, services.actions)
+    )
