@@ -7,11 +7,18 @@ that raises rolls the whole transaction back.
 
 SQLite gets one thread (it has one writer anyway) with WAL and ``BEGIN IMMEDIATE``; PostgreSQL
 gets ``database.pool_size`` threads and as many connections.
+
+After-commit signals (``gateway.store.signals``): a transaction that raised a topic (the outbox
+writer raises ``outbox``) has the Store call that topic's listeners (:meth:`Store.add_listener`)
+on the reactor thread once it has committed, before the interaction's own callbacks. On
+PostgreSQL the Store also listens on the topic's channel (``gateway.store.listen``), so a commit
+of another daemon on the same database wakes the listeners too.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,7 +35,9 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from gateway.errors import StoreError
+from gateway.store.listen import ChannelListener
 from gateway.store.migrate import schema_is_current
+from gateway.store.signals import close_signals, open_signals
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -162,6 +171,11 @@ class Store:
         )
         self._sleep = sleep
         self.running = False
+        # After-commit signals: this Store's token (the NOTIFY payload its transactions send),
+        # the listeners by topic, and on PostgreSQL one LISTEN connection per topic listened to.
+        self.token = secrets.token_hex(8)
+        self._listeners: dict[str, list[Callable[[], None]]] = {}
+        self._channels: dict[str, ChannelListener] = {}
 
     @classmethod
     def from_url(cls, url: str, reactor: IReactorThreads, pool_size: int = 10) -> Store:
@@ -174,10 +188,54 @@ class Store:
 
     def stop(self) -> None:
         """Wait for interactions in flight to finish, then close every connection."""
+        channels, self._channels = list(self._channels.values()), {}
+        for listening in channels:
+            listening.stop()
         if self.running:
             self.running = False
             self._pool.stop()
+        for listening in channels:
+            listening.join()
         self.engine.dispose()
+
+    # -- after-commit signals --------------------------------------------------------------------
+
+    def add_listener(self, topic: str, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` on the reactor thread after each committed transaction of this Store that
+        raised ``topic`` (several commits may be folded into one call: ``fn`` reads what is new
+        itself), and on PostgreSQL after another process's commit that raised it. A hint, not a
+        record: a listener polls as well. Call from the reactor thread."""
+        self._listeners.setdefault(topic, []).append(fn)
+        if self.dialect == "postgresql" and topic not in self._channels:
+            listening = ChannelListener(
+                self.engine,
+                self._reactor,
+                topic,
+                self.token,
+                lambda: self._signal({topic}),
+                _postgresql_connect_args(self.engine.url.query),
+            )
+            self._channels[topic] = listening
+            listening.start()
+
+    def remove_listener(self, topic: str, fn: Callable[[], None]) -> None:
+        """Stop calling ``fn`` (the LISTEN connection closes with the topic's last listener)."""
+        listeners = self._listeners.get(topic, [])
+        if fn in listeners:
+            listeners.remove(fn)
+        if not listeners:
+            self._listeners.pop(topic, None)
+            listening = self._channels.pop(topic, None)
+            if listening is not None:
+                listening.stop()  # the thread ends by itself within a moment
+
+    def _signal(self, topics: set[str]) -> None:
+        for topic in topics:
+            for fn in list(self._listeners.get(topic, ())):
+                try:
+                    fn()
+                except Exception:
+                    log.failure("a listener of {topic} failed", topic=topic)
 
     def run_interaction(
         self,
@@ -189,7 +247,7 @@ class Store:
         """Run ``fn(conn, *args, **kwargs)`` in one transaction on the store's thread pool."""
         if not self.running:
             raise StoreError("the store is not running")
-        return deferToThreadPool(
+        d: Deferred[tuple[R, set[str]]] = deferToThreadPool(
             self._reactor,
             self._pool,
             self._run,  # type: ignore[arg-type]
@@ -198,8 +256,19 @@ class Store:
             *args,
             **kwargs,
         )
+        return d.addCallback(self._committed)
 
-    def _run(self, desc: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    def _committed(self, done: tuple[R, set[str]]) -> R:
+        result, topics = done
+        if topics:
+            self._signal(topics)
+        return result
+
+    def _run(
+        self, desc: str, fn: Callable[..., R], *args: Any, **kwargs: Any
+    ) -> tuple[R, set[str]]:
+        """``fn`` in a transaction, retried when the database says so; its result, and the
+        signals it raised (told once it has committed)."""
         started = time.perf_counter()
         if desc not in _COUNTED:  # its error and retry series from its first run, at 0, so that
             _COUNTED.add(desc)  # an alert on increase() sees the first error
@@ -209,7 +278,12 @@ class Store:
             for attempt in range(1, _MAX_ATTEMPTS + 1):
                 try:
                     with self.engine.begin() as conn:
-                        return fn(conn, *args, **kwargs)
+                        raised = open_signals(conn, self.token)
+                        try:
+                            result = fn(conn, *args, **kwargs)
+                        finally:
+                            close_signals(conn)
+                    return result, raised.topics
                 except DBAPIError as e:
                     if attempt == _MAX_ATTEMPTS or not _retryable(e):
                         raise

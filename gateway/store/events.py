@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.store.copy import copy_rows
 from gateway.store.schema import billers, events
+from gateway.store.signals import OUTBOX, raise_signal
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ def append_events(
     keeps the last ``seq`` it saw never misses one. Call it last in a transaction, to hold the
     lock as briefly as possible. One event is one ``INSERT``; several are one statement
     (PostgreSQL: ``COPY``).
+
+    It raises the ``outbox`` signal (``gateway.store.signals``): once the transaction commits,
+    webhook delivery in this process is woken at once, and on PostgreSQL a ``NOTIFY
+    gateway_outbox`` (one per transaction) wakes the other daemons' delivery.
     """
     if not new:
         return 0
@@ -97,4 +102,5 @@ def append_events(
         conn.execute(events.insert().values(**rows[0]))
     else:
         copy_rows(conn, events, rows)  # PostgreSQL: COPY; elsewhere executemany
+    raise_signal(conn, OUTBOX)
     return int(last)

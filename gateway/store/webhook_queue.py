@@ -6,6 +6,10 @@ a crashed daemon's claims are due again when it runs out) and their attempt numb
 attempt is recorded in the delivery log with its own ``delivery_id``. An outcome is applied only
 by the lease holder of that attempt number (a fencing token): one attempt is never counted
 twice.
+
+:func:`cycle` is one pass of a delivery service in one transaction: the outcomes that came in
+since the last pass, a dispatch when one is due, and a claim for the free slots (one commit
+where there were three: the store's commits are what a busy daemon waits for).
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from gateway.store.webhooks import (
     IN_FLIGHT,
     PENDING,
     SUCCEEDED,
+    Dispatched,
     at,
+    dispatch,
     dl,
     ep,
 )
@@ -49,6 +55,9 @@ class Claim:
     data: str  # the event's data, JSON text as stored
 
 
+CLAIM_PAGES = 4  # pages of due deliveries one claim looks at, at most
+
+
 @dataclass(frozen=True)
 class Claimed:
     claims: list[Claim]
@@ -65,31 +74,48 @@ def claim_due(
     in_flight: Mapping[int, int],
     per_endpoint: int,
     new_delivery_id: Callable[[], str],
+    queue_step: timedelta = timedelta(0),
+    sends: int = 1,
 ) -> Claimed:
     """Take up to ``limit`` due deliveries, at most ``per_endpoint`` in flight per endpoint
-    counting ``in_flight`` (this daemon's attempts by endpoint), oldest due first."""
+    counting ``in_flight`` (this daemon's claims held by endpoint), oldest due first.
+
+    A claim's lease is ``lease`` plus one ``queue_step`` per round of attempts ahead of it in
+    the daemon's queue: the k-th claim held for an endpoint (from 0, counting those held
+    already) that sends ``sends`` attempts at once waits at most ``k // sends`` rounds of at
+    most ``queue_step`` (the attempt timeout) before it is sent."""
     if limit <= 0:
         return Claimed([], True)
-    full = sorted(pk for pk, n in in_flight.items() if n >= per_endpoint)
-    query = select(dl.c.id, dl.c.endpoint_pk, dl.c.event_pk, dl.c.attempts, dl.c.state, dl.c.round)
-    query = query.where(dl.c.due_at <= now)
-    if full:
-        query = query.where(dl.c.endpoint_pk.not_in(full))
-    candidates = conn.execute(
-        query.order_by(dl.c.due_at, dl.c.id)
-        .limit(min(limit * 4, 1000))
-        .with_for_update(skip_locked=True)
-    ).all()
     counts = dict(in_flight)
     chosen: list[Any] = []
-    for row in candidates:
-        if len(chosen) == limit:
+    leases: dict[int, datetime] = {}  # delivery pk -> the end of its lease
+    more = skipped = False
+    # Oldest due first, a page at a time; an endpoint that reaches its limit is left out of
+    # the next page, so a backlog of one endpoint costs one page, not a scan of its backlog.
+    for _ in range(CLAIM_PAGES):
+        full = sorted(pk for pk, n in counts.items() if n >= per_endpoint)
+        query = select(
+            dl.c.id, dl.c.endpoint_pk, dl.c.event_pk, dl.c.attempts, dl.c.state, dl.c.round
+        ).where(dl.c.due_at <= now)
+        if full:
+            query = query.where(dl.c.endpoint_pk.not_in(full))
+        if chosen:
+            query = query.where(dl.c.id.not_in([r.id for r in chosen]))
+        page = min(limit - len(chosen), 2 * per_endpoint, 1000)
+        candidates = conn.execute(
+            query.order_by(dl.c.due_at, dl.c.id).limit(page).with_for_update(skip_locked=True)
+        ).all()
+        for row in candidates:
+            ahead = counts.get(row.endpoint_pk, 0)
+            if ahead >= per_endpoint or len(chosen) == limit:
+                skipped = True
+                continue
+            counts[row.endpoint_pk] = ahead + 1
+            chosen.append(row)
+            leases[row.id] = now + lease + (ahead // max(1, sends)) * queue_step
+        more = skipped or len(candidates) == page
+        if len(candidates) < page or len(chosen) == limit:
             break
-        if counts.get(row.endpoint_pk, 0) >= per_endpoint:
-            continue
-        counts[row.endpoint_pk] = counts.get(row.endpoint_pk, 0) + 1
-        chosen.append(row)
-    more = len(candidates) > len(chosen)
     if not chosen:
         return Claimed([], more)
     endpoints = {
@@ -155,7 +181,7 @@ def claim_due(
             data=event.data,
         )
         claims.append(claim)
-        leased.append({"b_pk": row.id, "b_attempt": claim.attempt})
+        leased.append({"b_pk": row.id, "b_attempt": claim.attempt, "b_due": leases[row.id]})
         logged.append(
             {
                 "delivery_id": claim.delivery_id,
@@ -176,7 +202,7 @@ def claim_due(
             .values(
                 state=IN_FLIGHT,
                 attempts=bindparam("b_attempt"),
-                due_at=now + lease,
+                due_at=bindparam("b_due"),
                 lease_owner=owner,
             ),
             leased,
@@ -224,6 +250,10 @@ def complete_attempts(
         )
     }
     results: list[str] = []
+    final = {"success": SUCCEEDED, "failed": FAILED, "cancelled": CANCELLED}
+    settled: list[dict[str, Any]] = []  # deliveries whose lease this outcome held
+    logged: list[dict[str, Any]] = []  # their attempts' log rows
+    late: list[dict[str, Any]] = []  # attempts whose lease was lost: the log only
     for o in outcomes:
         row = rows.get(o.delivery_pk)
         held = (
@@ -244,34 +274,117 @@ def complete_attempts(
         else:
             result, next_at = "retry", o.retry_at
         if held:
-            final = {"success": SUCCEEDED, "failed": FAILED, "cancelled": CANCELLED}
-            conn.execute(
-                update(dl)
-                .where(dl.c.id == o.delivery_pk)
-                .values(
-                    state=final.get(result, PENDING),
-                    due_at=next_at,
-                    lease_owner=None,
-                    completed_at=None if result == "retry" else now,
-                )
+            settled.append(
+                {
+                    "b_pk": o.delivery_pk,
+                    "b_state": final.get(result, PENDING),
+                    "b_due": next_at,
+                    "b_completed": None if result == "retry" else now,
+                }
             )
-        logged = (at.c.delivery_pk == o.delivery_pk) & (at.c.attempt == o.attempt)
-        if result == "stale":  # fill in an attempt that has no outcome yet, never overwrite one
-            logged = logged & at.c.result.in_([IN_FLIGHT, "abandoned"])
-        conn.execute(
-            update(at)
-            .where(logged)
-            .values(
-                result=("success" if o.ok else "abandoned") if result == "stale" else result,
-                status_code=o.status_code,
-                error=o.error[:200] if o.error else None,
-                duration_ms=o.duration_ms if o.sent_at is not None else None,
-                next_attempt_at=next_at,
-                **({"attempted_at": o.sent_at} if o.sent_at is not None else {}),
-            )
+        (late if result == "stale" else logged).append(
+            {
+                "b_pk": o.delivery_pk,
+                "b_attempt": o.attempt,
+                "b_result": ("success" if o.ok else "abandoned") if result == "stale" else result,
+                "b_status": o.status_code,
+                "b_error": o.error[:200] if o.error else None,
+                "b_ms": o.duration_ms if o.sent_at is not None else None,
+                "b_next": next_at,
+                "b_sent": o.sent_at,  # None: never sent, attempted_at stays the claim's
+            }
         )
         results.append(result)
+    if settled:
+        conn.execute(
+            update(dl)
+            .where(dl.c.id == bindparam("b_pk"))
+            .values(
+                state=bindparam("b_state"),
+                due_at=bindparam("b_due"),
+                lease_owner=None,
+                completed_at=bindparam("b_completed"),
+            ),
+            settled,
+        )
+    for rows_, stale in ((logged, False), (late, True)):
+        if not rows_:
+            continue
+        where = (at.c.delivery_pk == bindparam("b_pk")) & (at.c.attempt == bindparam("b_attempt"))
+        if stale:  # fill in an attempt that has no outcome yet, never overwrite one
+            where = where & at.c.result.in_([IN_FLIGHT, "abandoned"])
+        conn.execute(
+            update(at)
+            .where(where)
+            .values(
+                result=bindparam("b_result"),
+                status_code=bindparam("b_status"),
+                error=bindparam("b_error"),
+                duration_ms=bindparam("b_ms"),
+                next_attempt_at=bindparam("b_next"),
+                attempted_at=func.coalesce(
+                    bindparam("b_sent", type_=at.c.attempted_at.type), at.c.attempted_at
+                ),
+            ),
+            rows_,
+        )
     return results
+
+
+@dataclass(frozen=True)
+class ClaimRequest:
+    """What :func:`claim_due` needs besides the connection and the time."""
+
+    owner: str
+    lease: timedelta
+    limit: int
+    in_flight: Mapping[int, int]
+    per_endpoint: int
+    new_delivery_id: Callable[[], str]
+    queue_step: timedelta = timedelta(0)
+    sends: int = 1
+
+
+@dataclass(frozen=True)
+class Cycled:
+    results: list[str]  # complete_attempts' result of each outcome, in order
+    dispatched: Dispatched | None  # None: no dispatch was asked for
+    claimed: Claimed | None  # None: no claim was asked for
+
+
+def cycle(
+    conn: Connection,
+    *,
+    now: datetime,
+    outcomes: Sequence[AttemptResult],
+    owner: str,
+    max_age: timedelta,
+    dispatching: bool,
+    claim: ClaimRequest | None,
+) -> Cycled:
+    """In one transaction: record ``outcomes`` (:func:`complete_attempts`), dispatch new events
+    when ``dispatching`` (``gateway.store.webhooks.dispatch``), then claim due deliveries when
+    ``claim`` is given (:func:`claim_due`), in that order, so that a delivery just recorded as
+    a retry or just dispatched is seen by the claim."""
+    results = complete_attempts(conn, outcomes, owner=owner, now=now, max_age=max_age)
+    dispatched = dispatch(conn, now) if dispatching else None
+    claimed = (
+        None
+        if claim is None
+        else claim_due(
+            conn,
+            now=now,
+            owner=claim.owner,
+            lease=claim.lease,
+            limit=claim.limit,
+            in_flight=claim.in_flight,
+            per_endpoint=claim.per_endpoint,
+            new_delivery_id=claim.new_delivery_id,
+            queue_step=claim.queue_step,
+            sends=claim.sends,
+        )
+    )
+    return Cycled(results, dispatched, claimed)
 
 
 def queue_depth(conn: Connection, now: datetime) -> dict[str, int]:

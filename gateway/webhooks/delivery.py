@@ -1,21 +1,30 @@
 """Webhook delivery: from the events outbox to each biller's endpoints, at least once.
 
-One :class:`WebhookDelivery` service per daemon. Every ``poll_interval`` (and at once while
-there is more work) it
+One :class:`WebhookDelivery` service per daemon. As soon as a transaction that wrote events
+commits (the store's ``outbox`` signal: in this process at once, from another daemon on the
+same PostgreSQL through ``LISTEN``/``NOTIFY``), every ``poll_interval`` whatever happens (the
+fallback: a signal is a hint, never the record), and at once while there is more work, it
 
 1. dispatches: turns new events into deliveries (``store.webhooks.dispatch``: a cursor per
    biller, locked with SKIP LOCKED, so several daemons share billers and none is done twice);
 2. claims due deliveries for its free slots (``claim_due``: SKIP LOCKED, a lease, a new
    Gateway-Delivery-Id per attempt), never more than ``concurrency`` in flight in all and
    ``per_endpoint`` per endpoint, so an endpoint that hangs holds a few slots and no more;
-3. POSTs each claimed attempt, signed, with a timeout; outcomes are recorded in batches
-   (one transaction for all that finished meanwhile), with the next attempt after an
-   exponential back-off with full jitter, until ``max_age``, then failed.
+3. POSTs each claimed attempt, signed, with a timeout; each finished attempt asks for a
+   pass, and the next pass records the outcomes of all that finished meanwhile, with the next
+   attempt after an exponential back-off with full jitter, until ``max_age``, then failed.
+
+Outcomes, dispatch and claim of one pass are one transaction (``webhook_queue.cycle``): under
+load the store's commits, not the HTTP, are what delivery waits for.
 
 Attempts connect only to public addresses and ``webhooks.allowed_networks``, checked at each
 attempt by the client the composition root passes in (:class:`gateway.webhooks.attempts.Poster`,
 :mod:`gateway.protocols.webhook_client`). Time is the injected reactor's. Logs name the
 endpoint and delivery ids, never a URL or secret.
+
+Wakes are folded together: a signal while a pass runs asks for one more pass after it (which
+dispatches), a signal while a pass is already due adds nothing. So at most one dispatch and one
+claim run at a time, however many commits signal meanwhile.
 """
 
 from __future__ import annotations
@@ -43,14 +52,17 @@ from gateway.errors import StoreError
 from gateway.ids import new_id
 from gateway.infra.secretbox import SecretBox
 from gateway.store import Store
+from gateway.store.signals import OUTBOX
 from gateway.store.webhook_queue import (
     AttemptResult,
     Claim,
-    claim_due,
+    ClaimRequest,
+    Cycled,
     complete_attempts,
+    cycle,
     queue_depth,
 )
-from gateway.store.webhooks import Dispatched, dispatch, purge_finished
+from gateway.store.webhooks import purge_finished
 from gateway.webhooks.api import backoff, event_body
 from gateway.webhooks.attempts import NOT_SENT, Poster, PostResult
 from gateway.webhooks.signing import signature_header
@@ -90,9 +102,11 @@ for _state in ("due", "retrying", "in_flight"):
 
 USER_AGENT = "collection-gateway-webhooks/1"
 # Claims held per slot: while attempts are sent, the next ones wait here already claimed, so a
-# fast receiver is not left idle during the claim transaction. Held claims are bounded by
-# PREFETCH x per_endpoint per endpoint, so one waits at most about one attempt for its turn.
-PREFETCH = 2
+# fast receiver is not left idle during the claim transaction, and one pass claims (and records)
+# up to PREFETCH x per_endpoint deliveries of an endpoint at once. A held claim waits at most
+# one attempt timeout per round of attempts ahead of it: its lease is that much longer
+# (claim_due's queue_step), so it never runs out while the claim waits its turn here.
+PREFETCH = 8
 DEPTH_EVERY = 5.0  # seconds between two queue-depth counts
 PURGE_EVERY = 3600.0
 
@@ -126,22 +140,21 @@ class WebhookDelivery(Service):
         self.owner = owner or owner_name()
         self.secrets = SecretBox(config.secret_key or bytes(32))  # plain secrets: read as is
         self.rng = rng or random.Random()
-        # Long enough for a claim to wait its turn here (at most about one timeout: see
-        # PREFETCH), be sent and be recorded; a daemon that dies loses its claims for this
-        # long, then another takes them up.
-        self.lease = timedelta(seconds=3 * config.timeout + 30)
+        # Long enough for a claim at the head of the queue to be sent and recorded; one
+        # timeout more per round of attempts ahead of it (see PREFETCH). A daemon that dies
+        # loses its claims for this long, then another takes them up.
+        self.lease = timedelta(seconds=2 * config.timeout + 30)
         self.held: Tally[int] = Tally()  # endpoint pk -> claims held (queued or being sent)
         self.sending: Tally[int] = Tally()  # endpoint pk -> attempts open
         self.queued: dict[int, deque[Claim]] = {}  # endpoint pk -> claims waiting for a slot
         self.open: dict[str, Deferred[PostResult]] = {}  # delivery id -> attempt
-        self.outcomes: list[AttemptResult] = []
-        self._flushing: Deferred[None] | None = None
+        self.outcomes: list[AttemptResult] = []  # recorded by the next pass
         self._timer: IDelayedCall | None = None
         self._pumping: Deferred[bool] | None = None
         self._again = False  # woken while a pass ran: run another at once
-        self._starved = False  # the last claim left due deliveries behind: look again soon
         self._depth_at = float("-inf")
         self._dispatch_at = float("-inf")  # when the next dispatch is due (reactor seconds)
+        self._events = False  # events committed since the last dispatch began: dispatch now
         self._purge = LoopingCall(self._purge_old)
         self._purge.clock = reactor
 
@@ -152,12 +165,14 @@ class WebhookDelivery(Service):
         # The per-endpoint series belong to the service that counts them: none is left behind
         # by an endpoint deleted meanwhile, or by another service of this process.
         ENDPOINT_ATTEMPTS.clear()
+        self.store.add_listener(OUTBOX, self.events_committed)
         self._schedule(0)
         self._purge.start(PURGE_EVERY, now=False)
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         ENDPOINT_ATTEMPTS.clear()
+        self.store.remove_listener(OUTBOX, self.events_committed)
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
@@ -171,8 +186,6 @@ class WebhookDelivery(Service):
                 self._release(claim)
                 self._finished(PostResult(None, NOT_SENT), claim, None)
         waits: list[Deferred[Any]] = [self.client.close()]
-        if self._flushing is not None:
-            waits.append(self._flushing)
         if self.outcomes:
             # Queued on the store's pool now, before the store stops and drains it.
             batch, self.outcomes = self.outcomes, []
@@ -195,7 +208,13 @@ class WebhookDelivery(Service):
         self._timer = self.reactor.callLater(delay, self._pump)
 
     def wake(self) -> None:
-        """Look for work now (new events, free slots)."""
+        """Look for work now (free slots; new events when a dispatch is due)."""
+        self._schedule(0)
+
+    def events_committed(self) -> None:
+        """The store's ``outbox`` signal: events were committed (here or by another daemon):
+        dispatch and claim at once, not at the next poll."""
+        self._events = True
         self._schedule(0)
 
     def _pump(self) -> None:
@@ -222,45 +241,64 @@ class WebhookDelivery(Service):
         self._pumping.addCallbacks(done, failed)
 
     async def pass_once(self) -> bool:
-        """A dispatch (when one is due: every ``poll_interval``, or at once while events wait)
-        and a claim; True when more work is waiting. A pass woken by a finished attempt only
-        claims: the dispatcher keeps its own pace."""
+        """One transaction (``webhook_queue.cycle``): the outcomes that came in, a dispatch
+        when one is due (events were committed since the last one began, or
+        ``poll_interval`` has passed, or events wait), and a claim for the free slots; True
+        when more events wait for a dispatch."""
         more = False
         started = self.reactor.seconds()
-        if started >= self._dispatch_at:
-            dispatched: Dispatched = await self.store.run_interaction(
-                "webhooks.dispatch", dispatch, clock_now(self.reactor)
-            )
-            more = dispatched.more
-            self._dispatch_at = started if more else started + self.config.poll_interval
+        dispatching = started >= self._dispatch_at or self._events
+        self._events = False  # a commit from now on asks for another dispatch
         free = PREFETCH * self.config.concurrency - sum(self.held.values())
-        if free > 0 and self.running:
-            claimed = await self.store.run_interaction(
-                "webhooks.claim",
-                claim_due,
-                now=clock_now(self.reactor),
-                owner=self.owner,
-                lease=self.lease,
-                limit=free,
-                in_flight=dict(self.held),
-                per_endpoint=PREFETCH * self.config.per_endpoint,
-                new_delivery_id=lambda: new_id("dlv"),
-            )
-            if not self.running:  # stopped meanwhile: give them back, due again at once
-                for claim in claimed.claims:
-                    self._finished(PostResult(None, NOT_SENT), claim, None)
-                batch, self.outcomes = self.outcomes, []
-                await self._record(batch)
-                return False
-            for claim in claimed.claims:
-                self.held[claim.endpoint_pk] += 1
-                self.queued.setdefault(claim.endpoint_pk, deque()).append(claim)
-            self._drain()
-            # Due deliveries left behind (no free slot, or their endpoint at its limit): look
-            # again as soon as an attempt finishes, not a poll interval later.
-            self._starved = claimed.more
-        else:
-            self._starved = True
+        claiming = free > 0 and self.running
+        batch, self.outcomes = self.outcomes, []
+        if dispatching or claiming or batch:
+            try:
+                done: Cycled = await self.store.run_interaction(
+                    "webhooks.cycle",
+                    cycle,
+                    now=clock_now(self.reactor),
+                    outcomes=batch,
+                    owner=self.owner,
+                    max_age=self.config.max_age,
+                    dispatching=dispatching,
+                    claim=ClaimRequest(
+                        owner=self.owner,
+                        lease=self.lease,
+                        limit=free,
+                        in_flight=dict(self.held),
+                        per_endpoint=PREFETCH * self.config.per_endpoint,
+                        new_delivery_id=lambda: new_id("dlv"),
+                        queue_step=timedelta(seconds=self.config.timeout),
+                        sends=self.config.per_endpoint,
+                    )
+                    if claiming
+                    else None,
+                )
+            except BaseException:
+                # Nothing of it was committed (or, if the commit's answer was lost, recording
+                # them again is fenced): the outcomes go with the next pass, the dispatch too.
+                self.outcomes = batch + self.outcomes
+                self._events = self._events or dispatching
+                raise
+            for result in done.results:
+                DELIVERIES.labels(result).inc()
+            if done.dispatched is not None:
+                more = done.dispatched.more
+                self._dispatch_at = started if more else started + self.config.poll_interval
+            if done.claimed is not None:
+                if not self.running:  # stopped meanwhile: give them back, due again at once
+                    for claim in done.claimed.claims:
+                        self._finished(PostResult(None, NOT_SENT), claim, None)
+                    batch, self.outcomes = self.outcomes, []
+                    await self._record(batch)
+                    return False
+                for claim in done.claimed.claims:
+                    self.held[claim.endpoint_pk] += 1
+                    self.queued.setdefault(claim.endpoint_pk, deque()).append(claim)
+                # Due deliveries left behind (no free slot, or their endpoint at its limit) are
+                # claimed by the pass that the next finished attempt asks for.
+                self._drain()
         if self.reactor.seconds() - self._depth_at >= max(DEPTH_EVERY, self.config.poll_interval):
             self._depth_at = self.reactor.seconds()
             depth = await self.store.run_interaction(
@@ -325,8 +363,6 @@ class WebhookDelivery(Service):
             IN_FLIGHT.dec()
             self._finished(result, claim, started)
             self._drain()
-            if self._starved:
-                self.wake()
 
         attempt.addCallback(finished)
         attempt.addErrback(lambda f: log.failure("webhook attempt bookkeeping failed", f))
@@ -367,17 +403,8 @@ class WebhookDelivery(Service):
                 sent_at=None if started is None else datetime.fromtimestamp(started, UTC),
             )
         )
-        if self._flushing is None and self.running:
-            self._flushing = Deferred.fromCoroutine(self._flush())
-
-    async def _flush(self) -> None:
-        """Record outcomes, all that finished meanwhile in one transaction (a group commit)."""
-        try:
-            while self.outcomes and self.running:
-                batch, self.outcomes = self.outcomes, []
-                await self._record(batch)
-        finally:
-            self._flushing = None
+        if self.running:
+            self.wake()  # the next pass records it, and claims for the slot it freed
 
     def _record(self, batch: list[AttemptResult]) -> Deferred[None]:
         try:
