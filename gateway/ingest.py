@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway import ids, ledger
+from gateway.chain_rules import ChainRules
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.infra.crashpoints import crash_point
@@ -40,6 +41,7 @@ from gateway.model import (
     business_date,
 )
 from gateway.store import Store
+from gateway.store.billers import chain_rules_of
 from gateway.store.bills import BillMatch, lock_bills, slips_of_bills, update_bills
 from gateway.store.events import append_events
 from gateway.store.ledger import (
@@ -80,6 +82,12 @@ CASES_CLOSED = Counter(
     "no longer owed once a void left fewer payments paying the bill.",
 )
 DOUBLE_PAID = Counter("gateway_bills_double_paid_total", "Bills that became double-paid.")
+OFF_CHAIN = Counter(
+    "gateway_ingest_off_chain_payments_total",
+    "New payments taken at a chain their biller does not accept (recorded, paying their bill, "
+    "flagged chain_accepted=false), by channel.",
+    ["channel"],
+)
 GROUP_SIZE = Histogram(
     "gateway_ingest_group_size",
     "Messages committed together in one transaction.",
@@ -107,6 +115,20 @@ class BillFinder(Protocol):
     def billers(self, conn: Connection, events: Sequence[CollectionEvent]) -> Mapping[str, str]:
         """For messages of no known bill: bill key → the id of the biller the key still names."""
         ...
+
+
+@runtime_checkable
+class PaymentJudge(Protocol):
+    """A finder whose network also judges each new payment by its biller's chain rules (the
+    CVS one: gateway.networks.cvs.CvsBills.judge); the ingest asks it before the payment is
+    stored or shown in an event."""
+
+    def judge(self, payment: Payment, rules: ChainRules) -> Payment:
+        """The new payment with what the rules say of where it was made."""
+        ...
+
+
+NO_RULES = ChainRules()
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,7 @@ class _Batch:
         self.open_cases: dict[str, list[tuple[str, RefundReason]]] = {}  # payment id -> open
         self.refunded: set[str] = set()  # payments with a case other than a double payment
         self.closed_cases: list[tuple[str, str, str]] = []
+        self.chain_rules: dict[str, ChainRules] = {}  # the billers' that set any
 
     def keep_payment(self, payment: Payment, bill_id: int | None) -> None:
         if payment.payment_id in self.new_payments:
@@ -168,6 +191,9 @@ class Ingest:
         for finder in finders:
             assert finder.channel not in self.finders, f"two finders for {finder.channel}"
             self.finders[finder.channel] = finder
+        self.judges: dict[Channel, PaymentJudge] = {
+            f.channel: f for f in finders if isinstance(f, PaymentJudge)
+        }
         self.new_id = new_id or ids.new_id
 
     # -- inside a transaction ---------------------------------------------------------------
@@ -255,6 +281,9 @@ class Ingest:
             if of_channel:
                 billers = self.finders[channel].billers(conn, of_channel)
                 batch.billers.update({(channel, k): b for k, b in billers.items()})
+        if any(e.channel in self.judges for e in fresh):
+            owners = {b.biller_id for b in batch.bills.values()} | set(batch.billers.values())
+            batch.chain_rules = chain_rules_of(conn, sorted(owners))
         batch.known = {p.payment_id for ps in batch.payments.values() for p in ps}
         batch.known |= {p.payment_id for ps in batch.unknown.values() for p in ps}
         for payment_id, cases in refund_cases_of_payments(conn, sorted(batch.known)).items():
@@ -301,6 +330,7 @@ class Ingest:
             refunded=batch.refunded,
         )
         for payment in outcome.payments:
+            payment = self._judged(batch, payment)
             batch.keep_payment(payment, bill_id)
             current = [p for p in known if p.payment_id != payment.payment_id]
             known[:] = [*current, payment]
@@ -327,6 +357,19 @@ class Ingest:
             else "applied"
         )
         return self._finish(batch, message_id, event, result, anomalies=outcome.anomalies)
+
+    def _judged(self, batch: _Batch, payment: Payment) -> Payment:
+        """A payment new with this message, as its network judges it by its biller's chain
+        rules (a network without rules, or a payment seen before, as it is)."""
+        judge = self.judges.get(payment.channel)
+        if judge is None or payment.payment_id in batch.known:
+            return payment
+        if payment.payment_id in batch.new_payments:
+            return payment
+        judged = judge.judge(payment, batch.chain_rules.get(payment.biller_id, NO_RULES))
+        if judged.chain_accepted is False:
+            OFF_CHAIN.labels(payment.channel.value).inc()
+        return judged
 
     @staticmethod
     def _close_cases_after_void(

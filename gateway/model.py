@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from enum import Enum, StrEnum
 
+from gateway.chain_rules import ChainRules
 from gateway.notice_rules import NoticeRules
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -277,6 +278,12 @@ class Payment:
     late: bool = False
     store: str | None = None
     agency: str | None = None  # the CVS agency whose money it is (its 確報 and remittance)
+    # A CVS payment judged by its biller's chain rules (gateway.chain_rules) when it arrived:
+    # whether the biller accepts the chain that took it, and whether that chain stamped the
+    # receipt (the settlement's stamp charge). None: not judged (another channel, or before
+    # migration 0017; the stamp then follows the slip's 印紙フラグ).
+    chain_accepted: bool | None = None
+    stamped: bool | None = None
 
     @property
     def live(self) -> bool:
@@ -390,6 +397,8 @@ class Biller:
     cvs_code: str | None = None
     # When the operator suspended it (gateway-admin biller suspend; None: active).
     suspended_at: datetime | None = None
+    # Its convenience-store chain rules (gateway.chain_rules; the defaults: every chain).
+    chain_rules: ChainRules = field(default_factory=ChainRules)
     # Its fallback after a failed debit and its notice settings (gateway.notice_rules).
     notice_rules: NoticeRules = field(default_factory=NoticeRules)
 

@@ -83,6 +83,8 @@ def payment_json(payment: Payment, descriptions: Descriptions | None = None) -> 
         doc.update(description(payment.channel, descriptions).detail(payment.store))
     if payment.agency is not None:
         doc["agency"] = payment.agency  # the CVS agency whose 確報 and remittance it is
+    if payment.chain_accepted is not None:
+        doc["chain_accepted"] = payment.chain_accepted  # false: a chain the biller does not take
     return doc
 
 

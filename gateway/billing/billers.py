@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.interfaces import IReactorTime
 
 from gateway.billing.bills import decode_cursor, encode_cursor
+from gateway.chain_rules import ChainRules, parse_rules_change
 from gateway.clock import now as clock_now
 from gateway.config import Config, CvsAgency
 from gateway.errors import Conflict, FieldError, InvalidRequest
@@ -180,6 +182,7 @@ def biller_json(config: Config, biller: Biller) -> dict[str, Any]:
         or (config.mpn.institution_code if config.mpn else None),
         "created_at": biller.created_at.isoformat(),
         "suspended_at": biller.suspended_at.isoformat() if biller.suspended_at else None,
+        "chain_rules": biller.chain_rules.document(),
     }
     if Channel.CVS in biller.channels and config.cvs is not None:
         try:
@@ -313,7 +316,7 @@ class BillerService:
         }
 
     async def update(self, actor: str, biller_id: str, body: object) -> dict[str, Any]:
-        name, kana, channels = parse_biller_update(body)
+        name, kana, channels, chain_rules = parse_biller_update(body)
         biller = await self.store.run_interaction(
             "billers.update",
             change_biller,
@@ -324,6 +327,7 @@ class BillerService:
             name=name,
             kana=kana,
             channels=channels,
+            chain_rules=chain_rules,
         )
         return biller_json(self.config, biller)
 
@@ -356,23 +360,30 @@ class BillerService:
         return biller_json(self.config, biller)
 
 
-# --- changing a biller: name, kana, channels; suspending and resuming it -------------------------
+# --- changing a biller: name, kana, channels, chain rules; suspending and resuming it -----------
 
 REASON_MAX = 500  # a suspension's (or a resumption's) reason, kept in the audit log
 
 
-def parse_biller_update(body: object) -> tuple[str | None, str | None, frozenset[Channel] | None]:
-    """A ``PATCH /v1/billers/{id}`` body: any of ``name``, ``kana``, ``channels``, at least
-    one (400 for a malformed body; the values are checked by :func:`change_biller`)."""
+def parse_biller_update(
+    body: object,
+) -> tuple[str | None, str | None, frozenset[Channel] | None, Mapping[str, Any] | None]:
+    """A ``PATCH /v1/billers/{id}`` body: any of ``name``, ``kana``, ``channels`` and
+    ``chain_rules`` (gateway.chain_rules.parse_rules_change: the parts it names replace the
+    biller's), at least one (400 for a malformed body; the values are checked by
+    :func:`change_biller`)."""
     f = Fields(body)
     name = f.string("name", max_len=NAME_MAX)
     kana = f.string("kana", max_len=KANA_MAX)
     raw_channels = f.string_list("channels")
+    rules = f.obj("chain_rules")
+    if rules is not None:
+        parse_rules_change(rules, ChainRules())  # its errors, named chain_rules.…
     f.finish()
     if f.malformed:
         f.raise_if_invalid()
-    if name is None and kana is None and raw_channels is None:
-        f.bad("body", "give at least one of name, kana, channels")
+    if name is None and kana is None and raw_channels is None and rules is None:
+        f.bad("body", "give at least one of name, kana, channels, chain_rules")
         f.raise_if_invalid()
     channels: set[Channel] | None = None
     if raw_channels is not None:
@@ -388,7 +399,8 @@ def parse_biller_update(body: object) -> tuple[str | None, str | None, frozenset
                 f.bad(f"channels[{i}]", f"{raw} is listed twice")
             channels.add(channel)
     f.raise_if_invalid()
-    return name, kana, None if channels is None else frozenset(channels)
+    chain_rules = None if rules is None else rules.raw
+    return name, kana, None if channels is None else frozenset(channels), chain_rules
 
 
 def parse_reason(body: object) -> str | None:
@@ -412,12 +424,20 @@ def change_biller(
     name: str | None = None,
     kana: str | None = None,
     channels: frozenset[Channel] | None = None,
+    chain_rules: Mapping[str, Any] | None = None,
 ) -> Biller:
-    """Change a biller's name, kana or channels, checked as at onboarding (a channel the
-    configuration does not enable, or cvs under an agency that has no code for it, is
-    :class:`InvalidRequest`), and write it to the audit log. Its bills keep what they were
-    issued with; its id, code and agency never change."""
+    """Change a biller's name, kana, channels or chain rules, checked as at onboarding (a
+    channel the configuration does not enable, or cvs under an agency that has no code for it,
+    is :class:`InvalidRequest`), and write it to the audit log. ``chain_rules`` is a change of
+    its chain rules as gateway.chain_rules.parse_rules_change reads it (the parts named replace
+    the biller's). Its bills keep what they were issued with; its id, code and agency never
+    change."""
     current = get_biller(conn, biller_id)
+    new_rules = current.chain_rules
+    if chain_rules is not None:
+        f = Fields(chain_rules, "chain_rules")
+        new_rules = parse_rules_change(f, current.chain_rules)
+        f.raise_if_invalid()
     new_channels = current.channels if channels is None else channels
     with_cvs = Channel.CVS in new_channels
     app = BillerApplication(
@@ -445,6 +465,8 @@ def change_biller(
         changes["kana"] = kana
     if channels is not None and channels != current.channels:
         changes["channels"] = channels
+    if new_rules != current.chain_rules:
+        changes["chain_rules"] = new_rules
     if not changes:
         return current
     before, after = update_biller(conn, biller_id, changes)

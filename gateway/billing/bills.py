@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from twisted.internet.interfaces import IReactorTime
 
 from gateway import ledger
+from gateway.billing.chains import due_window_refusals
 from gateway.billing.issuing import BillIssuer
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
@@ -406,6 +407,7 @@ class BillService:
             if refused is not None:
                 raise InvalidRequest([FieldError("channels", refused)])
             refusals = self.issuer.refusals(biller, request)
+            refusals += due_window_refusals(biller, request.channels, request.due_date, today)
             if refusals:
                 raise InvalidRequest(refusals)
 
@@ -551,6 +553,9 @@ class BillService:
             slip = None
             if Channel.CVS in bill.channels:
                 biller = self._biller(conn, principal)
+                refused = due_window_refusals(biller, bill.channels, new_due, today)
+                if refused:
+                    raise InvalidRequest(refused)
                 if bill.reissue >= 9:
                     raise Conflict(
                         f"bill {bill_no} was reissued 9 times: a barcode has one "

@@ -37,6 +37,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
 from gateway.billing.bills import BillService, biller_channel_error, parse_bill_request
+from gateway.billing.chains import due_window_refusals
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.errors import FieldError, FileErrors, InvalidRequest, NotFound, Refusal
@@ -306,7 +307,9 @@ class BulkService:
             if refused is not None:
                 errors.append((r.row, "channels", refused))
             else:
-                refusals = self.bills.issuer.refusals(biller, r.terms)
+                refusals = self.bills.issuer.refusals(biller, r.terms) + due_window_refusals(
+                    biller, r.terms.channels, r.terms.due_date, today
+                )
                 errors += [(r.row, _column(e.field), e.message) for e in refusals]
         items: list[BatchItem] = []
         new_rows: list[RowTerms] = []

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from gateway.chain_rules import ChainRules, chain_of_store, receipt_stamped
 from gateway.clock import now
 from gateway.config import Config, CvsAgency, CvsConfig, CvsLinkConfig, TLSConfig
 from gateway.errors import Conflict, FileErrors, RecordError
@@ -33,8 +34,17 @@ from gateway.mappers.cvs.agency import (
     parse_agency_csv,
 )
 from gateway.mappers.cvs.mapper import chain_name, parse_file, parse_record, to_canonical
-from gateway.mappers.cvs.stamp import stamp_required
-from gateway.model import Biller, BillTerms, Channel, CollectionEvent, Slip, Tax
+from gateway.mappers.cvs.stamp import DEFAULT_STAMP_THRESHOLDS, stamp_required, threshold_on
+from gateway.model import (
+    Biller,
+    BillTerms,
+    Channel,
+    CollectionEvent,
+    Payment,
+    Slip,
+    Tax,
+    business_date,
+)
 from gateway.networks.base import Started, Wiring
 from gateway.protocols.cvs import listen_cvs_link
 from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
@@ -348,6 +358,32 @@ class CvsBills:
             )
             found.update({key: ids[code] for key, code in codes.items() if code in ids})
         return found
+
+    def judge(self, payment: Payment, rules: ChainRules) -> Payment:
+        """A new store payment as its biller's chain rules (gateway.chain_rules) see it:
+        ``chain_accepted`` — is the chain that took it one the biller accepts — and
+        ``stamped`` — did that chain stamp the receipt: when the slip's 印紙フラグ asked for
+        it, or at a chain that stamps every receipt of the threshold or more whatever the tax,
+        when the amount reaches the threshold in force (its agency's ``stamp_thresholds``) on
+        the day it was paid."""
+        flag = payment.event_key[barcode.STAMP_DIGIT - 1 : barcode.STAMP_DIGIT] == "1"
+        chain = chain_of_store(payment.store)
+        if chain is None:
+            return replace(payment, stamped=flag)
+        thresholds = DEFAULT_STAMP_THRESHOLDS
+        if self.config is not None:
+            try:
+                thresholds = self.config.agency(payment.agency).stamp_thresholds
+            except KeyError:  # an agency taken out of the configuration: the defaults
+                pass
+        threshold = threshold_on(thresholds, business_date(payment.paid_at))
+        stamped = receipt_stamped(
+            slip_flag=flag,
+            stamps_all=rules.stamps_all(chain),
+            amount=payment.amount,
+            threshold=None if threshold is None else threshold.threshold,
+        )
+        return replace(payment, chain_accepted=rules.accepts(chain), stamped=stamped)
 
 
 @dataclass(frozen=True)

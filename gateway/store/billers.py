@@ -10,6 +10,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from gateway.chain_rules import ChainRules
 from gateway.errors import Conflict, FieldError, InvalidRequest, NotFound
 from gateway.model import Biller, Channel, Principal
 from gateway.notice_rules import NoticeRules
@@ -28,6 +29,7 @@ def _biller(row: Row) -> Biller:
         cvs_agency=row.cvs_agency,
         cvs_code=row.cvs_code,
         suspended_at=row.suspended_at,
+        chain_rules=ChainRules.from_json(row.chain_rules),
         notice_rules=NoticeRules.from_json(row.notice_rules),
     )
 
@@ -99,8 +101,9 @@ def list_billers(conn: Connection) -> list[Biller]:
 def update_biller(
     conn: Connection, biller_id: str, changes: dict[str, Any]
 ) -> tuple[Biller, Biller]:
-    """Change a biller's ``name``, ``kana``, ``channels`` (a frozenset) or ``suspended_at``;
-    returns (before, after). The row is locked (PostgreSQL) from the read to the write."""
+    """Change a biller's ``name``, ``kana``, ``channels`` (a frozenset), ``suspended_at`` or
+    ``chain_rules`` (a :class:`ChainRules`); returns (before, after). The row is locked
+    (PostgreSQL) from the read to the write."""
     row = conn.execute(
         select(billers).where(billers.c.biller_id == biller_id).with_for_update()
     ).first()
@@ -110,11 +113,25 @@ def update_biller(
     values = dict(changes)
     if "channels" in values:
         values["channels"] = ",".join(sorted(values["channels"]))
+    if "chain_rules" in values:
+        values["chain_rules"] = values["chain_rules"].to_json()
     if "notice_rules" in values:
         values["notice_rules"] = values["notice_rules"].to_json()
     if values:
         conn.execute(update(billers).where(billers.c.biller_id == biller_id).values(**values))
     return before, get_biller(conn, biller_id)
+
+
+def chain_rules_of(conn: Connection, biller_ids: Sequence[str]) -> dict[str, ChainRules]:
+    """The chain rules of those of ``biller_ids`` that set any (the others have none)."""
+    if not biller_ids:
+        return {}
+    rows = conn.execute(
+        select(billers.c.biller_id, billers.c.chain_rules).where(
+            billers.c.biller_id.in_(list(biller_ids)), billers.c.chain_rules.is_not(None)
+        )
+    )
+    return {r.biller_id: ChainRules.from_json(r.chain_rules) for r in rows}
 
 
 def active_biller(conn: Connection, biller_id: str) -> Biller:

@@ -94,6 +94,8 @@ def _payment(row: Row[Any], bill_no: str | None) -> Payment:
         late=bool(row.late),
         store=row.store,
         agency=row.agency,
+        chain_accepted=row.chain_accepted,
+        stamped=row.stamped,
     )
 
 
@@ -141,6 +143,8 @@ def insert_payments(conn: Connection, new: Sequence[tuple[Payment, int | None]])
                     "paid_at": p.paid_at,
                     "store": p.store,
                     "agency": p.agency,
+                    "chain_accepted": p.chain_accepted,
+                    "stamped": p.stamped,
                     "created_at": p.created_at,
                     **_payment_state(p),
                 }

@@ -53,6 +53,8 @@ billers = Table(
     Column("cvs_agency", String(32)),
     Column("cvs_code", String(5)),
     Column("suspended_at", UTCDateTime),  # (0011) set: its keys refused, no new bill
+    # Its convenience-store chain rules as JSON (gateway.chain_rules; NULL: every chain) (0017).
+    Column("chain_rules", Text),
     # Its fallback after a failed debit and its notice settings as JSON (gateway.notice_rules;
     # NULL: the defaults) (0015).
     Column("notice_rules", Text),
@@ -202,6 +204,10 @@ payments = Table(
     Column("store", String(40)),
     Column("transfer_date", Date),
     Column("agency", String(32)),  # the CVS agency that brought it (0010); NULL elsewhere
+    # (0017) A CVS payment as its biller's chain rules judged it on arrival: the chain accepted,
+    # the receipt stamped. NULL: not judged (the stamp then follows the barcode's 印紙フラグ).
+    Column("chain_accepted", Boolean),
+    Column("stamped", Boolean),
     Column("created_at", UTCDateTime, nullable=False),
     Column("confirmed_at", UTCDateTime),
     Column("voided_at", UTCDateTime),

@@ -176,6 +176,20 @@ def _plan_case(contract: Contract, column: Any) -> ColumnElement[int]:
     return case(*whens, else_=0)
 
 
+def stamped_receipt(stamp_digit: int) -> ColumnElement[int]:
+    """1 for a payment whose store receipt was stamped, else 0: as its biller's chain rules
+    judged it when it arrived (``payments.stamped``, gateway.networks.cvs.CvsBills.judge), or,
+    for a CVS payment not judged (made before migration 0017), by the 印紙フラグ at
+    ``stamp_digit`` of its event key."""
+    c = payments.c
+    by_flag = and_(c.channel == Channel.CVS.value, func.substr(c.event_key, stamp_digit, 1) == "1")
+    return case(
+        (c.stamped.is_not(None), case((c.stamped, 1), else_=0)),
+        (by_flag, 1),
+        else_=0,
+    )
+
+
 def tally(
     conn: Connection,
     contract: Contract,
@@ -187,14 +201,12 @@ def tally(
     stamp_digit: int,
 ) -> Tally:
     """What the settlement claimed, by channel and plan in force: payments (count, sum) and
-    CVS ones stamped (the 印紙フラグ at ``stamp_digit`` of the event key), bills due in the
-    period (before ``due_before``) without a live payment, and the refunds deducted."""
+    those whose receipt was stamped (:func:`stamped_receipt`: the chain that took the payment
+    decides), bills due in the period (before ``due_before``) without a live payment, and the
+    refunds deducted."""
     c = payments.c
     plan = _plan_case(contract, c.confirmed_at).label("plan")
-    stamped = case(
-        (and_(c.channel == Channel.CVS.value, func.substr(c.event_key, stamp_digit, 1) == "1"), 1),
-        else_=0,
-    )
+    stamped = stamped_receipt(stamp_digit)
     collected: dict[tuple[Channel, int], tuple[int, int]] = {}
     stamps: dict[tuple[Channel, int], int] = {}
     rows = conn.execute(
@@ -423,7 +435,7 @@ def settled_payments(
     """Every payment a settlement paid out, in confirmation order, read a batch at a time
     (``stamp_digit`` as for :func:`settle_next`)."""
     c = payments.c
-    stamped = and_(c.channel == Channel.CVS.value, func.substr(c.event_key, stamp_digit, 1) == "1")
+    stamped = stamped_receipt(stamp_digit)
     last: tuple[datetime, str] | None = None
     while True:
         stmt = (

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.app.admin.biller_settings import add_set_command as add_biller_set_command
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.app.admin.console_users import add_commands as add_user_commands
 from gateway.app.admin.keys import add_commands as add_key_commands
@@ -334,6 +335,7 @@ def parser() -> argparse.ArgumentParser:
     )
     bc.set_defaults(fn=cmd_biller_create)
     add_biller_commands(biller)  # list, show, update, suspend, resume
+    add_biller_set_command(biller)  # set: the biller's settings
 
     bz = biller.add_parser("zengin", help="make a biller a 委託者 of account transfers")
     bz.add_argument("--id", required=True)

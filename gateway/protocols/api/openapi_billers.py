@@ -13,6 +13,7 @@ from gateway.billing.billers import (
     PAYEASY_INSTITUTION_CODE,
 )
 from gateway.billing.bills import CURSOR
+from gateway.chain_rules import CHAIN_CODE, MAX_CHAINS, MAX_DUE_DAYS
 from gateway.model import Channel
 from gateway.protocols.api.openapi_parts import TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import PATH_PARAMS, path_param
@@ -25,7 +26,51 @@ CHANNELS = {
     "items": {"type": "string", "enum": [c.value for c in Channel]},
 }
 
+CHAIN = {"type": "string", "pattern": f"^{CHAIN_CODE}$", "description": "a chain code, e.g. 010"}
+CHAIN_LIST = {"type": "array", "maxItems": MAX_CHAINS, "uniqueItems": True, "items": CHAIN}
+DUE_WINDOWS = {
+    "type": "object",
+    "maxProperties": MAX_CHAINS,
+    "propertyNames": {"pattern": f"^{CHAIN_CODE}$"},
+    "additionalProperties": {"type": "integer", "minimum": 1, "maximum": MAX_DUE_DAYS},
+    "description": "per chain code, the longest time in days from a slip's issue to its due date",
+}
+
 BILLER_SCHEMAS: dict[str, Any] = {
+    "ChainRules": {
+        "type": "object",
+        "description": "the biller's convenience-store chain rules (docs/networks/cvs.md)",
+        "required": ["accepted", "max_due_days", "stamp_all"],
+        "properties": {
+            "accepted": {
+                **CHAIN_LIST,
+                "type": ["array", "null"],
+                "description": "the chains it accepts (null: every chain); a payment at another"
+                " is still recorded and flagged chain_accepted=false",
+            },
+            "max_due_days": DUE_WINDOWS,
+            "stamp_all": {
+                **CHAIN_LIST,
+                "description": "chains that stamp every receipt of the stamp threshold (¥50,000)"
+                " or more whatever the tax; the settlement's stamp charge follows them",
+            },
+        },
+    },
+    "ChainRulesChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "each part given replaces the biller's; the others stay",
+        "properties": {
+            "accepted": {
+                **CHAIN_LIST,
+                "type": ["array", "null"],
+                "minItems": 1,
+                "description": "null: every chain",
+            },
+            "max_due_days": {**DUE_WINDOWS, "description": "{}: no window"},
+            "stamp_all": {**CHAIN_LIST, "description": "[]: no such chain"},
+        },
+    },
     "BillerCreate": {
         "type": "object",
         "additionalProperties": False,
@@ -86,6 +131,7 @@ BILLER_SCHEMAS: dict[str, Any] = {
             "payeasy_institution_code": {"type": ["string", "null"]},
             "created_at": TIMESTAMP,
             "suspended_at": {**TIMESTAMP, "type": ["string", "null"]},
+            "chain_rules": {"$ref": "#/components/schemas/ChainRules"},
             "cvs": {
                 "type": "object",
                 "description": "with cvs: its agency, and what follows the company code in"

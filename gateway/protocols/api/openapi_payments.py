@@ -40,6 +40,11 @@ PAYMENT_SCHEMAS: dict[str, Any] = {
                 "description": "cvs: the agency ([[cvs.agencies]] id) whose link, inbox or CSV"
                 " pull brought the payment, and whose 確報 and remittance it belongs to",
             },
+            "chain_accepted": {
+                "type": "boolean",
+                "description": "cvs: false when the chain that took the payment is not one its"
+                " biller accepts (its chain rules); the payment still counts and pays its bill",
+            },
             "store": {
                 "type": "object",
                 "required": ["chain", "store_code"],

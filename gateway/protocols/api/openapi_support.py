@@ -31,6 +31,7 @@ SUPPORT_SCHEMAS: dict[str, Any] = {
                 "items": {"type": "string", "enum": [c.value for c in Channel]},
                 "description": "each enabled in the gateway's configuration",
             },
+            "chain_rules": {"$ref": "#/components/schemas/ChainRulesChange"},
         },
     },
     "Reason": {
@@ -252,7 +253,7 @@ def support_paths(max_page_size: int) -> dict[str, Any]:
         },
         "/v1/billers/{biller_id}": {
             "patch": _op(
-                "Change a biller's name, kana or channels (operator; audited)",
+                "Change a biller's name, kana, channels or chain rules (operator; audited)",
                 {"200": biller},
                 400,
                 413,

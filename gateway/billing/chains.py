@@ -1,0 +1,48 @@
+"""Issuing a slip under the biller's chain rules (gateway.chain_rules): the due window of every
+chain it accepts must take the slip's due date.
+
+A bill with the cvs channel, created (``POST /v1/bills``, a bulk file's row) or reissued, is
+refused with 422 naming ``due_date`` when its due date is further from today than the
+shortest window among the chains the biller accepts (or when it has no due date and one of
+them has a window): a customer could not pay it at that chain, whose register refuses a slip
+due further ahead than its contract allows. Bills without the cvs channel are not concerned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, timedelta
+
+from gateway.errors import FieldError
+from gateway.mappers.cvs.mapper import chain_name
+from gateway.model import Biller, Channel
+
+
+def chain_label(code: str) -> str:
+    """``"010 (セブン-イレブン)"``: a chain code with its §5 name when it has one."""
+    name = chain_name(code)
+    return f"{code} ({name})" if name else code
+
+
+def due_window_refusals(
+    biller: Biller, channels: Collection[Channel], due: date | None, today: date
+) -> list[FieldError]:
+    """Why the biller's chain rules refuse a slip due ``due`` (None: no deadline) issued
+    ``today``: one error naming ``due_date`` and the chain, or none."""
+    if Channel.CVS not in channels:
+        return []
+    refused = biller.chain_rules.due_refusal(due, today)
+    if refused is None:
+        return []
+    chain, days = refused
+    window = f"chain {chain_label(chain)} takes slips due at most {days} days after they are issued"
+    if due is None:
+        return [FieldError("due_date", f"is required: {window} (the biller's chain rules)")]
+    ahead = (due - today).days
+    return [
+        FieldError(
+            "due_date",
+            f"{due.isoformat()} is {ahead} days from today: {window} (the biller's chain rules;"
+            f" {(today + timedelta(days=days)).isoformat()} at the latest)",
+        )
+    ]
