@@ -10,6 +10,7 @@ from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import ConsoleBills
 from gateway.billing.console_bulk import BulkJobs
+from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
 from gateway.config import Config
@@ -31,5 +32,6 @@ def console_screens(
         bills=ConsoleBills(store, reactor, bills.render),
         actions=ConsoleBillActions(bills),
         bulk=BulkJobs(bulk, reactor),
+        payments=ConsolePayments(store, reactor),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

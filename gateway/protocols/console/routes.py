@@ -30,6 +30,7 @@ from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
 from gateway.billing.console_bulk import BulkJobs
+from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import (
     ConsoleUsers,
     LoginResult,
@@ -44,6 +45,7 @@ from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.kit import Handler, Kit
+from gateway.protocols.console.payments import payment_routes
 from gateway.protocols.console.web import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -75,6 +77,7 @@ class ConsoleServices:
     bills: ConsoleBills
     actions: ConsoleBillActions
     bulk: BulkJobs
+    payments: ConsolePayments
 
 
 def console_routes(
@@ -260,4 +263,5 @@ def console_routes(
         kit.routes(plain)
         + bill_routes(kit, bills, services.actions)
         + bulk_routes(kit, services.bulk, services.actions)
+        + payment_routes(kit, services.payments)
     )
