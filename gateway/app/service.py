@@ -31,6 +31,7 @@ from gateway.billing.pages import PageService
 from gateway.billing.payer_numbers import PayerNumberService
 from gateway.billing.payments import PaymentService
 from gateway.billing.retention import RetentionJob, retention_service
+from gateway.billing.slips import SlipService
 from gateway.billing.sms import SmsSender
 from gateway.billing.support import SupportService
 from gateway.billing.watch import DEFAULT_INTERVAL, WatchJob, watch_service
@@ -59,6 +60,7 @@ from gateway.protocols.api.payout_routes import payout_routes
 from gateway.protocols.api.recon_routes import recon_routes
 from gateway.protocols.api.routes import api_routes
 from gateway.protocols.api.settlement_routes import settlement_routes
+from gateway.protocols.api.slip_routes import slip_routes
 from gateway.protocols.api.support_routes import support_routes
 from gateway.protocols.api.webhook_routes import webhook_routes
 from gateway.protocols.bill_inbox import BillInbox
@@ -216,6 +218,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     routes += page_routes(pages)
     bulk = BulkService(bills, reactor)
     routes += bulk_routes(bulk)
+    routes += slip_routes(SlipService(store, reactor, Issuer.human_readable))  # printed slips
     routes += notice_routes(NoticeApi(store, reactor), config.api.max_page_size)
     routes += settlement_routes(SettlementApi(store, reactor), config.api.max_page_size)
     billers = BillerService(store, reactor, config)

@@ -27,6 +27,7 @@ from gateway.app.admin.payouts import add_biller_commands as add_payout_biller_c
 from gateway.app.admin.payouts import add_commands as add_payout_commands
 from gateway.app.admin.recon import add_commands as add_recon_commands
 from gateway.app.admin.settlement import add_commands as add_settlement_commands
+from gateway.app.admin.slips import add_commands as add_slip_commands
 from gateway.app.admin.support import add_biller_commands
 from gateway.app.admin.support import add_commands as add_support_commands
 from gateway.billing.actors import cli_actor
@@ -385,6 +386,7 @@ def parser() -> argparse.ArgumentParser:
     add_payout_commands(sub)  # payout request, returned, files
     add_recon_commands(sub)  # recon import, show, open, resolve
     add_support_commands(sub)  # bill, refund, audit, status, backup
+    add_slip_commands(sub)  # slips: printed payment slips
     add_user_commands(sub)  # user create, list, disable (the console's users)
     return p
 

@@ -19,6 +19,7 @@ from gateway.protocols.api.openapi_payments import PAYMENT_SCHEMAS, payment_path
 from gateway.protocols.api.openapi_payouts import PAYOUT_SCHEMAS, payout_paths
 from gateway.protocols.api.openapi_recon import recon_paths
 from gateway.protocols.api.openapi_settlement import SETTLEMENT_SCHEMAS, settlement_paths
+from gateway.protocols.api.openapi_slips import slip_paths
 from gateway.protocols.api.openapi_support import SUPPORT_SCHEMAS, support_paths
 from gateway.protocols.api.openapi_webhooks import EVENT_SCHEMAS, event_paths, webhook_paths
 
@@ -71,6 +72,7 @@ def openapi_document(public_url: str, max_page_size: int = 100) -> dict[str, Any
             event_paths(),
             webhook_paths(max_page_size),
             bulk_paths(),
+            slip_paths(),
             settlement_paths(max_page_size),
             payout_paths(),
             biller_paths(max_page_size),
