@@ -10,6 +10,7 @@ from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import ConsoleBills
 from gateway.billing.console_bulk import BulkJobs
+from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
@@ -33,5 +34,6 @@ def console_screens(
         actions=ConsoleBillActions(bills),
         bulk=BulkJobs(bulk, reactor),
         payments=ConsolePayments(store, reactor),
+        cases=ConsoleCases(store, reactor),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

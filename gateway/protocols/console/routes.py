@@ -30,6 +30,7 @@ from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
 from gateway.billing.console_bulk import BulkJobs
+from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import (
     ConsoleUsers,
@@ -44,6 +45,7 @@ from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.bulk import bulk_routes
+from gateway.protocols.console.cases import case_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.payments import payment_routes
 from gateway.protocols.console.web import (
@@ -78,6 +80,7 @@ class ConsoleServices:
     actions: ConsoleBillActions
     bulk: BulkJobs
     payments: ConsolePayments
+    cases: ConsoleCases
 
 
 def console_routes(
@@ -264,4 +267,5 @@ def console_routes(
         + bill_routes(kit, bills, services.actions)
         + bulk_routes(kit, services.bulk, services.actions)
         + payment_routes(kit, services.payments)
+        + case_routes(kit, services.cases)
     )

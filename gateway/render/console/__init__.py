@@ -81,6 +81,18 @@ LABELS: dict[str, dict[str, str]] = {
         "payeasy_customer_number": "お客様番号（ペイジー）",
     },
     "delivery": {"pending": "配信待ち", "delivered": "配信済", "failed": "配信失敗"},
+    "reason": {
+        "double_payment": "二重入金",
+        "paid_after_cancel": "取消後の入金",
+        "amount_mismatch": "金額相違",
+        "unknown_bill": "不明な請求への入金",
+    },
+    "resolution": {
+        "refunded": "返金済",
+        "no_refund": "返金しない",
+        "applied_to_bill": "請求に充当",
+    },
+    "case_status": {"open": "未対応", "resolved": "対応済"},
 }
 
 
