@@ -34,6 +34,8 @@ from gateway.clock import now as clock_now
 from gateway.config import Config, CvsAgency
 from gateway.errors import Conflict, FieldError, InvalidRequest
 from gateway.model import Biller, Channel, Outcome
+from gateway.notice_rules import NoticeRules
+from gateway.notice_rules import parse_rules_change as parse_notice_rules
 from gateway.store import Store
 from gateway.store.audit import record
 from gateway.store.billers import create_biller, get_biller, list_billers, update_biller
@@ -183,6 +185,7 @@ def biller_json(config: Config, biller: Biller) -> dict[str, Any]:
         "created_at": biller.created_at.isoformat(),
         "suspended_at": biller.suspended_at.isoformat() if biller.suspended_at else None,
         "chain_rules": biller.chain_rules.document(),
+        **biller.notice_rules.document(),  # fallback, notices (gateway.notice_rules)
     }
     if Channel.CVS in biller.channels and config.cvs is not None:
         try:
@@ -316,7 +319,7 @@ class BillerService:
         }
 
     async def update(self, actor: str, biller_id: str, body: object) -> dict[str, Any]:
-        name, kana, channels, chain_rules = parse_biller_update(body)
+        name, kana, channels, chain_rules, notice_rules = parse_biller_update(body)
         biller = await self.store.run_interaction(
             "billers.update",
             change_biller,
@@ -328,6 +331,7 @@ class BillerService:
             kana=kana,
             channels=channels,
             chain_rules=chain_rules,
+            notice_rules=notice_rules,
         )
         return biller_json(self.config, biller)
 
@@ -367,11 +371,18 @@ REASON_MAX = 500  # a suspension's (or a resumption's) reason, kept in the audit
 
 def parse_biller_update(
     body: object,
-) -> tuple[str | None, str | None, frozenset[Channel] | None, Mapping[str, Any] | None]:
-    """A ``PATCH /v1/billers/{id}`` body: any of ``name``, ``kana``, ``channels`` and
+) -> tuple[
+    str | None,
+    str | None,
+    frozenset[Channel] | None,
+    Mapping[str, Any] | None,
+    Mapping[str, Any] | None,
+]:
+    """A ``PATCH /v1/billers/{id}`` body: any of ``name``, ``kana``, ``channels``,
     ``chain_rules`` (gateway.chain_rules.parse_rules_change: the parts it names replace the
-    biller's), at least one (400 for a malformed body; the values are checked by
-    :func:`change_biller`)."""
+    biller's), ``fallback`` and ``notices`` (gateway.notice_rules.parse_rules_change, the same
+    way; returned together as the notice rules' change), at least one (400 for a malformed body;
+    the values are checked by :func:`change_biller`)."""
     f = Fields(body)
     name = f.string("name", max_len=NAME_MAX)
     kana = f.string("kana", max_len=KANA_MAX)
@@ -379,11 +390,21 @@ def parse_biller_update(
     rules = f.obj("chain_rules")
     if rules is not None:
         parse_rules_change(rules, ChainRules())  # its errors, named chain_rules.…
+    fallback, notices = f.obj("fallback"), f.obj("notices")
+    if fallback is not None or notices is not None:
+        parse_notice_rules(fallback, notices, NoticeRules())  # named fallback.… and notices.…
     f.finish()
     if f.malformed:
         f.raise_if_invalid()
-    if name is None and kana is None and raw_channels is None and rules is None:
-        f.bad("body", "give at least one of name, kana, channels, chain_rules")
+    if (
+        name is None
+        and kana is None
+        and raw_channels is None
+        and rules is None
+        and fallback is None
+        and notices is None
+    ):
+        f.bad("body", "give at least one of name, kana, channels, chain_rules, fallback, notices")
         f.raise_if_invalid()
     channels: set[Channel] | None = None
     if raw_channels is not None:
@@ -400,7 +421,14 @@ def parse_biller_update(
             channels.add(channel)
     f.raise_if_invalid()
     chain_rules = None if rules is None else rules.raw
-    return name, kana, None if channels is None else frozenset(channels), chain_rules
+    notice_rules: dict[str, Any] | None = None
+    if fallback is not None or notices is not None:
+        notice_rules = {}
+        if fallback is not None:
+            notice_rules["fallback"] = fallback.raw
+        if notices is not None:
+            notice_rules["notices"] = notices.raw
+    return name, kana, None if channels is None else frozenset(channels), chain_rules, notice_rules
 
 
 def parse_reason(body: object) -> str | None:
@@ -425,6 +453,7 @@ def change_biller(
     kana: str | None = None,
     channels: frozenset[Channel] | None = None,
     chain_rules: Mapping[str, Any] | None = None,
+    notice_rules: Mapping[str, Any] | None = None,
 ) -> Biller:
     """Change a biller's name, kana, channels or chain rules, checked as at onboarding (a
     channel the configuration does not enable, or cvs under an agency that has no code for it,
@@ -438,6 +467,19 @@ def change_biller(
         f = Fields(chain_rules, "chain_rules")
         new_rules = parse_rules_change(f, current.chain_rules)
         f.raise_if_invalid()
+    new_notice_rules = current.notice_rules
+    if notice_rules is not None:  # {"fallback": {…}, "notices": {…}}, each optional
+        errors: list[FieldError] = []
+        malformed: list[FieldError] = []
+        parts = {
+            key: Fields(notice_rules[key], key, errors, malformed)
+            for key in ("fallback", "notices")
+            if key in notice_rules
+        }
+        new_notice_rules = parse_notice_rules(
+            parts.get("fallback"), parts.get("notices"), current.notice_rules
+        )
+        Fields({}, "", errors, malformed).raise_if_invalid()
     new_channels = current.channels if channels is None else channels
     with_cvs = Channel.CVS in new_channels
     app = BillerApplication(
@@ -467,6 +509,8 @@ def change_biller(
         changes["channels"] = channels
     if new_rules != current.chain_rules:
         changes["chain_rules"] = new_rules
+    if new_notice_rules != current.notice_rules:
+        changes["notice_rules"] = new_notice_rules
     if not changes:
         return current
     before, after = update_biller(conn, biller_id, changes)
@@ -484,7 +528,8 @@ def change_biller(
 
 
 def _changed(doc: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    return {k: doc[k] for k in changes}
+    shown = {"notice_rules": ("fallback", "notices")}  # a change and the keys that show it
+    return {key: doc[key] for k in changes for key in shown.get(k, (k,))}
 
 
 def set_suspended(

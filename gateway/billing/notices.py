@@ -267,7 +267,7 @@ class NoticeJob:
         mandate = None
         if bill.customer.customer_no is not None:
             mandate = get_mandate(conn, biller.biller_id, bill.customer.customer_no)
-        windows: list[int] = []  # the chain rules' due windows: when they are committed
+        windows = [days for _, days in biller.chain_rules.windows()]
         due = fallback_due_date(today, policy, windows, self.config.bills.max_due_days)
         zengin = self.config.zengin
         earliest = earliest_debit_date(

@@ -9,6 +9,9 @@ Its chain rules (gateway.chain_rules, docs/networks/cvs.md "Chain rules"):
 - ``--stamp-chains 020``: the chains that stamp every receipt of ¥50,000 or more whatever the
   tax (``none``: no such chain).
 
+Its fallback after a failed debit and its notices (``--fallback cvs,payeasy,redebit`` and the
+others): gateway.app.admin.notice_settings.
+
 The same as ``PATCH /v1/billers/{biller_id}`` with ``chain_rules`` (gateway.billing.billers.
 change_biller), on a connection of its own.
 """
@@ -19,6 +22,9 @@ import argparse
 from typing import Any
 
 from gateway.app.admin.common import CommandError, utc_now
+from gateway.app.admin.notice_settings import add_flags as add_notice_flags
+from gateway.app.admin.notice_settings import flag_of as notice_flag
+from gateway.app.admin.notice_settings import notice_rules_change
 from gateway.billing.actors import cli_actor
 from gateway.billing.billers import biller_json, change_biller
 from gateway.config import Config
@@ -68,6 +74,8 @@ def chain_rules_change(args: argparse.Namespace) -> dict[str, Any]:
 
 def _flag(field: str) -> str:
     """The flag of an error's field (``chain_rules.max_due_days.010`` → ``--chain-due-days``)."""
+    if notice_flag(field) is not None:  # fallback.… and notices.… (notice_settings)
+        return str(notice_flag(field))
     parts = field.split(".")
     if len(parts) > 1 and parts[0] == "chain_rules":
         part = parts[1].split("[", 1)[0]
@@ -77,14 +85,24 @@ def _flag(field: str) -> str:
 
 def cmd_biller_set(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     rules = chain_rules_change(args)
-    if not rules:
+    notices = notice_rules_change(args)  # --fallback and the notice flags (notice_settings)
+    if not rules and not notices:
         raise CommandError(
-            "biller set: give at least one of --chains, --chain-due-days, --stamp-chains"
+            "biller set: give at least one of --chains, --chain-due-days, --stamp-chains,"
+            " --fallback and the notice flags (gateway-admin biller set --help)"
         )
     engine = create_db_engine(config.database.url, 1)
     try:
         with engine.begin() as conn:
-            biller = change_biller(conn, config, cli_actor(), args.id, utc_now(), chain_rules=rules)
+            biller = change_biller(
+                conn,
+                config,
+                cli_actor(),
+                args.id,
+                utc_now(),
+                chain_rules=rules or None,
+                notice_rules=notices or None,
+            )
     except InvalidRequest as e:
         raise CommandError(
             "; ".join(f"{_flag(x.field)}: {x.field}: {x.message}" for x in e.errors)
@@ -94,7 +112,9 @@ def cmd_biller_set(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 def add_set_command(biller: Any) -> None:
     """``gateway-admin biller set``."""
-    bs = biller.add_parser("set", help="change a biller's settings (its chain rules)")
+    bs = biller.add_parser(
+        "set", help="change a biller's settings (chain rules, fallback, notices)"
+    )
     bs.add_argument("--id", required=True)
     bs.add_argument(
         "--chains",
@@ -112,4 +132,5 @@ def add_set_command(biller: Any) -> None:
         help="the chains that stamp every receipt of ¥50,000 or more whatever the tax, e.g."
         " 020 (none: no such chain)",
     )
+    add_notice_flags(bs)  # --fallback, the notices (gateway.app.admin.notice_settings)
     bs.set_defaults(fn=cmd_biller_set)

@@ -132,6 +132,8 @@ BILLER_SCHEMAS: dict[str, Any] = {
             "created_at": TIMESTAMP,
             "suspended_at": {**TIMESTAMP, "type": ["string", "null"]},
             "chain_rules": {"$ref": "#/components/schemas/ChainRules"},
+            "fallback": {"$ref": "#/components/schemas/Fallback"},
+            "notices": {"$ref": "#/components/schemas/NoticeSettings"},
             "cvs": {
                 "type": "object",
                 "description": "with cvs: its agency, and what follows the company code in"

@@ -32,6 +32,8 @@ SUPPORT_SCHEMAS: dict[str, Any] = {
                 "description": "each enabled in the gateway's configuration",
             },
             "chain_rules": {"$ref": "#/components/schemas/ChainRulesChange"},
+            "fallback": {"$ref": "#/components/schemas/FallbackChange"},
+            "notices": {"$ref": "#/components/schemas/NoticeSettingsChange"},
         },
     },
     "Reason": {
@@ -253,7 +255,8 @@ def support_paths(max_page_size: int) -> dict[str, Any]:
         },
         "/v1/billers/{biller_id}": {
             "patch": _op(
-                "Change a biller's name, kana, channels or chain rules (operator; audited)",
+                "Change a biller's name, kana, channels, chain rules, fallback or notices"
+                " (operator; audited)",
                 {"200": biller},
                 400,
                 413,
