@@ -15,6 +15,8 @@ from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
 from gateway.config import Config
+from gateway.money.console_settlements import ConsoleSettlements
+from gateway.money.settlement import SettlementApi
 from gateway.protocols.api.http import Route
 from gateway.protocols.console.routes import ConsoleServices, console_routes
 from gateway.store import Store
@@ -35,5 +37,6 @@ def console_screens(
         bulk=BulkJobs(bulk, reactor),
         payments=ConsolePayments(store, reactor),
         cases=ConsoleCases(store, reactor),
+        settlements=ConsoleSettlements(store, reactor, SettlementApi(store, reactor)),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

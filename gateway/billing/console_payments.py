@@ -10,8 +10,8 @@
 - **The export** holds every payment the filters match (at most :data:`MAX_EXPORT`; more is
   refused, to be narrowed), newest first, in UTF-8 with a BOM or Shift_JIS (CP932), each text
   cell a spreadsheet would run as a formula escaped (gateway.mappers.csv_cells). It is written
-  to the audit log (``payments.export``: who, the filters, how many rows) in the transaction
-  that reads them: the customers' numbers leave the system.
+  to the audit log (``payments.export``: who, the filters — a search as ``****`` — and how
+  many rows) in the transaction that reads them: the customers' numbers leave the system.
 """
 
 from __future__ import annotations
@@ -140,9 +140,11 @@ def _line(found: FoundPayment) -> list[object]:
 
 
 def _filters_doc(f: PaymentFilter) -> dict[str, Any]:
+    """The filters of an export as the audit log keeps them: a search (a customer's number,
+    perhaps) as ``****``, as the access log keeps the console's query strings."""
     doc = {
         "biller": f.biller_id,
-        "q": f.q,
+        "q": "****" if f.q else None,
         "channel": f.channel,
         "status": f.status,
         "paid_from": f.paid_from,

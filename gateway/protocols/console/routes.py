@@ -41,6 +41,7 @@ from gateway.billing.console_users import (
 )
 from gateway.config.console import ConsoleConfig
 from gateway.errors import FieldError, InvalidRequest
+from gateway.money.console_settlements import ConsoleSettlements
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
@@ -48,6 +49,7 @@ from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.payments import payment_routes
+from gateway.protocols.console.settlements import settlement_routes
 from gateway.protocols.console.web import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -81,6 +83,7 @@ class ConsoleServices:
     bulk: BulkJobs
     payments: ConsolePayments
     cases: ConsoleCases
+    settlements: ConsoleSettlements
 
 
 def console_routes(
@@ -268,4 +271,5 @@ def console_routes(
         + bulk_routes(kit, services.bulk, services.actions)
         + payment_routes(kit, services.payments)
         + case_routes(kit, services.cases)
+        + settlement_routes(kit, services.settlements)
     )
