@@ -56,7 +56,7 @@ from gateway.model import JST, Bill, Biller, BillTerms, Channel, EventType, Mand
 from gateway.notice_rules import Medium, Notice
 from gateway.store import Store
 from gateway.store.billers import get_biller, list_billers
-from gateway.store.bills import get_bill, save_bill
+from gateway.store.bills import save_bill
 from gateway.store.events import StoredEvent, append_events, list_events
 from gateway.store.notices import (
     FallbackRecord,
@@ -65,6 +65,7 @@ from gateway.store.notices import (
     due_for_reminder,
     fallbacks_of,
     last_debit_date,
+    lock_bills_by_no,
     lock_cursor,
     move_cursor,
     optouts_of,
@@ -158,26 +159,53 @@ class NoticeJob:
     # -- inside a transaction ------------------------------------------------------------------
 
     def follow(self, conn: Connection, now: datetime) -> tuple[int, bool]:
-        """Read up to ``BUDGET`` new events of the billers behind; (read, more to read)."""
+        """Read up to ``BUDGET`` new events of the billers behind; (read, more to read).
+
+        Locks in the order the ingest takes them, so neither waits on the other in a cycle: the
+        bills of every failed debit read, in id order in one statement, then (last, by biller)
+        the billers' rows that the new events' seqs come from."""
         walked, more = 0, False
+        read: list[tuple[Biller, Sequence[StoredEvent]]] = []
         for biller_id, target in billers_behind(conn):
             if walked >= BUDGET:
-                return walked, True
+                more = True
+                break
             last = lock_cursor(conn, biller_id)
             if last is None or last >= target:
                 continue  # another daemon has it, or has just done it
             found = list_events(conn, biller_id, last, BUDGET - walked)
             if not found:
                 continue
-            self._read(conn, get_biller(conn, biller_id), found, now)
+            read.append((get_biller(conn, biller_id), found))
             move_cursor(conn, biller_id, found[-1].seq)
             walked += len(found)
             more = more or found[-1].seq < target
+        failures = [
+            (biller, failure)
+            for biller, events_read in read
+            if biller.notice_rules.fallback.ways
+            for e in events_read
+            if e.type == EventType.TRANSFER_FAILED.value
+            and (failure := Failure.from_event(e.data)) is not None
+        ]
+        locked = lock_bills_by_no(conn, [(b.biller_id, f.bill_no) for b, f in failures])
+        events: dict[str, list[tuple[str, str, Mapping[str, Any]]]] = {}
+        for biller, failure in failures:
+            found_bill = locked.get((biller.biller_id, failure.bill_no))
+            if found_bill is not None:
+                made = self._fallback(conn, biller, found_bill, failure, now)
+                if made is not None:
+                    events.setdefault(biller.biller_id, []).append(made)
+        for biller, events_read in read:
+            self._read(conn, biller, events_read, now)
+        for biller_id in sorted(events):  # last, in a fixed order: the billers' seq row locks
+            append_events(conn, biller_id, events[biller_id], now)
         return walked, more
 
     def _read(
         self, conn: Connection, biller: Biller, found: Sequence[StoredEvent], now: datetime
     ) -> None:
+        """Queue the notices these events of one biller call for."""
         wanted: list[tuple[Notice, str, str]] = []  # (kind, bill_no, ref)
         for e in found:
             bill = e.data.get("bill")
@@ -190,10 +218,6 @@ class NoticeJob:
                 payment = e.data.get("payment") or {}
                 if payment.get("channel") in _SELF_PAID and payment.get("payment_id"):
                     wanted.append((Notice.RECEIVED, bill_no, str(payment["payment_id"])))
-            elif e.type == EventType.TRANSFER_FAILED.value:
-                failure = Failure.from_event(e.data)
-                if failure is not None and biller.notice_rules.fallback.ways:
-                    self._fallback(conn, biller, failure, now)
         if wanted and self.configured:
             self._queue(conn, biller, wanted, now)
 
@@ -257,10 +281,16 @@ class NoticeJob:
             found.add(channel)
         return frozenset(found)
 
-    def _fallback(self, conn: Connection, biller: Biller, failure: Failure, now: datetime) -> None:
-        located = get_bill(conn, biller.biller_id, failure.bill_no, for_update=True)
-        if located is None:
-            return
+    def _fallback(
+        self,
+        conn: Connection,
+        biller: Biller,
+        located: tuple[int, Bill],
+        failure: Failure,
+        now: datetime,
+    ) -> tuple[str, str, Mapping[str, Any]] | None:
+        """Decide and apply the fallback of one failed debit of a bill the caller holds
+        locked; the event to append (None: nothing done, or done before)."""
         bill_id, bill = located
         policy = biller.notice_rules.fallback
         today = now.astimezone(JST).date()
@@ -299,7 +329,7 @@ class NoticeJob:
             reason=decision.reason,
         )
         if not record_fallback(conn, record, now):
-            return  # this failed debit was acted on before
+            return None  # this failed debit was acted on before
         FALLBACKS.labels(decision.action.value).inc()
         if decision.action is Action.NONE:
             log.info(
@@ -308,11 +338,10 @@ class NoticeJob:
                 biller=biller.biller_id,
                 reason=decision.reason,
             )
-            return
+            return None
         after, event, detail = self._apply(conn, biller, bill_id, bill, failure, decision, now)
         key = "redebit" if decision.action is Action.REDEBIT else "fallback"
         data = {"bill": self.render(after), key: detail}
-        append_events(conn, biller.biller_id, [("evt_" + secrets.token_hex(12), event, data)], now)
         log.info(
             "fallback: bill {bill} of {biller}: {action} after result {code} of {day}",
             bill=bill.bill_no,
@@ -321,6 +350,7 @@ class NoticeJob:
             code=failure.result_code,
             day=failure.debit_date.isoformat(),
         )
+        return ("evt_" + secrets.token_hex(12), event.value, data)
 
     def _apply(
         self,

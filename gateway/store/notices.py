@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import String, and_, cast, func, or_, select, update
+from sqlalchemy import String, and_, cast, func, or_, select, tuple_, update
 from sqlalchemy.engine import Connection
 
 from gateway.errors import Conflict
@@ -148,6 +148,23 @@ def contacts_by_no(conn: Connection, biller_id: str, bill_nos: Sequence[str]) ->
 
 
 # --- fallbacks -------------------------------------------------------------------------------
+
+
+def lock_bills_by_no(
+    conn: Connection, named: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, Bill]]:
+    """The bills ``(biller_id, bill_no)`` names, locked in id order in one statement (as the
+    ingest locks its bills, so the two never wait on each other in a cycle)."""
+    wanted = sorted(set(named))
+    if not wanted:
+        return {}
+    rows = conn.execute(
+        select(bills)
+        .where(tuple_(bills.c.biller_id, bills.c.bill_no).in_(wanted))
+        .order_by(bills.c.id)
+        .with_for_update()
+    )
+    return {(r.biller_id, r.bill_no): (int(r.id), _bill(r)) for r in rows}
 
 
 @dataclass(frozen=True)
