@@ -16,7 +16,10 @@ through Pay-easy (照会, 消込, some 再送確認 and 取消, a wrong 確認�
 utility collects by bank account transfer: mandates registered over the API, the Zengin request
 file of a debit date written by ``gateway-admin zengin request``, the simulated bank debiting
 (some accounts short of funds, one stopped by its payer) and its result file applied from the
-inbox. Finally every biller gets a contract (a fee plan that began last month): last month is
+inbox. Its fallback after a failed debit is the store and Pay-easy: the two bills whose debits
+failed are reissued for them, their customers get an SMS with the page URL at the simulated SMS
+provider, pay at stores, and no later request file carries them (gateway.app.demo_fallback).
+Finally every biller gets a contract (a fee plan that began last month): last month is
 settled and its PDF statement written, and this month's settlement is shown as it stands.
 """
 
@@ -46,7 +49,9 @@ from gateway.app.demo_data import (
     SEEDS,
     WATER,
     WATER_CUSTOMERS,
+    WATER_SETTINGS,
 )
+from gateway.app.demo_fallback import SmsSimulator, Steps, fall_back_to_stores
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
 from gateway.mappers.zengin.mapper import parse_file
 from gateway.model import JST
@@ -115,7 +120,8 @@ def run(workdir: Path, keep_running: bool) -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    api_port, metrics_port, mpn_port = (free_port() for _ in range(3))
+    api_port, metrics_port, mpn_port, sms_port = (free_port() for _ in range(4))
+    sms_key = secrets.token_urlsafe(24)
     links = {agency: free_port() for agency in AGENCIES}  # each agency's 速報 link
     config = workdir / "gateway.toml"
     config.write_text(
@@ -127,6 +133,8 @@ def run(workdir: Path, keep_running: bool) -> int:
             mpn=mpn_port,
             number_key=secrets.token_hex(32),
             secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
+            sms=sms_port,
+            sms_key=sms_key,
         ),
         encoding="utf-8",
     )
@@ -157,6 +165,8 @@ def run(workdir: Path, keep_running: bool) -> int:
             f"91 {cvs['company_code']} {cvs['prefix']}"
         )
 
+    say(f"\n$ python -m simulators.sms --port {sms_port} ...  (the SMS provider, simulated)")
+    sms = SmsSimulator(workdir, sms_port, sms_key)
     say(f"\n$ twistd -n gateway -c {config.name}")
     daemon = DaemonProcess.start(config, api_port, metrics_port, workdir / "twistd.log")
     try:
@@ -202,7 +212,7 @@ def run(workdir: Path, keep_running: bool) -> int:
                 and "_created" not in line
             ):
                 say("  " + line)
-        debit_by_transfer(daemon, workdir, config)
+        debit_by_transfer(daemon, workdir, config, links["gs"], sms)
         settle_and_report(daemon, workdir, config, keys)
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
@@ -213,6 +223,7 @@ def run(workdir: Path, keep_running: bool) -> int:
                 pass
     finally:
         rc = daemon.stop()
+        sms.stop()
         say(f"\n$ kill -TERM <twistd>  -> {'stopped cleanly' if rc == 0 else f'exit {rc}'}")
     return 0 if rc == 0 else 1
 
@@ -315,9 +326,12 @@ def pay_through_payeasy(
     )
 
 
-def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> None:
+def debit_by_transfer(
+    daemon: DaemonProcess, workdir: Path, config: Path, link_port: int, sms: SmsSimulator
+) -> None:
     """A water utility collects by account transfer: mandates, the request file of a debit
-    date, the simulated bank, its result file through the inbox."""
+    date, the simulated bank, its result file through the inbox; the failed debits fall back to
+    the store (gateway.app.demo_fallback)."""
 
     biller_id, name, kana = WATER
     say(f"\n== {biller_id}: monthly water charges by bank account transfer (口座振替)")
@@ -337,10 +351,17 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
         f"$ gateway-admin biller zengin --id {biller_id} --consignor-code 4400012345 ...  -> "
         f"委託者 {contract['consignor_name']}, bank {contract['bank']}, {contract['branch']}"
     )
+    made = admin_json(config, "biller", "set", "--id", biller_id, *WATER_SETTINGS)
+    say(
+        f"$ gateway-admin biller set --id {biller_id} {' '.join(WATER_SETTINGS)}  -> fallback "
+        f"{','.join(made['fallback']['ways'])}, fallback notice by "
+        f"{','.join(made['notices']['fallback'])}"
+    )
     key = admin_json(config, "key", "create", "--biller", biller_id)["key"]
     auth = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     day = calendar.add_business_days(datetime.now(JST).date(), 3)
-    for customer_no, holder, number, amount in WATER_CUSTOMERS:
+    last = WATER_CUSTOMERS[-1][0]
+    for customer_no, holder, number, amount, phone in WATER_CUSTOMERS:
         mandate = {
             "bank_code": "0005",
             "branch_code": "135",
@@ -359,14 +380,14 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
             "bill_no": f"WTR-{day:%Y%m}-{customer_no}",
             "amount": amount,
             "due_date": day.isoformat(),
-            "channels": ["cvs", "payeasy", "transfer"],
-            "customer": {"customer_no": customer_no},
+            # by transfer only; the customer whose mandate is revoked also at stores and Pay-easy
+            "channels": ["cvs", "payeasy", "transfer"] if customer_no == last else ["transfer"],
+            "customer": {"customer_no": customer_no, "phone": phone},
             "description": f"{day.month}月分 水道料金",
         }
         status, bill, _ = http("POST", daemon.api + "/v1/bills", body, auth)
         if status != 201:
             raise RuntimeError(f"POST /v1/bills {body['bill_no']}: {status} {bill}")
-    last = WATER_CUSTOMERS[-1][0]
     http("DELETE", f"{daemon.api}/v1/mandates/{last}", None, auth)
     say(f"  DELETE /v1/mandates/{last} -> revoked: its bill is left for the other channels")
 
@@ -402,6 +423,9 @@ def debit_by_transfer(daemon: DaemonProcess, workdir: Path, config: Path) -> Non
         _, m, _ = http("GET", f"{daemon.api}/v1/mandates/{customer_no}", None, auth)
         reason = f" ({m['status_reason']})" if m["status_reason"] else ""
         say(f"  mandate {customer_no}: {m['status']}{reason}")
+    failed = summary["failed_count"]
+    steps = Steps(say, simulate, applied, show_ledger)
+    fall_back_to_stores(steps, daemon, workdir, config, key, link_port, sms, day, failed)
 
 
 def settle_and_report(

@@ -1,6 +1,7 @@
 """What ``gateway-demo`` runs with: the daemon's configuration (two CVS agencies, MPN,
-Zengin), the billers and the agencies they are under, the water utility's customers and the
-fee plan every biller gets (gateway.app.demo does the running)."""
+Zengin, the simulated SMS provider), the billers and the agencies they are under, the water
+utility's customers and settings, and the fee plan every biller gets (gateway.app.demo does the
+running)."""
 
 from __future__ import annotations
 
@@ -71,6 +72,15 @@ allowed_networks = ["127.0.0.0/8"]    # the demo's receivers run on this machine
 outbox = "outbox/zengin"
 inbox = "inbox/zengin"
 poll_interval = 0.5
+
+[sms]                                 # customer notices by SMS (docs/notices.md)
+endpoint = "http://127.0.0.1:{sms}/v1/messages"   # the simulated provider (simulators.sms)
+api_key = "{sms_key}"
+allowed_networks = ["127.0.0.0/8"]    # the demo's provider runs on this machine
+poll_interval = 0.5
+
+[notices]
+poll_interval = 0.5
 """
 
 # chosen so that each biller's store payments show a void and a double payment
@@ -84,14 +94,23 @@ AGENCY_OF = {"demo-gas": ("gs", None), "demo-school": ("kessai", "31415")}
 AGENCIES = ("gs", "kessai")
 WATER = ("demo-water", "デモ市水道局", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ")
 BANK_CODES = {1: "1", 2: "3"}  # by debit position: 資金不足, and a transfer stopped by its payer
-# (customer_no, holder as the customer wrote it, account number, amount)
+# (customer_no, holder as the customer wrote it, account number, amount, mobile number)
 WATER_CUSTOMERS = [
-    ("W0001", "ヤマダ　タロウ", "1234567", 3_520),
-    ("W0002", "ｻﾄｳ ﾊﾅｺ", "2345678", 4_180),
-    ("W0003", "きょうこ　しょうじ", "3456789", 2_970),
-    ("W0004", "ｽｽﾞｷ ｲﾁﾛｳ", "4567890", 5_060),
-    ("W0005", "タナカ　ミサキ", "5678901", 3_850),
-    ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400),
+    ("W0001", "ヤマダ　タロウ", "1234567", 3_520, "09012340001"),
+    ("W0002", "ｻﾄｳ ﾊﾅｺ", "2345678", 4_180, "08012340002"),
+    ("W0003", "きょうこ　しょうじ", "3456789", 2_970, "07012340003"),
+    ("W0004", "ｽｽﾞｷ ｲﾁﾛｳ", "4567890", 5_060, "09012340004"),
+    ("W0005", "タナカ　ミサキ", "5678901", 3_850, "08012340005"),
+    ("W0006", "ｲﾄｳ ｹﾝ", "6789012", 4_400, "09012340006"),
+]
+# What the water utility does after a failed debit, and which notices go by SMS.
+WATER_SETTINGS = [
+    "--fallback",
+    "cvs,payeasy",
+    "--fallback-notice",
+    "sms",
+    "--received-notice",
+    "sms",
 ]
 
 
