@@ -11,6 +11,7 @@ from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import ConsoleBills
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
+from gateway.billing.console_dashboard import ConsoleDashboard
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
@@ -38,5 +39,6 @@ def console_screens(
         payments=ConsolePayments(store, reactor),
         cases=ConsoleCases(store, reactor),
         settlements=ConsoleSettlements(store, reactor, SettlementApi(store, reactor)),
+        dashboard=ConsoleDashboard(store, reactor),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

@@ -31,6 +31,7 @@ from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
+from gateway.billing.console_dashboard import ConsoleDashboard
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import (
     ConsoleUsers,
@@ -47,6 +48,7 @@ from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
+from gateway.protocols.console.dashboard import dashboard_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.payments import payment_routes
 from gateway.protocols.console.settlements import settlement_routes
@@ -84,6 +86,7 @@ class ConsoleServices:
     payments: ConsolePayments
     cases: ConsoleCases
     settlements: ConsoleSettlements
+    dashboard: ConsoleDashboard
 
 
 def console_routes(
@@ -272,4 +275,5 @@ def console_routes(
         + payment_routes(kit, services.payments)
         + case_routes(kit, services.cases)
         + settlement_routes(kit, services.settlements)
+        + dashboard_routes(kit, services.dashboard)
     )
