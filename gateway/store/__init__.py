@@ -37,7 +37,7 @@ from twisted.python.threadpool import ThreadPool
 from gateway.errors import StoreError
 from gateway.store.listen import ChannelListener
 from gateway.store.migrate import schema_is_current
-from gateway.store.signals import close_signals, open_signals
+from gateway.store.signals import open_signals
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -282,7 +282,7 @@ class Store:
                         try:
                             result = fn(conn, *args, **kwargs)
                         finally:
-                            close_signals(conn)
+                            raised.close()
                     return result, raised.topics
                 except DBAPIError as e:
                     if attempt == _MAX_ATTEMPTS or not _retryable(e):

@@ -19,7 +19,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
@@ -40,18 +40,19 @@ class Raised:
 
     token: str
     topics: set[str] = field(default_factory=set)
+    info: dict[Any, Any] = field(default_factory=dict, repr=False)  # the connection's
+
+    def close(self) -> None:
+        """Stop collecting (the Store, before the connection goes back to the pool). Safe on a
+        connection that was lost meanwhile: the dict is the one taken at the start."""
+        self.info.pop(_KEY, None)
 
 
 def open_signals(conn: Connection, token: str) -> Raised:
     """Start collecting this transaction's signals (the Store, at the start of a transaction)."""
-    raised = Raised(token)
+    raised = Raised(token, info=conn.info)
     conn.info[_KEY] = raised
     return raised
-
-
-def close_signals(conn: Connection) -> None:
-    """Stop collecting (the Store, before the connection goes back to the pool)."""
-    conn.info.pop(_KEY, None)
 
 
 def raise_signal(conn: Connection, topic: str) -> str | None:
