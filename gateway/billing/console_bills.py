@@ -7,7 +7,8 @@ timeline (docs/console.md). The rules of who sees what are
   biller's bill is :class:`NotFound`, as an unknown one.
 - :func:`parse_filters`: the list's query (``q``, ``status``, ``due_from``, ``due_to``,
   ``channel``, ``biller``, ``before``), every bad value named.
-- :func:`timeline`: what happened to a bill, oldest first — issued, reissued, 速報 / 消込,
+- :func:`timeline`: what happened to a bill, oldest first — issued (with its first slip's
+  amount and due date), each reissue (its slip's), 速報 / 消込,
   確報 / 閉局, 取消, account-transfer requests and results, every outbox event and every webhook
   delivery — each entry a ``kind`` the screen names, its time and what it says.
 - :func:`offers`: whether the bill can be reissued or cancelled now, as the ledger's own
@@ -112,16 +113,32 @@ _EVENT_PAYMENT_KINDS = {"preliminary", "confirmation", "void", "failure", "corre
 
 def timeline(story: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The entries of a bill's story, oldest first; each ``{"at", "kind", "detail"}`` where
-    ``kind`` is ``issued``, ``<channel>.<message kind>`` (``cvs.preliminary`` is a 速報),
-    ``transfer.requested``, ``event`` or ``webhook``."""
+    ``kind`` is ``issued``, ``reissued``, ``<channel>.<message kind>`` (``cvs.preliminary``
+    is a 速報), ``transfer.requested``, ``event`` or ``webhook``."""
     bill = story["bill"]
+    slips = {s["reissue"]: s for s in story["slips"]}
+    first = slips.get(0, bill)  # a bill without a slip: as it is now
     entries: list[dict[str, Any]] = [
         {
             "at": _when(bill["created_at"]),
             "kind": "issued",
-            "detail": {"amount": bill["amount"], "due_date": bill["due_date"]},
+            "detail": {"amount": first["amount"], "due_date": first["due_date"]},
         }
     ]
+    reissues = [e for e in story["events"] if e["type"] == "bill.reissued"]
+    for number, event in enumerate(reissues, 1):
+        slip = slips.get(number, {})
+        entries.append(
+            {
+                "at": _when(event["created_at"]),
+                "kind": "reissued",
+                "detail": {
+                    "reissue": number,
+                    "amount": slip.get("amount"),
+                    "due_date": slip.get("due_date"),
+                },
+            }
+        )
     for payment in story["payments"]:
         for m in payment["messages"]:
             if m["kind"] not in _EVENT_PAYMENT_KINDS:
@@ -200,7 +217,7 @@ class _Order(dict[str, int]):
         return 1  # payments and transfers between the issue and the events they caused
 
 
-_ORDER = _Order(issued=0, event=2, webhook=3)
+_ORDER = _Order(issued=0, reissued=1, event=2, webhook=3)
 
 
 class ConsoleBills:

@@ -74,6 +74,11 @@ async def test_a_clerk_reissues_and_cancels_a_bill(gateway: Running) -> None:
     assert bill["cvs"]["barcode"] != made["cvs"]["barcode"]
     _, page, _ = await clerk.get(path + "?done=reissued")
     assert "請求を再発行しました" in page and "¥6,000" in page and "1 回" in page
+    entries = re.findall(
+        r'<span class="what">([^<]+)</span>\s*<span class="detail">\s*([^<]+?)\s*</span>', page
+    )
+    assert ("請求を発行", f"¥5,400・期限 {made['due_date']}") in entries
+    assert ("再発行", f"1 回目・¥6,000・期限 {new_due}") in entries
     assert bill["cvs"]["human_readable"] in page
 
     fields = {**(await bill_form(clerk, path, "cancel-form")), "confirm": "1"}

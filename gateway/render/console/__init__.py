@@ -60,6 +60,7 @@ LABELS: dict[str, dict[str, str]] = {
     "payment_status": {"pending": "速報", "confirmed": "確定", "voided": "取消"},
     "timeline": {
         "issued": "請求を発行",
+        "reissued": "再発行",
         "cvs.preliminary": "速報（コンビニ）",
         "cvs.confirmation": "確報（コンビニ）",
         "cvs.void": "速報取消（コンビニ）",
