@@ -6,7 +6,8 @@
 #   sh deploy/setup-debian.sh test      the same, and what the tests drive: zbarimg (a real
 #                                       barcode reader), rsvg-convert (SVG to PNG for it),
 #                                       poppler (to read the PDFs back, with its Japanese CMaps),
-#                                       Chromium (the payment page in a real browser) and
+#                                       Chromium (the payment page in a real browser), a
+#                                       Japanese font for it (the console's screenshots) and
 #                                       promtool (the alert rules' checks and unit tests)
 #
 # As root it runs apt-get; otherwise through sudo when there is one; otherwise it prints the
@@ -23,6 +24,7 @@ if [ "$mode" = test ]; then
   command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"
   dpkg -s poppler-data >/dev/null 2>&1 || need="$need poppler-data"
   command -v chromium >/dev/null 2>&1 || need="$need chromium"
+  fc-list :lang=ja 2>/dev/null | grep -q . || need="$need fonts-ipafont-gothic"
   command -v promtool >/dev/null 2>&1 || need="$need prometheus"
 fi
 [ -z "$need" ] && exit 0
