@@ -359,15 +359,18 @@ def cycle(
     outcomes: Sequence[AttemptResult],
     owner: str,
     max_age: timedelta,
-    dispatching: bool,
+    dispatching: str | None,
     claim: ClaimRequest | None,
 ) -> Cycled:
     """In one transaction: record ``outcomes`` (:func:`complete_attempts`), dispatch new events
-    when ``dispatching`` (``gateway.store.webhooks.dispatch``), then claim due deliveries when
+    when ``dispatching`` says so (``"all"``, or ``"served"``: a dispatch woken by a commit,
+    ``gateway.store.webhooks.dispatch(served_only=True)``), then claim due deliveries when
     ``claim`` is given (:func:`claim_due`), in that order, so that a delivery just recorded as
     a retry or just dispatched is seen by the claim."""
     results = complete_attempts(conn, outcomes, owner=owner, now=now, max_age=max_age)
-    dispatched = dispatch(conn, now) if dispatching else None
+    dispatched = (
+        None if dispatching is None else dispatch(conn, now, served_only=dispatching == "served")
+    )
     claimed = (
         None
         if claim is None

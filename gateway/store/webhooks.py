@@ -212,27 +212,41 @@ class Dispatched:
     more: bool  # the budget ran out before every cursor was at its biller's last event
 
 
-def dispatch(conn: Connection, now: datetime, budget: int = 1000) -> Dispatched:
+def dispatch(
+    conn: Connection, now: datetime, budget: int = 1000, *, served_only: bool = False
+) -> Dispatched:
     """Turn events after each biller's cursor into deliveries for its enabled endpoints that
-    want them, and move the cursors; at most ``budget`` events in one transaction."""
-    # Billers seen for the first time (no endpoint was ever created for them): start at their
-    # newest event. Anything before cannot have an endpoint to go to.
-    conn.execute(
-        dialect_insert(conn, cur)
-        .on_conflict_do_nothing()
-        .from_select(
-            ["biller_id", "last_seq"],
-            select(billers.c.biller_id, billers.c.last_event_seq).where(
-                billers.c.biller_id.not_in(select(cur.c.biller_id))
-            ),
+    want them, and move the cursors; at most ``budget`` events in one transaction.
+
+    ``served_only`` (a dispatch woken by a commit): only the billers that have an enabled
+    endpoint, and no new cursor; the cursors of the others (nothing to deliver, only to move)
+    are left to the next full dispatch, so that a commit of a biller without webhooks costs a
+    read, not a write."""
+    if not served_only:
+        # Billers seen for the first time (no endpoint was ever created for them): start at
+        # their newest event. Anything before cannot have an endpoint to go to.
+        conn.execute(
+            dialect_insert(conn, cur)
+            .on_conflict_do_nothing()
+            .from_select(
+                ["biller_id", "last_seq"],
+                select(billers.c.biller_id, billers.c.last_event_seq).where(
+                    billers.c.biller_id.not_in(select(cur.c.biller_id))
+                ),
+            )
         )
-    )
-    behind = conn.execute(
+    query = (
         select(billers.c.biller_id, billers.c.last_event_seq)
         .join(cur, cur.c.biller_id == billers.c.biller_id)
         .where(billers.c.last_event_seq > cur.c.last_seq)
-        .order_by(billers.c.biller_id)
-    ).all()
+    )
+    if served_only:
+        query = query.where(
+            select(ep.c.id)
+            .where(ep.c.biller_id == billers.c.biller_id, ep.c.enabled.is_(True))
+            .exists()
+        )
+    behind = conn.execute(query.order_by(billers.c.biller_id)).all()
     walked = created = 0
     more = False
     for biller_id, target in behind:

@@ -247,7 +247,9 @@ class WebhookDelivery(Service):
         when more events wait for a dispatch."""
         more = False
         started = self.reactor.seconds()
-        dispatching = started >= self._dispatch_at or self._events
+        # The poll's (or a backlog's) dispatch moves every biller's cursor; one woken by a
+        # commit looks only at the billers with an endpoint (the others' cursors can wait).
+        dispatching = "all" if started >= self._dispatch_at else "served" if self._events else None
         self._events = False  # a commit from now on asks for another dispatch
         free = PREFETCH * self.config.concurrency - sum(self.held.values())
         claiming = free > 0 and self.running
@@ -279,13 +281,16 @@ class WebhookDelivery(Service):
                 # Nothing of it was committed (or, if the commit's answer was lost, recording
                 # them again is fenced): the outcomes go with the next pass, the dispatch too.
                 self.outcomes = batch + self.outcomes
-                self._events = self._events or dispatching
+                self._events = self._events or dispatching is not None
                 raise
             for result in done.results:
                 DELIVERIES.labels(result).inc()
             if done.dispatched is not None:
                 more = done.dispatched.more
-                self._dispatch_at = started if more else started + self.config.poll_interval
+                if more:
+                    self._dispatch_at = started
+                elif dispatching == "all":
+                    self._dispatch_at = started + self.config.poll_interval
             if done.claimed is not None:
                 if not self.running:  # stopped meanwhile: give them back, due again at once
                     for claim in done.claimed.claims:

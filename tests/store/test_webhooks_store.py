@@ -154,6 +154,32 @@ def test_a_biller_without_endpoints_only_moves_its_cursor(engine: Engine) -> Non
     assert (done.events, done.deliveries, cursor) == (0, 0, 5)
 
 
+def test_a_dispatch_woken_by_a_commit_serves_billers_with_endpoints_and_leaves_the_rest(
+    engine: Engine,
+) -> None:
+    with engine.begin() as conn:
+        endpoint(conn)  # acme has one; beta has none, and no cursor yet
+        wanted = [event(conn) for _ in range(2)]
+        for _ in range(3):
+            event(conn, biller="beta")
+
+    def cursors(conn: Connection) -> dict[str, int]:
+        rows = conn.execute(select(webhook_cursors.c.biller_id, webhook_cursors.c.last_seq))
+        return {biller: int(seq) for biller, seq in rows}
+
+    with engine.begin() as conn:
+        served = dispatch(conn, NOW, served_only=True)
+        assert (served.events, served.deliveries) == (2, 2)
+        assert cursors(conn) == {"acme": 2}  # beta's cursor is the full dispatch's business
+        queued = conn.execute(select(webhook_deliveries.c.event_pk)).scalars().all()
+        assert len(queued) == 2
+    with engine.begin() as conn:
+        full = dispatch(conn, NOW)
+        assert (full.events, full.deliveries) == (0, 0)
+        assert cursors(conn) == {"acme": 2, "beta": 3}
+    assert len(wanted) == 2
+
+
 def test_dispatch_keeps_to_its_budget(engine: Engine) -> None:
     with engine.begin() as conn:
         endpoint(conn)
