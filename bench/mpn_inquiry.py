@@ -208,6 +208,8 @@ class RowText:
         import dataclasses
 
         doc = dataclasses.asdict(request)
+        if request.max_amount is None:  # as BillRequest.fingerprint (payer-chosen amounts)
+            del doc["min_amount"], doc["max_amount"]
         doc["channels"] = sorted(request.channels)
         doc["due_date"] = request.due_date.isoformat()
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
