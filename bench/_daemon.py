@@ -451,6 +451,23 @@ class Daemon:
         return "\n".join(kept[-lines:])
 
 
+JSON_OUT = "GATEWAY_BENCH_JSON"  # a file each benchmark appends its JSON line to (.ci/run)
+
+
+def append_json_line(report: str, path: Path) -> None:
+    """Append the report's last line, which must be one JSON object, to ``path`` (JSON lines:
+    several benchmarks, or runs, share one file; bench/compare.py reads it)."""
+    last = report.rstrip().splitlines()[-1] if report.strip() else ""
+    try:
+        figures = json.loads(last)
+    except ValueError as e:
+        raise BenchFailure(f"the report's last line is not JSON ({e}): {last[:80]!r}") from e
+    if not isinstance(figures, dict) or "bench" not in figures:
+        raise BenchFailure(f"the report's last line is not a benchmark's figures: {last[:80]!r}")
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(figures, ensure_ascii=False) + "\n")
+
+
 def terminated(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # unwinds through every finally: daemon, database, temp dir
 
@@ -462,7 +479,9 @@ def bench_main(
     report: Callable[[Any], str],
 ) -> int:
     """A benchmark's whole life: a temp dir and scratch database that are always removed (also
-    on SIGTERM), the run, its report; 1 with the reason when a check failed."""
+    on SIGTERM), the run, its report; 1 with the reason when a check failed. With the
+    environment variable ``GATEWAY_BENCH_JSON`` set to a file name, the report's JSON line is
+    also appended to that file."""
     signal.signal(signal.SIGTERM, terminated)
     try:
         with (
@@ -473,7 +492,14 @@ def bench_main(
     except BenchFailure as e:
         print(f"{name}: FAILED: {e}", file=sys.stderr)
         return 1
-    print(report(result))
+    text_ = report(result)
+    print(text_)
+    if out := os.environ.get(JSON_OUT):
+        try:
+            append_json_line(text_, Path(out))
+        except (BenchFailure, OSError) as e:
+            print(f"{name}: FAILED: cannot write {JSON_OUT}={out}: {e}", file=sys.stderr)
+            return 1
     return 0
 
 

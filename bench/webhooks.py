@@ -313,6 +313,14 @@ class Result:
             "feed_p99_ms": ms("send→feed (poll)", 99),
             "post_rtt_p50_ms": ms("bare POST RTT", 50),
             "post_rtt_p99_ms": ms("bare POST RTT", 99),
+            # push against pull in the same run: the webhook's p50 over the polling client's
+            # (lower is better; about 1 when delivery waits for the poll, as it did until the
+            # commit woke it)
+            "ratio_webhook_feed": round(
+                t["send→webhook"].percentile_ms(50)
+                / max(t["send→feed (poll)"].percentile_ms(50), 1e-3),
+                3,
+            ),
             "duplicates": self.m.duplicates,
             "code": self.code,
         }
@@ -407,7 +415,13 @@ def report(r: Result) -> str:
             f"{name:<18} {timing.count:>6} {timing.percentile_ms(50):>9.2f}"
             f" {timing.percentile_ms(99):>9.2f} {timing.percentile_ms(100):>9.2f}"
         )
-    lines += ["", json.dumps(r.figures(), ensure_ascii=False)]
+    figures = r.figures()
+    lines += [
+        "",
+        f"webhook/feed (p50 of send→webhook over send→feed): {figures['ratio_webhook_feed']:.3f}",
+        "",
+        json.dumps(figures, ensure_ascii=False),
+    ]
     return "\n".join(lines)
 
 
