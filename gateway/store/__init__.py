@@ -155,10 +155,12 @@ class Store:
         *,
         pool: ThreadPool | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        listen: bool = True,
     ) -> None:
         """``pool`` (a ThreadPool, or a subclass that runs each job as a step of a simulated
-        clock) and ``sleep`` (the pause before a retry) are for the deterministic simulation
-        (simulators.world); the daemon leaves them."""
+        clock), ``sleep`` (the pause before a retry) and ``listen=False`` (no LISTEN thread on
+        PostgreSQL: a simulated clock is driven from one thread only) are for the deterministic
+        simulation (simulators.world); the daemon leaves them."""
         self.engine = engine
         self.dialect = engine.dialect.name
         self._reactor = reactor
@@ -176,6 +178,7 @@ class Store:
         self.token = secrets.token_hex(8)
         self._listeners: dict[str, list[Callable[[], None]]] = {}
         self._channels: dict[str, ChannelListener] = {}
+        self._listen = listen
 
     @classmethod
     def from_url(cls, url: str, reactor: IReactorThreads, pool_size: int = 10) -> Store:
@@ -206,7 +209,7 @@ class Store:
         itself), and on PostgreSQL after another process's commit that raised it. A hint, not a
         record: a listener polls as well. Call from the reactor thread."""
         self._listeners.setdefault(topic, []).append(fn)
-        if self.dialect == "postgresql" and topic not in self._channels:
+        if self._listen and self.dialect == "postgresql" and topic not in self._channels:
             listening = ChannelListener(
                 self.engine,
                 self._reactor,

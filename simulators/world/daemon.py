@@ -73,7 +73,11 @@ class Daemon:
         faulty = cast(Engine, FaultyEngine(engine, db_faults))
         self.pool = SimPool(process, hook)
         self.store = Store(
-            faulty, cast(IReactorThreads, process), pool=self.pool, sleep=lambda seconds: None
+            faulty,
+            cast(IReactorThreads, process),
+            pool=self.pool,
+            sleep=lambda seconds: None,
+            listen=False,  # one daemon at a time, and the simulated clock has no other thread
         )
         self.store.start()
         self.services: list[Service] = []
