@@ -350,6 +350,11 @@ def apply_result(
         if event.kind is MessageKind.FAILURE and mandate_action(code) is not MandateAction.KEEP:
             to_mandates.append((item, code))
     set_item_results(conn, results, now)
+    # A result proves the bank has the request: one still pending (its file written, the
+    # transaction that marks it lost to a crash or a full disk) must not be written again,
+    # or the bank would take it as a second request and debit the bills once more.
+    for request_id in sorted({item.request_id for item in items.values()}):
+        mark_written(conn, request_id, now)
     changed = _mandate_results(conn, to_mandates, debit_date, now)
     summary: dict[str, int] = {}
     for outcome in outcomes:

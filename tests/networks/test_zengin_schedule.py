@@ -7,6 +7,7 @@ on a real database, without the thread pool), so ``task.Clock`` drives everythin
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from twisted.internet.task import Clock
 
 from gateway.config import load_config
 from gateway.ingest import Ingest
-from gateway.mappers.zengin.mapper import parse_file
+from gateway.mappers.zengin.mapper import build_file, parse_file
 from gateway.model import (
     JST,
     BankAccount,
@@ -159,3 +160,32 @@ def test_a_request_left_pending_by_a_crash_is_written_with_the_same_bytes(
     assert statuses == ["written"]
     assert not list(outbox.glob(".*.tmp"))
     assert made.records == 2
+
+
+def test_a_pending_request_the_bank_has_answered_is_not_written_again(
+    network: tuple[ZenginNetwork, Clock, Path],
+) -> None:
+    """The file was written, marking it written failed (a full disk), and the bank answered
+    it: the result marks the request written, so no second copy reaches the bank."""
+    zengin, clock, outbox = network
+    clock.advance(at(TUESDAY, 11, 0))
+    store = zengin.store
+    assert isinstance(store, ImmediateStore)
+    with store.engine.begin() as conn:
+        prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
+    zengin.write_pending()
+    (sent,) = outbox_files(outbox)
+    with store.engine.begin() as conn:
+        conn.execute(update(zengin_requests).values(status="pending", written_at=None))
+    sent.rename(outbox.parent / sent.name)  # the bank took it
+    request = parse_file((outbox.parent / sent.name).read_bytes())
+    failed = [replace(d, result_code="2") for d in request.debits]
+    result = build_file(request.header, failed, results=True)
+    applied = []
+    zengin.apply_file("RESULT_" + sent.name, result).addCallback(applied.append)
+    assert len(applied) == 1
+    with store.engine.begin() as conn:
+        statuses = conn.execute(select(zengin_requests.c.status)).scalars().all()
+    assert statuses == ["written"]
+    zengin.write_pending()
+    assert outbox_files(outbox) == []
