@@ -93,13 +93,18 @@ def _moment(at: datetime) -> str:
 def values(c: Claimed, page_url: str) -> dict[str, str]:
     """The placeholders' values for this notice (gateway.notice_rules.PLACEHOLDERS)."""
     bill = c.bill
-    amount = c.payment.amount if c.kind is Notice.RECEIVED and c.payment else bill.amount
+    if c.kind is Notice.RECEIVED and c.payment:
+        amount = f"¥{c.payment.amount:,}"
+    elif bill.min_amount is not None and bill.max_amount is not None:  # the payer chooses
+        amount = f"¥{bill.min_amount:,}〜¥{bill.max_amount:,}"
+    else:
+        amount = f"¥{bill.amount:,}"
     ways = [WAYS[ch] for ch in (Channel.CVS, Channel.PAYEASY) if ch in bill.channels]
     return {
         "biller": c.biller_name,
         "name": bill.customer.name or "お客様",
         "bill_no": bill.bill_no,
-        "amount": f"¥{amount:,}",
+        "amount": amount,
         "due_date": _day(bill.due_date) if bill.due_date else "期限なし",
         "url": page_url,
         "ways": "・".join(ways) or "ご案内の方法",

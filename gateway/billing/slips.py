@@ -92,6 +92,11 @@ def printed_slip(biller: Biller, bill: Bill, barcode_text: Callable[[str], str])
         human_readable=barcode_text(digits) if digits is not None else None,
         payeasy=bill.payeasy,
         chains=accepted_chain_names(biller) if digits is not None else (),
+        amount_range=(
+            (bill.min_amount, bill.max_amount)
+            if bill.min_amount is not None and bill.max_amount is not None
+            else None
+        ),
     )
 
 

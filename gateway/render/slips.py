@@ -76,13 +76,22 @@ class PrintedSlip:
     human_readable: str | None
     payeasy: PayEasyNumbers | None
     chains: tuple[str, ...] = ()  # the names of the chains that take it; empty: not limited
+    # (min, max) for a bill whose amount the payer chooses (amount 0, Pay-easy only): the slip
+    # prints the range; None for a bill of a set amount.
+    amount_range: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("amount", "tax_amount"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"{name} must be int yen, got {value!r}")
-        if self.amount < 1 or not 0 <= self.tax_amount < self.amount:
+        if self.amount_range is not None:
+            low, high = self.amount_range
+            if self.amount != 0 or self.tax_amount != 0 or not 1 <= low <= high:
+                raise ValueError(f"amount range {low}..{high} is not a payer-chosen bill's")
+            if self.barcode is not None:
+                raise ValueError(f"bill {self.bill_no}: a barcode carries one set amount")
+        elif self.amount < 1 or not 0 <= self.tax_amount < self.amount:
             raise ValueError(f"amount {self.amount} with tax {self.tax_amount} is not a bill's")
         if self.barcode is None and self.payeasy is None:
             raise ValueError(f"bill {self.bill_no} has neither a barcode nor Pay-easy numbers")
@@ -148,9 +157,10 @@ def _draw_slip(canvas: Canvas, s: PrintedSlip, top: float) -> None:
     canvas.setLineWidth(1.0)
     canvas.rect(left, box_top - box_height, width, box_height)
     draw_text(canvas, left + 8, box_top - 25, "ご請求金額", GOTHIC, 10)
-    draw_text(canvas, left + 80, box_top - 28, yen(s.amount), GOTHIC_BOLD, 20)
+    asked = yen(s.amount) if s.amount_range is None else "〜".join(map(yen, s.amount_range))
+    draw_text(canvas, left + 80, box_top - 28, asked, GOTHIC_BOLD, 20)
     if s.tax_amount:
-        after = left + 86 + text_width(yen(s.amount), GOTHIC_BOLD, 20)
+        after = left + 86 + text_width(asked, GOTHIC_BOLD, 20)
         draw_text(canvas, after, box_top - 27, f"（うち消費税等 {yen(s.tax_amount)}）", GOTHIC, 8)
     due = jst_date(s.due_date) if s.due_date else "期限なし"
     draw_text(canvas, right - 8, box_top - 16, "お支払期限", GOTHIC, 8.5, "right")

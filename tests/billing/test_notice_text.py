@@ -122,3 +122,11 @@ def test_the_words_are_the_billers_or_the_defaults() -> None:
         sms_text(
             claimed(rules=replace(EVERYTHING, templates=(("sms.page", "{url}" * 20),))), url * 2
         )
+
+
+def test_a_bill_whose_amount_the_payer_chooses_is_told_its_range_not_zero() -> None:
+    chosen = replace(BILL, amount=0, min_amount=1_000, max_amount=50_000)
+    url = "https://pay.example.jp/p/TOKEN"
+    assert values(claimed(bill=chosen), url)["amount"] == "¥1,000〜¥50,000"
+    paid = replace(PAYMENT, amount=3_000)
+    assert values(claimed(Notice.RECEIVED, bill=chosen, payment=paid), url)["amount"] == "¥3,000"

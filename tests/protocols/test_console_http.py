@@ -347,3 +347,17 @@ def test_the_access_log_keeps_no_console_search() -> None:
     assert mask_page_tokens(b"GET /v1/bills?status=open HTTP/1.1") == (
         b"GET /v1/bills?status=open HTTP/1.1"
     )
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bill_whose_amount_the_payer_chooses_shows_its_range(gateway: Running) -> None:
+    acme = gateway.onboard("acme")
+    body = bill_body("GIFT-1")
+    body.update(amount=None, min_amount=1000, max_amount=50000, channels=["payeasy"])
+    body.pop("tax", None)
+    status, made, _ = await gateway.request("POST", "/v1/bills", acme, body)
+    assert status == 201, made
+    clerk = await logged_in(gateway, "clerk", "biller_staff", "acme")
+    for path in ("/console/bills", "/console/bills/acme/GIFT-1"):
+        _, page, _ = await clerk.get(path)
+        assert "¥1,000〜¥50,000" in page, path

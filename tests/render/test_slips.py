@@ -130,3 +130,13 @@ def test_a_file_holds_one_to_a_hundred_slips(tmp_path: Path) -> None:
     assert len(re.findall(r"払込票", text_of(full))) == MAX_SLIPS
     again = render_slips([slip(n) for n in range(MAX_SLIPS)])
     assert again == full.read_bytes()  # the same slips, the same bytes
+
+
+def test_a_slip_of_a_bill_whose_amount_the_payer_chooses_prints_the_range(tmp_path: Path) -> None:
+    chosen = slip(0, cvs=False, amount=0, amount_range=(1_000, 50_000))
+    text = squash(text_of(write(tmp_path, render_slips([chosen]))))
+    assert "¥1,000〜¥50,000" in text and "¥0" not in text
+    with pytest.raises(ValueError, match="one set amount"):
+        slip(1, amount=0, amount_range=(1_000, 50_000))  # a barcode cannot carry a range
+    with pytest.raises(ValueError, match="not a payer-chosen bill's"):
+        slip(2, cvs=False, amount=0, amount_range=(5_000, 1_000))
