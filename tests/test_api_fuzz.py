@@ -194,9 +194,14 @@ def test_every_route_of_the_router_is_fuzzed() -> None:
     """The routes come from the OpenAPI document: it names every route the router has."""
     from gateway.protocols.api.biller_routes import biller_routes
     from gateway.protocols.api.bulk_routes import bulk_routes
+    from gateway.protocols.api.notice_routes import notice_routes
     from gateway.protocols.api.pages import page_routes
+    from gateway.protocols.api.payer_routes import payer_routes
+    from gateway.protocols.api.payout_routes import payout_routes
+    from gateway.protocols.api.recon_routes import recon_routes
     from gateway.protocols.api.routes import api_routes
     from gateway.protocols.api.settlement_routes import settlement_routes
+    from gateway.protocols.api.slip_routes import slip_routes
     from gateway.protocols.api.support_routes import support_routes
     from gateway.protocols.api.webhook_routes import webhook_routes
 
@@ -214,4 +219,9 @@ def test_every_route_of_the_router_is_fuzzed() -> None:
     routes += settlement_routes(nothing, 100)
     routes += biller_routes(nothing, 100)
     routes += support_routes(nothing, nothing, 100)
+    routes += notice_routes(nothing, 100)
+    routes += payer_routes(nothing)
+    routes += payout_routes(nothing)
+    routes += recon_routes(nothing)
+    routes += slip_routes(nothing)
     assert sorted((r.method.decode(), r.template) for r in routes) == sorted(ROUTES)
