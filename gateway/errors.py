@@ -72,6 +72,11 @@ class StoreError(GatewayError):
     """The store could not do what was asked (not reachable, schema not migrated...)."""
 
 
+class StoreStopped(StoreError):
+    """The store was stopped (the daemon is shutting down): no new
+    transaction begins. A job cut by it at shutdown has not failed."""
+
+
 class PeerUnavailable(GatewayError):
     """An outbound peer (network center, webhook receiver) could not be reached."""
 

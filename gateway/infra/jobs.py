@@ -12,6 +12,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from gateway.errors import StoreStopped
+
 T = TypeVar("T")
 log = Logger()
 
@@ -28,6 +30,9 @@ def logged_run(
     """
 
     def failed(failure: Any) -> T:
+        if failure.check(StoreStopped):  # the daemon is stopping: the next life runs it again
+            log.info("{what} stopped with the store; the next run tries again", what=what)
+            return failed_result
         failures.inc()
         log.failure("{what} failed; the next run tries again", failure, what=what)
         return failed_result

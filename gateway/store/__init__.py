@@ -34,7 +34,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreStopped
 from gateway.store.listen import ChannelListener
 from gateway.store.migrate import schema_is_current
 from gateway.store.signals import open_signals
@@ -173,6 +173,7 @@ class Store:
         )
         self._sleep = sleep
         self.running = False
+        self.stopped = False  # stop() was called: the daemon is shutting down
         # After-commit signals: this Store's token (the NOTIFY payload its transactions send),
         # the listeners by topic, and on PostgreSQL one LISTEN connection per topic listened to.
         self.token = secrets.token_hex(8)
@@ -196,6 +197,7 @@ class Store:
             listening.stop()
         if self.running:
             self.running = False
+            self.stopped = True
             self._pool.stop()
         for listening in channels:
             listening.join()
@@ -249,6 +251,8 @@ class Store:
     ) -> Deferred[R]:
         """Run ``fn(conn, *args, **kwargs)`` in one transaction on the store's thread pool."""
         if not self.running:
+            if self.stopped:
+                raise StoreStopped("the store is not running: it was stopped")
             raise StoreError("the store is not running")
         d: Deferred[tuple[R, set[str]]] = deferToThreadPool(
             self._reactor,
