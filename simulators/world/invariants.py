@@ -340,17 +340,27 @@ def _double_payments(world: World, db: Db) -> list[str]:
 
 
 def _transfers_requested(world: World, db: Db) -> list[str]:
+    """No debit is requested for a bill another channel had already paid when the request's
+    transaction began (commit order, as :meth:`World._watch_requests` saw it)."""
     breaks = []
     requests = {r.id: r for r in db.requests}
     by_bill = defaultdict(list)
     for p in db.payments:
-        if p.bill_id is not None:
+        if p.bill_id is not None and p.channel != "transfer":
             by_bill[p.bill_id].append(p)
     for item in db.items:
+        saw = world.request_saw.get(item.request_id)
+        if saw is not None:
+            if item.bill_id in saw:
+                paid = ", ".join(p.payment_id for p in by_bill[item.bill_id])
+                breaks.append(
+                    f"transfer of bill #{item.bill_id} requested (request #{item.request_id}) "
+                    f"after payment {paid} paid it"
+                )
+            continue
+        # a request made outside a zengin.request job: judge by the timestamps
         at = requests[item.request_id].created_at
         for p in by_bill[item.bill_id]:
-            if p.channel == "transfer":
-                continue
             live_then = p.created_at < at and (p.voided_at is None or p.voided_at > at)
             if live_then:
                 breaks.append(

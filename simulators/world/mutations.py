@@ -11,7 +11,9 @@ Each mutant is a context manager that patches the real code for as long as it is
 - ``dedup-without-constraint`` — received messages are deduplicated by looking first
   (SELECT, then INSERT) instead of by the store's unique constraint, which the mutant's
   database does not have (:func:`prepare_database`): two copies of a message in one group,
-  or in two transactions at once, are both stored.
+  or in two transactions at once, are both stored;
+- ``debit-paid-bills`` — the Zengin request run chooses a biller's transfer bills by due date
+  and mandate alone, paid or not (a customer who paid at a store is debited as well).
 """
 
 from __future__ import annotations
@@ -19,20 +21,29 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from unittest import mock
 
-from sqlalchemy import inspect, select, tuple_, update
+from sqlalchemy import and_, exists, inspect, select, tuple_, update
 from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred, succeed
 
 import gateway.ingest
 import gateway.money.settlement
-from gateway.model import CollectionEvent, PaymentStatus
+import gateway.networks.zengin
+from gateway.model import CollectionEvent, MandateStatus, PaymentStatus
 from gateway.networks.cvs import CvsNetwork
 from gateway.store import create_db_engine
-from gateway.store.schema import collection_messages, payments, refund_cases
+from gateway.store import zengin as store_zengin
+from gateway.store.schema import (
+    bills,
+    collection_messages,
+    mandates,
+    payments,
+    refund_cases,
+    zengin_request_items,
+)
 
 
 @contextlib.contextmanager
@@ -126,6 +137,41 @@ def dedup_without_constraint() -> Iterator[None]:
         yield
 
 
+def _due_paid_or_not(
+    conn: Connection, biller_id: str, first_due: date, last_due: date, debit_date: date
+) -> list[store_zengin.Due]:
+    """gateway.store.zengin.due_for_debit without its "bills.status == open"."""
+    items = zengin_request_items.c
+    already = exists().where(items.bill_id == bills.c.id, items.debit_date == debit_date)
+    rows = conn.execute(
+        select(bills.c.id.label("bill_id"), bills.c.amount, mandates)
+        .join(
+            mandates,
+            and_(
+                mandates.c.biller_id == bills.c.biller_id,
+                mandates.c.customer_no == bills.c.customer_no,
+            ),
+        )
+        .where(
+            bills.c.biller_id == biller_id,
+            # the mutation: no "bills.c.status == BillStatus.OPEN.value"
+            bills.c.channels.like("%transfer%"),
+            bills.c.due_date >= first_due,
+            bills.c.due_date <= last_due,
+            mandates.c.status == MandateStatus.ACTIVE.value,
+            ~already,
+        )
+        .order_by(bills.c.id)
+    )
+    return [store_zengin.Due(r.bill_id, r.amount, r.id, store_zengin._mandate(r)) for r in rows]
+
+
+@contextlib.contextmanager
+def debit_paid_bills() -> Iterator[None]:
+    with mock.patch.object(gateway.networks.zengin, "due_for_debit", _due_paid_or_not):
+        yield
+
+
 def drop_message_constraint(url: str) -> None:
     """The mutant's database: collection_messages without its unique constraint."""
     engine = create_db_engine(url, 1)
@@ -155,6 +201,7 @@ MUTANTS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
     "ack-before-commit": ack_before_commit,
     "settle-twice": settle_twice,
     "dedup-without-constraint": dedup_without_constraint,
+    "debit-paid-bills": debit_paid_bills,
 }
 
 #: What a mutant changes in each seed's database before the seed runs.

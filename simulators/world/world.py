@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from zope.interface import implementer
@@ -32,7 +32,7 @@ from gateway.model import (
     JST,
 )
 from gateway.protocols.inbox import FileResult
-from gateway.store.schema import collection_messages
+from gateway.store.schema import collection_messages, payments, zengin_requests
 from simulators.world.daemon import Daemon
 from simulators.world.faults import Crash, DatabaseFaults, FaultPlan, Injected, draw_plan
 from simulators.world.networks import CvsAgency, MpnCenter, Receivers, ZenginBank
@@ -108,6 +108,11 @@ class World(Workload):
         self.receivers = Receivers(self)
         self.reader = engine  # the checks read on connections of their own
         self.ack_breaks: list[str] = []  # told "stored" when it was not (found at that moment)
+        # What each Zengin request transaction could see: the bills with a live payment of
+        # another channel, committed when the transaction began (commit order, not timestamps:
+        # a request's created_at is read when it is queued, and a job queued later may run first)
+        self.request_saw: dict[int, frozenset[int]] = {}
+        self._request_before: tuple[int, frozenset[int]] | None = None
 
     def log(self, who: str, what: str) -> None:
         self.trace(who, what)
@@ -181,8 +186,32 @@ class World(Workload):
         self.agency.gateway_died()
         self.restart_call = self.sim.call_later(self.rng.uniform(1.0, 120.0), self.start_daemon)
 
+    def _watch_requests(self, stage: str) -> None:
+        """Around a ``zengin.request`` job: note the bills already paid another way when it
+        began, and give that set to every request it made."""
+        with self.reader.connect() as conn:
+            last = conn.execute(select(func.coalesce(func.max(zengin_requests.c.id), 0))).scalar()
+            if stage == "before":
+                paid = conn.execute(
+                    select(payments.c.bill_id).where(
+                        payments.c.bill_id.is_not(None),
+                        payments.c.channel != "transfer",
+                        payments.c.status.in_(("pending", "confirmed")),
+                    )
+                ).scalars()
+                self._request_before = (int(last), frozenset(paid))
+                return
+            if self._request_before is None:
+                return
+            first, paid = self._request_before
+            self._request_before = None
+            for request_id in range(first + 1, int(last) + 1):
+                self.request_saw[request_id] = paid
+
     def _job_hook(self, desc: str, stage: str) -> bool:
         """Asked by the store's pool around every job: a crash here? the link cut here?"""
+        if desc == "zengin.request":
+            self._watch_requests(stage)
         if stage == "before":
             for prefix in {desc[:i] for i in range(len(desc) + 1)}:
                 self.job_counts[prefix] += 1

@@ -110,14 +110,16 @@ def test_a_seed_replays_exactly(tmp_path: Path) -> None:
         ("ack-before-commit", "is stored, it is not"),
         ("settle-twice", "point at it"),
         ("dedup-without-constraint", "stored 2 times"),
+        ("debit-paid-bills", "after payment"),
     ],
 )
 def test_a_broken_copy_is_caught_within_the_sample(
     tmp_path: Path, mutant: str, caught_by: str
 ) -> None:
     """The gateway with acks before the commit, a settlement that can claim a payment twice,
-    or a dedup that looks instead of relying on the store's unique constraint: some seed of
-    the CI sample breaks, and says how."""
+    a dedup that looks instead of relying on the store's unique constraint, or a debit run
+    that takes bills already paid at a store: some seed of the CI sample breaks, and says
+    how."""
     args = _args(tmp_path, mutant=mutant)
     broken = run(SAMPLE, args, stop_at_first=True)
     assert broken, f"the {mutant} mutant went through {len(SAMPLE)} seeds unnoticed"
@@ -125,6 +127,21 @@ def test_a_broken_copy_is_caught_within_the_sample(
 
 
 # --- regressions found by the simulation ---------------------------------------------------------
+
+
+def test_seed_3564_a_debit_chosen_before_a_store_payment_committed_is_not_a_break(
+    tmp_path: Path,
+) -> None:
+    """Seed 3564: the Zengin request run and a CVS CSV were queued at the same instant and the
+    request ran first, so it rightly chose bills the CSV then paid (the customer is refunded
+    through a double-payment case). The request's created_at (read when it was queued) is later
+    than the payments' receipt time; the invariant judges by commit order instead."""
+    outcome = run_seed(3564, Databases(tmp_path, None), tmp_path, keep_trace=True)
+    assert outcome.breaks == []
+    written = [line for line in outcome.trace.lines if "zengin: request" in line]
+    applied = [line for line in outcome.trace.lines if "CSV agency-csv:20271130" in line]
+    assert written and applied
+    assert outcome.stats["double_paid_bills"] >= 3  # the bills the debit and the store both paid
 
 
 def test_seed_4_a_void_of_the_paying_payment_leaves_one_double_payment_case_fewer(
