@@ -51,6 +51,7 @@ from twisted.logger import Logger
 from gateway.errors import FileErrors, RecordError
 from gateway.mappers.zengin.mapper import DEBITED, Debit, build_file, parse_file
 from gateway.mappers.zengin.records import NETWORK, RESULT_CODE_CHARS
+from simulators._codes import CodeRules, free_name
 from simulators._command import run_command
 
 __all__ = [
@@ -94,41 +95,10 @@ def _code_error(code: object) -> str | None:
     return None
 
 
-def check_codes(mix: Mapping[str, int], overrides: Mapping[str, str]) -> None:
-    """Raise :class:`ValueError` naming ``mix`` or ``overrides`` if either is unusable."""
-    for code, weight in mix.items():
-        why = _code_error(code)
-        if why is None and (not isinstance(weight, int) or isinstance(weight, bool) or weight < 0):
-            why = f"the weight of {code!r} is {weight!r}, not a whole number >= 0"
-        if why:
-            raise ValueError(f"mix: {why}")
-    if sum(mix.values()) <= 0:
-        raise ValueError("mix: the weights add up to 0; give at least one code a weight")
-    for customer, code in overrides.items():
-        if not isinstance(customer, str) or not 0 < len(customer) <= _CUSTOMER_LENGTH:
-            raise ValueError(f"overrides: {customer!r} is not a 顧客番号 (1 to 20 characters)")
-        why = _code_error(code)
-        if why:
-            raise ValueError(f"overrides: {customer}: {why}")
-
-
-def parse_mix(text: str) -> dict[str, int]:
-    """``0=90,1=5,E=1`` as ``{"0": 90, "1": 5, "E": 1}``; :class:`ValueError` says what is wrong
-    (without the option's name)."""
-    mix: dict[str, int] = {}
-    for item in text.split(","):
-        code, sep, weight = item.strip().partition("=")
-        if not sep or not (weight.strip().isascii() and weight.strip().isdigit()):
-            raise ValueError(f"{item.strip()!r} is not CODE=WEIGHT (e.g. 0=90,1=5)")
-        code = code.strip()
-        if code in mix:
-            raise ValueError(f"code {code!r} is given twice")
-        mix[code] = int(weight)
-    try:
-        check_codes(mix, {})
-    except ValueError as e:
-        raise ValueError(str(e).removeprefix("mix: ")) from None
-    return mix
+CODES = CodeRules(_code_error, "顧客番号", "0=90,1=5", _CUSTOMER_LENGTH)
+#: Raise :class:`ValueError` naming ``mix`` or ``overrides`` if either is unusable.
+check_codes = CODES.check
+parse_mix = CODES.parse_mix
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, str]:
@@ -166,14 +136,6 @@ def write_atomically(folder: Path, name: str, data: bytes) -> Path:
         os.fsync(f.fileno())
     os.replace(tmp, target)
     _fsync_directory(folder)
-    return target
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``name.1``, ``name.2``... if taken (with its report)."""
-    target, n = folder / name, 1
-    while target.exists() or target.with_name(target.name + ".report.txt").exists():
-        target, n = folder / f"{name}.{n}", n + 1
     return target
 
 
@@ -288,7 +250,7 @@ class SimulatedBank:
         name already received gets ``.1``, ``.2``...); their paths there."""
         taken = []
         for path in self.waiting():
-            target = _free_name(self.received, path.name)
+            target = free_name(self.received, path.name)
             try:
                 os.replace(path, target)
             except FileNotFoundError:  # taken by someone else meanwhile
@@ -401,7 +363,7 @@ class SimulatedBank:
         return self.answer_due()
 
     def _reject(self, path: Path, errors: FileErrors) -> None:
-        target = _free_name(self.rejected, path.name)
+        target = free_name(self.rejected, path.name)
         lines = [f"{path.name}: refused, {len(errors.errors)} error(s); nothing was debited"]
         lines += [
             str(replace(e, value=mask_account(e.value)) if e.field == "account_number" else e)

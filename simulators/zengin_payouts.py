@@ -59,6 +59,7 @@ from gateway.mappers.zengin.payouts import (
     parse_payout_file,
 )
 from gateway.model import JST
+from simulators._codes import CodeRules, free_name
 from simulators._command import run_command
 from simulators.zengin import is_request_name, mask_account, write_atomically
 
@@ -86,36 +87,9 @@ def _code_error(code: object) -> str | None:
     return None
 
 
-def check_codes(mix: Mapping[str, int], overrides: Mapping[str, str]) -> None:
-    """Raise :class:`ValueError` naming ``mix`` or ``overrides`` if either is unusable."""
-    for code, weight in mix.items():
-        why = _code_error(code)
-        if why is None and (not isinstance(weight, int) or isinstance(weight, bool) or weight < 0):
-            why = f"the weight of {code!r} is {weight!r}, not a whole number >= 0"
-        if why:
-            raise ValueError(f"mix: {why}")
-    if sum(mix.values()) <= 0:
-        raise ValueError("mix: the weights add up to 0; give at least one code a weight")
-    for customer, code in overrides.items():
-        if not isinstance(customer, str) or not 0 < len(customer) <= _CODE_LENGTH:
-            raise ValueError(f"overrides: {customer!r} is not a 顧客コード (1 to 20 characters)")
-        why = _code_error(code)
-        if why:
-            raise ValueError(f"overrides: {customer}: {why}")
-
-
-def parse_mix(text: str) -> dict[str, int]:
-    """``0=95,1=3`` as ``{"0": 95, "1": 3}``; :class:`ValueError` says what is wrong."""
-    mix: dict[str, int] = {}
-    for item in text.split(","):
-        code, sep, weight = item.strip().partition("=")
-        if not sep or not (weight.strip().isascii() and weight.strip().isdigit()):
-            raise ValueError(f"{item.strip()!r} is not CODE=WEIGHT (e.g. 0=95,1=5)")
-        if code.strip() in mix:
-            raise ValueError(f"code {code.strip()!r} is given twice")
-        mix[code.strip()] = int(weight)
-    check_codes(mix, {})
-    return mix
+CODES = CodeRules(_code_error, "顧客コード", "0=95,1=5", _CODE_LENGTH)
+check_codes = CODES.check
+parse_mix = CODES.parse_mix
 
 
 @dataclass(frozen=True)
@@ -197,12 +171,12 @@ class PayoutBank:
                 continue
             known = self.received / path.name
             if known.exists() and known.read_bytes() == data:
-                target = _free(self.duplicates, path.name)
+                target = free_name(self.duplicates, path.name)
                 os.replace(path, target)
                 self.duplicated.append(target)
                 log.info("bank: {name} again, same bytes: not paid twice", name=path.name)
                 continue
-            target = _free(self.received, path.name)
+            target = free_name(self.received, path.name)
             try:
                 os.replace(path, target)
             except FileNotFoundError:
@@ -232,7 +206,7 @@ class PayoutBank:
                 reason = "the bank takes payout files; this one carries 振込不能事由"
                 raise FileErrors(name, [RecordError(NETWORK, 2, "return_code", "", reason)])
         except FileErrors as e:
-            target = _free(self.rejected, name)
+            target = free_name(self.rejected, name)
             report = "\n".join([f"{name}: refused; nothing was paid", *map(str, e.errors)])
             write_atomically(self.rejected, target.name + ".report.txt", report.encode())
             os.replace(path, target)
@@ -328,13 +302,6 @@ def wall_today() -> date:
     from datetime import datetime
 
     return datetime.fromtimestamp(wall.time(), JST).date()
-
-
-def _free(folder: Path, name: str) -> Path:
-    target, n = folder / name, 1
-    while target.exists():
-        target, n = folder / f"{name}.{n}", n + 1
-    return target
 
 
 # --- the command ------------------------------------------------------------------------------
