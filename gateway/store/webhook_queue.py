@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from gateway.store.schema import events
@@ -312,7 +312,8 @@ def complete_attempts(
             continue
         where = (at.c.delivery_pk == bindparam("b_pk")) & (at.c.attempt == bindparam("b_attempt"))
         if stale:  # fill in an attempt that has no outcome yet, never overwrite one
-            where = where & at.c.result.in_([IN_FLIGHT, "abandoned"])
+            # (two comparisons, not IN: an expanding IN cannot go in an executemany)
+            where = where & or_(at.c.result == IN_FLIGHT, at.c.result == "abandoned")
         conn.execute(
             update(at)
             .where(where)

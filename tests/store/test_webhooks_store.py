@@ -258,6 +258,35 @@ def test_a_lost_lease_is_taken_again_and_its_late_outcome_changes_nothing(engine
     assert attempts(engine) == [(1, "success", 200), (2, "retry", 500)]
 
 
+def test_several_late_outcomes_in_one_pass_are_all_logged(engine: Engine) -> None:
+    """Seed 394 of the simulation: a commit whose answer was lost left two outcomes to be
+    recorded after their leases had been taken again. Recording both at once (one executemany)
+    raised, every pass after it failed the same way, and the biller's webhooks stopped for good."""
+    with engine.begin() as conn:
+        endpoint(conn)
+        endpoint(conn)
+        event(conn)
+        dispatch(conn, NOW)
+    with engine.begin() as conn:
+        first = claim(conn, owner="a")
+    assert len(first) == 2
+    retaken = NOW + LEASE + timedelta(seconds=1)
+    with engine.begin() as conn:
+        assert len(claim(conn, now=retaken, owner="b")) == 2
+    later = retaken + timedelta(seconds=1)
+    with engine.begin() as conn:
+        results = complete_attempts(
+            conn, [outcome(c, True, later) for c in first], owner="a", now=later, max_age=MAX_AGE
+        )
+    assert results == ["stale", "stale"]
+    assert sorted(attempts(engine)) == [
+        (1, "success", 200),
+        (1, "success", 200),
+        (2, "in_flight", None),
+        (2, "in_flight", None),
+    ]
+
+
 def test_an_abandoned_attempt_is_marked_when_its_lease_is_retaken(engine: Engine) -> None:
     with engine.begin() as conn:
         endpoint(conn)
