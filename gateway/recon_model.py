@@ -48,6 +48,9 @@ class ItemKind(StrEnum):
     UNEXPECTED = "unexpected"  # a deposit nobody expected
 
 
+NOTE_MAX = 300  # characters of the note finance resolves an item with
+
+
 class ItemStatus(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"  # by the operator (with a note), or by the money matching later

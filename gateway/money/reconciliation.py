@@ -13,7 +13,10 @@ the rules: gateway.recon_model).
   ``lookback_days`` are reconciled again (a late 確報 or 閉局 changes what is expected), and the
   gauges of open items are set for the alert (GatewayReconciliationItemOpen).
 
-``gateway-admin recon import|show|resolve`` and ``GET /v1/admin/reconciliation`` use them.
+* :func:`resolve_reconciliation_item` — finance resolves an open item with a note (audited).
+
+``gateway-admin recon import|show|resolve``, ``GET /v1/admin/reconciliation`` and ``POST
+/v1/admin/reconciliation/items/{item_id}/resolve`` use them.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ from gateway import ids
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import Config
-from gateway.errors import FieldError, FileErrors, InvalidRequest, NotFound
+from gateway.errors import Conflict, FieldError, FileErrors, InvalidRequest, NotFound
 from gateway.infra.jobs import logged_run, timer
 from gateway.mappers.bank_statement import LineError, parse_statement
 from gateway.recon_model import (
+    NOTE_MAX,
     Deposit,
     Item,
     ItemKind,
@@ -54,6 +58,7 @@ from gateway.store.reconciliation import (
     coverage,
     deposits_between,
     list_items,
+    lock_item,
     lock_reconciliation,
     open_items,
     resolve_item,
@@ -145,6 +150,44 @@ def import_statement(
             conn, actor, "statement.import", f"statement:{stored.statement_id}", now, after=summary
         )
     return summary
+
+
+def resolve_reconciliation_item(
+    conn: Connection, item_id: str, note: str, actor: str, now: datetime
+) -> Item:
+    """Finance resolves an open item, saying what was done: the one writer of
+    ``gateway-admin recon resolve`` and ``POST /v1/admin/reconciliation/items/{item_id}/resolve``,
+    audited (``reconciliation_item.resolve``) in the same transaction.
+
+    :class:`InvalidRequest` (field ``note``) for a blank or too long note, :class:`NotFound` for
+    an unknown item, :class:`Conflict` (field ``item_id``) for an item already resolved — by
+    finance, or ``matched`` by the money (a note given twice is not two resolutions).
+    """
+    note = note.strip()
+    if not 1 <= len(note) <= NOTE_MAX or any(ord(c) < 32 or ord(c) == 127 for c in note):
+        why = f"say what was done, 1 to {NOTE_MAX} characters without control characters"
+        raise InvalidRequest([FieldError("note", why)])
+    found = lock_item(conn, item_id)
+    if found is None:
+        raise NotFound(f"reconciliation item {item_id}")
+    if found.status is not ItemStatus.OPEN:
+        when = iso(found.resolved_at) if found.resolved_at else "?"
+        raise Conflict(
+            f"reconciliation item {item_id} was already resolved at {when} ({found.resolution})",
+            field="item_id",
+        )
+    done = resolve_item(conn, item_id, note, now)
+    assert done is not None, "locked above"
+    record(
+        conn,
+        actor,
+        "reconciliation_item.resolve",
+        f"reconciliation_item:{item_id}",
+        now,
+        before={"status": found.status.value, "kind": found.kind.value, "amount": found.amount},
+        after={"status": done.status.value, "note": note},
+    )
+    return done
 
 
 def _states(result: Reconciliation) -> dict[str, int]:
@@ -303,20 +346,14 @@ class ReconciliationApi:
         return {"items": [item_json(i) for i in items]}
 
     async def resolve(self, item_id: str, note: str, actor: str) -> dict[str, Any]:
-        now = clock_now(self.clock)
-
-        def txn(conn: Connection) -> Item:
-            found = resolve_item(conn, item_id, note, now)
-            if found is None:
-                raise NotFound(f"reconciliation item {item_id}")
-            record(
-                conn,
-                actor,
-                "reconciliation_item.resolve",
-                f"reconciliation_item:{item_id}",
-                now,
-                after={"note": note},
-            )
-            return found
-
-        return item_json(await self.store.run_interaction("reconciliation.resolve", txn))
+        """``POST /v1/admin/reconciliation/items/{item_id}/resolve``
+        (:func:`resolve_reconciliation_item`)."""
+        item = await self.store.run_interaction(
+            "reconciliation.resolve",
+            resolve_reconciliation_item,
+            item_id,
+            note,
+            actor,
+            clock_now(self.clock),
+        )
+        return item_json(item)

@@ -338,6 +338,16 @@ def list_items(
     return [_item(row) for row in conn.execute(stmt.order_by(r.transfer_date, r.id))]
 
 
+def lock_item(conn: Connection, item_id: str) -> Item | None:
+    """The item ``item_id``, locked for the rest of the transaction (PostgreSQL: a second
+    resolve waits and then sees it resolved); None for an unknown item."""
+    r = reconciliation_items.c
+    row = conn.execute(
+        select(reconciliation_items).where(r.item_id == item_id).with_for_update()
+    ).first()
+    return None if row is None else _item(row)
+
+
 def resolve_item(conn: Connection, item_id: str, note: str, now: datetime) -> Item | None:
     """Finance resolves an item with a note (a correction booked, a refund asked of the
     agency…); None for an unknown item."""

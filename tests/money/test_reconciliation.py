@@ -1,8 +1,8 @@
 """Reconciliation against the real store (SQLite, or PostgreSQL with GATEWAY_TEST_DATABASE_URL):
 the remittances the ledger expects per network, agency and transfer date, a statement imported
 whole or not at all, deposits matched, and the items finance sees — opened, updated, closed when
-the money matches later, resolved with a note (gateway.money.reconciliation,
-gateway.store.reconciliation, gateway.recon_model)."""
+the money matches later, resolved with a note through ``gateway-admin recon resolve`` or the
+admin API (gateway.money.reconciliation, gateway.store.reconciliation, gateway.recon_model)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+import pytest_twisted
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
@@ -26,7 +27,8 @@ from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.reconciliation import collected, list_items, resolve_item
 from gateway.store.schema import bank_deposits, bank_statements, payments
-from tests.conftest import config_text
+from tests.conftest import Running, config_text
+from tests.money.test_settlement_api import admin_key
 
 NOW = datetime(2026, 12, 10, 9, 0, tzinfo=JST)
 ACCOUNT = ("0005", "ﾐﾂﾋﾞｼﾕ-ｴﾌｼﾞｴｲ", "135", "ﾏﾙﾉｳﾁ", "1", "7654321")
@@ -114,6 +116,12 @@ class Ledger:
                 )
                 for i in list_items(conn)
             ]
+
+
+@pytest.fixture
+def gateway_extra() -> str:
+    """The ``gateway`` fixture's daemon reconciles with the same section as the ledger."""
+    return RECON
 
 
 @pytest.fixture
@@ -300,3 +308,86 @@ def test_the_command_refuses_a_bad_file_naming_the_line_and_field(
     assert '"kind": "unexpected"' in capsys.readouterr().out
     assert main(["-c", str(config), "recon", "resolve", "--item", "rci_x", "--note", "n"]) == 1
     assert "--item: rci_x not found" in capsys.readouterr().err
+
+
+@pytest_twisted.ensureDeferred
+async def test_finance_resolves_an_item_through_the_admin_api_once_and_audited(
+    ledger: Ledger, gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.app.admin.commands import main
+
+    ledger.pay(Channel.CVS, 10_000, key=cvs_key(1), transfer_date=date(2026, 12, 4))
+    ledger.statement([(date(2026, 12, 3), 7_777, "ﾔﾏﾀﾞ ﾀﾛｳ")], date(2026, 12, 3), date(2026, 12, 4))
+    operator, shop = admin_key(gateway), gateway.onboard("shop", "cvs")
+    status, listed, _ = await gateway.request("GET", "/v1/admin/reconciliation", operator)
+    assert status == 200
+    items = {i["kind"]: i for i in listed["items"]}
+    assert sorted(items) == ["missing", "unexpected"]
+    unexpected, missing = items["unexpected"]["item_id"], items["missing"]["item_id"]
+    path = f"/v1/admin/reconciliation/items/{unexpected}/resolve"
+    note = {"note": "paid to us by mistake; refunded on 12-08"}
+
+    # A biller's key, a body without a note, a blank note, an unknown field: refused, named.
+    assert (await gateway.request("POST", path, shop, note))[0] == 403
+    status, bad, _ = await gateway.request("POST", path, operator, {})
+    assert status == 400 and [e["field"] for e in bad["errors"]] == ["note"]
+    status, bad, _ = await gateway.request("POST", path, operator, {"note": "   "})
+    assert status == 422 and [e["field"] for e in bad["errors"]] == ["note"]
+    status, bad, _ = await gateway.request("POST", path, operator, {**note, "by": "me"})
+    assert status == 400 and [e["field"] for e in bad["errors"]] == ["by"]
+    status, bad, _ = await gateway.request("POST", path, operator, {"note": "x" * 301})
+    assert status == 422 and [e["field"] for e in bad["errors"]] == ["note"]
+    nobody = "/v1/admin/reconciliation/items/rci_" + "0" * 24 + "/resolve"
+    status, bad, _ = await gateway.request("POST", nobody, operator, note)
+    assert status == 404 and [e["field"] for e in bad["errors"]] == ["item_id"]
+    assert "reconciliation item rci_000" in bad["detail"]
+    status, _, _ = await gateway.request(
+        "POST", "/v1/admin/reconciliation/items/42/resolve", operator, note
+    )
+    assert status == 404
+
+    # Resolved once: the note kept, the item no longer open, one audit line with the key's id.
+    status, done, _ = await gateway.request("POST", path, operator, note)
+    assert status == 200, done
+    assert (done["item_id"], done["status"], done["resolution"]) == (
+        unexpected,
+        "resolved",
+        note["note"],
+    )
+    assert done["resolved_at"] is not None and done["amount"] == 7_777
+    status, again, _ = await gateway.request("POST", path, operator, {"note": "again"})
+    assert status == 409 and [e["field"] for e in again["errors"]] == ["item_id"]
+    assert "already resolved" in again["detail"] and note["note"] in again["detail"]
+    status, listed, _ = await gateway.request("GET", "/v1/admin/reconciliation", operator)
+    assert [i["item_id"] for i in listed["items"]] == [missing]
+    status, audit, _ = await gateway.request(
+        "GET", "/v1/support/audit?action=reconciliation_item.resolve", operator
+    )
+    assert status == 200
+    (line,) = audit["data"]
+    assert (
+        line["actor"].startswith("key:") and line["target"] == f"reconciliation_item:{unexpected}"
+    )
+    assert line["before"] == {"status": "open", "kind": "unexpected", "amount": 7_777}
+    assert line["after"] == {"status": "resolved", "note": note["note"]}
+
+    # The command line is the same writer: the resolved item is refused there too.
+    config = str(ledger.config.source)
+    args = ["-c", config, "recon", "resolve", "--item", unexpected, "--note", "n"]
+    assert main(args) == 1
+    assert f"--item: reconciliation item {unexpected} was already resolved" in (
+        capsys.readouterr().err
+    )
+    assert main(["-c", config, "recon", "resolve", "--item", missing, "--note", " "]) == 1
+    assert "--note: say what was done" in capsys.readouterr().err
+
+    # An item the money closed (the agency paid late) cannot be resolved by hand.
+    ledger.statement([(date(2026, 12, 4), 9_747, CVS)], date(2026, 12, 4), date(2026, 12, 4), "2")
+    status, closed, _ = await gateway.request(
+        "POST", f"/v1/admin/reconciliation/items/{missing}/resolve", operator, note
+    )
+    assert status == 409 and "(matched)" in closed["detail"]
+    status, audit, _ = await gateway.request(
+        "GET", "/v1/support/audit?action=reconciliation_item.resolve", operator
+    )
+    assert len(audit["data"]) == 1

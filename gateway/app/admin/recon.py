@@ -2,7 +2,8 @@
 
 ``recon import FILE`` (a Zengin 入出金取引明細 or 振込入金通知 file, or a CSV export of one: whole
 or not at all, every bad line named), ``recon show --date D`` (a transfer date reconciled now),
-``recon open`` (every open item) and ``recon resolve --item ID --note TEXT``. Like every command
+``recon open`` (every open item) and ``recon resolve --item ID --note TEXT`` (the use case
+``POST /v1/admin/reconciliation/items/{item_id}/resolve`` runs too). Like every command
 they run store functions directly, print JSON on success and exit 1 with a one-line reason.
 """
 
@@ -16,12 +17,16 @@ from typing import Any
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.billing.actors import cli_actor
 from gateway.config import Config
-from gateway.errors import FileErrors
-from gateway.money.reconciliation import day_view, import_statement, item_json
+from gateway.errors import Conflict, FileErrors, InvalidRequest, NotFound
+from gateway.money.reconciliation import (
+    day_view,
+    import_statement,
+    item_json,
+    resolve_reconciliation_item,
+)
 from gateway.recon_model import ItemStatus
 from gateway.store import create_db_engine
-from gateway.store.audit import record
-from gateway.store.reconciliation import list_items, resolve_item
+from gateway.store.reconciliation import list_items
 
 
 def cmd_import(config: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -53,17 +58,16 @@ def cmd_open(config: Config, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_resolve(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    note = args.note.strip()
-    if not 1 <= len(note) <= 300:
-        raise CommandError("--note: say what was done, 1 to 300 characters")
     engine = create_db_engine(config.database.url, 1)
-    now = utc_now()
-    with engine.begin() as conn:
-        found = resolve_item(conn, args.item, note, now)
-        if found is None:
-            raise CommandError(f"--item: {args.item} not found")
-        target = f"reconciliation_item:{args.item}"
-        record(conn, cli_actor(), "reconciliation_item.resolve", target, now, after={"note": note})
+    try:
+        with engine.begin() as conn:
+            found = resolve_reconciliation_item(conn, args.item, args.note, cli_actor(), utc_now())
+    except InvalidRequest as e:
+        raise CommandError("; ".join(f"--{f.field}: {f.message}" for f in e.errors)) from None
+    except NotFound:
+        raise CommandError(f"--item: {args.item} not found") from None
+    except Conflict as e:
+        raise CommandError(f"--item: {e.detail}") from None
     return item_json(found)
 
 

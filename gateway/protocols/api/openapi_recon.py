@@ -7,8 +7,8 @@ from typing import Any
 
 from gateway.model import Channel
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
-from gateway.protocols.api.params import PATH_PARAMS
-from gateway.recon_model import ItemKind, ItemStatus, RemittanceState
+from gateway.protocols.api.params import PATH_PARAMS, path_param
+from gateway.recon_model import NOTE_MAX, ItemKind, ItemStatus, RemittanceState
 
 YEN = {"type": "integer"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -84,6 +84,29 @@ OPEN = {
 }
 
 
+RESOLVE = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["note"],
+                "properties": {
+                    "note": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": NOTE_MAX,
+                        "description": "What was done (a correction booked, a refund asked of "
+                        "the agency…); kept as the item's resolution and in the audit log",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def recon_paths() -> dict[str, Any]:
     day = _query("date", PATH_PARAMS["effective_from"].schema(format="date"))
     return {
@@ -96,6 +119,22 @@ def recon_paths() -> dict[str, Any]:
                 422,
                 params=[day],
                 op_id="reconciliation",
+            ),
+        },
+        "/v1/admin/reconciliation/items/{item_id}/resolve": {
+            "post": _op(
+                "Resolve an open reconciliation item, saying what was done (operator; audited): "
+                "404 for an unknown item, 409 for one already resolved (by finance, or matched "
+                "by the money), each naming item_id",
+                {"200": _json(ITEM, "The item, resolved")},
+                400,
+                409,
+                413,
+                415,
+                422,
+                body=RESOLVE,
+                params=[path_param("item_id")],
+                op_id="resolveReconciliationItem",
             ),
         },
     }

@@ -44,6 +44,7 @@ PATH_PARAMS: dict[str, PathParam] = {
     "case_id": PathParam(r"rc_[0-9a-f]{24}", "refund case"),  # gateway.ledger: new_id("rc")
     "token": PathParam(TOKEN.pattern, "page"),
     "settlement_id": PathParam(r"stl_[0-9a-f]{24}", "settlement"),
+    "item_id": PathParam(r"rci_[0-9a-f]{24}", "reconciliation item"),  # sync_items: new_id("rci")
     "biller_id": PathParam(BILLER_ID, "biller"),
     # Real calendar days of this century (the store compares them with timestamps).
     "effective_from": PathParam(r"20\d{2}-\d{2}-\d{2}", "date", status=400),
