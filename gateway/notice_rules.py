@@ -85,7 +85,14 @@ REDEBIT_CODES_EXCLUDED = frozenset({"2", "3", "4"})
 MAX_DAYS = 365
 MAX_REMINDER_DAYS = 60
 TEMPLATE_MAX = 1000  # characters of one template
-SMS_MAX = 660  # characters of one SMS once rendered (a long SMS of 10 Japanese segments)
+# An SMS is sent in UCS-2 (Japanese text): one message holds 70 characters; a longer one goes as
+# a long (concatenated) SMS of parts of 67 characters each (3 go to the header that joins them),
+# each part billed by the carrier as one message (通). A character outside the BMP (an emoji, a
+# rare kanji such as 𠮷) takes two. 660 is the carriers' common limit of a long SMS: a text over it
+# is refused (the notice fails), never cut (a cut would lose the page URL at its end).
+SMS_SINGLE = 70  # UCS-2 characters of an SMS sent as one message
+SMS_PART = 67  # UCS-2 characters of each part of a long SMS
+SMS_MAX = 660  # UCS-2 characters of one SMS once rendered: a long SMS of at most 10 parts
 MOBILE = re.compile(r"0[6789]0[0-9]{8}")
 
 #: The placeholders a template may use, and what each stands for.
@@ -109,6 +116,26 @@ DEFAULT_SEND: Mapping[Notice, frozenset[Medium]] = {
     Notice.RECEIVED: frozenset(),
 }
 Send = tuple[tuple[Notice, frozenset[Medium]], ...]  # every kind, in Notice's order
+
+
+def sms_length(text: str) -> int:
+    """The length of ``text`` in UCS-2 characters (UTF-16 code units): what carriers count."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def sms_segments(text: str) -> int:
+    """How many messages (segments) the carrier bills ``text`` as: 1 up to :data:`SMS_SINGLE`
+    characters, else one per part of :data:`SMS_PART` — a character of two units is never split
+    between parts, so it may start a part of its own."""
+    if sms_length(text) <= SMS_SINGLE:
+        return 1
+    parts, used = 1, 0
+    for char in text:
+        width = 2 if ord(char) > 0xFFFF else 1
+        if used + width > SMS_PART:
+            parts, used = parts + 1, 0
+        used += width
+    return parts
 
 
 def send_of(media: Mapping[Notice, frozenset[Medium]]) -> Send:

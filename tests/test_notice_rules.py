@@ -15,6 +15,8 @@ from gateway.notice_rules import (
     fill,
     is_mobile,
     parse_rules_change,
+    sms_length,
+    sms_segments,
     template_errors,
 )
 from gateway.validation import Fields
@@ -133,3 +135,26 @@ def test_templates_fill_only_their_placeholders() -> None:
 )
 def test_an_sms_goes_to_a_mobile_number_only(phone: str | None, mobile: bool) -> None:
     assert is_mobile(phone) is mobile
+
+
+@pytest.mark.parametrize(
+    ("length", "segments"),
+    [(1, 1), (70, 1), (71, 2), (134, 2), (135, 3), (201, 3), (202, 4), (660, 10)],
+)
+def test_an_sms_is_billed_one_message_to_70_characters_then_one_per_67(
+    length: int, segments: int
+) -> None:
+    text = "あ" * length  # Japanese: UCS-2, whatever the character
+    assert sms_length(text) == length
+    assert sms_segments(text) == segments
+    assert sms_segments("a" * length) == segments  # Latin letters count alike (no GSM-7 here)
+
+
+def test_a_character_outside_the_bmp_counts_two_and_is_never_split() -> None:
+    assert sms_length("𠮷野家") == 4
+    assert sms_segments("𠮷" * 35) == 1  # 70 units
+    assert sms_segments("あ" + "𠮷" * 35) == 2  # 71 units
+    # 66 units, then a character of two that does not fit in the first part's 67: it starts
+    # the second part, which it fills to 67 with 65 more (134 units in all, yet 3 parts).
+    assert sms_segments("あ" * 66 + "𠮷" + "あ" * 66) == 3
+    assert sms_segments("あ" * 67 + "𠮷" + "あ" * 65) == 2

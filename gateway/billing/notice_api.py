@@ -2,7 +2,8 @@
 
 - ``GET /v1/notices`` (``bill_no``, ``status``, ``cursor``, ``limit``): every notice of its
   bills — kind, medium, status (``pending``, ``sending``, ``sent``, ``failed``, ``skipped``),
-  attempts, the last error, when it is tried next, when it was sent — with the recipient masked;
+  attempts, the last error, when it is tried next, when it was sent, the segments a sent SMS was
+  charged as — with the recipient masked;
 - ``GET`` and ``PUT /v1/customers/{customer_no}/opt-out``: whether a customer gets no e-mail
   notice, no SMS notice (``{"email": true, "sms": false}``); a ``PUT`` replaces both, and
   notices already queued are skipped when their time comes.
@@ -56,6 +57,7 @@ def notice_json(n: NoticeRow) -> dict[str, Any]:
         "created_at": _iso(n.created_at),
         "next_attempt_at": _iso(n.next_attempt_at) if n.status == "pending" else None,
         "sent_at": _iso(n.sent_at),
+        "segments": n.segments,
     }
     if n.kind in (Notice.PAGE.value, Notice.FALLBACK.value):
         doc["reissue"] = int(n.ref) if n.ref.isdigit() else None

@@ -28,7 +28,15 @@ from email.utils import format_datetime, make_msgid
 
 from gateway.config import MailConfig
 from gateway.model import JST, BillStatus, Channel
-from gateway.notice_rules import SMS_MAX, Medium, Notice, NoticeRules, fill, is_mobile
+from gateway.notice_rules import (
+    SMS_MAX,
+    Medium,
+    Notice,
+    NoticeRules,
+    fill,
+    is_mobile,
+    sms_length,
+)
 from gateway.store.notify import Claimed
 
 WAYS = {Channel.CVS: "コンビニ", Channel.PAYEASY: "ペイジー"}
@@ -113,10 +121,11 @@ def values(c: Claimed, page_url: str) -> dict[str, str]:
 
 
 def sms_text(c: Claimed, page_url: str) -> str:
-    """The SMS of this notice; :class:`ValueError` when it is longer than one long SMS."""
+    """The SMS of this notice; :class:`ValueError` when it is longer than one long SMS
+    (:data:`SMS_MAX` UCS-2 characters: refused, never cut)."""
     text = fill(c.rules.template(f"sms.{c.kind.value}"), values(c, page_url))
-    if len(text) > SMS_MAX:
-        raise ValueError(f"the message is {len(text)} characters, over {SMS_MAX}")
+    if sms_length(text) > SMS_MAX:
+        raise ValueError(f"the message is {sms_length(text)} characters, over {SMS_MAX}")
     return text
 
 

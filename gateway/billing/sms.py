@@ -9,8 +9,10 @@ The composition root hands it the HTTP provider (gateway.protocols.sms_client, `
 :class:`SmsSender` claims due SMS notices with a lease (several daemons share them; a crashed
 daemon's are taken up again), checks each is still to be sent and words it
 (gateway.billing.notice_text), sends it and records the outcome: ``sent`` (with the provider's
-message id; recorded for the per-notice fee), ``pending`` again after a back-off
+message id and its segments; recorded for the per-notice fee), ``pending`` again after a back-off
 (``retry_base`` doubled up to ``retry_cap``) until ``max_attempts``, then ``failed``;
+a sent one is charged per segment, as carriers bill it (gateway.notice_rules.sms_segments: one
+up to 70 characters, one per 67 beyond); a text over 660 characters is ``failed``, never cut;
 ``skipped`` when no longer true. The reason stored is one of a few fixed texts: never the
 number, the text, the endpoint or the key, and neither is any log line.
 """
@@ -34,7 +36,7 @@ from gateway.clock import today as clock_today
 from gateway.config.notices import SmsConfig
 from gateway.infra.jobs import logged_run
 from gateway.model import Bill
-from gateway.notice_rules import Medium
+from gateway.notice_rules import Medium, sms_segments
 from gateway.store import Store
 from gateway.store.notify import Claimed, Finished, claim, finish
 
@@ -134,7 +136,12 @@ class SmsSender(TimerService):
         if result.taken:
             MESSAGES.labels("sent").inc()
             log.info("sms: notification {id} ({kind}) sent", id=c.notification_id, kind=c.kind)
-            return Finished(c.notification_id, "sent", provider_id=result.provider_id)
+            return Finished(
+                c.notification_id,
+                "sent",
+                provider_id=result.provider_id,
+                segments=sms_segments(text),
+            )
         if result.permanent or c.attempts >= self.config.max_attempts:
             MESSAGES.labels("failed").inc()
             log.warn(

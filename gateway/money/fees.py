@@ -175,7 +175,7 @@ CHANNEL_NAMES: Mapping[Channel, str] = {
 
 NOTICE_NAMES: Mapping[NoticeKind, str] = {
     NoticeKind.EMAIL: "メール通知手数料",
-    NoticeKind.SMS: "SMS通知手数料",
+    NoticeKind.SMS: "SMS通知手数料（通数）",  # a long SMS counts one per segment
     NoticeKind.SHEET: "払込票印刷手数料",
 }
 

@@ -21,6 +21,7 @@ from gateway.store.schema import (
     bill_fallbacks,
     billers,
     bills,
+    notice_charges,
     notice_cursors,
     notice_optouts,
     notifications,
@@ -317,6 +318,7 @@ class NoticeRow:
     next_attempt_at: datetime
     sent_at: datetime | None
     recipient: str | None  # the bill's address or number (the caller masks it)
+    segments: int | None = None  # a sent SMS: the messages (segments) it was charged as
 
 
 def list_notices(
@@ -354,7 +356,19 @@ def list_notices(
         .where(and_(*conditions))
         .order_by(n.id)
         .limit(limit)
-    )
+    ).all()
+    # A sent SMS shows the segments it was charged as: its per-notice fee's own row.
+    keys = [f"sms:{r.id}" for r in rows if r.medium == Medium.SMS.value and r.status == "sent"]
+    charged: dict[str, int] = {}
+    if keys:
+        charged = {
+            str(key): int(quantity)
+            for key, quantity in conn.execute(
+                select(notice_charges.c.notice_key, notice_charges.c.quantity).where(
+                    notice_charges.c.notice_key.in_(keys)
+                )
+            )
+        }
     return [
         NoticeRow(
             int(r.id),
@@ -369,6 +383,7 @@ def list_notices(
             r.next_attempt_at,
             r.sent_at,
             r.customer_email if r.medium == Medium.EMAIL.value else r.customer_phone,
+            charged.get(f"sms:{r.id}"),
         )
         for r in rows
     ]

@@ -64,6 +64,7 @@ class Finished:
     error: str | None = None
     next_at: datetime | None = None
     provider_id: str | None = None  # the SMS provider's id of a sent message
+    segments: int = 1  # the messages a sent SMS was billed as (a long SMS: one per part)
 
 
 def queue_notices(conn: Connection, new: Sequence[NewNotice], now: datetime) -> int:
@@ -212,7 +213,8 @@ _FEE_KIND = {Medium.EMAIL: NoticeKind.EMAIL, Medium.SMS: NoticeKind.SMS}
 
 def finish(conn: Connection, results: Sequence[Finished], now: datetime) -> None:
     """Store what became of claimed notices; a sent one is recorded for its per-notice fee
-    (key ``<medium>:<notification id>``, at the time it was sent)."""
+    (key ``<medium>:<notification id>``, at the time it was sent; an SMS counted once per
+    segment)."""
     n = notifications.c
     for r in results:
         values: dict[str, object] = {"status": r.status, "last_error": r.error, "lease_until": None}
@@ -235,5 +237,6 @@ def finish(conn: Connection, results: Sequence[Finished], now: datetime) -> None
                 biller_id=done.biller_id,
                 kind=_FEE_KIND[medium],
                 at=now,
+                quantity=r.segments if medium is Medium.SMS else 1,
                 bill_id=done.bill_id,
             )

@@ -124,6 +124,18 @@ def test_the_words_are_the_billers_or_the_defaults() -> None:
         )
 
 
+def test_an_sms_of_660_characters_goes_and_a_longer_one_is_refused_not_cut() -> None:
+    def text(template: str) -> str:
+        return sms_text(claimed(rules=replace(EVERYTHING, templates=(("sms.page", template),))), "")
+
+    assert text("あ" * 660) == "あ" * 660
+    with pytest.raises(ValueError, match="661 characters, over 660"):
+        text("あ" * 661)
+    # A character outside the BMP is two for the carrier: 659 + 2 is over.
+    with pytest.raises(ValueError, match="661 characters, over 660"):
+        text("あ" * 659 + "𠮷")
+
+
 def test_a_bill_whose_amount_the_payer_chooses_is_told_its_range_not_zero() -> None:
     chosen = replace(BILL, amount=0, min_amount=1_000, max_amount=50_000)
     url = "https://pay.example.jp/p/TOKEN"

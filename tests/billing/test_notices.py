@@ -129,6 +129,53 @@ async def test_the_page_url_goes_by_sms_on_a_new_bill_and_on_a_reissue(
     assert counted == {("sms", "page"): 2}
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_long_sms_is_sent_whole_and_counted_per_segment_as_the_biller_sees(
+    gateway: Running, sms: SmsProvider
+) -> None:
+    acme = gateway.onboard("acme")
+    settings(gateway, acme, "--page-notice", "sms")
+    op = Biller("operator", "", admin(gateway.config_path, "key", "create", "--admin")["key"])
+    lengths = [70, 71, 134, 135]
+    for n, length in enumerate(lengths, 1):
+        # The biller's own words, of exactly ``length`` characters once filled.
+        template = "{bill_no}" + "あ" * (length - len(f"S-{n}"))
+        status, _, _ = await gateway.request(
+            "PATCH", "/v1/billers/acme", op, {"notices": {"templates": {"sms.page": template}}}
+        )
+        assert status == 200
+        assert (await gateway.request("POST", "/v1/bills", acme, bill_body(f"S-{n}")))[0] == 201
+        await deferToThread(sms.wait_for, n)  # sent with these words before they change
+    # Over the carriers' limit of a long SMS: refused whole, never cut, and not charged.
+    status, _, _ = await gateway.request(
+        "PATCH", "/v1/billers/acme", op, {"notices": {"templates": {"sms.page": "あ" * 661}}}
+    )
+    assert status == 200
+    assert (await gateway.request("POST", "/v1/bills", acme, bill_body("S-5")))[0] == 201
+    await until(lambda: len(rows(gateway)) == 5 and rows(gateway)[-1].status == "failed")
+
+    taken = sms.wait_for(4)
+    assert [len(m.text) for m in taken] == lengths  # each sent whole, as one (long) SMS
+    await until(lambda: all(n.status in ("sent", "failed") for n in rows(gateway)))
+    shown = await notices(gateway, acme)
+    assert [(n["bill_no"], n["status"], n["segments"]) for n in shown] == [
+        ("S-1", "sent", 1),
+        ("S-2", "sent", 2),
+        ("S-3", "sent", 2),
+        ("S-4", "sent", 3),
+        ("S-5", "failed", None),
+    ]
+    assert shown[-1]["last_error"] == "the message is longer than one long SMS"
+    assert len(sms.wait_for(4)) == 4  # the provider never saw it
+    engine = create_db_engine(gateway.config.database.url, 1)
+    with engine.connect() as conn:
+        charged = conn.execute(
+            select(notice_charges.c.kind, notice_charges.c.quantity).order_by(notice_charges.c.id)
+        ).all()
+    engine.dispose()
+    assert [tuple(c) for c in charged] == [("sms", 1), ("sms", 2), ("sms", 2), ("sms", 3)]
+
+
 def jst_day(iso: str) -> str:
     y, m, d = (int(x) for x in iso.split("-"))
     return f"{y}年{m}月{d}日"

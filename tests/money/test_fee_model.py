@@ -69,7 +69,7 @@ def test_every_new_fee_has_its_own_line_and_is_taxed_as_fees_are() -> None:
     ]
     assert [(ln.description, ln.quantity, ln.amount) for ln in by_kind[LineKind.NOTICE_FEE]] == [
         ("メール通知手数料", 12, -60),
-        ("SMS通知手数料", 4, -60),
+        ("SMS通知手数料（通数）", 4, -60),
         ("払込票印刷手数料", 2, -60),
     ]
     fees = 10 * 60 + 30_000 + 3_000 + 240 + 180

@@ -14,9 +14,10 @@ from sqlalchemy import select
 
 from gateway.fee_model import Cycle, LineKind, NoticeKind
 from gateway.money.statements import statement_csv, statement_pdf
+from gateway.notice_rules import Medium, Notice, sms_segments
 from gateway.store.notice_charges import record_notice
-from gateway.store.notify import queue_bill_email
-from gateway.store.schema import notice_charges, notifications
+from gateway.store.notify import Finished, NewNotice, finish, queue_bill_email, queue_notices
+from gateway.store.schema import bills, notice_charges, notifications
 from tests.money.test_settlement import World, at, standard_plan
 from tests.money.test_settlement import world as world  # the fixture, reused
 from tests.render.test_receipts import text_of, write
@@ -68,7 +69,7 @@ def test_each_fee_is_charged_by_the_settlement_it_belongs_to_and_only_once(
     assert fee_lines(half) == [
         ("bill_fee", "請求発行手数料", 1, -20),
         ("notice_fee", "メール通知手数料", 1, -5),
-        ("notice_fee", "SMS通知手数料", 1, -15),
+        ("notice_fee", "SMS通知手数料（通数）", 1, -15),
         ("initial_fee", "初期費用", 1, -30_000),
     ]
     assert half.totals.fees == 60 + 20 + 5 + 15 + 30_000
@@ -85,7 +86,7 @@ def test_each_fee_is_charged_by_the_settlement_it_belongs_to_and_only_once(
     end = world.settle(date(2026, 12, 1))
     assert end is not None and end.period_end == date(2026, 11, 30)
     assert fee_lines(end) == [
-        ("notice_fee", "SMS通知手数料", 2, -30),
+        ("notice_fee", "SMS通知手数料（通数）", 2, -30),
         ("notice_fee", "払込票印刷手数料", 1, -30),
         ("monthly_fee", "月額基本料（2026年11月分）", 1, -3_000),  # the month collected B-1
     ]
@@ -122,3 +123,37 @@ def test_a_plan_with_the_new_fees_is_stored_and_read_back(world: World) -> None:
     assert dataclasses.replace(stored, plan_id=None) == PLAN
     again = world.plan(PLAN)
     assert again.plan_id == stored.plan_id  # the same plan again changes nothing
+
+
+def test_a_long_sms_is_charged_once_per_segment_on_the_settlement_line(world: World) -> None:
+    world.plan(PLAN)
+    world.bill("B-1", 5_400)
+    with world.engine.begin() as conn:
+        bill_id = conn.execute(select(bills.c.id).where(bills.c.bill_no == "B-1")).scalar_one()
+        # Three SMS of the bill: 70 characters (one message), 71 and 135 (two and three parts).
+        texts = ["あ" * 70, "あ" * 71, "あ" * 135]
+        queue_notices(
+            conn,
+            [NewNotice("acme", bill_id, Notice.REMINDER, Medium.SMS, f"r{i}") for i in range(3)],
+            at(11, 3),
+        )
+        ids = sorted(conn.execute(select(notifications.c.id)).scalars())
+        # What the SMS sender finishes them with: sent, each with its text's segments.
+        done = [
+            Finished(i, "sent", segments=sms_segments(t)) for i, t in zip(ids, texts, strict=True)
+        ]
+        finish(conn, done, at(11, 4))
+        finish(conn, [Finished(ids[2], "sent", segments=3)], at(11, 5))  # again: counted once
+        charged = conn.execute(
+            select(notice_charges.c.notice_key, notice_charges.c.quantity).order_by(
+                notice_charges.c.id
+            )
+        ).all()
+    assert [tuple(r) for r in charged] == [
+        (f"sms:{i}", n) for i, n in zip(ids, [1, 2, 3], strict=True)
+    ]
+    settled = world.settle(date(2026, 12, 1))
+    assert settled is not None
+    assert [line for line in fee_lines(settled) if line[0] == "notice_fee"] == [
+        ("notice_fee", "SMS通知手数料（通数）", 6, -6 * 15)
+    ]

@@ -12,6 +12,9 @@ from gateway.notice_rules import (
     DEFAULT_TEMPLATES,
     MAX_DAYS,
     MAX_REMINDER_DAYS,
+    SMS_MAX,
+    SMS_PART,
+    SMS_SINGLE,
     TEMPLATE_MAX,
     FallbackWay,
     Medium,
@@ -20,6 +23,7 @@ from gateway.notice_rules import (
 from gateway.protocols.api.openapi_parts import DATE, TIMESTAMP, _json, _op, _query
 from gateway.protocols.api.params import path_param
 
+SMS_MAX_SEGMENTS = -(-SMS_MAX // SMS_PART)
 MEDIA = {
     "type": "array",
     "uniqueItems": True,
@@ -108,6 +112,14 @@ NOTICE_SCHEMAS: dict[str, Any] = {
             "created_at": TIMESTAMP,
             "next_attempt_at": {**TIMESTAMP, "type": ["string", "null"]},
             "sent_at": {**TIMESTAMP, "type": ["string", "null"]},
+            "segments": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": SMS_MAX_SEGMENTS,
+                "description": "a sent SMS: the messages (segments) it was sent and charged as —"
+                f" 1 up to {SMS_SINGLE} characters, one per {SMS_PART} beyond (a long SMS);"
+                " null for an e-mail or an SMS not sent",
+            },
             "reissue": {"type": ["integer", "null"], "description": "page and fallback"},
             "due_date": {**DATE, "description": "reminder"},
             "payment_id": {"type": "string", "description": "received"},
