@@ -32,6 +32,16 @@ from gateway.store import Store
 from gateway.store.billers import insert_api_key, principal_for_hash
 
 KEY_PREFIX = "gw_"
+#: How much of a key is kept to show (``gw_`` and 4 characters of the 43 random ones): enough
+#: for a person to tell two keys apart, nothing to guess the rest with.
+SHOWN_LENGTH = len(KEY_PREFIX) + 4
+NAME_MAX = 64  # api_keys.name: what the biller calls a key
+
+
+def name_ok(name: str) -> bool:
+    """A key's name: 1 to :data:`NAME_MAX` characters, none of them a control character."""
+    return 0 < len(name) <= NAME_MAX and not any(ord(c) < 0x20 or ord(c) == 0x7F for c in name)
+
 
 _V = TypeVar("_V")
 
@@ -43,6 +53,11 @@ def hash_key(key: str) -> str:
 def new_key() -> tuple[str, str]:
     """(key_id, secret key). The key id is safe to log; the key is shown once."""
     return "key_" + secrets.token_hex(8), KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def shown_prefix(key: str) -> str:
+    """The part of a key that is stored to be shown (``api_keys.prefix``)."""
+    return key[:SHOWN_LENGTH]
 
 
 async def issue_key(
@@ -57,6 +72,7 @@ async def issue_key(
         biller_id=biller_id,
         is_admin=is_admin,
         now=now(clock),
+        prefix=shown_prefix(key),
     )
     return key_id, key
 

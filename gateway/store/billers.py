@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -152,7 +152,11 @@ def insert_api_key(
     biller_id: str | None,
     is_admin: bool,
     now: datetime,
+    prefix: str | None = None,
+    name: str | None = None,
 ) -> None:
+    """A new key (its hash); ``prefix``: the key's first characters (gateway.billing.keys),
+    ``name``: what the biller calls it."""
     if biller_id is not None:
         get_biller(conn, biller_id)
     conn.execute(
@@ -162,6 +166,8 @@ def insert_api_key(
             biller_id=biller_id,
             is_admin=is_admin,
             created_at=now,
+            prefix=prefix,
+            name=name,
         )
     )
 
@@ -171,17 +177,25 @@ def _key_active(now: datetime) -> Any:
     return or_(api_keys.c.revoked_at.is_(None), api_keys.c.revoked_at > now)
 
 
+#: A key's ``last_used_at`` is written again only when it is older than this: a lookup is a
+#: read, and a write at most once a minute per key (the authenticator's cache keeps most
+#: requests off the database anyway).
+KEY_TOUCH_EVERY = timedelta(seconds=60)
+
+
 def principal_for_hash(
     conn: Connection, key_hash: str, now: datetime
 ) -> tuple[Principal, datetime | None] | None:
     """Who a key hash belongs to, and when the key stops working (None: not revoked), if it is
-    known and works at ``now``."""
+    known and works at ``now``; the key's ``last_used_at`` becomes ``now`` when it is older
+    than :data:`KEY_TOUCH_EVERY`."""
     row = conn.execute(
         select(
             api_keys.c.key_id,
             api_keys.c.biller_id,
             api_keys.c.is_admin,
             api_keys.c.revoked_at,
+            api_keys.c.last_used_at,
             billers.c.suspended_at,
         )
         .select_from(api_keys.outerjoin(billers, api_keys.c.biller_id == billers.c.biller_id))
@@ -189,19 +203,31 @@ def principal_for_hash(
     ).first()
     if row is None:
         return None
+    if row.last_used_at is None or now - row.last_used_at >= KEY_TOUCH_EVERY:
+        stale = or_(
+            api_keys.c.last_used_at.is_(None),
+            api_keys.c.last_used_at <= now - KEY_TOUCH_EVERY,
+        )
+        conn.execute(
+            update(api_keys).where(api_keys.c.key_id == row.key_id, stale).values(last_used_at=now)
+        )
     suspended = row.suspended_at is not None
     return Principal(row.key_id, row.biller_id, bool(row.is_admin), suspended), row.revoked_at
 
 
 def _key_json(row: Row, now: datetime) -> dict[str, Any]:
-    """What an operator sees of a key: never the key itself nor its hash."""
+    """What an operator sees of a key: never the key itself nor its hash (its first
+    characters, ``prefix``, at most)."""
     revoked_at = row.revoked_at
     state = "active" if revoked_at is None else ("expiring" if revoked_at > now else "revoked")
     return {
         "key_id": row.key_id,
         "biller_id": row.biller_id,
         "admin": bool(row.is_admin),
+        "name": row.name,
+        "prefix": row.prefix,
         "created_at": row.created_at.isoformat(),
+        "last_used_at": None if row.last_used_at is None else row.last_used_at.isoformat(),
         "revoked_at": None if revoked_at is None else revoked_at.isoformat(),
         "state": state,
     }
@@ -211,7 +237,10 @@ _KEY_COLUMNS = (
     api_keys.c.key_id,
     api_keys.c.biller_id,
     api_keys.c.is_admin,
+    api_keys.c.name,
+    api_keys.c.prefix,
     api_keys.c.created_at,
+    api_keys.c.last_used_at,
     api_keys.c.revoked_at,
 )
 
@@ -227,13 +256,22 @@ def list_api_keys(
     return [_key_json(r, now) for r in conn.execute(query)]
 
 
-def revoke_api_key(conn: Connection, key_id: str, now: datetime) -> dict[str, Any]:
-    """Revoke one key now (a key in its rotation grace loses the rest of it). Revoking a revoked
-    key changes nothing."""
-    conn.execute(
-        update(api_keys).where(api_keys.c.key_id == key_id, _key_active(now)).values(revoked_at=now)
-    )
+def get_api_key(conn: Connection, key_id: str, now: datetime) -> dict[str, Any] | None:
     row = conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_id == key_id)).first()
+    return None if row is None else _key_json(row, now)
+
+
+def revoke_api_key(
+    conn: Connection, key_id: str, now: datetime, *, biller_id: str | None = None
+) -> dict[str, Any]:
+    """Revoke one key now (a key in its rotation grace loses the rest of it). Revoking a revoked
+    key changes nothing. With ``biller_id``, a key of another biller (or an admin key) is
+    :class:`NotFound`, as an unknown one."""
+    mine = api_keys.c.key_id == key_id
+    if biller_id is not None:
+        mine = and_(mine, api_keys.c.biller_id == biller_id)
+    conn.execute(update(api_keys).where(mine, _key_active(now)).values(revoked_at=now))
+    row = conn.execute(select(*_KEY_COLUMNS).where(mine)).first()
     if row is None:
         raise NotFound(f"key {key_id}")
     return _key_json(row, now)

@@ -74,6 +74,11 @@ api_keys = Table(
     Column("is_admin", Boolean, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # (0019) What the biller calls the key, the key's first characters (gw_ and 4 more: never
+    # more), and when a request last came with it (to within KEY_TOUCH_EVERY).
+    Column("name", String(64)),
+    Column("prefix", String(16)),
+    Column("last_used_at", UTCDateTime),
 )
 
 bills = Table(

@@ -187,9 +187,12 @@ def test_key_list_shows_ids_and_states_never_secrets(conf: Path, migrated_url: s
     admin_key = ok(conf, "key", "create", "--admin")
     listed = ok(conf, "key", "list")["keys"]
     assert {k["key_id"] for k in listed} == {one["key_id"], two["key_id"], admin_key["key_id"]}
+    shown = {"key_id", "biller_id", "admin", "name", "prefix", "created_at", "last_used_at"}
     for k in listed:
-        assert set(k) == {"key_id", "biller_id", "admin", "created_at", "revoked_at", "state"}
+        assert set(k) == shown | {"revoked_at", "state"}
         assert k["state"] == "active" and k["revoked_at"] is None
+        made = next(m for m in (one, two, admin_key) if m["key_id"] == k["key_id"])
+        assert k["prefix"] == made["key"][:7] and k["prefix"].startswith("gw_")
     text = json.dumps(listed)
     for made in (one, two, admin_key):
         assert made["key"] not in text and hash_key(made["key"]) not in text
@@ -198,6 +201,35 @@ def test_key_list_shows_ids_and_states_never_secrets(conf: Path, migrated_url: s
         (one["key_id"], "acme", False)
     ]
     assert run(conf, "key", "list", "--biller", "nobody")[0] == 1
+
+
+def test_a_key_has_a_name_and_remembers_when_it_was_last_used(
+    conf: Path, migrated_url: str
+) -> None:
+    onboard(conf, "acme")
+    made = ok(conf, "key", "create", "--biller", "acme", "--name", "基幹システム（本番）")
+    assert made["name"] == "基幹システム（本番）"
+    assert run(conf, "key", "create", "--biller", "acme", "--name", "x" * 65)[0] == 1
+
+    def last_used() -> datetime | None:
+        (key,) = [k for k in ok(conf, "key", "list")["keys"] if k["key_id"] == made["key_id"]]
+        assert key["name"] == "基幹システム（本番）"
+        return None if key["last_used_at"] is None else datetime.fromisoformat(key["last_used_at"])
+
+    def use(at: datetime) -> None:
+        engine = create_db_engine(migrated_url, 1)
+        with engine.begin() as conn:
+            assert principal_for_hash(conn, hash_key(made["key"]), at) is not None
+        engine.dispose()
+
+    assert last_used() is None  # never used yet
+    first = datetime.now(UTC)
+    use(first)
+    assert last_used() == first
+    use(first + timedelta(seconds=30))  # within a minute: not written again
+    assert last_used() == first
+    use(first + timedelta(seconds=61))
+    assert last_used() == first + timedelta(seconds=61)
 
 
 def test_key_revoke_one_and_all_of_a_biller(conf: Path, migrated_url: str) -> None:

@@ -33,7 +33,7 @@ from gateway.app.admin.support import add_commands as add_support_commands
 from gateway.billing.actors import cli_actor
 from gateway.billing.billers import BillerApplication, biller_json, onboard
 from gateway.billing.bills import bill_json
-from gateway.billing.keys import hash_key, new_key
+from gateway.billing.keys import NAME_MAX, hash_key, name_ok, new_key, shown_prefix
 from gateway.billing.mandates import UnknownBank, bank_names
 from gateway.config import Config, load_config
 from gateway.errors import FileErrors, GatewayError, InvalidRequest
@@ -236,6 +236,8 @@ def _ingest(config: Config) -> Any:
 def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     if bool(args.biller) == bool(args.admin):
         raise CommandError("key create: give exactly one of --biller ID or --admin")
+    if args.name is not None and not name_ok(args.name):
+        raise CommandError(f"--name: must be 1-{NAME_MAX} characters, no control character")
     key_id, key = new_key()
     engine = create_db_engine(config.database.url, 1)
     now = utc_now()
@@ -247,8 +249,15 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             biller_id=args.biller,
             is_admin=bool(args.admin),
             now=now,
+            prefix=shown_prefix(key),
+            name=args.name,
         )
-        made = {"key_id": key_id, "biller_id": args.biller, "admin": bool(args.admin)}
+        made = {
+            "key_id": key_id,
+            "biller_id": args.biller,
+            "admin": bool(args.admin),
+            "name": args.name,
+        }
         record(
             conn, cli_actor(), "key.create", f"key:{key_id}", now, biller_id=args.biller, after=made
         )
@@ -257,6 +266,7 @@ def cmd_key_create(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         "key": key,
         "biller_id": args.biller,
         "admin": bool(args.admin),
+        "name": args.name,
         "note": "shown once: store it now",
     }
 
@@ -362,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     kc = key.add_parser("create", help="issue an API key (printed once)")
     kc.add_argument("--biller")
     kc.add_argument("--admin", action="store_true")
+    kc.add_argument("--name", default=None, help="what the key is for (at most 64 characters)")
     kc.set_defaults(fn=cmd_key_create)
 
     add_key_commands(key)  # list, revoke, rotate

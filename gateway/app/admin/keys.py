@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.app.admin.common import CommandError, utc_now
 from gateway.billing.actors import cli_actor
-from gateway.billing.keys import hash_key, new_key
+from gateway.billing.keys import hash_key, new_key, shown_prefix
 from gateway.config import Config
 from gateway.store import create_db_engine
 from gateway.store.audit import record
@@ -104,6 +104,7 @@ def cmd_key_rotate(config: Config, args: argparse.Namespace) -> dict[str, Any]:
             biller_id=args.biller,
             is_admin=False,
             now=now,
+            prefix=shown_prefix(key),
         )
         old = revoke_biller_keys(conn, args.biller, ends, now, keep=key_id)
         record(
