@@ -42,6 +42,14 @@ poll_interval = 0.1
 [bulk]
 inbox = "var/inbox/bills"
 poll_interval = 0.1
+
+[payouts]
+consignor_code = "0000000001"
+consignor_name = "ｷﾖｳﾄﾞｳｼﾕｳﾉｳｾﾝﾀ-"
+account = "0001-001-1-1234567"
+outbox = "var/outbox/payouts"
+inbox = "var/inbox/payouts"
+poll_interval = 0.1
 """
 
 
@@ -53,6 +61,7 @@ class Gateway:
         self.zengin = root / "var" / "inbox" / "zengin"
         self.outbox = root / "var" / "outbox" / "zengin"
         self.bills = root / "var" / "inbox" / "bills" / "acme"
+        self.payouts = root / "var" / "inbox" / "payouts"
 
     def metrics(self) -> str:
         _, text, _ = http("GET", self.daemon.metrics + "/metrics")
@@ -67,7 +76,7 @@ def gateway(tmp_path: Path, migrated_url: str) -> Iterator[Gateway]:
     try:
         daemon.wait("/readyz")
         gw = Gateway(tmp_path, daemon)
-        for folder in (gw.cvs, gw.zengin, gw.bills.parent):
+        for folder in (gw.cvs, gw.zengin, gw.bills.parent, gw.payouts):
             wait_until(folder.is_dir)  # made by the daemon
         gw.bills.mkdir()  # the biller's folder: made by the operator
         yield gw
@@ -114,6 +123,7 @@ def test_a_link_in_each_watched_folder_is_set_aside_unread(gateway: Gateway) -> 
         gateway.cvs: "kakuho-20261202.txt",
         gateway.zengin: "RESULT_ZENGIN91.txt",
         gateway.bills: "december.csv",
+        gateway.payouts: "RETURN_SOGO21_0000000001_1202.txt",
     }
     for folder, name in links.items():
         (folder / name).symlink_to(secret)
@@ -130,7 +140,7 @@ def test_a_link_in_each_watched_folder_is_set_aside_unread(gateway: Gateway) -> 
     assert errors.startswith("row,column,message\r\n,file,") and "a symbolic link" in errors
     assert files_holding(gateway.root, CANARY, but=(secret,)) == []  # no output, no log
     metrics = gateway.metrics()
-    for network in ("cvs", "zengin", "bills"):
+    for network in ("cvs", "zengin", "bills", "payouts"):
         assert (
             f'gateway_inbox_refused_files_total{{network="{network}",reason="symlink"}} 1.0'
         ) in metrics
