@@ -7,6 +7,9 @@ spreadsheet shows them: the header is row 1. A row whose cells are all empty is 
 
 This module only reads and writes the file: each row becomes the same JSON-like document
 ``POST /v1/bills`` takes, and the rules are the API's (gateway.billing.bills.parse_bill_request).
+A bill whose amount the payer chooses (``amount: null`` with ``min_amount`` and ``max_amount``)
+is a row with an empty ``amount`` cell and a bound in ``min_amount`` or ``max_amount``: both
+columns are optional, so files written before them are read as they were.
 
 Pure: bytes in, frozen values or :class:`~gateway.errors.FileErrors` out (every problem that
 stops the file from being read at all: its encoding, its header).
@@ -31,6 +34,8 @@ NETWORK = "bills"  # RecordError.network of this file kind
 COLUMNS = (
     "bill_no",
     "amount",
+    "min_amount",
+    "max_amount",
     "due_date",
     "channels",
     "customer_no",
@@ -43,6 +48,7 @@ COLUMNS = (
     "tax_amount",
 )
 REQUIRED = ("bill_no", "amount", "due_date", "channels")
+PAYER_RANGE = ("min_amount", "max_amount")  # with an empty amount: the payer chooses it
 CUSTOMER = ("customer_no", "name", "kana", "email", "phone")
 
 # What the sender may name in ``charset=``, and the codec that reads it.
@@ -189,13 +195,19 @@ def _rows(records: Iterable[list[str]], columns: tuple[str, ...]) -> list[CsvRow
 def bill_document(cells: dict[str, str]) -> dict[str, Any]:
     """A row as the JSON document of ``POST /v1/bills``: digits become numbers, ``channels``
     a list (split on ``;`` or spaces), ``YYYY/M/D`` dates ``YYYY-MM-DD``, ``true``/``false``
-    (or ``1``/``0``) booleans. Anything else is passed on as text, for the API's rules to name."""
+    (or ``1``/``0``) booleans. Anything else is passed on as text, for the API's rules to name.
+    An empty ``amount`` with a ``min_amount`` or ``max_amount`` is ``amount: null`` (the payer
+    chooses it); a bound beside an amount is passed on, for the API's rules to refuse."""
     doc: dict[str, Any] = {}
     for key in ("bill_no", "description"):
         if key in cells:
             doc[key] = cells[key]
     if "amount" in cells:
         doc["amount"] = _number(cells["amount"])
+    bounds = {key: _number(cells[key]) for key in PAYER_RANGE if key in cells}
+    if bounds and "amount" not in cells:
+        doc["amount"] = None
+    doc.update(bounds)
     if "due_date" in cells:
         due = cells["due_date"]
         m = _SLASH_DATE.fullmatch(due)

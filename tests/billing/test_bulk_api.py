@@ -116,7 +116,8 @@ async def assert_result_matches_bills(
             status, bill, _ = await gateway.request("GET", f"/v1/bills/{r['bill_no']}", who)
             assert status == 200
             assert r["status"] == bill["status"]
-            assert int(r["amount"]) == bill["amount"] and r["due_date"] == bill["due_date"]
+            amount = int(r["amount"]) if r["amount"] else None  # None: the payer chooses
+            assert amount == bill["amount"] and r["due_date"] == bill["due_date"]
             assert r["barcode"] == bill.get("cvs", {}).get("barcode", "")
             assert r["barcode_text"] == bill.get("cvs", {}).get("human_readable", "")
             pe = bill.get("payeasy", {})
@@ -252,6 +253,97 @@ async def test_bad_rows_are_all_named_and_nothing_is_stored(gateway: Running) ->
     url = gateway.config.database.url
     for table in (bills, bill_slips, events, bill_batches, bill_batch_items, idempotency_keys):
         assert count(url, table) == 0, table.name
+
+
+PAYER_HEADER = "bill_no,amount,min_amount,max_amount,due_date,channels,customer_no"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_registers_bills_whose_amount_the_payer_chooses(gateway: Running) -> None:
+    acme = gateway.onboard("acme")
+    text = csv_text(
+        f"G-1,,1000,50000,{due(30)},payeasy,C1",  # the payer chooses: an empty amount, bounds
+        f"G-2,5400,,,{due(30)},cvs;payeasy,C2",  # a set amount, the bounds left empty
+        header=PAYER_HEADER,
+    )
+    status, summary, _ = await post_csv(gateway, acme, text.encode())
+    assert status == 201, summary
+    _, chosen, _ = await gateway.request("GET", "/v1/bills/G-1", acme)
+    assert (chosen["amount"], chosen["min_amount"], chosen["max_amount"]) == (None, 1000, 50000)
+    assert chosen["channels"] == ["payeasy"] and len(chosen["payeasy"]["customer_number"]) == 16
+    _, fixed, _ = await gateway.request("GET", "/v1/bills/G-2", acme)
+    assert fixed["amount"] == 5400 and "min_amount" not in fixed
+    # The result file leaves the amount of G-1 empty, as GET shows it null.
+    await assert_result_matches_bills(gateway, acme, summary["result_url"], {"G-1": 2, "G-2": 3})
+    # The bill of the file is the bill POST /v1/bills makes of the same terms.
+    body = {
+        "bill_no": "J-1",
+        "amount": None,
+        "min_amount": 1000,
+        "max_amount": 50000,
+        "due_date": due(30),
+        "channels": ["payeasy"],
+        "customer": {"customer_no": "C1"},
+    }
+    status, single, _ = await gateway.request("POST", "/v1/bills", acme, body)
+    assert status == 201
+    differ = ("bill_no", "page_url", "created_at", "updated_at", "payeasy")
+    assert {k: v for k, v in chosen.items() if k not in differ} == {
+        k: v for k, v in single.items() if k not in differ
+    }
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_payer_range_in_a_file_is_checked_as_the_api_checks_it(gateway: Running) -> None:
+    acme = gateway.onboard("acme")
+    cases = [
+        # (row's amount, min_amount, max_amount, channels), its body's fields
+        (("", "1000", "", "payeasy"), {"amount": None, "min_amount": 1000}),
+        (("", "5000", "1000", "payeasy"), {"amount": None, "min_amount": 5000, "max_amount": 1000}),
+        (("5400", "1000", "", "payeasy"), {"amount": 5400, "min_amount": 1000}),
+        (
+            ("", "1000", "50000", "cvs;payeasy"),
+            {"amount": None, "min_amount": 1000, "max_amount": 50000},
+        ),
+        (("", "0", "1,000", "payeasy"), {"amount": None, "min_amount": 0, "max_amount": "1,000"}),
+        (("", "", "", "payeasy"), {}),
+    ]
+    rows = []
+    for n, ((amount, low, high, channels), _) in enumerate(cases, 2):
+        out = io.StringIO()
+        csv.writer(out, lineterminator="").writerow(
+            [f"R-{n}", amount, low, high, due(30), channels, "C1"]  # "1,000" quoted
+        )
+        rows.append(out.getvalue())
+    status, problem, _ = await post_csv(
+        gateway, acme, csv_text(*rows, header=PAYER_HEADER).encode()
+    )
+    assert status == 422, problem
+    got = [(e["field"], e["message"]) for e in problem["errors"]]
+    # What POST /v1/bills says of each row's terms, row by row: the same words, the same field.
+    expected = []
+    for n, (cells, fields_of) in enumerate(cases, 2):
+        body = {"bill_no": f"R-{n}", "due_date": due(30), "customer": {"customer_no": "C1"}}
+        body.update(fields_of)
+        body["channels"] = cells[3].split(";")
+        status, refused, _ = await gateway.request("POST", "/v1/bills", acme, body)
+        assert status in (400, 422), refused  # 400 for a malformed field, 422 for the rules
+        expected += [
+            (f"row {n}: {e['field'].split('[')[0]}", e["message"]) for e in refused["errors"]
+        ]
+    assert sorted(got) == sorted(expected)
+    assert got[:4] == [
+        ("row 2: max_amount", "is required when amount is null (the payer chooses the amount)"),
+        ("row 3: max_amount", "must be at least min_amount (5000)"),
+        ("row 4: min_amount", "is only for an amount the payer chooses (with amount null)"),
+        (
+            "row 5: channels",
+            "cvs cannot carry a bill whose amount the payer chooses (amount null): a barcode"
+            " carries one set amount; use payeasy",
+        ),
+    ]
+    assert [f for f, _ in got[4:]] == ["row 6: min_amount", "row 6: max_amount", "row 7: amount"]
+    assert count(gateway.config.database.url, bills) == 0
 
 
 @pytest_twisted.ensureDeferred

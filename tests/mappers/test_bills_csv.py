@@ -131,6 +131,23 @@ def test_a_row_becomes_the_api_document() -> None:
     assert bill_document({"amount": "9" * 5000})["amount"] == "9" * 5000
 
 
+def test_an_empty_amount_with_bounds_is_an_amount_the_payer_chooses() -> None:
+    assert bill_document({"min_amount": "1000", "max_amount": "50000"}) == {
+        "amount": None,
+        "min_amount": 1000,
+        "max_amount": 50000,
+    }
+    # One bound only: still the payer's amount, so the API's rules name the missing one.
+    assert bill_document({"max_amount": "50,000"}) == {"amount": None, "max_amount": "50,000"}
+    # Beside an amount, a bound is passed on for the API's rules to refuse.
+    assert bill_document({"amount": "5400", "min_amount": "1"}) == {
+        "amount": 5400,
+        "min_amount": 1,
+    }
+    # Neither: an empty amount is an amount left out, as before the bounds existed.
+    assert bill_document({"bill_no": "A"}) == {"bill_no": "A"}
+
+
 @pytest.mark.parametrize("encoding", [UTF8, SHIFT_JIS])
 def test_written_files_read_back(encoding: str) -> None:
     rows = [[2, "INV-1", "created", None, "髙橋"], [3, 'say "hi"', "existing", "", "a,b"]]
