@@ -1,5 +1,6 @@
 """HTTP before authentication, and 500s for bad input (issue 14, findings 5 and 6), attacked
-against the real daemon: a 10 GB declared body, slow headers, a slow body, too many
+against the real daemon: a 10 GB declared body, a 2 MiB console form and an oversized console
+upload, slow headers, a slow body, too many
 connections, a burst over the per-key rate, a run of wrong keys, deeply nested JSON, NUL bytes
 in ids, query parameters and JSON strings; and no ``Server`` header anywhere.
 """
@@ -153,13 +154,18 @@ def test_a_declared_10_gb_body_is_refused_at_once_without_sending_it(api: Api) -
     assert doc["status"] == 413 and "1048576 bytes" in doc["detail"]
 
 
-def test_only_the_file_route_takes_more_than_1_mib(api: Api) -> None:
+def test_only_the_file_routes_take_more_than_1_mib(api: Api) -> None:
     two_mib = 2 * 1024 * 1024
     for path, ctype, length, refused in [
         ("/v1/bills", "application/json", two_mib, True),
         ("/v1/webhook-endpoints", "text/csv", two_mib, True),  # a CSV type opens no route
         ("/v1/bills/batch", "text/csv", two_mib, False),
         ("/v1/bills/batch", "text/csv", 64 * 1024 * 1024 + 1, True),
+        # the console: a form takes what a JSON body takes, the upload what the bulk API takes
+        ("/console/login", "application/x-www-form-urlencoded", two_mib, True),
+        ("/console/bills/new", "application/x-www-form-urlencoded", two_mib, True),
+        ("/console/bulk", "multipart/form-data; boundary=b", two_mib, False),
+        ("/console/bulk", "multipart/form-data; boundary=b", 64 * 1024 * 1024 + 1, True),
     ]:
         with connect(api.port) as sock:
             sock.sendall(
