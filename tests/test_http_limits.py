@@ -1,8 +1,8 @@
 """HTTP before authentication, and 500s for bad input (issue 14, findings 5 and 6), attacked
 against the real daemon: a 10 GB declared body, a 2 MiB console form and an oversized console
-upload, slow headers, a slow body, too many
-connections, a burst over the per-key rate, a run of wrong keys, deeply nested JSON, NUL bytes
-in ids, query parameters and JSON strings; and no ``Server`` header anywhere.
+upload, slow headers, a slow body, too many connections, a burst over the per-key rate, a run
+of wrong keys, deeply nested JSON, NUL bytes in ids, query parameters and JSON strings; and no
+``Server`` header anywhere.
 """
 
 from __future__ import annotations
