@@ -8,6 +8,7 @@ from typing import Any
 from gateway.billing.bills import BillService
 from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
+from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import ConsoleBills
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
@@ -16,6 +17,7 @@ from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
 from gateway.config import Config
+from gateway.money.console_fee_plans import ConsoleFeePlans
 from gateway.money.console_settlements import ConsoleSettlements
 from gateway.money.settlement import SettlementApi
 from gateway.protocols.api.http import Route
@@ -40,5 +42,7 @@ def console_screens(
         cases=ConsoleCases(store, reactor),
         settlements=ConsoleSettlements(store, reactor, SettlementApi(store, reactor)),
         dashboard=ConsoleDashboard(store, reactor),
+        billers=ConsoleBillers(store, reactor, config),
+        fee_plans=ConsoleFeePlans(SettlementApi(store, reactor)),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

@@ -66,6 +66,12 @@ class Permission(StrEnum):
     RESOLVE_CASES = "resolve_cases"  # a refund case resolved: refunded, or not refunded
     SETTLEMENTS = "settlements"  # settlements and their statements (PDF, CSV)
     USERS = "users"  # console users (a biller_admin: its biller's)
+    BILLERS = "billers"  # the center's: billers, a biller's page (channels, fee plans, 委託者)
+    EDIT_BILLERS = "edit_billers"  # a biller created, its channels, suspended, its 委託者
+    FEE_PLANS = "fee_plans"  # a biller's fee plan set
+    SUPPORT_SEARCH = "support_search"  # bills found across billers by any identifier
+    NETWORK = "network"  # the links, files received and rejected, MPN day closes
+    AUDIT = "audit"  # the audit log
 
 
 _EVERYONE = frozenset(Role)
@@ -82,6 +88,12 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.RESOLVE_CASES: frozenset({Role.OPERATOR, Role.SUPPORT}),
     Permission.SETTLEMENTS: _BILLERS | {Role.FINANCE},
     Permission.USERS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
+    Permission.BILLERS: CENTER_ROLES,
+    Permission.EDIT_BILLERS: frozenset({Role.OPERATOR}),
+    Permission.FEE_PLANS: frozenset({Role.OPERATOR, Role.FINANCE}),
+    Permission.SUPPORT_SEARCH: frozenset({Role.OPERATOR, Role.SUPPORT}),
+    Permission.NETWORK: CENTER_ROLES,
+    Permission.AUDIT: CENTER_ROLES,
 }
 
 LOGIN = r"[a-z0-9][a-z0-9._\-]{1,31}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -33,8 +32,8 @@ from gateway.app.admin.support import add_commands as add_support_commands
 from gateway.billing.actors import cli_actor
 from gateway.billing.billers import BillerApplication, biller_json, onboard
 from gateway.billing.bills import bill_json
+from gateway.billing.consignors import consignor_json, set_consignor
 from gateway.billing.keys import NAME_MAX, hash_key, name_ok, new_key, shown_prefix
-from gateway.billing.mandates import UnknownBank, bank_names
 from gateway.config import Config, load_config
 from gateway.errors import FileErrors, GatewayError, InvalidRequest
 from gateway.infra.tls import make_certs
@@ -42,8 +41,7 @@ from gateway.ingest import Ingest, Received
 from gateway.mappers.cvs import barcode
 from gateway.mappers.cvs.mapper import parse_file
 from gateway.mappers.zengin.mapper import parse_file as parse_zengin
-from gateway.mappers.zengin.records import to_zengin_text
-from gateway.model import JST, BankAccount, Channel, Consignor
+from gateway.model import JST, Channel
 from gateway.networks.issuer import Issuer
 from gateway.networks.registry import REGISTRY
 from gateway.networks.zengin import (
@@ -55,9 +53,8 @@ from gateway.networks.zengin import (
 )
 from gateway.store import create_db_engine
 from gateway.store.audit import record
-from gateway.store.billers import get_biller, insert_api_key
+from gateway.store.billers import insert_api_key
 from gateway.store.migrate import migrate
-from gateway.store.zengin import get_consignor, save_consignor
 
 
 def _channels(text: str) -> frozenset[Channel]:
@@ -112,65 +109,25 @@ def cmd_biller_zengin(config: Config, args: argparse.Namespace) -> dict[str, Any
 
     if config.zengin is None:
         raise CommandError("biller zengin: [zengin] is not in the configuration")
-    if not re.fullmatch(r"\d{10}", args.consignor_code):
-        raise CommandError(
-            "--consignor-code: must be the 10 digits the bank assigned (委託者コード)"
-        )
-    match = re.fullmatch(r"(\d{4})-(\d{3})-([129])-(\d{1,7})", args.account)
-    if match is None:
-        raise CommandError(
-            f"--account: {args.account!r} must be BANK-BRANCH-TYPE-NUMBER, e.g. 0005-135-1-1234567"
-            " (type 1 普通, 2 当座, 9 その他)"
-        )
-    bank_code, branch_code, account_type, number = match.groups()
-    try:
-        bank_name, branch_name = bank_names(
-            bank_code, branch_code, check=config.zengin.check_bank_master
-        )
-    except UnknownBank as e:
-        raise CommandError(f"--account: {e}") from None
     engine = create_db_engine(config.database.url, 1)
-    with engine.begin() as conn:
-        biller = get_biller(conn, args.id)
-        try:
-            name = to_zengin_text(args.consignor_name or biller.kana).strip()
-        except ValueError as e:
-            raise CommandError(f"--consignor-name: {e}") from None
-        if not 1 <= len(name) <= 40:
-            raise CommandError("--consignor-name: must be 1-40 half-width characters")
-        account = BankAccount(
-            bank_code, bank_name, branch_code, branch_name, account_type, number.zfill(7)
-        )
-        consignor = Consignor(biller.biller_id, args.consignor_code, name, account)
-        old = get_consignor(conn, biller.biller_id, for_update=True)
-        now = utc_now()
-        save_consignor(conn, consignor, now)
-        if old != consignor:
-            record(
+    try:
+        with engine.begin() as conn:
+            consignor = set_consignor(
                 conn,
+                config,
                 cli_actor(),
-                "consignor.set",
-                f"biller:{biller.biller_id}",
-                now,
-                biller_id=biller.biller_id,
-                before=None if old is None else _consignor_json(old),
-                after=_consignor_json(consignor),
+                args.id,
+                args.consignor_code,
+                args.account,
+                args.consignor_name,
+                utc_now(),
             )
-    return _consignor_json(consignor)
-
-
-def _consignor_json(c: Consignor) -> dict[str, Any]:
-    """A consignor contract as the operator sees it (and the audit log keeps it): the account's
-    number masked."""
-    return {
-        "biller_id": c.biller_id,
-        "consignor_code": c.code,
-        "consignor_name": c.name,
-        "bank": f"{c.account.bank_code} {c.account.bank_name}",
-        "branch": f"{c.account.branch_code} {c.account.branch_name}",
-        "account_type": c.account.account_type,
-        "account_number": c.account.masked_number,
-    }
+    except InvalidRequest as e:
+        flags = {"consignor_code": "--consignor-code", "consignor_name": "--consignor-name"}
+        raise CommandError(
+            "; ".join(f"{flags.get(f.field, '--' + f.field)}: {f.message}" for f in e.errors)
+        ) from None
+    return consignor_json(consignor)
 
 
 def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, Any]:

@@ -40,6 +40,7 @@ SCREENS = [
     (Permission.PAYMENTS, "/payments", "入金一覧"),
     (Permission.REFUND_CASES, "/refund-cases", "返金案件"),
     (Permission.SETTLEMENTS, "/settlements", "精算"),
+    (Permission.BILLERS, "/billers", "収納企業"),
 ]
 
 Guarded = Callable[[Call, Session], Awaitable[Response]]

@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
+from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
@@ -42,10 +43,12 @@ from gateway.billing.console_users import (
 )
 from gateway.config.console import ConsoleConfig
 from gateway.errors import FieldError, InvalidRequest
+from gateway.money.console_fee_plans import ConsoleFeePlans
 from gateway.money.console_settlements import ConsoleSettlements
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
+from gateway.protocols.console.billers import biller_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
 from gateway.protocols.console.dashboard import dashboard_routes
@@ -87,6 +90,8 @@ class ConsoleServices:
     cases: ConsoleCases
     settlements: ConsoleSettlements
     dashboard: ConsoleDashboard
+    billers: ConsoleBillers  # the center's screens (billers, fee plans)
+    fee_plans: ConsoleFeePlans
 
 
 def console_routes(
@@ -276,4 +281,5 @@ def console_routes(
         + case_routes(kit, services.cases)
         + settlement_routes(kit, services.settlements)
         + dashboard_routes(kit, services.dashboard)
+        + biller_routes(kit, services.billers, services.fee_plans)
     )
