@@ -10,6 +10,7 @@ from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import ConsoleBills
+from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_dashboard import ConsoleDashboard
@@ -44,5 +45,6 @@ def console_screens(
         dashboard=ConsoleDashboard(store, reactor),
         billers=ConsoleBillers(store, reactor, config),
         fee_plans=ConsoleFeePlans(SettlementApi(store, reactor)),
+        center=ConsoleCenter(store, support.render),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

@@ -209,7 +209,11 @@ def audit_page(
     action: str | None,
     cursor: str | None,
     limit: int,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> dict[str, Any]:
+    """A page of the audit log, newest first, by any of its filters (each None: any)."""
     before_id = None
     if cursor is not None:
         if not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
@@ -224,6 +228,9 @@ def audit_page(
         action=action,
         before_id=before_id,
         limit=limit + 1,
+        actor=actor,
+        since=since,
+        until=until,
     )
     page = rows[:limit]
     return {

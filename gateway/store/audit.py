@@ -74,9 +74,19 @@ def list_audit(
     action: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
+    actor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The newest lines first; ``before_id``: the id of the last line of the previous page."""
+    """The newest lines first; ``before_id``: the id of the last line of the previous page;
+    ``since`` (included) and ``until`` (excluded): when they were written."""
     conditions = []
+    if actor is not None:
+        conditions.append(audit_log.c.actor == actor)
+    if since is not None:
+        conditions.append(audit_log.c.at >= since)
+    if until is not None:
+        conditions.append(audit_log.c.at < until)
     if biller_id is not None:
         conditions.append(audit_log.c.biller_id == biller_id)
     if target is not None:

@@ -41,6 +41,8 @@ SCREENS = [
     (Permission.REFUND_CASES, "/refund-cases", "返金案件"),
     (Permission.SETTLEMENTS, "/settlements", "精算"),
     (Permission.BILLERS, "/billers", "収納企業"),
+    (Permission.SUPPORT_SEARCH, "/search", "横断検索"),
+    (Permission.AUDIT, "/audit", "操作履歴"),
 ]
 
 Guarded = Callable[[Call, Session], Awaitable[Response]]

@@ -30,6 +30,7 @@ from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
+from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_dashboard import ConsoleDashboard
@@ -49,6 +50,7 @@ from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.billers import biller_routes
+from gateway.protocols.console.center import center_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
 from gateway.protocols.console.dashboard import dashboard_routes
@@ -92,6 +94,7 @@ class ConsoleServices:
     dashboard: ConsoleDashboard
     billers: ConsoleBillers  # the center's screens (billers, fee plans)
     fee_plans: ConsoleFeePlans
+    center: ConsoleCenter  # the search across billers, the audit log
 
 
 def console_routes(
@@ -282,4 +285,5 @@ def console_routes(
         + settlement_routes(kit, services.settlements)
         + dashboard_routes(kit, services.dashboard)
         + biller_routes(kit, services.billers, services.fee_plans)
+        + center_routes(kit, services.center)
     )

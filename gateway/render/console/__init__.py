@@ -16,6 +16,7 @@ entry) are :data:`LABELS`'; what a screen shows is decided by the services
 
 from __future__ import annotations
 
+import json
 from datetime import date, datetime
 from functools import cache
 from importlib import resources
@@ -80,6 +81,8 @@ LABELS: dict[str, dict[str, str]] = {
         "barcode": "バーコード",
         "cvs_bill_key": "バーコード（請求キー）",
         "payeasy_customer_number": "お客様番号（ペイジー）",
+        "payment_id": "入金ID",
+        "payment_store": "支払った店舗・銀行",
     },
     "delivery": {"pending": "配信待ち", "delivered": "配信済", "failed": "配信失敗"},
     "reason": {
@@ -115,6 +118,12 @@ def day(value: date | str | None) -> str:
     return value if isinstance(value, str) else value.isoformat()
 
 
+def pretty(value: Any) -> str:
+    """A JSON document to read (the audit log's before and after): indented, keys sorted,
+    Japanese as it is (the template escapes it)."""
+    return json.dumps(value, ensure_ascii=False, indent=1, sort_keys=True, default=str)
+
+
 def label(code: str | None, table: str) -> str:
     if code is None:
         return ""
@@ -130,7 +139,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(yen=yen, jst=jst, day=day, label=label)
+    env.filters.update(yen=yen, jst=jst, day=day, label=label, pretty=pretty)
     env.globals["LABELS"] = LABELS
     return env
 
