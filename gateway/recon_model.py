@@ -28,14 +28,25 @@ day, still without a deposit, of exactly its amount. What is left becomes an ite
   a day nothing was expected (the amount is received − expected);
 * ``missing``: a remittance expected on a day an imported statement covers, that did not arrive;
 * ``unexpected``: a deposit that matches no remittance and no configured remitter.
+
+**Late remittances.** A remittance that arrives a few bank business days after its transfer date
+(a 閉局 remitted a day late, a holiday the agency counted differently) would show as ``missing``
+on its day and as a surplus on the day it came. When the caller gives ``late_until`` (the last
+day a remittance of a day may still arrive: ``[reconciliation] late_days`` bank business days
+later), a missing remittance takes, from the days after it up to then and earliest first, the
+deposits of its own remitter that are more than that day expected and of exactly its amount (all
+of a day nothing was expected, or the one deposit whose removal leaves the day matched), or else
+an unexpected deposit of exactly its amount. It is then ``late``: matched to the yen, with one
+item of kind ``late`` that is resolved as it is made (nothing is owed; finance sees when it
+came), and the day it came no longer shows a difference.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 
@@ -46,6 +57,7 @@ class ItemKind(StrEnum):
     DIFFERENCE = "difference"  # a remittance arrived with another amount
     MISSING = "missing"  # a remittance expected on a covered day did not arrive
     UNEXPECTED = "unexpected"  # a deposit nobody expected
+    LATE = "late"  # a remittance that came within [reconciliation] late_days (resolved as made)
 
 
 NOTE_MAX = 300  # characters of the note finance resolves an item with
@@ -61,6 +73,7 @@ class RemittanceState(StrEnum):
     DIFFERENCE = "difference"
     MISSING = "missing"
     WAITING = "waiting"  # no imported statement covers its day yet
+    LATE = "late"  # the deposits add up to the remittance, to the yen, but came on a later day
 
 
 @dataclass(frozen=True)
@@ -211,6 +224,7 @@ class Remittance:
     received: int
     deposit_ids: tuple[int, ...]
     state: RemittanceState
+    received_on: date | None = None  # a late one: the day its deposits came
 
     @property
     def difference(self) -> int:
@@ -229,6 +243,7 @@ class WantedItem:
     expected: int
     received: int
     deposit_id: int | None = None
+    resolution: str | None = None  # an item resolved as it is made (``late``): why
 
     @property
     def amount(self) -> int:
@@ -241,6 +256,19 @@ class Reconciliation:
     unexpected: tuple[Deposit, ...]
     items: tuple[WantedItem, ...]
 
+    @property
+    def open_items(self) -> tuple[WantedItem, ...]:
+        """The items finance must look at (a ``late`` one is resolved as it is made)."""
+        return tuple(i for i in self.items if i.resolution is None)
+
+    def of_days(self, first: date, last: date) -> Reconciliation:
+        """What concerns the transfer dates [first, last] (deposits: by their day)."""
+        return Reconciliation(
+            tuple(r for r in self.remittances if first <= r.transfer_date <= last),
+            tuple(d for d in self.unexpected if first <= d.value_date <= last),
+            tuple(i for i in self.items if first <= i.transfer_date <= last),
+        )
+
 
 def covered(day: date, coverage: Sequence[tuple[date, date]]) -> bool:
     return any(first <= day <= last for first, last in coverage)
@@ -251,10 +279,12 @@ def reconcile(
     deposits: Sequence[Deposit],
     remitters: Sequence[Remitter],
     coverage: Sequence[tuple[date, date]],
+    late_until: Callable[[date], date] | None = None,
 ) -> Reconciliation:
     """Match ``deposits`` (stored: with ids) to ``expected`` remittances (see the module
     docstring). ``coverage``: the days the imported statements cover; a remittance of another
-    day is ``waiting``, not missing."""
+    day is ``waiting``, not missing. ``late_until``: the last day a remittance of a transfer
+    date may arrive late (None: a remittance is on its day or missing)."""
     names = {normalize_name(r.name): (r.network, r.agency) for r in remitters}
     named: dict[tuple[str, str, date], list[Deposit]] = defaultdict(list)
     anonymous: list[Deposit] = []
@@ -286,9 +316,25 @@ def reconcile(
             rows[key] = _row(_expected_of(rows[key]), [d], coverage)
         else:
             unexpected.append(d)
+    if late_until is not None:
+        unexpected = _match_late(rows, unexpected, deposits, coverage, late_until)
     items: list[WantedItem] = []
     for row in sorted(rows.values(), key=lambda r: (r.transfer_date, r.network.value, r.agency)):
-        if row.state in (RemittanceState.DIFFERENCE, RemittanceState.MISSING):
+        if row.state is RemittanceState.LATE:
+            items.append(
+                WantedItem(
+                    ItemKind.LATE,
+                    f"remittance:{row.network.value}:{row.agency}:{row.transfer_date}",
+                    row.network,
+                    row.agency,
+                    row.transfer_date,
+                    row.expected,
+                    row.received,
+                    min(row.deposit_ids) if row.deposit_ids else None,
+                    f"late: came on {row.received_on}, expected on {row.transfer_date}",
+                )
+            )
+        elif row.state in (RemittanceState.DIFFERENCE, RemittanceState.MISSING):
             kind = ItemKind.MISSING if row.state is RemittanceState.MISSING else ItemKind.DIFFERENCE
             items.append(
                 WantedItem(
@@ -320,6 +366,65 @@ def reconcile(
         tuple(unexpected),
         tuple(items),
     )
+
+
+def _match_late(
+    rows: dict[tuple[str, str, date], Remittance],
+    unexpected: list[Deposit],
+    deposits: Sequence[Deposit],
+    coverage: Sequence[tuple[date, date]],
+    late_until: Callable[[date], date],
+) -> list[Deposit]:
+    """Give each missing remittance, earliest first, the deposits that came late for it (see
+    the module docstring); ``rows`` is changed in place, the deposits still unexpected are
+    returned."""
+    by_id = {d.deposit_id: d for d in deposits if d.deposit_id is not None}
+    left = list(unexpected)
+    order = sorted(rows, key=lambda k: (k[2], k[0], k[1]))
+    for key in order:
+        row = rows.get(key)  # None: a day whose deposits paid an earlier day
+        if row is None or row.state is not RemittanceState.MISSING:
+            continue
+        until = late_until(row.transfer_date)
+        taken: list[Deposit] = []
+        for other_key in order:
+            other = rows.get(other_key)
+            if (
+                other is None
+                or other_key[:2] != key[:2]
+                or not row.transfer_date < other.transfer_date <= until
+                or other.state is not RemittanceState.DIFFERENCE
+            ):
+                continue
+            got = [by_id[i] for i in other.deposit_ids]
+            if other.expected == 0 and other.received == row.expected:
+                taken = got
+            else:
+                taken = [
+                    d
+                    for d in got
+                    if d.amount == row.expected and other.received - d.amount == other.expected
+                ][:1]
+            if taken:
+                rest = [d for d in got if d not in taken]
+                if rest or other.expected:
+                    rows[other_key] = _row(_expected_of(other), rest, coverage)
+                else:
+                    del rows[other_key]
+                break
+        if not taken:
+            taken = [
+                d
+                for d in left
+                if row.transfer_date < d.value_date <= until and d.amount == row.expected
+            ][:1]
+            left = [d for d in left if d not in taken]
+        if taken:
+            came = _row(_expected_of(row), taken, coverage)
+            rows[key] = replace(
+                came, state=RemittanceState.LATE, received_on=max(d.value_date for d in taken)
+            )
+    return left
 
 
 def _expected_of(row: Remittance) -> Expected:

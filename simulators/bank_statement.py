@@ -12,8 +12,9 @@ its agency makes, on the day it makes them, less the fees it keeps (:class:`Fees
 * :func:`transfer_remittances` — the bank of 口座振替 (:class:`simulators.zengin.SimulatedBank`):
   the debited amounts of each result file it sent, ``days`` bank days after the debit date.
 
-:func:`statement_file` writes them, with any extra deposit a test plants, as one statement file
-(CRLF records; dates in 令和 by default), whole or not at all, into a folder.
+:func:`delayed` makes one of them come a few bank business days late (an agency that remitted a
+day late), and :func:`statement_file` writes them, with any extra deposit a test plants, as one
+statement file (CRLF records; dates in 令和 by default), whole or not at all, into a folder.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "Fees",
     "Remittance",
     "cvs_remittances",
+    "delayed",
     "mpn_remittances",
     "statement_file",
     "transfer_remittances",
@@ -109,6 +111,19 @@ def transfer_remittances(
             if d.result_code == DEBITED:
                 by_day[add_business_days(debit, days)].append(d.amount)
     return _remit(by_day, name, fees)
+
+
+def delayed(
+    remittances: Sequence[Remittance], name: str, day: date, *, days: int = 1
+) -> list[Remittance]:
+    """The same deposits, but ``name``'s of ``day`` comes ``days`` bank business days later."""
+    late = [r for r in remittances if (r.name, r.day) == (name, day)]
+    if not late:
+        raise ValueError(f"no remittance of {name} on {day}")
+    return [
+        Remittance(add_business_days(r.day, days), r.amount, r.name) if r in late else r
+        for r in remittances
+    ]
 
 
 def statement_file(

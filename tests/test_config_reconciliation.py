@@ -25,6 +25,7 @@ def test_without_the_section_remittances_are_expected_without_fees() -> None:
     recon = parse(MINIMAL).reconciliation
     assert recon.remitters == () and recon.account is None
     assert (recon.statement_years, recon.payeasy_days, recon.transfer_days) == ("wareki", 1, 0)
+    assert recon.late_days == 3
 
 
 def test_every_value_is_read() -> None:
@@ -37,6 +38,7 @@ def test_every_value_is_read() -> None:
             "transfer_days": 1,
             "interval": 60,
             "lookback_days": 10,
+            "late_days": 0,
             "remitters": [
                 {**CVS_REMITTER, "fee_per_item": 30, "fee_per_remittance": 200},
                 {
@@ -51,7 +53,7 @@ def test_every_value_is_read() -> None:
     recon = parse(raw).reconciliation
     assert recon.account == "0005-135-1-0001234"
     assert (recon.statement_years, recon.payeasy_days, recon.transfer_days) == ("western", 2, 1)
-    assert (recon.interval, recon.lookback_days) == (60.0, 10)
+    assert (recon.interval, recon.lookback_days, recon.late_days) == (60.0, 10, 0)
     assert recon.remitters == (
         Remitter(Channel.CVS, "default", "ｶ)ｺﾝﾋﾞﾆｼﾕｳﾉｳ", 30, 200, 10),
         Remitter(Channel.TRANSFER, "1234567890", "ｺｳｻﾞﾌﾘｶｴ", 0, 0, 8),
@@ -64,6 +66,8 @@ def test_every_value_is_read() -> None:
         ({"account": "0005-135-3-1"}, "reconciliation.account"),
         ({"statement_years": "heisei"}, "reconciliation.statement_years"),
         ({"payeasy_days": 21}, "reconciliation.payeasy_days"),
+        ({"late_days": 11}, "reconciliation.late_days"),
+        ({"late_days": -1}, "reconciliation.late_days"),
         ({"colour": "red"}, "reconciliation.colour"),
         (
             {"remitters": [{**CVS_REMITTER, "network": "cash"}]},

@@ -33,6 +33,7 @@ class ReconciliationConfig:
     transfer_days: int = 0  # debited transfers are credited this many bank days after the debit
     interval: float = 3600.0  # seconds between reconciliation runs (and one at start)
     lookback_days: int = 45  # a run reconciles the transfer dates of this many days back
+    late_days: int = 3  # a missing remittance matches a deposit this many bank days late (0: off)
 
 
 def parse_reconciliation(t: Table) -> ReconciliationConfig:
@@ -66,6 +67,7 @@ def parse_reconciliation(t: Table) -> ReconciliationConfig:
         transfer_days=t.integer("transfer_days", 0, low=0, high=20),
         interval=t.number("interval", 3600.0, low=0.0),
         lookback_days=t.integer("lookback_days", 45, low=1, high=366),
+        late_days=t.integer("late_days", 3, low=0, high=10),
     )
 
 

@@ -33,6 +33,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from gateway import ids
+from gateway.calendar import add_business_days, previous_business_day
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
 from gateway.config import Config
@@ -94,23 +95,44 @@ def reconcile_days(
     now: datetime,
     new_id: Callable[[str], str] = ids.new_id,
 ) -> Reconciliation:
-    """Reconcile the transfer dates [first, last] and make their items what the money says."""
+    """Reconcile the transfer dates [first, last] and make their items what the money says.
+
+    A remittance may come up to ``[reconciliation] late_days`` bank business days late: the
+    ledger and the deposits of that many days more on each side are read too, so that a late
+    remittance and the deposit that paid it meet whichever of their days is asked; the items of
+    the days within ``late_days`` of [first, last] are synced (a day further out is not seen
+    with all its neighbours). The result is of those days; ``of_days(first, last)`` narrows it.
+    """
     lock_reconciliation(conn)
     recon = config.reconciliation
+    n = recon.late_days
+    near = (_back(first, n), add_business_days(last, n)) if n else (first, last)
+    far = (_back(near[0], n), add_business_days(near[1], n)) if n else near
     got = collected(
         conn,
-        first,
-        last,
+        far[0],
+        far[1],
         default_agency=config.cvs.default_agency if config.cvs is not None else None,
         payeasy_days=recon.payeasy_days,
         transfer_days=recon.transfer_days,
     )
     expected = expected_remittances(got, recon.remitters)
     result = reconcile(
-        expected, deposits_between(conn, first, last), recon.remitters, coverage(conn, first, last)
-    )
-    sync_items(conn, result.items, first, last, now, new_id)
+        expected,
+        deposits_between(conn, far[0], far[1]),
+        recon.remitters,
+        coverage(conn, far[0], far[1]),
+        late_until=(lambda day: add_business_days(day, n)) if n else None,
+    ).of_days(*near)
+    sync_items(conn, result.items, near[0], near[1], now, new_id)
     return result
+
+
+def _back(day: date, n: int) -> date:
+    """``n`` bank business days before ``day`` (``day`` itself if a business day, n = 0)."""
+    for _ in range(n):
+        day = previous_business_day(day)
+    return day
 
 
 def import_statement(
@@ -133,6 +155,7 @@ def import_statement(
         conn, statement, file_name, hashlib.sha256(data).hexdigest(), now
     )
     result = reconcile_days(conn, config, statement.first_day, statement.last_day, now, new_id)
+    days = result.of_days(statement.first_day, statement.last_day)
     summary = {
         "file": file_name,
         "statement_id": stored.statement_id,
@@ -142,8 +165,8 @@ def import_statement(
         "last_day": stored.last_day.isoformat(),
         "deposits": stored.deposits,
         "new_deposits": stored.new_deposits,
-        "remittances": _states(result),
-        "open_items": len(result.items),
+        "remittances": _states(days),
+        "open_items": len(days.open_items),
     }
     if created:
         record(
@@ -206,10 +229,11 @@ def day_view(
 ) -> dict[str, Any]:
     """A transfer date reconciled now: what each network owed and sent, the deposits of the
     day and what each matched, the day's items, the statements that cover it."""
-    result = reconcile_days(conn, config, day, day, now, new_id)
+    around = reconcile_days(conn, config, day, day, now, new_id)
+    result = around.of_days(day, day)
     names = {normalize_name(r.name): r for r in config.reconciliation.remitters}
     matched: dict[int, Remittance] = {}
-    for row in result.remittances:
+    for row in around.remittances:  # a deposit of the day may have paid an earlier day, late
         for deposit_id in row.deposit_ids:
             matched[deposit_id] = row
     deposits = deposits_between(conn, day, day)
@@ -229,7 +253,7 @@ def day_view(
         "remittances": [remittance_json(r) for r in result.remittances],
         "deposits": [deposit_json(d, matched.get(d.deposit_id or 0), names) for d in deposits],
         "items": [item_json(i) for i in list_items(conn, day=day)],
-        "matched": all(r.state.value in ("matched", "waiting") for r in result.remittances)
+        "matched": all(r.state.value in ("matched", "waiting", "late") for r in result.remittances)
         and not result.unexpected,
     }
 
@@ -246,6 +270,7 @@ def remittance_json(r: Remittance) -> dict[str, Any]:
         "received": r.received,
         "difference": r.difference,
         "state": r.state.value,
+        "received_on": r.received_on.isoformat() if r.received_on else None,
     }
 
 
@@ -262,7 +287,11 @@ def deposit_json(d: Deposit, matched: Remittance | None, names: dict[str, Any]) 
         else {"network": remitter.network.value, "agency": remitter.agency},
         "matched": None
         if matched is None
-        else {"network": matched.network.value, "agency": matched.agency},
+        else {
+            "network": matched.network.value,
+            "agency": matched.agency,
+            "transfer_date": matched.transfer_date.isoformat(),
+        },
     }
 
 

@@ -260,7 +260,9 @@ def sync_items(
     """Make the items of the transfer dates [first, last] what the money calls for now:
     ``(opened, closed)``. A new difference is opened; an open item whose amounts changed is
     updated; an open item no longer called for is resolved ``matched``; an item finance
-    resolved stays resolved unless its amounts change (then it opens again)."""
+    resolved stays resolved unless its amounts change (then it opens again). An item wanted
+    with a ``resolution`` (``late``: the money came, a few days late) is stored resolved with
+    it, and an open one (the ``missing`` it was) is resolved so; a note finance gave stays."""
     r = reconciliation_items.c
     existing = {
         row.item_key: row
@@ -273,6 +275,7 @@ def sync_items(
     for w in wanted:
         keys.add(w.key)
         row = existing.get(w.key)
+        settled = w.resolution is not None
         if row is None:
             conn.execute(
                 reconciliation_items.insert().values(
@@ -285,18 +288,40 @@ def sync_items(
                     expected=w.expected,
                     received=w.received,
                     deposit_id=w.deposit_id,
-                    status=ItemStatus.OPEN.value,
+                    status=ItemStatus.RESOLVED.value if settled else ItemStatus.OPEN.value,
                     opened_at=now,
                     updated_at=now,
+                    resolved_at=now if settled else None,
+                    resolution=w.resolution,
                 )
             )
-            opened += 1
+            opened += not settled
             continue
         same = (row.kind, int(row.expected), int(row.received)) == (
             w.kind.value,
             w.expected,
             w.received,
         )
+        if settled:
+            automatic = row.resolution is None or row.resolution == MATCHED
+            automatic = automatic or row.resolution.startswith(f"{ItemKind.LATE.value}:")
+            if same and row.status == ItemStatus.RESOLVED.value and not automatic:
+                continue  # finance's note on it stays
+            if same and row.resolution == w.resolution:
+                continue
+            late: dict[str, Any] = {
+                "kind": w.kind.value,
+                "expected": w.expected,
+                "received": w.received,
+                "deposit_id": w.deposit_id,
+                "updated_at": now,
+            }
+            if automatic:
+                late |= {"status": ItemStatus.RESOLVED.value, "resolution": w.resolution}
+                late |= {"resolved_at": now}
+                closed += row.status == ItemStatus.OPEN.value
+            conn.execute(update(reconciliation_items).where(r.id == row.id).values(**late))
+            continue
         if same and row.resolution != MATCHED:
             continue
         values: dict[str, Any] = {

@@ -17,16 +17,18 @@ import pytest_twisted
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from gateway.calendar import add_business_days
 from gateway.config import Config, load_config
 from gateway.errors import FileErrors
 from gateway.mappers.bank_statement import build_zengin
 from gateway.model import JST, Channel
 from gateway.money.reconciliation import day_view, import_statement, reconcile_days
-from gateway.recon_model import ItemStatus, Remitter
+from gateway.recon_model import Deposit, Expected, ItemStatus, Remitter, reconcile
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.reconciliation import collected, list_items, resolve_item
-from gateway.store.schema import bank_deposits, bank_statements, payments
+from gateway.store.schema import bank_deposits, bank_statements, bills, payments
+from simulators.bank_statement import Remittance, delayed, statement_file
 from tests.conftest import Running, config_text
 from tests.money.test_settlement_api import admin_key
 
@@ -68,11 +70,13 @@ class Ledger:
         status: str = "confirmed",
         transfer_date: date | None = None,
         paid_at: datetime = NOW,
+        bill_id: int | None = None,
     ) -> None:
         with self.engine.begin() as conn:
             conn.execute(
                 payments.insert().values(
                     payment_id=f"pay_{next(self.serial):024x}",
+                    bill_id=bill_id,
                     biller_id="acme",
                     channel=channel.value,
                     event_key=key,
@@ -102,6 +106,36 @@ class Ledger:
     def import_(self, data: bytes, name: str) -> dict[str, object]:
         with self.engine.begin() as conn:
             return import_statement(conn, self.config, data, name, NOW, "cli:test")
+
+    def payeasy_bill(self, institution: str) -> int:
+        """A bill of ``institution``'s numbers (Pay-easy 消込 are expected per 収納機関番号)."""
+        n = next(self.serial)
+        with self.engine.begin() as conn:
+            return int(
+                conn.execute(
+                    bills.insert()
+                    .values(
+                        biller_id="acme",
+                        bill_no=f"P-{n}",
+                        amount=0,
+                        channels="payeasy",
+                        taxable=False,
+                        tax_amount=0,
+                        status="open",
+                        version=1,
+                        reissue=0,
+                        double_paid=False,
+                        late=False,
+                        stamp=False,
+                        payeasy_institution_code=institution,
+                        page_token=f"t{n}",
+                        fingerprint=f"f{n}",
+                        created_at=NOW,
+                        updated_at=NOW,
+                    )
+                    .returning(bills.c.id)
+                ).scalar_one()
+            )
 
     def items(self) -> list[tuple[str, str | None, date, int, int, str]]:
         with self.engine.connect() as conn:
@@ -207,9 +241,9 @@ def test_a_statement_is_matched_and_its_differences_become_items(ledger: Ledger)
     }
     matched = {d["amount"]: d["matched"] for d in view["deposits"]}
     assert matched == {
-        29_714: {"network": "cvs", "agency": "default"},
+        29_714: {"network": "cvs", "agency": "default", "transfer_date": "2026-12-03"},
         7_777: None,
-        4_000: {"network": "transfer", "agency": "1234567890"},
+        4_000: {"network": "transfer", "agency": "1234567890", "transfer_date": "2026-12-03"},
     }
     assert view["matched"] is False  # the unexpected deposit
 
@@ -260,6 +294,148 @@ def test_a_remittance_that_never_came_is_missing_once_a_statement_covers_its_day
     assert ledger.items() == []  # no statement covers 12-08 yet: waiting, not missing
     ledger.statement([], date(2026, 12, 7), date(2026, 12, 9))
     assert ledger.items() == [("missing", "cvs", date(2026, 12, 8), 9_747, 0, "open")]
+
+
+def test_a_remittance_a_few_bank_days_late_is_one_late_item_and_the_month_reconciles(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    # Pay-easy: the 消込 of Thursday 12-03 are owed on Friday 12-04 (payeasy_days 1), those of
+    # Friday on Monday 12-07. CVS: the 確報 says 12-01 and 12-02.
+    bill = ledger.payeasy_bill("58191")
+    for serial, amount, day in [
+        (1, 3_000, "20261203"),
+        (2, 2_000, "20261203"),
+        (3, 1_500, "20261204"),
+    ]:
+        ledger.pay(Channel.PAYEASY, amount, key=f"0001{day}{serial:08d}", bill_id=bill)
+    ledger.pay(Channel.CVS, 10_000, key=cvs_key(1), transfer_date=date(2026, 12, 1))
+    ledger.pay(Channel.CVS, 20_000, key=cvs_key(2), transfer_date=date(2026, 12, 2))
+    on_time = [
+        Remittance(date(2026, 12, 1), 9_747, CVS),  # 10,000 − (30 + 200) × 1.1
+        Remittance(date(2026, 12, 2), 19_747, CVS),
+        Remittance(date(2026, 12, 4), 5_000, MPN),
+        Remittance(date(2026, 12, 7), 1_500, MPN),
+    ]
+    # The simulated bank: the MPN center remits Friday's money a bank day late (Monday, beside
+    # Monday's own), the agency 12-01's three bank days late (Friday), and 12-02's four (12-08:
+    # beyond [reconciliation] late_days = 3, the default).
+    sent = delayed(on_time, MPN, date(2026, 12, 4), days=1)
+    sent = delayed(sent, CVS, date(2026, 12, 1), days=3)
+    sent = delayed(sent, CVS, date(2026, 12, 2), days=4)
+    assert sorted((r.day, r.amount) for r in sent) == [
+        (date(2026, 12, 4), 9_747),
+        (date(2026, 12, 7), 1_500),
+        (date(2026, 12, 7), 5_000),
+        (date(2026, 12, 8), 19_747),
+    ]
+    folder = tmp_path / "bank"
+    first = statement_file(
+        folder, "S1.txt", [r for r in sent if r.day <= date(2026, 12, 4)],
+        first_day=date(2026, 12, 1), last_day=date(2026, 12, 4),
+    )  # fmt: skip
+    summary = ledger.import_(first.read_bytes(), first.name)
+    # 12-01's remittance came on 12-04: late, one item resolved as made; Friday's MPN money has
+    # not come (yet): missing.
+    assert summary["remittances"] == {"late": 1, "missing": 2}
+    assert summary["open_items"] == 2
+    assert sorted(ledger.items()) == [
+        ("late", "cvs", date(2026, 12, 1), 9_747, 9_747, "resolved"),
+        ("missing", "cvs", date(2026, 12, 2), 19_747, 0, "open"),
+        ("missing", "payeasy", date(2026, 12, 4), 5_000, 0, "open"),
+    ]
+    with ledger.engine.connect() as conn:
+        (missing,) = [i for i in list_items(conn) if i.network is Channel.PAYEASY]
+
+    second = statement_file(
+        folder, "S2.txt", [r for r in sent if r.day > date(2026, 12, 4)],
+        first_day=date(2026, 12, 7), last_day=date(2026, 12, 9),
+    )  # fmt: skip
+    summary = ledger.import_(second.read_bytes(), second.name)
+    assert summary["remittances"] == {"matched": 1, "difference": 1}  # 12-07, and 12-08's
+    assert sorted(ledger.items()) == [
+        ("difference", "cvs", date(2026, 12, 8), 0, 19_747, "open"),  # 4 bank days: too late
+        ("late", "cvs", date(2026, 12, 1), 9_747, 9_747, "resolved"),
+        ("late", "payeasy", date(2026, 12, 4), 5_000, 5_000, "resolved"),
+        ("missing", "cvs", date(2026, 12, 2), 19_747, 0, "open"),
+    ]
+    with ledger.engine.begin() as conn:
+        late = [i for i in list_items(conn) if i.network is Channel.PAYEASY]
+        assert [(i.item_id, i.resolution) for i in late] == [
+            (missing.item_id, "late: came on 2026-12-07, expected on 2026-12-04")
+        ]
+        friday = day_view(conn, ledger.config, date(2026, 12, 4), NOW)
+        monday = day_view(conn, ledger.config, date(2026, 12, 7), NOW)
+    (mpn,) = [r for r in friday["remittances"] if r["network"] == "payeasy"]
+    assert (mpn["state"], mpn["expected"], mpn["received"], mpn["received_on"]) == (
+        "late", 5_000, 5_000, "2026-12-07"
+    )  # fmt: skip
+    assert friday["matched"] is True
+    assert [(r["state"], r["received"]) for r in monday["remittances"]] == [("matched", 1_500)]
+    assert {d["amount"]: d["matched"]["transfer_date"] for d in monday["deposits"]} == {
+        1_500: "2026-12-07",
+        5_000: "2026-12-04",
+    }
+    assert monday["items"] == [] and monday["matched"] is True
+
+    # Reconciled again, a day or the month, nothing moves; what is left open is the one
+    # remittance beyond the window, on both its days (finance's to look at).
+    with ledger.engine.begin() as conn:
+        for day in (date(2026, 12, 4), date(2026, 12, 7), date(2026, 12, 8)):
+            reconcile_days(conn, ledger.config, day, day, NOW)
+        month = reconcile_days(conn, ledger.config, date(2026, 12, 1), date(2026, 12, 31), NOW)
+        still = list_items(conn, status=ItemStatus.OPEN)
+    assert len(ledger.items()) == 4
+    assert sum(i.amount for i in month.open_items) == sum(i.amount for i in still) == 0
+    assert sorted((i.kind.value, i.transfer_date) for i in still) == [
+        ("difference", date(2026, 12, 8)),
+        ("missing", date(2026, 12, 2)),
+    ]
+
+
+def test_an_unnamed_deposit_of_the_amount_pays_a_missing_remittance_late() -> None:
+    owed = [Expected(Channel.PAYEASY, "58191", date(2026, 12, 4), 2, 5_000, 0)]
+    came = [Deposit(date(2026, 12, 7), 5_000, "ﾀﾞﾚｶ", 1, deposit_id=1)]
+    days = [(date(2026, 12, 1), date(2026, 12, 9))]
+    on_time = reconcile(owed, came, [], days)
+    assert [i.kind.value for i in on_time.items] == ["missing", "unexpected"]
+    assert len(on_time.open_items) == 2
+
+    def until(day: date) -> date:
+        return add_business_days(day, 1)
+
+    late = reconcile(owed, came, [], days, late_until=until)
+    (row,) = late.remittances
+    assert (row.state.value, row.received, row.received_on, row.deposit_ids) == (
+        "late", 5_000, date(2026, 12, 7), (1,)
+    )  # fmt: skip
+    (item,) = late.items
+    assert (item.kind.value, item.amount, item.deposit_id) == ("late", 0, 1)
+    assert late.unexpected == () and late.open_items == ()
+    # Another amount, or a day past the window, is not it.
+    other = [Deposit(date(2026, 12, 7), 5_001, "ﾀﾞﾚｶ", 1, deposit_id=1)]
+    assert len(reconcile(owed, other, [], days, late_until=until).open_items) == 2
+    later = [Deposit(date(2026, 12, 8), 5_000, "ﾀﾞﾚｶ", 1, deposit_id=1)]
+    assert len(reconcile(owed, later, [], days, late_until=until).open_items) == 2
+
+
+def test_with_late_days_0_a_late_remittance_is_missing_and_a_difference(
+    ledger: Ledger, tmp_path: Path, migrated_url: str
+) -> None:
+    path = tmp_path / "off.toml"
+    off = RECON.replace("transfer_days = 2", "transfer_days = 2\nlate_days = 0")
+    path.write_text(config_text(migrated_url, extra=off), encoding="utf-8")
+    ledger = Ledger(ledger.engine, load_config(path), ledger.serial)
+    assert ledger.config.reconciliation.late_days == 0
+    ledger.pay(Channel.CVS, 10_000, key=cvs_key(1), transfer_date=date(2026, 12, 1))
+    made = statement_file(
+        tmp_path, "S.txt", [Remittance(date(2026, 12, 2), 9_747, CVS)],
+        first_day=date(2026, 12, 1), last_day=date(2026, 12, 2),
+    )  # fmt: skip
+    ledger.import_(made.read_bytes(), made.name)
+    assert sorted(ledger.items()) == [
+        ("difference", "cvs", date(2026, 12, 2), 0, 9_747, "open"),
+        ("missing", "cvs", date(2026, 12, 1), 9_747, 0, "open"),
+    ]
 
 
 def test_a_bad_statement_is_refused_whole_and_nothing_is_imported(ledger: Ledger) -> None:

@@ -46,11 +46,20 @@ REMITTANCE = {
         "received": YEN,
         "difference": YEN,
         "state": {"type": "string", "enum": [s.value for s in RemittanceState]},
+        "received_on": {
+            "anyOf": [DATE, {"type": "null"}],
+            "description": "a late remittance: the day its deposits came",
+        },
     },
 }
 PARTY = {
     "type": ["object", "null"],
     "properties": {"network": NETWORK, "agency": {"type": "string"}},
+}
+MATCHED = {
+    "type": ["object", "null"],
+    "description": "the remittance the deposit paid (an earlier transfer_date: it came late)",
+    "properties": {"network": NETWORK, "agency": {"type": "string"}, "transfer_date": DATE},
 }
 DEPOSIT = {
     "type": "object",
@@ -62,7 +71,7 @@ DEPOSIT = {
         "remitter_name": {"type": "string"},
         "reference": {"type": "string"},
         "remitter": PARTY,
-        "matched": PARTY,
+        "matched": MATCHED,
     },
 }
 DAY = {
