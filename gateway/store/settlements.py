@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, literal, select, update
+from sqlalchemy import and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.expression import ColumnElement
 
@@ -426,6 +426,22 @@ def list_settlements(
     if after is not None:
         stmt = stmt.where(settlements.c.period_start > after)
     rows = conn.execute(stmt.order_by(settlements.c.period_start).limit(limit))
+    return _with_payouts(conn, [_settlement(r, ()) for r in rows])
+
+
+def list_all_settlements(
+    conn: Connection, before: tuple[date, str] | None, limit: int
+) -> list[Settlement]:
+    """Every biller's settlements, the latest payout date first (then by id, descending),
+    after ``before`` (the payout date and id of the previous page's last); without lines."""
+    c = settlements.c
+    stmt = select(settlements)
+    if before is not None:
+        day, settlement_id = before
+        stmt = stmt.where(
+            or_(c.payout_date < day, and_(c.payout_date == day, c.settlement_id < settlement_id))
+        )
+    rows = conn.execute(stmt.order_by(c.payout_date.desc(), c.settlement_id.desc()).limit(limit))
     return _with_payouts(conn, [_settlement(r, ()) for r in rows])
 
 

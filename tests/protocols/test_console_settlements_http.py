@@ -1,8 +1,8 @@
 """The console's settlements and statement downloads over HTTP, through the real service (in
 this process): a biller's user reads its own settlements and downloads the statement PDF (read
 back with pdftotext), its CSV in UTF-8 and Shift_JIS and the payments CSV; another biller's user
-gets none of them by URL; finance chooses the biller; support has no such screen; each download
-is in the audit log. Payments are back-dated into last month, as in
+gets none of them by URL; finance sees every biller's or chooses one; support has no such
+screen; each download is in the audit log. Payments are back-dated into last month, as in
 tests/money/test_settlement_api.py, so that last month is a closed period."""
 
 from __future__ import annotations
@@ -73,10 +73,15 @@ async def test_statements_from_the_console(gateway: Running, tmp_path: Path) -> 
         status, data, _ = await raw_get(other, path)
         assert status == 404 and not data.startswith(b"%PDF"), path
 
-    # Finance chooses the biller; support has no settlements screen.
+    # Finance sees every biller's settlements, or chooses one; support has no such screen.
     books = await logged_in(gateway, "books", "finance", None)
     status, page, _ = await books.get("/console/settlements")
-    assert status == 200 and 'name="biller"' in page and "settlement-" not in page
+    assert status == 200 and 'name="biller"' in page and "すべての収納企業" in page
+    row = page[page.index(f'id="settlement-{settlement_id}"') :]
+    row = row[: row.index("</tr>")]
+    assert "school 株式会社" in row and f"¥{payout:,}" in row
+    assert f"{base}/statement.pdf?biller=school" in row
+    assert page.count('<tr id="settlement-') == 1  # other has none
     _, page, _ = await books.get("/console/settlements?biller=school")
     assert f'id="settlement-{settlement_id}"' in page
     assert f"{base}/statement.pdf?biller=school" in page
