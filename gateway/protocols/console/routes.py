@@ -30,9 +30,9 @@ from gateway.billing.console_access import Permission
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
-from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
+from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_dashboard import ConsoleDashboard
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import (
@@ -50,9 +50,9 @@ from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.billers import biller_routes
-from gateway.protocols.console.center import center_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
+from gateway.protocols.console.center import center_routes
 from gateway.protocols.console.dashboard import dashboard_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.payments import payment_routes
