@@ -10,9 +10,9 @@ from gateway.billing.bulk import BulkService
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import ConsoleBills
-from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
+from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_dashboard import ConsoleDashboard
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
