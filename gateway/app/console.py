@@ -7,6 +7,7 @@ from typing import Any
 
 from gateway.billing.bills import BillService
 from gateway.billing.bulk import BulkService
+from gateway.billing.console_accounts import ConsoleAccounts
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import ConsoleBills
@@ -14,6 +15,7 @@ from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_dashboard import ConsoleDashboard
+from gateway.billing.console_keys import ConsoleKeys
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
@@ -24,6 +26,8 @@ from gateway.money.settlement import SettlementApi
 from gateway.protocols.api.http import Route
 from gateway.protocols.console.routes import ConsoleServices, console_routes
 from gateway.store import Store
+from gateway.webhooks.api import WebhookApi
+from gateway.webhooks.console import ConsoleWebhooks
 
 
 def console_screens(
@@ -45,6 +49,9 @@ def console_screens(
         dashboard=ConsoleDashboard(store, reactor),
         billers=ConsoleBillers(store, reactor, config),
         fee_plans=ConsoleFeePlans(SettlementApi(store, reactor)),
+        webhooks=ConsoleWebhooks(store, WebhookApi(store, reactor, config)),
+        keys=ConsoleKeys(store, reactor, config.api.idempotency_ttl),
+        accounts=ConsoleAccounts(store, reactor, config.api.idempotency_ttl),
         center=ConsoleCenter(store, support.render),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

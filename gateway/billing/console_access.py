@@ -15,6 +15,11 @@
   registers nor cancels bills; ``finance`` sees settlements, statements, payments and refund
   cases but no bill; biller users register, reissue and cancel their bills, see their
   payments, refund cases and settlements, and resolve no refund case (the center's desk does).
+- **A biller's administration**: its webhook endpoints, API keys and users are its
+  ``biller_admin``'s, and the center ``operator``'s for the biller it chooses; another role is
+  refused these screens (403: they exist, not for it). The console makes a biller's users only
+  (:data:`MANAGED_ROLES`), of the acting biller; nobody disables himself there
+  (:func:`may_disable`).
 - **Logins** are 2-32 lowercase letters, digits, ``.``, ``_`` or ``-`` (:data:`LOGIN`).
 - **Passwords** (:func:`password_problems`): 12-128 characters, not the login, not only one
   character repeated. A one-time password is 20 random characters and must be changed at the
@@ -66,6 +71,8 @@ class Permission(StrEnum):
     RESOLVE_CASES = "resolve_cases"  # a refund case resolved: refunded, or not refunded
     SETTLEMENTS = "settlements"  # settlements and their statements (PDF, CSV)
     USERS = "users"  # console users (a biller_admin: its biller's)
+    WEBHOOKS = "webhooks"  # a biller's webhook endpoints, their delivery log and redelivery
+    API_KEYS = "api_keys"  # a biller's API keys: listed (never the key), created, revoked
     BILLERS = "billers"  # the center's: billers, a biller's page (channels, fee plans, 委託者)
     EDIT_BILLERS = "edit_billers"  # a biller created, its channels, suspended, its 委託者
     FEE_PLANS = "fee_plans"  # a biller's fee plan set
@@ -88,6 +95,8 @@ GRANTS: dict[Permission, frozenset[Role]] = {
     Permission.RESOLVE_CASES: frozenset({Role.OPERATOR, Role.SUPPORT}),
     Permission.SETTLEMENTS: _BILLERS | {Role.FINANCE},
     Permission.USERS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
+    Permission.WEBHOOKS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
+    Permission.API_KEYS: frozenset({Role.OPERATOR, Role.BILLER_ADMIN}),
     Permission.BILLERS: CENTER_ROLES,
     Permission.EDIT_BILLERS: frozenset({Role.OPERATOR}),
     Permission.FEE_PLANS: frozenset({Role.OPERATOR, Role.FINANCE}),
@@ -145,6 +154,16 @@ def acting_biller(user: ConsoleUser, asked: str | None) -> str | None:
     user the one it chose (None: none chosen)."""
     scope = biller_scope(user)
     return scope if scope is not None else (asked or None)
+
+
+#: The roles a user of the console's users screen may give (the center's: gateway-admin).
+MANAGED_ROLES = (Role.BILLER_STAFF, Role.BILLER_ADMIN)
+
+
+def may_disable(user: ConsoleUser, login: str) -> bool:
+    """Whether ``user`` may disable the user ``login`` (of a biller the user manages): anyone
+    but himself."""
+    return login != user.login
 
 
 def role_problem(role: str, biller_id: str | None) -> str | None:

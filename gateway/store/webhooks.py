@@ -202,6 +202,38 @@ def disable_endpoint(conn: Connection, biller_id: str, endpoint_id: str, now: da
     return disabled
 
 
+def enable_endpoint(conn: Connection, biller_id: str, endpoint_id: str, now: datetime) -> Endpoint:
+    """Enable a disabled endpoint again (an enabled one: no change). It receives the events
+    committed after this transaction, as a new endpoint would: what happened while it was
+    disabled is not sent (a redelivery sends one such event). :class:`Conflict` when the
+    biller already has :data:`MAX_ENABLED_ENDPOINTS` enabled."""
+    found = get_endpoint(conn, biller_id, endpoint_id)
+    if found is None:
+        raise NotFound(f"webhook endpoint {endpoint_id[:40]}")
+    if found.enabled:
+        return found
+    _lock_cursor(conn, biller_id, skip_locked=False)  # as create_endpoint: see its docstring
+    enabled = conn.execute(
+        select(func.count()).where(ep.c.biller_id == biller_id, ep.c.enabled.is_(True))
+    ).scalar_one()
+    if enabled >= MAX_ENABLED_ENDPOINTS:
+        raise Conflict(
+            f"a biller has at most {MAX_ENABLED_ENDPOINTS} enabled webhook endpoints:"
+            " delete one first"
+        )
+    last_seq = conn.execute(
+        select(billers.c.last_event_seq).where(billers.c.biller_id == biller_id)
+    ).scalar_one()
+    conn.execute(
+        update(ep)
+        .where(ep.c.id == found.pk)
+        .values(enabled=True, disabled_at=None, after_seq=last_seq)
+    )
+    again = get_endpoint(conn, biller_id, endpoint_id)
+    assert again is not None
+    return again
+
+
 # --- dispatch ----------------------------------------------------------------------------------
 
 

@@ -4,6 +4,10 @@
 them without secrets; ``DELETE …/{id}`` disables one (its pending deliveries are cancelled);
 ``GET …/{id}/deliveries`` is its delivery log; ``POST /v1/events/{id}/redeliver`` queues the
 event again. Delivery itself is :mod:`gateway.webhooks.delivery`. See docs/webhooks.md.
+
+The console (gateway.webhooks.console) acts through the same methods, passing an ``audit``
+callback that writes its audit line in the transaction of the change; it also enables a
+disabled endpoint again (:meth:`WebhookApi.enable`), which the API does not offer.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 import random
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +38,7 @@ from gateway.store.webhooks import (
     Endpoint,
     create_endpoint,
     disable_endpoint,
+    enable_endpoint,
     endpoint_secret,
     get_endpoint,
     list_attempts,
@@ -168,6 +173,14 @@ def attempt_json(row: Any) -> dict[str, Any]:
     }
 
 
+#: Called in the transaction of a change: the endpoint before it (None: a new one), after it,
+#: and the change's time.
+EndpointAudit = Callable[[Connection, Endpoint | None, Endpoint, datetime], None]
+#: Called in the transaction of a redelivery: the event's type, the deliveries queued (each
+#: endpoint with its round) and the time.
+RedeliveryAudit = Callable[[Connection, str, list[tuple[Endpoint, int]], datetime], None]
+
+
 def _dumps(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
@@ -192,7 +205,11 @@ class WebhookApi:
         self.policy = AddressPolicy(config.webhooks.allowed_networks)
 
     async def create(
-        self, principal: Principal, body: object, claim: IdempotencyClaim | None
+        self,
+        principal: Principal,
+        body: object,
+        claim: IdempotencyClaim | None,
+        audit: EndpointAudit | None = None,
     ) -> StoredResponse:
         biller_id = _biller_id(principal)
         url, types = parse_endpoint_request(body, allow_http=self.allow_http, policy=self.policy)
@@ -210,6 +227,8 @@ class WebhookApi:
                 secret=self.box.encrypt(secret, endpoint_id),
                 now=now,
             )
+            if audit is not None:
+                audit(conn, None, endpoint, now)
             # The only answer that carries the secret (and its Idempotency-Key replay, which
             # reads it again: the replay table keeps the answer without it).
             doc = endpoint_json(endpoint)
@@ -250,15 +269,36 @@ class WebhookApi:
             raise NotFound(f"webhook endpoint {endpoint_id[:40]}")
         return endpoint_json(found)
 
-    async def delete(self, principal: Principal, endpoint_id: str) -> dict[str, Any]:
+    async def delete(
+        self, principal: Principal, endpoint_id: str, audit: EndpointAudit | None = None
+    ) -> dict[str, Any]:
+        """The endpoint disabled (again: no change, and no audit line)."""
+        return await self._switch(principal, endpoint_id, disable_endpoint, audit)
+
+    async def enable(
+        self, principal: Principal, endpoint_id: str, audit: EndpointAudit | None = None
+    ) -> dict[str, Any]:
+        """A disabled endpoint enabled again, for the events committed from now on."""
+        return await self._switch(principal, endpoint_id, enable_endpoint, audit)
+
+    async def _switch(
+        self,
+        principal: Principal,
+        endpoint_id: str,
+        change: Callable[[Connection, str, str, datetime], Endpoint],
+        audit: EndpointAudit | None,
+    ) -> dict[str, Any]:
         biller_id = _biller_id(principal)
-        endpoint = await self.store.run_interaction(
-            "webhooks.disable_endpoint",
-            disable_endpoint,
-            biller_id,
-            endpoint_id,
-            clock_now(self.clock),
-        )
+        now = clock_now(self.clock)
+
+        def txn(conn: Connection) -> Endpoint:
+            before = get_endpoint(conn, biller_id, endpoint_id)
+            after = change(conn, biller_id, endpoint_id, now)
+            if audit is not None and before is not None and before.enabled != after.enabled:
+                audit(conn, before, after, now)
+            return after
+
+        endpoint = await self.store.run_interaction(f"webhooks.{change.__name__}", txn)
         return endpoint_json(endpoint)
 
     async def deliveries(
@@ -294,6 +334,7 @@ class WebhookApi:
         event_id: str,
         body: object,
         claim: IdempotencyClaim | None,
+        audit: RedeliveryAudit | None = None,
     ) -> StoredResponse:
         biller_id = _biller_id(principal)
         endpoint_id: str | None = None
@@ -308,6 +349,8 @@ class WebhookApi:
 
         def effect(conn: Connection) -> StoredResponse:
             type_, made = redeliver(conn, biller_id, event_id, endpoint_id, now)
+            if audit is not None:
+                audit(conn, type_, made, now)
             doc = {
                 "event_id": event_id,
                 "type": type_,

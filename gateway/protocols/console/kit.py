@@ -41,6 +41,9 @@ SCREENS = [
     (Permission.REFUND_CASES, "/refund-cases", "返金案件"),
     (Permission.SETTLEMENTS, "/settlements", "精算"),
     (Permission.BILLERS, "/billers", "収納企業"),
+    (Permission.WEBHOOKS, "/webhooks", "Webhook"),
+    (Permission.API_KEYS, "/api-keys", "APIキー"),
+    (Permission.USERS, "/users", "ユーザー"),
     (Permission.SUPPORT_SEARCH, "/search", "横断検索"),
     (Permission.AUDIT, "/audit", "操作履歴"),
 ]
@@ -105,6 +108,11 @@ class Kit:
     def not_found(self, session: Session | None) -> Response:
         return self.error(404, session, "見つかりません", "お探しのページは見つかりませんでした。")
 
+    def forbidden(self, session: Session | None) -> Response:
+        return self.error(
+            403, session, "権限がありません", "この画面はお使いの役割では使えません。"
+        )
+
     def forbidden_form(self, session: Session | None) -> Response:
         return self.error(
             403,
@@ -122,11 +130,13 @@ class Kit:
         permission: Permission | None = None,
         first_password: bool = False,
         post: bool = False,
+        forbidden: bool = False,
     ) -> Handler:
         """``handler`` for an open session only (303 to the login form otherwise); a user who
-        must change the password only where ``first_password``; ``permission`` else 404; a
-        POST only with the session's CSRF token (403) — the form's ``csrf_token`` field (also
-        in a ``multipart/form-data`` upload) or htmx's ``X-CSRF-Token`` header."""
+        must change the password only where ``first_password``; ``permission`` else 404 (403
+        where ``forbidden``: a screen that exists, not for this role); a POST only with the
+        session's CSRF token (403) — the form's ``csrf_token`` field (also in a
+        ``multipart/form-data`` upload) or htmx's ``X-CSRF-Token`` header."""
 
         async def run(call: Call) -> Response:
             token = cookie(call, SESSION_COOKIE)
@@ -138,7 +148,7 @@ class Kit:
             if session.user.must_change_password and not first_password:
                 return redirect(call, self.root + "/password")
             if permission is not None and not may(session.user.role, permission):
-                return self.not_found(session)
+                return self.forbidden(session) if forbidden else self.not_found(session)
             if post:
                 sent = call.request.getHeader(CSRF_HEADER)
                 if sent is None:

@@ -27,6 +27,7 @@ from prometheus_client import Counter
 from twisted.internet.interfaces import IReactorTime
 
 from gateway.billing.console_access import Permission
+from gateway.billing.console_accounts import ConsoleAccounts
 from gateway.billing.console_actions import ConsoleBillActions
 from gateway.billing.console_billers import ConsoleBillers
 from gateway.billing.console_bills import PAGE, ConsoleBills, parse_filters
@@ -34,6 +35,7 @@ from gateway.billing.console_bulk import BulkJobs
 from gateway.billing.console_cases import ConsoleCases
 from gateway.billing.console_center import ConsoleCenter
 from gateway.billing.console_dashboard import ConsoleDashboard
+from gateway.billing.console_keys import ConsoleKeys
 from gateway.billing.console_payments import ConsolePayments
 from gateway.billing.console_users import (
     ConsoleUsers,
@@ -48,12 +50,14 @@ from gateway.money.console_fee_plans import ConsoleFeePlans
 from gateway.money.console_settlements import ConsoleSettlements
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
+from gateway.protocols.console.accounts import account_routes
 from gateway.protocols.console.bill_screens import bill_routes
 from gateway.protocols.console.billers import biller_routes
 from gateway.protocols.console.bulk import bulk_routes
 from gateway.protocols.console.cases import case_routes
 from gateway.protocols.console.center import center_routes
 from gateway.protocols.console.dashboard import dashboard_routes
+from gateway.protocols.console.keys import key_routes
 from gateway.protocols.console.kit import Handler, Kit
 from gateway.protocols.console.payments import payment_routes
 from gateway.protocols.console.settlements import settlement_routes
@@ -71,7 +75,9 @@ from gateway.protocols.console.web import (
     redirect,
     set_cookie,
 )
+from gateway.protocols.console.webhooks import webhook_routes
 from gateway.render.console import STATIC, static_file
+from gateway.webhooks.console import ConsoleWebhooks
 
 CONSOLE_LOGINS = Counter(
     "gateway_console_logins_total",
@@ -94,6 +100,9 @@ class ConsoleServices:
     dashboard: ConsoleDashboard
     billers: ConsoleBillers  # the center's screens (billers, fee plans)
     fee_plans: ConsoleFeePlans
+    webhooks: ConsoleWebhooks  # a biller's administration (biller_admin, operator)
+    keys: ConsoleKeys
+    accounts: ConsoleAccounts
     center: ConsoleCenter  # the search across billers, the audit log
 
 
@@ -285,5 +294,8 @@ def console_routes(
         + settlement_routes(kit, services.settlements)
         + dashboard_routes(kit, services.dashboard)
         + biller_routes(kit, services.billers, services.fee_plans)
+        + webhook_routes(kit, services.webhooks)
+        + key_routes(kit, services.keys)
+        + account_routes(kit, services.accounts)
         + center_routes(kit, services.center)
     )
