@@ -359,7 +359,8 @@ class PayerNumber:
     """A reusable お客様番号 of one customer of a biller (DESIGN.md §3 (biller_id, customer_no)):
     a 照会 with it answers the customer's oldest open Pay-easy bill of that biller, a 消込 pays
     that bill (gateway.networks.mpn_payer). ``asked_bill_id`` and ``asked_on``: the bill the last
-    照会 of the number answered and on which business day (a 消込 of that day pays it)."""
+    照会 of the number answered and on which business day (a 消込 of that day pays it).
+    ``revoked_at``: the biller revoked it (the customer's next number is another)."""
 
     payer_id: int
     biller_id: str
@@ -370,6 +371,8 @@ class PayerNumber:
     created_at: datetime
     asked_bill_id: int | None = None
     asked_on: date | None = None
+    revoked_at: datetime | None = None  # revoked by the biller: answers nothing, never reused
+    revoked_by: str | None = None  # who revoked it: ``key:<key id>``
 
 
 @dataclass(frozen=True)

@@ -210,3 +210,45 @@ async def test_an_amount_the_payer_chooses_within_and_outside_its_range(
         ("GIFT-1", 3000),
     ]
     assert seen["GIFT-1"]["status"] == "paid" and seen["GIFT-1"]["amount"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revoked_number_stops_answering_and_the_next_one_is_new(
+    tmp_path: Path, database_url: str
+) -> None:
+    from twisted.internet import reactor  # noqa: TID251
+
+    site = await deferToThread(make_site, tmp_path, database_url)
+    factory = MpnCenterFactory(reactor, deadline=5.0)
+    port, daemon = await started(site, factory)
+    seen: dict[str, Any] = {}
+    try:
+        body = {"bill_no": "2027-01", "amount": 5400, "due_date": due(15),
+                "channels": ["payeasy"], "customer": {"customer_no": "C0001"}}  # fmt: skip
+        await deferToThread(post_bill, site, body)
+        old, made = await deferToThread(payer_number, site, "C0001")
+        seen["before"] = (await inquire(factory, old)).header.response_code
+        path = f"{site.api}/v1/customers/C0001/payer-number"
+        seen["revoke"] = await deferToThread(http, "DELETE", path, None, site.auth)
+        seen["old asked"] = (await inquire(factory, old)).header.response_code
+        seen["old paid"] = (await pay(factory, old, 5400)).header.response_code
+        seen["bill"] = (await deferToThread(bill_of, site, "2027-01"))["status"]
+        new, fresh = await deferToThread(payer_number, site, "C0001")
+        answer = await inquire(factory, new)
+        assert isinstance(answer.body, InquiryAnswer)
+        seen["new asked"] = (answer.header.response_code, answer.body.amount)
+        seen["new paid"] = (await pay(factory, new, 5400)).header.response_code
+        seen["after"] = (await deferToThread(bill_of, site, "2027-01"))["status"]
+    finally:
+        await deferToThread(daemon.stop)
+        await maybeDeferred(port.stopListening)
+
+    assert seen["before"] == "0000"
+    status, revoked, _ = seen["revoke"]
+    assert status == 200 and revoked["customer_number"] == made["customer_number"]
+    assert revoked["revoked_at"] is not None and revoked["revoked_by"].startswith("key:")
+    # The revoked number is refused as an unknown one (spec/mpn.md: 1001), pays nothing.
+    assert (seen["old asked"], seen["old paid"], seen["bill"]) == ("1001", "1001", "open")
+    assert fresh["customer_number"] != made["customer_number"]
+    assert seen["new asked"] == ("0000", 5400)
+    assert (seen["new paid"], seen["after"]) == ("0000", "paid")

@@ -5,6 +5,15 @@ one they have (200): a number never changes, so that the customer can type it mo
 ``GET`` reads it; ``GET …/card.pdf`` is the printable card (gateway.render.payer_card). The MPN
 link answers a 照会 with it from the customer's oldest open bill (gateway.networks.mpn_payer).
 
+``DELETE`` revokes it (a card lost, a number seen by someone else, a customer who leaves): from
+its commit a 照会 or 消込 with it is answered ``1001`` as an unknown number, ``GET`` and the card
+are 404, and the next ``PUT`` gives a new number — never the revoked one (its row is kept, its
+digits stay taken). The answer is the revoked number with ``revoked_at`` and ``revoked_by`` (the
+API key's id): the record of who revoked it and when, kept with the number. Revoking again
+answers the same (200, nothing changes); a customer who never had a number is 404. No event:
+giving a number emits none either. Bills and their own numbers are not touched, nor a payment
+made with the number before (a 取消 of it still reaches its bill).
+
 Rules: the gateway must have Pay-easy (``[mpn]``) and the biller the ``payeasy`` channel (else
 422 naming ``customer_no``, as for mandates); a suspended biller gets no new number. The number
 is 18 digits (gateway.mappers.mpn.numbers.payer_number: the biller code, the number's serial
@@ -25,6 +34,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 
+from gateway.billing.actors import key_actor
 from gateway.billing.bills import CUSTOMER_NO
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
@@ -40,6 +50,7 @@ from gateway.store.payer_numbers import (
     get_payer_number,
     insert_payer_number,
     oldest_open_bill,
+    revoke_payer_number,
 )
 from gateway.validation import Fields
 from gateway.views import iso
@@ -70,16 +81,20 @@ class PayerNumberService:
         return f"{self.config.api.public_url}/v1/customers/{customer_no}/payer-number/card.pdf"
 
     def _json(self, conn: Connection, payer: PayerNumber) -> dict[str, Any]:
-        """The number as the API shows it, with the bill a 照会 would answer today."""
-        found = oldest_open_bill(conn, payer, clock_today(self.clock))
+        """The number as the API shows it, with the bill a 照会 would answer today (none, and
+        no card, for a revoked number)."""
+        live = payer.revoked_at is None
+        found = oldest_open_bill(conn, payer, clock_today(self.clock)) if live else None
         return {
             "customer_no": payer.customer_no,
             "institution_code": payer.institution_code,
             "customer_number": payer.customer_number,
             "confirmation_number": payer.confirmation_number,
             "next_bill_no": found[1].bill_no if found else None,
-            "card_url": self.card_url(payer.customer_no),
+            "card_url": self.card_url(payer.customer_no) if live else None,
             "created_at": iso(payer.created_at),
+            "revoked_at": iso(payer.revoked_at),
+            "revoked_by": payer.revoked_by,
         }
 
     async def put(
@@ -127,6 +142,23 @@ class PayerNumberService:
             return self._json(conn, self._found(conn, principal, customer_no))
 
         return await self.store.run_interaction("payer_numbers.get", txn)
+
+    async def revoke(self, principal: Principal, customer_no: str) -> dict[str, Any]:
+        """Revoke the customer's number (see the module's docstring); NotFound when the
+        customer never had one."""
+        customer_no = _customer_no(customer_no)
+        now = clock_now(self.clock)
+
+        def txn(conn: Connection) -> dict[str, Any]:
+            assert principal.biller_id is not None
+            found = revoke_payer_number(
+                conn, principal.biller_id, customer_no, now, key_actor(principal)
+            )
+            if found is None:
+                raise NotFound(f"payer number of customer {customer_no}")
+            return self._json(conn, found[0])
+
+        return await self.store.run_interaction("payer_numbers.revoke", txn)
 
     async def card(self, principal: Principal, customer_no: str) -> tuple[str, bytes]:
         """(file name, PDF) of the customer's card; NotFound without a number."""

@@ -1,5 +1,8 @@
 """Store functions of reusable payer numbers (gateway.networks.mpn_payer,
-gateway.billing.payer_numbers): the numbers, a customer's Pay-easy bills, the last 照会's bill."""
+gateway.billing.payer_numbers): the numbers, a customer's Pay-easy bills, the last 照会's bill.
+
+Only a *live* number (``revoked_at`` NULL) is found by the customer or by its digits; a revoked
+one is kept (its digits stay taken) and read only as the customer's latest revoked number."""
 
 from __future__ import annotations
 
@@ -28,16 +31,49 @@ def _payer(row: Row) -> PayerNumber:
         created_at=row.created_at,
         asked_bill_id=None if row.asked_bill_id is None else int(row.asked_bill_id),
         asked_on=row.asked_on,
+        revoked_at=row.revoked_at,
+        revoked_by=row.revoked_by,
     )
 
 
+LIVE = payer_numbers.c.revoked_at.is_(None)
+
+
 def get_payer_number(conn: Connection, biller_id: str, customer_no: str) -> PayerNumber | None:
+    """The customer's live number, or None."""
     row = conn.execute(
         select(payer_numbers).where(
-            payer_numbers.c.biller_id == biller_id, payer_numbers.c.customer_no == customer_no
+            payer_numbers.c.biller_id == biller_id,
+            payer_numbers.c.customer_no == customer_no,
+            LIVE,
         )
     ).first()
     return None if row is None else _payer(row)
+
+
+def revoke_payer_number(
+    conn: Connection, biller_id: str, customer_no: str, now: datetime, actor: str
+) -> tuple[PayerNumber, bool] | None:
+    """Revoke the customer's live number: ``(number, True)``; without one, the latest number
+    revoked before, unchanged: ``(number, False)``; None: the customer never had one. The row
+    is kept (its お客様番号 is never given again); a 照会 that holds it (FOR UPDATE) finishes
+    first, and one after finds no number."""
+    p = payer_numbers.c
+    row = conn.execute(
+        update(payer_numbers)
+        .where(p.biller_id == biller_id, p.customer_no == customer_no, LIVE)
+        .values(revoked_at=now, revoked_by=actor[:64])
+        .returning(payer_numbers)
+    ).first()
+    if row is not None:
+        return _payer(row), True
+    row = conn.execute(
+        select(payer_numbers)
+        .where(p.biller_id == biller_id, p.customer_no == customer_no)
+        .order_by(p.revoked_at.desc(), p.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (_payer(row), False)
 
 
 def insert_payer_number(
@@ -49,9 +85,10 @@ def insert_payer_number(
     now: datetime,
     number_of: Callable[[int], str],
 ) -> tuple[PayerNumber, bool]:
-    """The customer's payer number, made now (``True``) or found (``False``): a second PUT, or
-    two at once, give the one number. ``number_of(serial)`` derives the お客様番号 from the
-    row's id, known only after the insert (as a bill's is)."""
+    """The customer's live payer number, made now (``True``) or found (``False``): a second PUT,
+    or two at once, give the one number; after a revocation, a new row and number.
+    ``number_of(serial)`` derives the お客様番号 from the row's id, known only after the insert
+    (as a bill's is)."""
     serial = conn.execute(
         dialect_insert(conn, payer_numbers)
         .values(
@@ -61,7 +98,7 @@ def insert_payer_number(
             confirmation_number=confirmation_number,
             created_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["biller_id", "customer_no"])
+        .on_conflict_do_nothing(index_elements=["biller_id", "customer_no"], index_where=LIVE)
         .returning(payer_numbers.c.id)
     ).scalar()
     if serial is None:
@@ -80,15 +117,16 @@ def insert_payer_number(
 def payer_by_number(
     conn: Connection, institution: str, number: str
 ) -> tuple[PayerNumber, str] | None:
-    """The payer number an 照会 or a 消込 names and its biller's kana, locked (PostgreSQL: the
-    row; SQLite: the database is) until the transaction ends, so that the 照会 and 消込 of one
-    number take turns; None: no such number."""
+    """The live payer number an 照会 or a 消込 names and its biller's kana, locked (PostgreSQL:
+    the row; SQLite: the database is) until the transaction ends, so that the 照会 and 消込 of one
+    number (and its revocation) take turns; None: no such number, or a revoked one."""
     row = conn.execute(
         select(payer_numbers, billers.c.kana.label("biller_kana"))
         .select_from(payer_numbers.join(billers, billers.c.biller_id == payer_numbers.c.biller_id))
         .where(
             payer_numbers.c.institution_code == institution,
             payer_numbers.c.customer_number == number,
+            LIVE,
         )
         .with_for_update(of=payer_numbers)
     ).first()

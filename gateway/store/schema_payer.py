@@ -9,11 +9,16 @@ the lengths (18 here, 16 for a bill) keep the two kinds apart under one 収納�
 ``asked_bill_id`` / ``asked_on``: the bill the last 照会 of the number answered and the business
 date of that 照会 (NULL after a 照会 that found nothing to pay): a 消込 of that day pays that
 bill, so that the payer pays what the ATM showed (gateway.networks.mpn_payer).
+
+``revoked_at`` / ``revoked_by`` (migration 0020): when and by whom (``key:<key id>``) the biller
+revoked the number; NULL while it is live. One *live* number per (biller, customer_no) (a
+unique index ``WHERE revoked_at IS NULL``): a revoked row stays, so its お客様番号 stays taken
+and is never given again, and the customer's next number is a new row, a new serial.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Date, ForeignKey, String, Table, UniqueConstraint
+from sqlalchemy import Column, Date, ForeignKey, Index, String, Table, UniqueConstraint, text
 
 from gateway.store.schema_base import BigId, UTCDateTime, metadata
 
@@ -29,6 +34,16 @@ payer_numbers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("asked_bill_id", BigId, ForeignKey("bills.id")),
     Column("asked_on", Date),
-    UniqueConstraint("biller_id", "customer_no"),
+    Column("revoked_at", UTCDateTime),
+    Column("revoked_by", String(64)),
     UniqueConstraint("institution_code", "customer_number"),
+)
+LIVE = text("revoked_at IS NULL")
+Index(
+    "uq_payer_numbers_live",
+    payer_numbers.c.biller_id,
+    payer_numbers.c.customer_no,
+    unique=True,
+    sqlite_where=LIVE,
+    postgresql_where=LIVE,
 )

@@ -13,7 +13,7 @@ import pytest_twisted
 import treq
 
 from gateway.mappers.mpn import numbers
-from tests.conftest import Running, due
+from tests.conftest import Running, admin, due
 
 PUBLIC = "http://127.0.0.1:8080"  # the test configuration's public_url
 DONATION: dict[str, Any] = {
@@ -64,6 +64,39 @@ async def test_a_customer_gets_one_lasting_number(gateway: Running) -> None:
     assert status == 404  # another biller's customer: not found, as an unknown one
     status, body, _ = await gateway.request("PUT", path, acme, {"renew": True})
     assert status == 400 and fields(body) == {"renew": "unknown field"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_revoked_number_is_gone_and_the_next_one_is_new(gateway: Running) -> None:
+    acme = gateway.onboard("acme")
+    path = "/v1/customers/C0001/payer-number"
+    status, problem, _ = await gateway.request("DELETE", path, acme)
+    assert status == 404 and problem["detail"] == "payer number of customer C0001 not found"
+    _, made, _ = await gateway.request("PUT", path, acme)
+    assert made["revoked_at"] is None and made["revoked_by"] is None
+
+    status, revoked, _ = await gateway.request("DELETE", path, acme)
+    assert status == 200, revoked
+    (key,) = admin(gateway.config_path, "key", "list", "--biller", "acme")["keys"]
+    assert revoked["revoked_by"] == f"key:{key['key_id']}"  # who: the biller's key, by its id
+    assert revoked["revoked_at"] >= made["created_at"] and revoked["revoked_at"].endswith("+09:00")
+    assert revoked["customer_number"] == made["customer_number"]
+    assert revoked["card_url"] is None and revoked["next_bill_no"] is None
+    for gone in (path, path + "/card.pdf"):
+        assert (await gateway.request("GET", gone, acme))[0] == 404
+    status, again, _ = await gateway.request("DELETE", path, acme)
+    assert status == 200 and again == revoked  # again: nothing changes
+
+    status, fresh, _ = await gateway.request("PUT", path, acme)
+    assert status == 201  # a new number, not the revoked one
+    assert fresh["customer_number"] != made["customer_number"]
+    assert numbers.is_payer_number(fresh["customer_number"]) and fresh["revoked_at"] is None
+    status, read, _ = await gateway.request("GET", path, acme)
+    assert status == 200 and read == fresh
+    # Another biller cannot revoke it: not found, as an unknown customer.
+    beta = gateway.onboard("beta")
+    assert (await gateway.request("DELETE", path, beta))[0] == 404
+    assert (await gateway.request("GET", path, acme))[1] == fresh
 
 
 @pytest_twisted.ensureDeferred

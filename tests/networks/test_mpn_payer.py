@@ -35,7 +35,7 @@ from gateway.model import (
 from gateway.networks.mpn_payer import nothing_open
 from gateway.store.billers import get_biller
 from gateway.store.bills import Identifiers, NewBill, get_bill, insert_bill, save_bill
-from gateway.store.payer_numbers import insert_payer_number
+from gateway.store.payer_numbers import insert_payer_number, revoke_payer_number
 from gateway.store.schema import payments, refund_cases
 from tests.networks.test_mpn_answers import NOW, TODAY, Desk
 from tests.networks.test_mpn_answers import desk as desk  # the fixture, reused
@@ -258,6 +258,35 @@ def test_a_cancel_reopens_the_bill_the_payer_number_paid(desk: Desk) -> None:
     assert desk.state("2027-01").status is BillStatus.OPEN
     answer = inquire(desk, number)  # January is the one to pay again
     assert isinstance(answer.body, InquiryAnswer) and answer.body.due_date == january.due_date
+
+
+def test_a_revoked_number_is_an_unknown_one_and_its_earlier_payment_can_be_cancelled(
+    desk: Desk,
+) -> None:
+    bill(desk, "2027-01", due=10)
+    bill(desk, "2027-02", due=40, amount=5500)
+    number = payer(desk)
+    inquire(desk, number)
+    paid = pay(desk, number, 5400)
+    assert code(desk.ask(paid)) == "0000"
+    with desk.engine.begin() as conn:
+        assert revoke_payer_number(conn, "acme", "C1", NOW, "key:k1") is not None
+    assert code(inquire(desk, number)) == "1001"  # as a number the center never had
+    assert code(desk.ask(pay(desk, number, 5500))) == "1001"
+    assert desk.state("2027-02").status is BillStatus.OPEN
+    # The 消込 made with it before still has its 取消: it is the bill's payment.
+    h = paid.header
+    cancel = desk.request(
+        "1300", Cancel(h.center_code, h.business_date, h.serial, key(number), 5400)
+    )
+    assert code(desk.ask(cancel)) == "0000"
+    assert desk.state("2027-01").status is BillStatus.OPEN
+    # The customer's new number answers their bills again.
+    fresh = payer(desk)
+    assert fresh.customer_number != number.customer_number
+    answer = inquire(desk, fresh)
+    assert code(answer) == "0000" and isinstance(answer.body, InquiryAnswer)
+    assert answer.body.amount == 5400
 
 
 def test_the_day_close_counts_and_confirms_payer_number_payments(desk: Desk) -> None:

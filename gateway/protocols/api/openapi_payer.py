@@ -25,6 +25,8 @@ PAYER_SCHEMAS: dict[str, Any] = {
             "next_bill_no",
             "card_url",
             "created_at",
+            "revoked_at",
+            "revoked_by",
         ],
         "properties": {
             "customer_no": {"type": "string"},
@@ -40,8 +42,22 @@ PAYER_SCHEMAS: dict[str, Any] = {
                 "description": "the bill a 照会 with the number answers today: the customer's"
                 " oldest open Pay-easy bill (null: none)",
             },
-            "card_url": {"type": "string", "format": "uri"},
+            "card_url": {
+                "type": ["string", "null"],
+                "format": "uri",
+                "description": "the printable card (null: the number is revoked)",
+            },
             "created_at": TIMESTAMP,
+            "revoked_at": {
+                **TIMESTAMP,
+                "type": ["string", "null"],
+                "description": "when the biller revoked the number (null: live); a revoked number"
+                " answers nothing and is never given again",
+            },
+            "revoked_by": {
+                "type": ["string", "null"],
+                "description": "who revoked it: key:<the API key's id>",
+            },
         },
     },
 }
@@ -83,6 +99,13 @@ def payer_paths() -> dict[str, Any]:
                 {"200": _json(payer, "The number")},
                 params=[customer_no],
                 op_id="getPayerNumber",
+            ),
+            "delete": _op(
+                "Revoke a customer's payer number: it answers nothing from now on, and the next"
+                " PUT gives a new one (again: the same revoked number, unchanged)",
+                {"200": _json(payer, "The revoked number")},
+                params=[customer_no],
+                op_id="revokePayerNumber",
             ),
         },
         "/v1/customers/{customer_no}/payer-number/card.pdf": {

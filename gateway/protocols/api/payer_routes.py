@@ -1,6 +1,7 @@
 """The routes of reusable payer numbers (gateway.billing.payer_numbers), biller keys only:
 ``PUT /v1/customers/{customer_no}/payer-number`` (201 new, 200 the one the customer has),
-``GET`` the same path, and ``GET …/payer-number/card.pdf`` (the printable card)."""
+``GET`` the same path, ``DELETE`` it (revoked: 200 with the revoked number), and
+``GET …/payer-number/card.pdf`` (the printable card)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def payer_routes(payers: PayerNumberService) -> list[Route]:
         principal = biller_only(call, "payer numbers")
         return Response.json(await payers.get(principal, call.params["customer_no"]))
 
+    async def revoke(call: Call) -> Response:
+        principal = biller_only(call, "payer numbers")
+        return Response.json(await payers.revoke(principal, call.params["customer_no"]))
+
     async def card(call: Call) -> Response:
         principal = biller_only(call, "payer numbers")
         name, body = await payers.card(principal, call.params["customer_no"])
@@ -32,5 +37,6 @@ def payer_routes(payers: PayerNumberService) -> list[Route]:
     return [
         Route(b"PUT", path, put, auth=True),
         Route(b"GET", path, get, auth=True),
+        Route(b"DELETE", path, revoke, auth=True),
         Route(b"GET", path + "/card.pdf", card, auth=True),
     ]
