@@ -21,6 +21,7 @@ from gateway.billing.console_users import ConsoleUsers
 from gateway.billing.support import SupportService
 from gateway.config import Config
 from gateway.money.console_fee_plans import ConsoleFeePlans
+from gateway.money.console_network import ConsoleNetwork, Readiness
 from gateway.money.console_settlements import ConsoleSettlements
 from gateway.money.settlement import SettlementApi
 from gateway.protocols.api.http import Route
@@ -37,6 +38,7 @@ def console_screens(
     bills: BillService,
     bulk: BulkService,
     support: SupportService,
+    readiness: Readiness | None = None,
 ) -> list[Route]:
     services = ConsoleServices(
         users=ConsoleUsers(store, reactor, config.console, bills.box),
@@ -53,5 +55,6 @@ def console_screens(
         keys=ConsoleKeys(store, reactor, config.api.idempotency_ttl),
         accounts=ConsoleAccounts(store, reactor, config.api.idempotency_ttl),
         center=ConsoleCenter(store, support.render),
+        network=ConsoleNetwork(store, reactor, config, SettlementApi(store, reactor), readiness),
     )
     return console_routes(services, config.console, config.api.public_url, reactor)

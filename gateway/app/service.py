@@ -226,7 +226,7 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     support = SupportService(store, reactor, bills.event_doc)  # the support desk (admin keys)
     routes += support_routes(support, billers, config.api.max_page_size)
     if config.console.enabled:  # the console's screens (docs/console.md)
-        routes += console_screens(config, store, reactor, bills, bulk, support)
+        routes += console_screens(config, store, reactor, bills, bulk, support, ready)
     expiry = ExpiryJob(store, reactor, bills.event_doc)
     expiry_service(expiry, config.bills.expiry_interval, reactor).setServiceParent(top)
     # Billers settled at once: at most one store connection less than the pool (the API's).

@@ -517,6 +517,33 @@ class SettlementApi:
         return d
 
 
+def day_close_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """An MPN 閉局 beside the ledger (``GET /v1/mpn/day-closes``, the console's network
+    screen): each side's counts and sums, and whether the center's differ from the ledger's."""
+
+    def counters(values: Any) -> dict[str, int] | None:
+        if values is None:
+            return None
+        count, total, cancels, cancelled = values
+        return {
+            "payments_count": count,
+            "payments_sum": total,
+            "cancels_count": cancels,
+            "cancels_sum": cancelled,
+        }
+
+    closed_at = row["closed_at"]
+    assert isinstance(closed_at, datetime)
+    return {
+        "business_date": row["business_date"].isoformat(),
+        "closed_at": iso(closed_at),
+        "center": counters(row["center"]),
+        "at_close": counters(row["at_close"]),
+        "ledger": counters(row["ledger"]),
+        "mismatch": row["mismatch"],
+    }
+
+
 def _report_range(first: date, last: date) -> None:
     errors = [
         FieldError(name, f"must be a day from {EARLIEST} to {LATEST}")

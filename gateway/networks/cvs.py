@@ -49,6 +49,7 @@ from gateway.networks.base import Started, Wiring
 from gateway.protocols.cvs import listen_cvs_link
 from gateway.protocols.cvs_agency import AgencyPoller, AgencySettings
 from gateway.protocols.inbox import FileResult, InboxWatcher
+from gateway.protocols.link_state import LinkState
 from gateway.protocols.listen import ListenerService
 from gateway.store.billers import billers_under_agency
 from gateway.store.bills import BillMatch, Identifiers, match_cvs_keys
@@ -245,6 +246,7 @@ class CvsLinkListener(ListenerService):
         self.label = network.label
         # A missing or wrong file stops the daemon before it listens.
         self.tls = ServerTLS(link_files(tls, link, self.label), link.peers, option=_PEERS)
+        self.state = LinkState(network.reactor)  # open while the agency holds a connection
         super().__init__(
             f"{self.label}-link",
             link.listen,
@@ -257,6 +259,7 @@ class CvsLinkListener(ListenerService):
                 max_unacked=link.max_unacked,
                 max_connections=link.max_connections,
                 handshake_timeout=link.handshake_timeout,
+                state=self.state,
             ),
             network.reactor,
         )
@@ -450,7 +453,11 @@ class Cvs:
         for agency in config.cvs.agencies:
             network = CvsNetwork(agency, config.tls, wiring.ingest, wiring.reactor)
             services.extend(network.services())
-        return Started(services)
+        links = [s for s in services if isinstance(s, CvsLinkListener)]
+        if not links:
+            return Started(services)
+        # /readyz: each agency's 速報 link, open while the agency holds a connection
+        return Started(services, lambda: {"cvs": {k.agency: k.state.document() for k in links}})
 
 
 CVS = Cvs()

@@ -530,7 +530,7 @@ class Mpn:
             services,
             lambda: {
                 "mpn": {
-                    "link": "open" if link.open else "down",
+                    **link.state.document(),  # "link": open or down, "since"
                     "last_close": network.close_state.last or None,
                 }
             },

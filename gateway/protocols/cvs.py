@@ -80,6 +80,7 @@ from gateway.protocols.cvs_metrics import (
     REFUSED,
     RESULTS,
 )
+from gateway.protocols.link_state import LinkState
 from gateway.protocols.peers import address_text, allowed_name
 
 __all__ = [
@@ -219,6 +220,7 @@ class CvsLinkProtocol(IntNStringReceiver):
         CONNECTIONS.inc()
         if factory is not None:
             factory._protocols.add(self)
+            factory.link_changed()
         self._idle_call = self._clock.callLater(self.idle_timeout, self._idle)
         self._schedule_heartbeat()
         log.info("CVS link: {peer} connected from {address}", peer=name, address=self._address())
@@ -286,6 +288,7 @@ class CvsLinkProtocol(IntNStringReceiver):
         factory = self._link_factory()
         if factory is not None:
             factory._protocols.discard(self)
+            factory.link_changed()
         log.info(
             "CVS link: {peer} disconnected ({why}); {pending} acks outstanding",
             peer=self._peer(),
@@ -528,6 +531,7 @@ class CvsLinkFactory(Factory):
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
         tls: ServerTLS | None = None,
+        state: LinkState | None = None,
     ) -> None:
         if idle_timeout <= 0:
             raise ValueError(f"idle_timeout must be positive, not {idle_timeout}")
@@ -546,6 +550,11 @@ class CvsLinkFactory(Factory):
         self.handshake_timeout = handshake_timeout
         self._protocols: set[CvsLinkProtocol] = set()
         self._handshaking: set[CvsLinkProtocol] = set()
+        self.state = state  # up while at least one connection is established
+
+    def link_changed(self) -> None:
+        if self.state is not None:
+            self.state.set(bool(self._protocols))
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -587,6 +596,7 @@ def listen_cvs_link(
     max_unacked: int = DEFAULT_MAX_UNACKED,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+    state: LinkState | None = None,
 ) -> Deferred[IListeningPort]:
     """Listen for the agency on ``description`` (e.g. ``tcp:7001``) with mutual TLS from ``tls``.
 
@@ -606,6 +616,7 @@ def listen_cvs_link(
         max_connections=max_connections,
         handshake_timeout=handshake_timeout,
         tls=reloadable,
+        state=state,
     )
     options = tls if isinstance(tls, ServerTLS) else server_options(tls)
     return listen_tls(reactor, description, factory, options)

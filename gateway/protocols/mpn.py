@@ -62,6 +62,7 @@ from gateway.mappers.mpn.records import (
     RESPONSE_CODES,
     TYPE_NAMES,
 )
+from gateway.protocols.link_state import LinkState
 
 __all__ = [
     "CENTER_REQUESTS",
@@ -219,6 +220,8 @@ class MpnLinkProtocol(IntNStringReceiver):
             DISCONNECTS.labels("peer_closed").inc()
         if self.open:
             LINK_UP.set(0)
+            if isinstance(self.factory, MpnLinkFactory):
+                self.factory.state.set(False)
         self.open = False
         self._cancel_echo()
         pending, self._pending = self._pending, {}
@@ -256,6 +259,8 @@ class MpnLinkProtocol(IntNStringReceiver):
             return
         self.open = True
         LINK_UP.set(1)
+        if isinstance(self.factory, MpnLinkFactory):
+            self.factory.state.set(True)
         log.info("MPN link: open, business date {d}", d=response.header.business_date)
         self._schedule_echo()
 
@@ -443,6 +448,7 @@ class MpnLinkFactory(Factory):
         self.settings = settings
         self.serials = Serials()
         self.current: MpnLinkProtocol | None = None
+        self.state = LinkState(clock)  # up while a connection is open (開局 answered)
 
     def buildProtocol(self, addr: IAddress | None) -> MpnLinkProtocol:
         protocol = MpnLinkProtocol(self.answer, self.clock, serials=self.serials, **self.settings)
@@ -513,6 +519,10 @@ class MpnLink:
     @property
     def open(self) -> bool:
         return self.factory.current is not None and self.factory.current.open
+
+    @property
+    def state(self) -> LinkState:
+        return self.factory.state
 
     def close_day(self, business_date: date, counters: Close) -> Deferred[Close]:
         current = self.factory.current

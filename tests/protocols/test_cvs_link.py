@@ -27,6 +27,7 @@ from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
 from gateway.protocols.cvs import CLOSE_GRACE, CvsLinkFactory, CvsLinkProtocol, Submit
+from gateway.protocols.link_state import LinkState
 
 PEER = IPv4Address("TCP", "192.0.2.7", 40001)
 AGENCY = "cvs-agency"
@@ -370,6 +371,29 @@ def test_the_factory_counts_open_connections(clock: task.Clock) -> None:
     for protocol in protocols[1:]:
         protocol.connectionLost(Failure(ConnectionDone()))
     assert sample("gateway_cvs_link_connections") == gauge
+
+
+def test_the_link_is_open_while_a_connection_is_established_and_says_since_when(
+    clock: task.Clock,
+) -> None:
+    clock.advance(1_000)
+    state = LinkState(clock)
+    factory = CvsLinkFactory(Core(), clock, 60.0, peers=[AGENCY], state=state)
+    assert state.document() == {"link": "down", "since": "1970-01-01T00:16:40+00:00"}
+    clock.advance(60)
+    first = connect(Core(), clock, factory=factory)[0]
+    clock.advance(5)
+    second = connect(Core(), clock, factory=factory)[0]
+    assert state.document() == {"link": "open", "since": "1970-01-01T00:17:40+00:00"}
+    clock.advance(30)
+    first.connectionLost(Failure(ConnectionDone()))
+    assert state.up and state.since == 1_060  # one connection still up
+    clock.advance(30)
+    second.connectionLost(Failure(ConnectionDone()))
+    assert state.document() == {"link": "down", "since": "1970-01-01T00:18:45+00:00"}
+    handshaking = connect(Core(), clock, factory=factory, handshake=False)[0]
+    assert not state.up  # not before its handshake
+    handshaking.connectionLost(Failure(ConnectionDone()))
 
 
 def test_idle_timeout_must_be_positive(clock: task.Clock) -> None:

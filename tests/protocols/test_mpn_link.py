@@ -124,6 +124,20 @@ def test_open_is_sent_on_connect_and_1010_opens(clock: task.Clock) -> None:
     assert sample("gateway_mpn_link_up") == 0
 
 
+def test_the_link_state_says_open_from_the_1010_and_down_from_the_loss(clock: task.Clock) -> None:
+    clock.advance(500)
+    protocol, transport = connect(Core(), clock)
+    state = protocol.factory.state
+    assert state.document() == {"link": "down", "since": "1970-01-01T00:08:20+00:00"}
+    clock.advance(2)
+    (sent,) = parse(transport.value())
+    protocol.dataReceived(frame(build_message(response_for(sent, "0000"))))
+    assert state.document() == {"link": "open", "since": "1970-01-01T00:08:22+00:00"}
+    clock.advance(100)
+    protocol.connectionLost(Failure(ConnectionDone()))
+    assert state.document() == {"link": "down", "since": "1970-01-01T00:10:02+00:00"}
+
+
 def test_requests_before_1010_are_answered_9001(clock: task.Clock) -> None:
     core = Core()
     protocol, transport = connect(core, clock)

@@ -13,7 +13,6 @@ import argparse
 import json
 import sqlite3
 import urllib.request
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from gateway.app.admin.common import CommandError, utc_now
 from gateway.billing.actors import cli_actor
 from gateway.billing.billers import REASON_MAX, biller_json, change_biller, set_suspended
 from gateway.billing.bills import bill_json
+from gateway.billing.inboxes import inbox_states
 from gateway.billing.payments import NOTE_MAX, RESOLUTIONS
 from gateway.billing.support import (
     MAX_FOUND,
@@ -150,39 +150,6 @@ def cmd_audit_list(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         )
 
 
-def _folder(path: Path) -> dict[str, Any]:
-    """A watched folder: files waiting, and the newest file taken (done/ or rejected/)."""
-    if not path.is_dir():
-        return {"path": str(path), "exists": False}
-    waiting = sum(1 for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    last: dict[str, Any] | None = None
-    for sub in ("done", "rejected"):
-        folder = path / sub
-        if not folder.is_dir():
-            continue
-        for p in folder.iterdir():
-            if not p.is_file() or p.name.endswith(".report.txt"):
-                continue
-            at = p.stat().st_mtime
-            if last is None or at > last["_at"]:
-                when = datetime.fromtimestamp(at, UTC).isoformat()
-                last = {"_at": at, "name": p.name, "result": sub, "at": when}
-    if last is not None:
-        del last["_at"]
-    return {"path": str(path), "exists": True, "waiting": waiting, "last_file": last}
-
-
-def _inboxes(config: Config) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    if config.cvs is not None:
-        for agency in config.cvs.agencies:
-            if agency.files is not None:
-                found[f"cvs:{agency.id}"] = _folder(agency.files.inbox)
-    if config.zengin is not None:
-        found["zengin"] = _folder(config.zengin.inbox)
-    return found
-
-
 def _readyz(url: str) -> dict[str, Any]:
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/readyz", timeout=5) as resp:
@@ -213,7 +180,7 @@ def cmd_status(config: Config, args: argparse.Namespace) -> dict[str, Any]:
                 result["backlogs"] = backlogs(conn, now)
     except Exception as e:  # the status says what it could not reach
         result["store"] = {"state": f"unavailable: {type(e).__name__}"}
-    result["inboxes"] = _inboxes(config)
+    result["inboxes"] = inbox_states(config)
     if args.url is not None:
         result["daemon"] = _readyz(args.url)
     return result

@@ -13,18 +13,22 @@ The operator (an admin key): ``GET /v1/billers/{biller_id}/fee-plans``,
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
-from typing import Any
+from datetime import date
 
 from gateway.billing.actors import key_actor
 from gateway.errors import FieldError
-from gateway.money.settlement import SettlementApi, daily_json, encoding_of, settlement_json
+from gateway.money.settlement import (
+    SettlementApi,
+    daily_json,
+    day_close_json,
+    encoding_of,
+    settlement_json,
+)
 from gateway.money.statements import daily_report_csv
 from gateway.protocols.api.access import admin_only, biller_only, page_limit
 from gateway.protocols.api.http import Call, Problem, Response, Route
 from gateway.protocols.api.params import PATH_PARAMS
 from gateway.validation import BILLER_ID
-from gateway.views import iso
 
 SETTLEMENT_ID = PATH_PARAMS["settlement_id"].regex
 
@@ -61,30 +65,6 @@ def _settlement_id(call: Call) -> str:
 def _file(name: str, ctype: str, body: bytes) -> Response:
     disposition = "inline" if ctype == "application/pdf" else "attachment"
     return Response(200, body, ctype, {"Content-Disposition": f'{disposition}; filename="{name}"'})
-
-
-def _day_close_json(row: dict[str, Any]) -> dict[str, Any]:
-    def counters(values: Any) -> dict[str, int] | None:
-        if values is None:
-            return None
-        count, total, cancels, cancelled = values
-        return {
-            "payments_count": count,
-            "payments_sum": total,
-            "cancels_count": cancels,
-            "cancels_sum": cancelled,
-        }
-
-    closed_at = row["closed_at"]
-    assert isinstance(closed_at, datetime)
-    return {
-        "business_date": row["business_date"].isoformat(),
-        "closed_at": iso(closed_at),
-        "center": counters(row["center"]),
-        "at_close": counters(row["at_close"]),
-        "ledger": counters(row["ledger"]),
-        "mismatch": row["mismatch"],
-    }
 
 
 def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
@@ -182,7 +162,7 @@ def settlement_routes(api: SettlementApi, max_page_size: int) -> list[Route]:
         admin_only(call)
         first, last = _date("from", call.query("from")), _date("to", call.query("to"))
         rows = await api.day_closes(first, last)
-        return Response.json({"data": [_day_close_json(r) for r in rows]})
+        return Response.json({"data": [day_close_json(r) for r in rows]})
 
     return [
         Route(b"GET", "/v1/fee-plans", own_plans, auth=True),

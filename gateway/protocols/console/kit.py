@@ -45,6 +45,7 @@ SCREENS = [
     (Permission.API_KEYS, "/api-keys", "APIキー"),
     (Permission.USERS, "/users", "ユーザー"),
     (Permission.SUPPORT_SEARCH, "/search", "横断検索"),
+    (Permission.NETWORK, "/network", "ネットワーク"),
     (Permission.AUDIT, "/audit", "操作履歴"),
 ]
 

@@ -47,6 +47,7 @@ from gateway.billing.console_users import (
 from gateway.config.console import ConsoleConfig
 from gateway.errors import FieldError, InvalidRequest
 from gateway.money.console_fee_plans import ConsoleFeePlans
+from gateway.money.console_network import ConsoleNetwork
 from gateway.money.console_settlements import ConsoleSettlements
 from gateway.protocols.api.http import Call, Response, Route
 from gateway.protocols.api.limits import TokenBucket
@@ -59,6 +60,7 @@ from gateway.protocols.console.center import center_routes
 from gateway.protocols.console.dashboard import dashboard_routes
 from gateway.protocols.console.keys import key_routes
 from gateway.protocols.console.kit import Handler, Kit
+from gateway.protocols.console.network import network_routes
 from gateway.protocols.console.payments import payment_routes
 from gateway.protocols.console.settlements import settlement_routes
 from gateway.protocols.console.web import (
@@ -104,6 +106,7 @@ class ConsoleServices:
     keys: ConsoleKeys
     accounts: ConsoleAccounts
     center: ConsoleCenter  # the search across billers, the audit log
+    network: ConsoleNetwork  # the links, files and MPN closes
 
 
 def console_routes(
@@ -298,4 +301,5 @@ def console_routes(
         + key_routes(kit, services.keys)
         + account_routes(kit, services.accounts)
         + center_routes(kit, services.center)
+        + network_routes(kit, services.network)
     )
