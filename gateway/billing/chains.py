@@ -1,5 +1,6 @@
 """Issuing a slip under the biller's chain rules (gateway.chain_rules): the due window of every
-chain it accepts must take the slip's due date.
+chain it accepts must take the slip's due date; and where a slip can be paid, as its payment page
+tells the customer (:func:`paying_chains`).
 
 A bill with the cvs channel, created (``POST /v1/bills``, a bulk file's row) or reissued, is
 refused with 422 naming ``due_date`` when its due date is further from today than the
@@ -11,10 +12,12 @@ due further ahead than its contract allows. Bills without the cvs channel are no
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, timedelta
 
+from gateway.chain_rules import ChainRules
 from gateway.errors import FieldError
-from gateway.mappers.cvs.mapper import chain_name
+from gateway.mappers.cvs.mapper import APP_CHAINS, STORE_CHAINS, chain_name
 from gateway.model import Biller, Channel
 
 
@@ -22,6 +25,44 @@ def chain_label(code: str) -> str:
     """``"010 (セブン-イレブン)"``: a chain code with its §5 name when it has one."""
     name = chain_name(code)
     return f"{code} ({name})" if name else code
+
+
+@dataclass(frozen=True)
+class PayingChains:
+    """Where a slip of the biller can be paid, in Japanese names, in the order of spec/cvs.md
+    §5: convenience-store chains, payment apps that read the barcode, and any other chain the
+    biller accepts (the post office, a code §5 does not name)."""
+
+    stores: tuple[str, ...]
+    apps: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()
+    limited: bool = False  # the biller accepts only these; False: every chain of the center
+
+
+def _name(code: str) -> str:
+    return chain_name(code) or f"チェーンコード{code}"
+
+
+def paying_chains(rules: ChainRules) -> PayingChains:
+    """The chains that take the biller's slips: those it accepts, or, with no restriction,
+    every convenience-store chain and payment app the center handles (spec/cvs.md §5)."""
+    accepted = rules.accepted
+    if accepted is None:
+        return PayingChains(
+            tuple(_name(c) for c in STORE_CHAINS), tuple(_name(c) for c in APP_CHAINS)
+        )
+    known = (*STORE_CHAINS, *APP_CHAINS)
+    others: list[str] = []
+    for code in sorted(accepted - set(known)):
+        name = _name(code)
+        if name not in others:  # 910 and 911 are both 郵便局
+            others.append(name)
+    return PayingChains(
+        tuple(_name(c) for c in STORE_CHAINS if c in accepted),
+        tuple(_name(c) for c in APP_CHAINS if c in accepted),
+        tuple(others),
+        limited=True,
+    )
 
 
 def due_window_refusals(

@@ -32,6 +32,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 
+from gateway.billing.chains import paying_chains
 from gateway.clock import now as clock_now
 from gateway.errors import Conflict, GatewayError, NotFound
 from gateway.infra.secretbox import token_hash
@@ -172,6 +173,7 @@ class PageService:
             svg = barcode_svg(bill.slip.barcode, height=BARCODE_HEIGHT)
             text = self.barcode_text(bill.slip.barcode)
         paying = paying_payment(view)
+        chains = paying_chains(view.chain_rules)
         return render_page(
             PageView(
                 token=token,
@@ -193,6 +195,10 @@ class PageService:
                     if bill.min_amount is not None and bill.max_amount is not None
                     else None
                 ),
+                chain_stores=chains.stores,
+                chain_apps=chains.apps,
+                chain_others=chains.others,
+                chains_limited=chains.limited,
             )
         )
 

@@ -8,7 +8,9 @@ Every value is HTML-escaped.
 
 What the page shows follows the bill's state (:func:`page_state`):
 
-- ``payable`` (open, not past due): the barcode and its human-readable line, the Pay-easy numbers;
+- ``payable`` (open, not past due): the barcode and its human-readable line, where it can be paid
+  (お支払いいただけるコンビニ: the chains the biller accepts, or every chain of the center), the
+  Pay-easy numbers;
 - ``transfer_pending`` (open, and an account-transfer debit of it was requested, result not
   back): 口座振替の結果を確認中; hidden, so the customer does not pay a bill being debited;
 - ``paid`` (a 速報 or 消込 arrived): お支払い済み; barcode and numbers hidden, so nobody pays twice;
@@ -132,6 +134,13 @@ class PageView:
     rendered_at: datetime
     # (min, max) when the payer chooses the amount (``amount`` is then 0): shown instead of it.
     amount_range: tuple[int, int] | None = None
+    # Where the barcode can be paid, by name (gateway.billing.chains.paying_chains): the
+    # convenience-store chains, the payment apps, other places; ``chains_limited``: the biller
+    # accepts only these (else they are every chain of the center).
+    chain_stores: tuple[str, ...] = ()
+    chain_apps: tuple[str, ...] = ()
+    chain_others: tuple[str, ...] = ()
+    chains_limited: bool = False
 
 
 def yen(amount: int) -> str:
@@ -198,6 +207,28 @@ def _summary(v: PageView) -> str:
     )
 
 
+def _where_to_pay(v: PageView) -> str:
+    """The chains (and apps, and other places) where the barcode can be paid."""
+    lines = [
+        (label, i, names)
+        for label, i, names in (
+            ("お支払いいただけるコンビニ", "chains", v.chain_stores),
+            ("バーコード払い対応のスマートフォン決済アプリ", "chain-apps", v.chain_apps),
+            ("そのほかのお取扱い", "chain-others", v.chain_others),
+        )
+        if names
+    ]
+    parts = [
+        f'<p class="note" id="{i}">{label}：{_e("、".join(names))}</p>' for label, i, names in lines
+    ]
+    if v.chains_limited:
+        parts.append(
+            '<p class="note" id="chains-limited">このご請求は、上記のお店でのみお支払い'
+            "いただけます。</p>"
+        )
+    return "".join(parts)
+
+
 def _how_to_pay(v: PageView) -> list[str]:
     parts: list[str] = []
     if v.barcode_svg is not None:
@@ -205,7 +236,8 @@ def _how_to_pay(v: PageView) -> list[str]:
             '<section class="card barcode" id="cvs"><h2>コンビニエンスストアでお支払い</h2>'
             '<p class="note">レジでこのバーコードをご提示ください。</p>'
             f"{v.barcode_svg.strip()}"
-            f'<p class="hr" id="barcode-text">{_e(v.barcode_text or "")}</p></section>'
+            f'<p class="hr" id="barcode-text">{_e(v.barcode_text or "")}</p>'
+            f"{_where_to_pay(v)}</section>"
         )
     if v.payeasy is not None:
         numbers = (

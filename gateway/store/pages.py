@@ -4,12 +4,13 @@ biller's name, its payments and which of them wait to be refunded."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import ColumnElement
 
+from gateway.chain_rules import ChainRules
 from gateway.model import Bill, Payment
 from gateway.store.bills import _bill
 from gateway.store.expiry import debit_in_flight
@@ -27,6 +28,8 @@ class BillView:
     refunded: frozenset[str]  # ids of the payments that have a refund case
     debit_in_flight: bool  # an account-transfer debit was requested; its result is not back
     purged: bool = False  # the retention job removed the customer's data (bills.purge_id)
+    # The biller's chain rules: the chains that take its slips.
+    chain_rules: ChainRules = field(default_factory=ChainRules)
 
 
 def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
@@ -34,6 +37,7 @@ def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
         select(
             bills,
             billers.c.name.label("biller_name"),
+            billers.c.chain_rules.label("biller_chain_rules"),
             debit_in_flight().label("debit_in_flight"),
         )
         .join(billers, billers.c.biller_id == bills.c.biller_id)
@@ -53,6 +57,7 @@ def _view(conn: Connection, condition: ColumnElement[bool]) -> BillView | None:
         frozenset(refunded),
         bool(row.debit_in_flight),
         purged=row.purge_id is not None,
+        chain_rules=ChainRules.from_json(row.biller_chain_rules),
     )
 
 

@@ -30,7 +30,7 @@ from gateway.store import Store, create_db_engine
 from gateway.store.schema import bills
 from simulators.zengin import SimulatedBank
 from tests.billing.test_payments_api import pay
-from tests.conftest import Biller, Running, jst_today
+from tests.conftest import Biller, Running, admin, jst_today
 from tests.networks.test_zengin_transfer import bill as transfer_bill
 from tests.networks.test_zengin_transfer import (
     consignor,
@@ -358,6 +358,50 @@ async def test_while_a_debit_is_in_flight_the_page_offers_no_other_way_to_pay(
     text = text_of(write(tmp_path, pdf))
     assert re.search(r"支払方法\s+口座振替", text)
     assert re.search(r"支払場所\s+三菱ＵＦＪ（金融機関コード 0005） 渋谷支店", text)
+
+
+ALL_STORES = (
+    "お支払いいただけるコンビニ：セブン-イレブン、ローソン、ファミリーマート、デイリーヤマザキ、"
+    "ミニストップ、セイコーマート、ポプラ・生活彩家"
+)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_page_names_the_chains_where_the_slip_can_be_paid(gateway: Running) -> None:
+    acme = gateway.onboard("acme")
+    bill = await new_bill(gateway, acme, "CH-1")
+    # No restriction: every chain of the center, and the payment apps that read the barcode.
+    _, page, _ = await open_page(gateway, bill["page_url"])
+    assert page.by_id["chains"] == ALL_STORES
+    assert page.by_id["chain-apps"] == (
+        "バーコード払い対応のスマートフォン決済アプリ："
+        "PayPay、d払い、au PAY、J-Coin、LINE Pay、PayB"
+    )
+    assert "chains-limited" not in page.by_id and "chain-others" not in page.by_id
+
+    # The biller accepts two chains (in any order, any width): the page names those only, in
+    # the order of spec/cvs.md §5, and says so — its existing bills' pages too.
+    admin(gateway.config_path, "biller", "set", "--id", "acme", "--chains", "0020,10")
+    html, page, _ = await open_page(gateway, bill["page_url"])
+    assert page.by_id["chains"] == "お支払いいただけるコンビニ：セブン-イレブン、ローソン"
+    assert page.by_id["chains-limited"] == "このご請求は、上記のお店でのみお支払いいただけます。"
+    assert "chain-apps" not in page.by_id and "ファミリーマート" not in html
+    assert page.by_id["cvs"].index("ローソン") > page.by_id["cvs"].index(page.by_id["barcode-text"])
+
+    # An app, the post office (two codes, one name) and a code §5 does not name.
+    admin(gateway.config_path, "biller", "set", "--id", "acme", "--chains", "030,820,910,911,999")
+    _, page, _ = await open_page(gateway, bill["page_url"])
+    assert page.by_id["chains"] == "お支払いいただけるコンビニ：ファミリーマート"
+    assert page.by_id["chain-apps"] == "バーコード払い対応のスマートフォン決済アプリ：PayPay"
+    assert page.by_id["chain-others"] == "そのほかのお取扱い：郵便局、チェーンコード999"
+
+    # Without a barcode (Pay-easy only) or once paid, no chain is named.
+    payeasy = await new_bill(gateway, acme, "CH-2", channels=["payeasy"])
+    _, page, _ = await open_page(gateway, payeasy["page_url"])
+    assert "chains" not in page.by_id and "コンビニ" not in page.text
+    assert pay(gateway, bill["cvs"]["barcode"], MessageKind.PRELIMINARY) == "applied"
+    _, page, _ = await open_page(gateway, bill["page_url"])
+    assert page.by_id["state"] == "お支払い済み" and "chains" not in page.by_id
 
 
 @pytest_twisted.ensureDeferred

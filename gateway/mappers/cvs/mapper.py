@@ -49,7 +49,9 @@ from gateway.model import CollectionEvent, MessageKind
 
 __all__ = [
     "AGENCY_KINDS",
+    "APP_CHAINS",
     "CHAINS",
+    "STORE_CHAINS",
     "AgencyError",
     "AgencyRow",
     "RecordKind",
@@ -91,6 +93,12 @@ CHAINS: Mapping[str, str] = MappingProxyType(
         "000911": "郵便局",
     }
 )
+
+
+#: The §5 chains by kind, 3 digits, in the order of its table: the convenience-store chains,
+#: then the payment apps that read the barcode (store code all zeros).
+STORE_CHAINS = ("010", "020", "030", "050", "080", "760", "730")
+APP_CHAINS = ("820", "800", "780", "750", "810", "530")
 
 
 class RecordKind(StrEnum):
