@@ -32,7 +32,7 @@ async def test_a_biller_admin_creates_and_disables_its_users(gateway: Running) -
     assert status == 403 and "権限がありません" in page
     status, page, _ = await boss.get("/console/users")
     assert status == 200 and logins(page) == ["acme-admin", "clerk"]  # not beta's
-    assert "（ご自身）" in page and page.count('class="stack disable-form"') == 1
+    assert "（ご自身）" in page and page.count('class="stack admin-form disable-form"') == 1
 
     fields = {"csrf_token": csrf_of(page), "form_id": form_id_of(page), "login": "suzuki"}
     status, page, _ = await boss.post("/console/users", {**fields, "role": "operator"})
