@@ -6,7 +6,8 @@ Each network's simulator knows what it collected; these functions turn that into
 its agency makes, on the day it makes them, less the fees it keeps (:class:`Fees`):
 
 * :func:`cvs_remittances` — the CVS agency (:class:`simulators.cvs.Agency`): its confirmed
-  payments, per 確報 振込予定日;
+  payments, per 確報 振込予定日 (:func:`summary_remittances`: the same from the JSON summaries
+  of ``python -m simulators.cvs``);
 * :func:`mpn_remittances` — the MPN center (:class:`simulators.mpn.MpnCenter`): each business
   day's 消込 not cancelled, ``days`` bank business days after the day;
 * :func:`transfer_remittances` — the bank of 口座振替 (:class:`simulators.zengin.SimulatedBank`):
@@ -20,7 +21,7 @@ statement file (CRLF records; dates in 令和 by default), whole or not at all, 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -39,6 +40,7 @@ __all__ = [
     "delayed",
     "mpn_remittances",
     "statement_file",
+    "summary_remittances",
     "transfer_remittances",
 ]
 
@@ -84,6 +86,24 @@ def cvs_remittances(agency: Any, name: str, fees: Fees = Fees()) -> list[Remitta
         if payment.fate.value == "confirmed" and payment.transfer_date is not None:
             by_day[payment.transfer_date].append(payment.amount)
     return _remit(by_day, name, fees)
+
+
+def summary_remittances(
+    remitted: Iterable[Mapping[str, Mapping[str, int]]], name: str, fees: Fees = Fees()
+) -> list[Remittance]:
+    """What a CVS agency remits, from the ``remitted`` of its ``python -m simulators.cvs``
+    summaries (per 振込予定日: ``count`` and ``gross``; several runs added up per day), less
+    its fees once per day's remittance."""
+    by_day: dict[date, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for summary in remitted:
+        for day, got in summary.items():
+            count, gross = by_day[date.fromisoformat(day)]
+            by_day[date.fromisoformat(day)] = (count + got["count"], gross + got["gross"])
+    return [
+        Remittance(day, gross - fees.of(count), name)
+        for day, (count, gross) in sorted(by_day.items())
+        if count
+    ]
 
 
 def mpn_remittances(

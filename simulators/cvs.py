@@ -554,6 +554,12 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await link.stop()
     expected = agency.expected()
+    remitted: dict[str, dict[str, int]] = {}  # what the agency remits, per 振込予定日 (gross)
+    for p in agency.payments.values():
+        if p.fate is Fate.CONFIRMED and p.transfer_date is not None:
+            day = remitted.setdefault(p.transfer_date.isoformat(), {"count": 0, "gross": 0})
+            day["count"] += 1
+            day["gross"] += p.amount
     return {
         "bills": len(slips),
         "paid": len(agency.payments),
@@ -564,6 +570,7 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
         "refused": len(agency.refused),
         "acks": acks,
         "file": str(path),
+        "remitted": dict(sorted(remitted.items())),
     }
 
 

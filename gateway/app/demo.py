@@ -19,8 +19,11 @@ file of a debit date written by ``gateway-admin zengin request``, the simulated 
 inbox. Its fallback after a failed debit is the store and Pay-easy: the two bills whose debits
 failed are reissued for them, their customers get an SMS with the page URL at the simulated SMS
 provider, pay at stores, and no later request file carries them (gateway.app.demo_fallback).
-Finally every biller gets a contract (a fee plan that began last month): last month is
+Then every biller gets a contract (a fee plan that began last month): last month is
 settled and its PDF statement written, and this month's settlement is shown as it stands.
+Last, the month is closed on the demo's own clock (gateway.app.demo_month): settled, its payout
+file paid by the simulated bank, the center's bank statement imported and reconciled to zero
+open items (one remittance planted a bank day late, matched as late).
 """
 
 from __future__ import annotations
@@ -50,8 +53,10 @@ from gateway.app.demo_data import (
     WATER,
     WATER_CUSTOMERS,
     WATER_SETTINGS,
+    remitters_toml,
 )
 from gateway.app.demo_fallback import SmsSimulator, Steps, fall_back_to_stores
+from gateway.app.demo_month import close_month
 from gateway.app.process import DaemonProcess, admin, admin_json, free_port, http
 from gateway.mappers.zengin.mapper import parse_file
 from gateway.model import JST
@@ -117,6 +122,7 @@ def bills_for(biller_id: str, today: datetime) -> list[dict[str, Any]]:
 
 
 def run(workdir: Path, keep_running: bool) -> int:
+    CVS_RUNS.clear()
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -135,7 +141,8 @@ def run(workdir: Path, keep_running: bool) -> int:
             secret_key=base64.b64encode(secrets.token_bytes(32)).decode(),
             sms=sms_port,
             sms_key=sms_key,
-        ),
+        )
+        + remitters_toml(),
         encoding="utf-8",
     )
     config.chmod(0o600)  # it holds [secrets] key
@@ -214,6 +221,7 @@ def run(workdir: Path, keep_running: bool) -> int:
                 say("  " + line)
         debit_by_transfer(daemon, workdir, config, links["gs"], sms)
         settle_and_report(daemon, workdir, config, keys)
+        close_month(say, workdir, config, CVS_RUNS)
         if keep_running:
             say("\nThe daemon keeps running; Ctrl-C stops it.")
             try:
@@ -228,6 +236,11 @@ def run(workdir: Path, keep_running: bool) -> int:
     return 0 if rc == 0 else 1
 
 
+# Each CVS agency simulator's run (its agency, its summary): what it remitted, for the bank
+# statement at the month's close (gateway.app.demo_month).
+CVS_RUNS: list[tuple[str, dict[str, Any]]] = []
+
+
 def simulate(module: str, *args: str) -> dict[str, Any]:
     """Run a network simulator's command; its JSON summary, or the reason it failed."""
     proc = subprocess.run(
@@ -236,6 +249,9 @@ def simulate(module: str, *args: str) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"{module} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     summary: dict[str, Any] = json.loads(proc.stdout)
+    if module == "simulators.cvs":
+        inbox = Path(args[args.index("--inbox") + 1]).name  # inbox/cvs-<agency>
+        CVS_RUNS.append((inbox.removeprefix("cvs-"), summary))
     return summary
 
 

@@ -1,7 +1,8 @@
 """What ``gateway-demo`` runs with: the daemon's configuration (two CVS agencies, MPN,
-Zengin, the simulated SMS provider), the billers and the agencies they are under, the water
-utility's customers and settings, and the fee plan every biller gets (gateway.app.demo does the
-running)."""
+Zengin, the simulated SMS provider, payouts and reconciliation), the billers and the agencies
+they are under, the water utility's customers and settings, the fee plan every biller gets, the
+billers' payout accounts and how the networks' remittances show on the center's bank statement
+(gateway.app.demo does the running)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,51 @@ poll_interval = 0.5
 
 [notices]
 poll_interval = 0.5
+
+[payouts]                             # the center pays its billers out (docs/settlement.md)
+consignor_code = "1234567890"
+consignor_name = "ｷﾖｳﾄﾞｳｼﾕｳﾉｳｾﾝﾀ-"
+account = "0005-135-1-7654321"        # the center's account, where the networks remit too
+outbox = "outbox/payouts"
+inbox = "inbox/payouts"
+poll_interval = 0.5
+
+[reconciliation]                      # the networks' money matched to the bank statement
+account = "0005-135-1-7654321"
+payeasy_days = 1
+transfer_days = 0
+late_days = 3
 """
+
+# The payout account each biller gives (gateway-admin biller payout-account): bank, branch,
+# type and number as BANK-BRANCH-TYPE-NUMBER, and the holder (受取人名) in Zengin kana.
+PAYOUT_ACCOUNTS = {
+    "demo-gas": ("0005-135-1-1111111", "ﾄｳｷﾖｳﾃﾞﾓｶﾞｽ(ｶ"),
+    "demo-school": ("0009-227-1-2222222", "ｶﾞﾂｺｳﾎｳｼﾞﾝﾃﾞﾓｶﾞｸｴﾝ"),
+    "demo-water": ("0005-135-1-3333333", "ﾃﾞﾓｼｽｲﾄﾞｳｷﾖｸ"),
+}
+# How each network's remittance appears on the center's bank statement (振込依頼人名) and the
+# fees the agency keeps of it ([[reconciliation.remitters]]): per payment, per remittance.
+CVS_REMITTERS = {"gs": ("ｼﾞ-ｴｽｼﾕｳﾉｳﾀﾞｲｺｳ", 30, 200), "kessai": ("ｹﾂｻｲｼﾕｳﾉｳ", 25, 0)}
+MPN_REMITTER = ("58191", "ﾏﾙﾁﾍﾟｲﾒﾝﾄ")
+TRANSFER_REMITTER = ("4400012345", "ｺｳｻﾞﾌﾘｶｴ ﾃﾞﾓｼｽｲﾄﾞｳ")
+
+
+def remitters_toml() -> str:
+    """The ``[[reconciliation.remitters]]`` of the demo's configuration (appended to CONFIG)."""
+    out = []
+    for agency, (name, per_item, per_remittance) in CVS_REMITTERS.items():
+        out.append(
+            f'[[reconciliation.remitters]]\nnetwork = "cvs"\nagency = "{agency}"\n'
+            f'name = "{name}"\nfee_per_item = {per_item}\nfee_per_remittance = {per_remittance}\n'
+        )
+    for network, (agency, name) in (("payeasy", MPN_REMITTER), ("transfer", TRANSFER_REMITTER)):
+        out.append(
+            f'[[reconciliation.remitters]]\nnetwork = "{network}"\nagency = "{agency}"\n'
+            f'name = "{name}"\n'
+        )
+    return "\n" + "\n".join(out)
+
 
 # chosen so that each biller's store payments show a void and a double payment
 SEEDS = {"demo-gas": 9, "demo-school": 8}
