@@ -215,22 +215,23 @@ def principal_for_hash(
     return Principal(row.key_id, row.biller_id, bool(row.is_admin), suspended), row.revoked_at
 
 
-def _key_json(row: Row, now: datetime) -> dict[str, Any]:
-    """What an operator sees of a key: never the key itself nor its hash (its first
-    characters, ``prefix``, at most)."""
+def _key_json(row: Row, now: datetime, *, shown: bool = False) -> dict[str, Any]:
+    """What an operator sees of a key: never the key itself nor its hash. ``shown`` (a
+    listing): with its first characters, ``prefix``, to tell it by; a revocation's document,
+    which the audit log keeps, has no part of the key."""
     revoked_at = row.revoked_at
     state = "active" if revoked_at is None else ("expiring" if revoked_at > now else "revoked")
-    return {
+    doc = {
         "key_id": row.key_id,
         "biller_id": row.biller_id,
         "admin": bool(row.is_admin),
         "name": row.name,
-        "prefix": row.prefix,
         "created_at": row.created_at.isoformat(),
         "last_used_at": None if row.last_used_at is None else row.last_used_at.isoformat(),
         "revoked_at": None if revoked_at is None else revoked_at.isoformat(),
         "state": state,
     }
+    return {**doc, "prefix": row.prefix} if shown else doc
 
 
 _KEY_COLUMNS = (
@@ -253,12 +254,12 @@ def list_api_keys(
     if biller_id is not None:
         get_biller(conn, biller_id)
         query = query.where(api_keys.c.biller_id == biller_id)
-    return [_key_json(r, now) for r in conn.execute(query)]
+    return [_key_json(r, now, shown=True) for r in conn.execute(query)]
 
 
 def get_api_key(conn: Connection, key_id: str, now: datetime) -> dict[str, Any] | None:
     row = conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_id == key_id)).first()
-    return None if row is None else _key_json(row, now)
+    return None if row is None else _key_json(row, now, shown=True)
 
 
 def revoke_api_key(
