@@ -15,6 +15,11 @@
   registers nor cancels bills; ``finance`` sees settlements, statements, payments and refund
   cases but no bill; biller users register, reissue and cancel their bills, see their
   payments, refund cases and settlements, and resolve no refund case (the center's desk does).
+- **The center's screens**: every center role reads the billers (and their fee plans and
+  委託者 data), the network and the audit log; only ``operator`` changes a biller (creates it,
+  its channels, suspends and resumes it, its 委託者 data); ``finance`` and ``operator`` set
+  fee plans; ``operator`` and ``support`` search bills across billers. A biller's user has
+  none of them (404, as an unknown page).
 - **A biller's administration**: its webhook endpoints, API keys and users are its
   ``biller_admin``'s, and the center ``operator``'s for the biller it chooses; another role is
   refused these screens (403: they exist, not for it). The console makes a biller's users only
