@@ -17,6 +17,7 @@ from gateway.model import Channel
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.events import append_event
+from gateway.store.schema import events as events_table
 from gateway.store.schema import (
     metadata,
     webhook_attempts,
@@ -35,6 +36,7 @@ from gateway.store.webhooks import (
     create_endpoint,
     disable_endpoint,
     dispatch,
+    enable_endpoint,
     purge_finished,
     redeliver,
 )
@@ -389,6 +391,35 @@ def test_too_many_enabled_endpoints(engine: Engine) -> None:
             endpoint(conn)
         disable_endpoint(conn, "acme", ids[0], NOW)
         endpoint(conn)
+        with pytest.raises(Conflict):  # enabling counts too
+            enable_endpoint(conn, "acme", ids[0], NOW)
+
+
+def test_enabled_again_an_endpoint_gets_the_events_from_then_on_only(engine: Engine) -> None:
+    """The console's enable (gateway.webhooks.api.WebhookApi.enable): what happened while it was
+    disabled is not sent (a redelivery sends one such event); what comes after is."""
+    later = NOW + timedelta(minutes=5)
+    with engine.begin() as conn:
+        endpoint_id = endpoint(conn)
+        disable_endpoint(conn, "acme", endpoint_id, NOW)
+        missed = event(conn)
+        dispatch(conn, NOW)
+        again = enable_endpoint(conn, "acme", endpoint_id, later)
+        assert again.enabled and again.disabled_at is None
+        assert enable_endpoint(conn, "acme", endpoint_id, later) == again  # again: no change
+        with pytest.raises(NotFound):
+            enable_endpoint(conn, "beta", endpoint_id, later)  # another biller's: unknown
+        assert dispatch(conn, later).deliveries == 0
+        after = event(conn)
+        assert dispatch(conn, later).deliveries == 1
+        _, made = redeliver(conn, "acme", missed, endpoint_id, later)
+        assert [r for _, r in made] == [1]
+        delivered = conn.execute(
+            select(events_table.c.event_id, webhook_deliveries.c.round)
+            .join(events_table, events_table.c.id == webhook_deliveries.c.event_pk)
+            .order_by(webhook_deliveries.c.id)
+        ).all()
+        assert [tuple(r) for r in delivered] == [(after, 0), (missed, 1)]
 
 
 def test_purge_deletes_finished_deliveries_and_their_attempts(engine: Engine) -> None:
