@@ -4,7 +4,8 @@ bill) or of a reissue, the fallback after a failed debit, the reminder, the rece
 (queued by the notice job, gateway.billing.notices). SMS notices of the same outbox go through
 gateway.billing.sms.
 
-This service claims due e-mail notices with a lease (so several daemons share them and a
+This service is the e-mail channel of the sending round (gateway.billing.sending): it claims
+due e-mail notices with a lease (so several daemons share them and a
 crashed daemon's are taken up again), renders each from the bill as it is now
 (gateway.billing.notice_text: a notice no longer true — a bill already paid, cancelled or
 expired, a customer who opted out — is ``skipped``) and sends it with Twisted's ESMTP client.
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import timedelta
 from io import BytesIO
 from typing import Any
 
 from prometheus_client import Counter
-from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IReactorTime
 from twisted.internet.ssl import Certificate, optionsForClientTLS
@@ -30,16 +29,15 @@ from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
 from twisted.python.failure import Failure
 
-from gateway.billing.notice_text import email_message, skip_reason
+from gateway.billing.notice_text import email_message
+from gateway.billing.sending import NoticeSender
 from gateway.clock import now as clock_now
-from gateway.clock import today as clock_today
 from gateway.config import MailConfig
 from gateway.errors import ConfigError
-from gateway.infra.jobs import logged_run
 from gateway.model import Bill
 from gateway.notice_rules import Medium
 from gateway.store import Store
-from gateway.store.notify import Claimed, Finished, claim, finish
+from gateway.store.notify import Claimed, Finished
 
 log = Logger()
 
@@ -84,13 +82,13 @@ def client_tls(config: MailConfig) -> IOpenSSLClientConnectionCreator:
     return optionsForClientTLS(config.tls_hostname, trustRoot=trust)
 
 
-def backoff(config: MailConfig, attempts: int) -> timedelta:
-    """Wait before the next attempt after ``attempts`` failed ones."""
-    return timedelta(seconds=min(config.retry_cap, config.retry_base * 2 ** (attempts - 1)))
+class Mailer(NoticeSender):
+    """Sends due e-mail notices every ``poll_interval`` seconds (gateway.billing.sending)."""
 
-
-class Mailer(TimerService):
-    """Sends due notifications every ``poll_interval`` seconds."""
+    medium = Medium.EMAIL
+    name = "mail"
+    messages = EMAILS
+    run_failures = RUN_FAILURES
 
     def __init__(
         self,
@@ -100,13 +98,8 @@ class Mailer(TimerService):
         page_url: Callable[[Bill], str],
         batch: int = 20,
     ) -> None:
-        super().__init__(config.poll_interval, self._tick)
-        self.clock = reactor
+        super().__init__(config, store, reactor, page_url, batch)
         self.config = config
-        self.store = store
-        self.reactor = reactor
-        self.page_url = page_url
-        self.batch = batch
         self.tls = client_tls(config)
         self._sending: set[Deferred[Any]] = set()
 
@@ -158,52 +151,13 @@ class Mailer(TimerService):
         self._sending.discard(d)
         return result
 
-    def _tick(self) -> Deferred[int]:
-        """One scheduled round (the one job runner): a failure is logged and counted."""
-        d, _ = logged_run(self.run_once(), RUN_FAILURES, "mail: a sending round", 0)
-        return d
-
-    async def run_once(self) -> int:
-        """Claim and send one batch; how many were handled."""
-        now = clock_now(self.reactor)
-        lease = timedelta(seconds=self.config.timeout * 2 + 10)
-        claimed: list[Claimed] = await self.store.run_interaction(
-            "mail.claim", claim, now, lease, self.batch, (Medium.EMAIL,)
-        )
-        if not claimed:
-            return 0
-        outcomes = await DeferredList(
-            [Deferred.fromCoroutine(self._one(c)) for c in claimed], consumeErrors=True
-        )
-        results = [result for ok, result in outcomes if ok]
-        await self.store.run_interaction("mail.finish", finish, results, clock_now(self.reactor))
-        return len(claimed)
-
-    async def _one(self, c: Claimed) -> Finished:
-        skipped = skip_reason(c, clock_today(self.reactor))
-        if skipped is not None or c.recipient is None:
-            EMAILS.labels("skipped").inc()
-            return Finished(c.notification_id, "skipped", skipped)
+    async def deliver(self, c: Claimed, recipient: str) -> Finished:
         message = email_message(self.config, c, self.page_url(c.bill), clock_now(self.reactor))
         try:
-            await self.send(c.recipient, message.as_bytes())
+            await self.send(recipient, message.as_bytes())
         except Exception as e:
-            error = describe_failure(e)
-            if c.attempts >= self.config.max_attempts:
-                EMAILS.labels("failed").inc()
-                log.warn(
-                    "mail: notification {id} failed after {n} attempts: {error}",
-                    id=c.notification_id,
-                    n=c.attempts,
-                    error=error,
-                )
-                return Finished(c.notification_id, "failed", error)
-            EMAILS.labels("retry").inc()
-            next_at = clock_now(self.reactor) + backoff(self.config, c.attempts)
-            return Finished(c.notification_id, "pending", error, next_at)
-        EMAILS.labels("sent").inc()
-        log.info("mail: notification {id} ({kind}) sent", id=c.notification_id, kind=c.kind.value)
-        return Finished(c.notification_id, "sent")
+            return self.not_sent(c, describe_failure(e))
+        return self.sent(c)
 
     def startService(self) -> None:
         super().startService()

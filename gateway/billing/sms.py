@@ -6,8 +6,9 @@ whether it was taken, refused for good (a number the provider does not serve, a 
 refuses: no retry changes that) or not taken for now (an outage, a throttle, no answer: retried).
 The composition root hands it the HTTP provider (gateway.protocols.sms_client, ``[sms]``).
 
-:class:`SmsSender` claims due SMS notices with a lease (several daemons share them; a crashed
-daemon's are taken up again), checks each is still to be sent and words it
+:class:`SmsSender` is the SMS channel of the sending round (gateway.billing.sending): it claims
+due SMS notices with a lease (several daemons share them; a crashed daemon's are taken up
+again), checks each is still to be sent and words it
 (gateway.billing.notice_text), sends it and records the outcome: ``sent`` (with the provider's
 message id and its segments; recorded for the per-notice fee), ``pending`` again after a back-off
 (``retry_base`` doubled up to ``retry_cap``) until ``max_attempts``, then ``failed``;
@@ -21,24 +22,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Protocol
 
 from prometheus_client import Counter
-from twisted.application.internet import TimerService
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from gateway.billing.notice_text import skip_reason, sms_text
-from gateway.clock import now as clock_now
-from gateway.clock import today as clock_today
+from gateway.billing.notice_text import sms_text
+from gateway.billing.sending import NoticeSender
 from gateway.config.notices import SmsConfig
-from gateway.infra.jobs import logged_run
 from gateway.model import Bill
 from gateway.notice_rules import Medium, sms_segments
 from gateway.store import Store
-from gateway.store.notify import Claimed, Finished, claim, finish
+from gateway.store.notify import Claimed, Finished
 
 log = Logger()
 
@@ -74,13 +71,13 @@ class SmsProvider(Protocol):
     def close(self) -> Deferred[None]: ...
 
 
-def backoff(config: SmsConfig, attempts: int) -> timedelta:
-    """Wait before the next attempt after ``attempts`` failed ones."""
-    return timedelta(seconds=min(config.retry_cap, config.retry_base * 2 ** (attempts - 1)))
+class SmsSender(NoticeSender):
+    """Sends due SMS notices every ``poll_interval`` seconds (gateway.billing.sending)."""
 
-
-class SmsSender(TimerService):
-    """Sends due SMS notices every ``poll_interval`` seconds."""
+    medium = Medium.SMS
+    name = "sms"
+    messages = MESSAGES
+    run_failures = RUN_FAILURES
 
     def __init__(
         self,
@@ -91,69 +88,21 @@ class SmsSender(TimerService):
         page_url: Callable[[Bill], str],
         batch: int = 20,
     ) -> None:
-        super().__init__(config.poll_interval, self._tick)
-        self.clock = reactor
+        super().__init__(config, store, reactor, page_url, batch)
         self.config = config
-        self.store = store
-        self.reactor = reactor
         self.provider = provider
-        self.page_url = page_url
-        self.batch = batch
 
-    def _tick(self) -> Deferred[int]:
-        d, _ = logged_run(self.run_once(), RUN_FAILURES, "sms: a sending round", 0)
-        return d
-
-    async def run_once(self) -> int:
-        """Claim and send one batch; how many were handled."""
-        now = clock_now(self.reactor)
-        lease = timedelta(seconds=self.config.timeout * 2 + 10)
-        claimed: list[Claimed] = await self.store.run_interaction(
-            "sms.claim", claim, now, lease, self.batch, (Medium.SMS,)
-        )
-        if not claimed:
-            return 0
-        outcomes = await DeferredList(
-            [Deferred.fromCoroutine(self._one(c)) for c in claimed], consumeErrors=True
-        )
-        results = [result for ok, result in outcomes if ok]
-        await self.store.run_interaction("sms.finish", finish, results, clock_now(self.reactor))
-        return len(claimed)
-
-    async def _one(self, c: Claimed) -> Finished:
-        skipped = skip_reason(c, clock_today(self.reactor))
-        if skipped is not None or c.recipient is None:
-            MESSAGES.labels("skipped").inc()
-            return Finished(c.notification_id, "skipped", skipped)
+    async def deliver(self, c: Claimed, recipient: str) -> Finished:
         try:
             text = sms_text(c, self.page_url(c.bill))
         except ValueError:
-            MESSAGES.labels("failed").inc()
-            return Finished(c.notification_id, "failed", TOO_LONG)
+            return self.not_sent(c, TOO_LONG, permanent=True)
         result: Any = await self.provider.send(
-            c.recipient, text, self.config.sender, f"notice-{c.notification_id}"
+            recipient, text, self.config.sender, f"notice-{c.notification_id}"
         )
         if result.taken:
-            MESSAGES.labels("sent").inc()
-            log.info("sms: notification {id} ({kind}) sent", id=c.notification_id, kind=c.kind)
-            return Finished(
-                c.notification_id,
-                "sent",
-                provider_id=result.provider_id,
-                segments=sms_segments(text),
-            )
-        if result.permanent or c.attempts >= self.config.max_attempts:
-            MESSAGES.labels("failed").inc()
-            log.warn(
-                "sms: notification {id} failed after {n} attempt(s): {error}",
-                id=c.notification_id,
-                n=c.attempts,
-                error=result.error,
-            )
-            return Finished(c.notification_id, "failed", result.error)
-        MESSAGES.labels("retry").inc()
-        next_at = clock_now(self.reactor) + backoff(self.config, c.attempts)
-        return Finished(c.notification_id, "pending", result.error, next_at)
+            return self.sent(c, provider_id=result.provider_id, segments=sms_segments(text))
+        return self.not_sent(c, result.error, permanent=result.permanent)
 
     def startService(self) -> None:
         super().startService()
