@@ -182,6 +182,31 @@ def write_atomically(
     return path
 
 
+def staged_name(name: str) -> str:
+    """The hidden name a file waits under before it is published (no reader takes a name that
+    starts with a dot)."""
+    return f".{name}.staged"
+
+
+def stage(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
+    """Write ``data`` whole under :func:`staged_name` next to ``path`` (:func:`write_at`: a
+    link planted at that name is replaced, never followed); :func:`publish` makes it ``path``."""
+    with folder(path.parent, create=True) as fd:
+        write_at(fd, staged_name(path.name), data, mode)
+
+
+def publish(path: Path) -> bool:
+    """Rename the staged file to ``path`` (one atomic step, synced); False when there is no
+    staged file (published already)."""
+    with folder(path.parent, create=True) as fd:
+        try:
+            os.rename(staged_name(path.name), path.name, src_dir_fd=fd, dst_dir_fd=fd)
+        except FileNotFoundError:
+            return False
+        os.fsync(fd)
+    return True
+
+
 def free_name(dir_fd: int, name: str, suffixes: tuple[str, ...] = ()) -> str:
     """``name``, or ``name.1``, ``name.2`` ...: the first that is not in the folder (neither
     it nor it with any of ``suffixes``). Links count as taken, and are never followed."""

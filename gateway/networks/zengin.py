@@ -5,9 +5,14 @@ the gateway chooses the bills to debit — open (never paid, cancelled or expire
 transfer channel, an active mandate, due on the debit date or on the bank holidays right after
 it (a debit falls on the last business day on or before the due date, so it is never late) —
 records them as a pending request in one transaction (a bill is in at most one request per
-debit date: unique in the schema), then writes the file into ``zengin.outbox`` (temp file,
-fsync, rename) and marks the request written. A request left pending by a crash is written
-again from its items: the file is a pure function of them.
+debit date: unique in the schema). Its file then reaches ``zengin.outbox`` in two
+transactions: the first stages it under a hidden name no reader takes (temp file, fsync,
+rename) and marks the request ``sending``; the second publishes it (a rename the bank sees
+whole) and marks it ``written``. A request left ``pending`` by a cut run was never published:
+it is staged again from its items (the file is a pure function of them). One left
+``sending`` was staged, perhaps published: its staged file is published, and a file no
+longer staged is marked written and never written again, whether it still waits in the
+outbox or the bank took it (a second copy would be a second debit: seed 8964).
 
 Results. A result file (from ``zengin.inbox`` or ``gateway-admin import zengin-result``) is
 checked whole, then applied in one transaction through the same ingest as every channel: each
@@ -25,7 +30,6 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import Counter
@@ -84,8 +88,9 @@ from gateway.store.zengin import (
     list_consignors,
     mandates_by_ids,
     mark_mandates_requested,
+    mark_sending,
     mark_written,
-    pending_requests,
+    requests_to_send,
     set_item_results,
     update_mandate,
 )
@@ -156,13 +161,6 @@ def check_debit_date(debit_date: date, today: date) -> None:
         raise RequestError(
             f"{debit_date} is not a bank business day; bills due then are debited on {before}"
         )
-
-
-def write_atomically(folder: Path, name: str, data: bytes) -> Path:
-    """``folder/name`` appears complete or not at all, and never through a link someone left
-    in the outbox (:func:`gateway.infra.safe_files.write_atomically`: an exclusive temp file under a
-    random name, fsync, rename, fsync of the folder)."""
-    return safe_files.write_atomically(folder / name, data)
 
 
 def request_bytes(
@@ -258,16 +256,44 @@ def prepare_requests(
     return made
 
 
-def write_pending(conn: Connection, config: ZenginConfig, now: datetime) -> list[WrittenFile]:
-    """Write every pending request into the outbox and mark it written. A file written but not
-    marked (a crash between the two) is written again with the same bytes."""
+def stage_pending(conn: Connection, config: ZenginConfig) -> list[Request]:
+    """Step 1 of writing (one transaction): stage each ``pending`` request's file in the outbox
+    under a hidden name no reader takes, and mark the request ``sending`` in the same
+    transaction — so a request that says ``sending`` has its file staged or published. Returns
+    those and the ones a cut run left ``sending``."""
+    staged = []
+    for request in requests_to_send(conn):
+        if request.status == "pending":
+            consignor = get_consignor(conn, request.biller_id)
+            assert consignor is not None, "a request's consignor is never deleted"
+            items = items_of_request(conn, request.request_id)
+            data = request_bytes(config, consignor, request, items)
+            safe_files.stage(config.outbox / request.file_name, data)
+            mark_sending(conn, request.request_id)
+        staged.append(request)
+    return staged
+
+
+def publish_staged(
+    conn: Connection, config: ZenginConfig, staged: Sequence[Request], now: datetime
+) -> list[WrittenFile]:
+    """Step 2 (one transaction): publish each staged file (a rename: the bank sees it whole)
+    and mark its request written. A file no longer staged was published by an earlier run,
+    cut before it marked the request: still in the outbox, or already taken by the bank —
+    either way it is marked written and never written again (a second copy would be a
+    second debit)."""
     written = []
-    for request in pending_requests(conn):
-        consignor = get_consignor(conn, request.biller_id)
-        assert consignor is not None, "a request's consignor is never deleted"
-        data = request_bytes(config, consignor, request, items_of_request(conn, request.request_id))
-        write_atomically(config.outbox, request.file_name, data)
+    for request in staged:
+        path = config.outbox / request.file_name
         mark_written(conn, request.request_id, now)
+        if not safe_files.publish(path):
+            log.warn(
+                "zengin: request {file} was published before its run was cut ({where}): "
+                "marked written, not written again",
+                file=request.file_name,
+                where="still in the outbox" if path.exists() else "taken by the bank",
+            )
+            continue
         REQUEST_FILES.inc()
         REQUEST_RECORDS.inc(request.records)
         log.info(
@@ -279,11 +305,7 @@ def write_pending(conn: Connection, config: ZenginConfig, now: datetime) -> list
         )
         written.append(
             WrittenFile(
-                request.biller_id,
-                str(config.outbox / request.file_name),
-                request.debit_date,
-                request.records,
-                request.total,
+                request.biller_id, str(path), request.debit_date, request.records, request.total
             )
         )
     return written
@@ -442,10 +464,16 @@ class ZenginNetwork:
         )
         return await self.write_pending()
 
-    def write_pending(self) -> Deferred[list[WrittenFile]]:
-        return self.store.run_interaction(
-            "zengin.write", write_pending, self.config, clock_now(self.clock)
+    async def write_pending(self) -> list[WrittenFile]:
+        """Stage the pending requests' files, then publish them (two transactions: see
+        :func:`stage_pending` and :func:`publish_staged`)."""
+        staged = await self.store.run_interaction("zengin.stage", stage_pending, self.config)
+        if not staged:
+            return []
+        written: list[WrittenFile] = await self.store.run_interaction(
+            "zengin.write", publish_staged, self.config, staged, clock_now(self.clock)
         )
+        return written
 
     def apply_file(self, name: str, data: bytes) -> Deferred[FileResult]:
         """A result file from the inbox, all records or none."""

@@ -337,13 +337,25 @@ def _item(row: Row) -> Item:
     )
 
 
-def pending_requests(conn: Connection) -> list[Request]:
+def requests_to_send(conn: Connection) -> list[Request]:
+    """The requests whose file is not known to be in the outbox yet: ``pending`` (never
+    staged) and ``sending`` (staged; perhaps published), locked for this transaction."""
     rows = conn.execute(
         select(zengin_requests)
-        .where(zengin_requests.c.status == "pending")
+        .where(zengin_requests.c.status.in_(("pending", "sending")))
         .order_by(zengin_requests.c.id)
+        .with_for_update()
     )
     return [_request(r) for r in rows]
+
+
+def mark_sending(conn: Connection, request_id: int) -> None:
+    """The request's file is staged in the outbox (in this same transaction)."""
+    conn.execute(
+        update(zengin_requests)
+        .where(zengin_requests.c.id == request_id, zengin_requests.c.status == "pending")
+        .values(status="sending")
+    )
 
 
 def requests_for(conn: Connection, debit_date: date) -> list[Request]:
@@ -367,7 +379,10 @@ def items_of_request(conn: Connection, request_id: int) -> list[Item]:
 def mark_written(conn: Connection, request_id: int, now: datetime) -> None:
     conn.execute(
         update(zengin_requests)
-        .where(zengin_requests.c.id == request_id, zengin_requests.c.status == "pending")
+        .where(
+            zengin_requests.c.id == request_id,
+            zengin_requests.c.status.in_(("pending", "sending")),
+        )
         .values(status="written", written_at=now)
     )
 

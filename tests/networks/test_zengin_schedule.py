@@ -31,7 +31,13 @@ from gateway.model import (
     MandateStatus,
     Tax,
 )
-from gateway.networks.zengin import TransferBills, ZenginNetwork, prepare_requests
+from gateway.networks.zengin import (
+    TransferBills,
+    ZenginNetwork,
+    prepare_requests,
+    publish_staged,
+    stage_pending,
+)
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
 from gateway.store.bills import Identifiers, NewBill, insert_bill
@@ -145,21 +151,104 @@ def test_a_request_left_pending_by_a_crash_is_written_with_the_same_bytes(
     with store.engine.begin() as conn:
         (made,) = prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
     assert outbox_files(outbox) == []
-    zengin.write_pending()
+    Deferred.fromCoroutine(zengin.write_pending())
     (first,) = outbox_files(outbox)
     data = first.read_bytes()
-    # Written but not marked (a crash between the two): it is written again, identically.
+    # Left pending (the run was cut before it staged the file, so it was never published): it
+    # is written again, identically.
     with store.engine.begin() as conn:
         conn.execute(update(zengin_requests).values(status="pending", written_at=None))
     first.unlink()
-    zengin.write_pending()
+    Deferred.fromCoroutine(zengin.write_pending())
     (again,) = outbox_files(outbox)
     assert again.name == made.file_name and again.read_bytes() == data
     with store.engine.begin() as conn:
         statuses = conn.execute(select(zengin_requests.c.status)).scalars().all()
     assert statuses == ["written"]
-    assert not list(outbox.glob(".*.tmp"))
+    assert not list(outbox.glob(".*.tmp")) and not list(outbox.glob(".*.staged"))
     assert made.records == 2
+
+
+def _cut_after_staging(zengin: ZenginNetwork, outbox: Path) -> bytes:
+    """A request staged and marked ``sending``, its run cut before the file was published (the
+    publishing transaction lost); the staged bytes."""
+    store = zengin.store
+    assert isinstance(store, ImmediateStore)
+    with store.engine.begin() as conn:
+        prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
+    with store.engine.begin() as conn:
+        (staged,) = stage_pending(conn, zengin.config)
+    with store.engine.begin() as conn:
+        assert conn.execute(select(zengin_requests.c.status)).scalars().all() == ["sending"]
+    assert outbox_files(outbox) == []  # the bank sees nothing yet
+    return (outbox / f".{staged.file_name}.staged").read_bytes()
+
+
+def test_a_staged_request_of_a_cut_run_is_published_once(
+    network: tuple[ZenginNetwork, Clock, Path],
+) -> None:
+    zengin, clock, outbox = network
+    clock.advance(at(TUESDAY, 11, 0))
+    data = _cut_after_staging(zengin, outbox)
+    Deferred.fromCoroutine(zengin.write_pending())
+    (published,) = outbox_files(outbox)
+    assert published.read_bytes() == data
+    Deferred.fromCoroutine(zengin.write_pending())  # nothing left to do
+    assert outbox_files(outbox) == [published]
+    assert isinstance(zengin.store, ImmediateStore)
+    with zengin.store.engine.begin() as conn:
+        assert conn.execute(select(zengin_requests.c.status)).scalars().all() == ["written"]
+
+
+@pytest.mark.parametrize("taken", [False, True])
+def test_a_request_published_by_a_cut_run_is_never_written_again(
+    network: tuple[ZenginNetwork, Clock, Path], taken: bool
+) -> None:
+    """Seed 8964 of the simulation: the file was published, the transaction that marks the
+    request written was lost (a dropped connection), and the bank took the file before the
+    next run; that run wrote it again, the bank took the copy as a second request and tried to
+    debit the customer twice. Now a ``sending`` request whose file is no longer staged is
+    marked written and never written again, whether the file still waits in the outbox or the
+    bank has taken it."""
+    zengin, clock, outbox = network
+    clock.advance(at(TUESDAY, 11, 0))
+    store = zengin.store
+    assert isinstance(store, ImmediateStore)
+    with store.engine.begin() as conn:
+        prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
+    with store.engine.begin() as conn:
+        staged = stage_pending(conn, zengin.config)
+    with pytest.raises(RuntimeError), store.engine.begin() as conn:
+        publish_staged(conn, zengin.config, staged, datetime.now(JST))
+        raise RuntimeError("the connection is lost before the commit")
+    (sent,) = outbox_files(outbox)  # published: the rename is not rolled back
+    if taken:
+        sent.rename(outbox.parent / sent.name)  # the bank took it
+    Deferred.fromCoroutine(zengin.write_pending())
+    assert outbox_files(outbox) == ([] if taken else [sent])
+    with store.engine.begin() as conn:
+        assert conn.execute(select(zengin_requests.c.status)).scalars().all() == ["written"]
+    Deferred.fromCoroutine(zengin.write_pending())
+    assert outbox_files(outbox) == ([] if taken else [sent])
+
+
+def test_a_link_planted_at_the_staged_name_is_replaced_not_followed(
+    network: tuple[ZenginNetwork, Clock, Path], tmp_path: Path
+) -> None:
+    zengin, clock, outbox = network
+    clock.advance(at(TUESDAY, 11, 0))
+    store = zengin.store
+    assert isinstance(store, ImmediateStore)
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"keep me")
+    with store.engine.begin() as conn:
+        (made,) = prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / f".{made.file_name}.staged").symlink_to(victim)
+    Deferred.fromCoroutine(zengin.write_pending())
+    (published,) = outbox_files(outbox)
+    assert victim.read_bytes() == b"keep me"
+    assert not published.is_symlink() and published.read_bytes().startswith(b"1")
 
 
 def test_a_pending_request_the_bank_has_answered_is_not_written_again(
@@ -173,7 +262,7 @@ def test_a_pending_request_the_bank_has_answered_is_not_written_again(
     assert isinstance(store, ImmediateStore)
     with store.engine.begin() as conn:
         prepare_requests(conn, date(2026, 12, 4), datetime.now(JST))
-    zengin.write_pending()
+    Deferred.fromCoroutine(zengin.write_pending())
     (sent,) = outbox_files(outbox)
     with store.engine.begin() as conn:
         conn.execute(update(zengin_requests).values(status="pending", written_at=None))
@@ -187,5 +276,5 @@ def test_a_pending_request_the_bank_has_answered_is_not_written_again(
     with store.engine.begin() as conn:
         statuses = conn.execute(select(zengin_requests.c.status)).scalars().all()
     assert statuses == ["written"]
-    zengin.write_pending()
+    Deferred.fromCoroutine(zengin.write_pending())
     assert outbox_files(outbox) == []

@@ -47,7 +47,7 @@ def test_a_failed_scheduled_run_is_logged_and_counted_and_the_next_tick_runs(
     failures = RUN_FAILURES._value.get()
     try:
         schedule.startService()  # the first run, now: writing the pending files fails
-        assert store.calls == ["zengin.write"]
+        assert store.calls == ["zengin.stage"]
         assert RUN_FAILURES._value.get() == failures + 1
         assert any(
             "the next run tries again" in e.get("log_format", "")
@@ -57,7 +57,7 @@ def test_a_failed_scheduled_run_is_logged_and_counted_and_the_next_tick_runs(
         assert schedule.running
 
         clock.advance(60)  # the next tick runs and succeeds
-        assert store.calls == ["zengin.write", "zengin.write"]
+        assert store.calls == ["zengin.stage", "zengin.stage"]  # nothing staged: no write
         assert RUN_FAILURES._value.get() == failures + 1
 
         clock.advance(60)

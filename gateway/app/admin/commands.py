@@ -49,7 +49,8 @@ from gateway.networks.zengin import (
     apply_result,
     check_debit_date,
     prepare_requests,
-    write_pending,
+    publish_staged,
+    stage_pending,
 )
 from gateway.store import create_db_engine
 from gateway.store.audit import record
@@ -148,7 +149,9 @@ def cmd_zengin_request(config: Config, args: argparse.Namespace) -> dict[str, An
     with engine.begin() as conn:
         prepare_requests(conn, debit_date, now, args.biller)
     with engine.begin() as conn:
-        written = write_pending(conn, config.zengin, now)
+        staged = stage_pending(conn, config.zengin)
+    with engine.begin() as conn:
+        written = publish_staged(conn, config.zengin, staged, now)
         for w in written:
             record(
                 conn,
