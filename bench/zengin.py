@@ -86,7 +86,8 @@ from gateway.networks.zengin import (
     apply_result,
     check_debit_date,
     prepare_requests,
-    write_pending,
+    publish_staged,
+    stage_pending,
 )
 from gateway.store import create_db_engine
 from gateway.store.billers import create_biller
@@ -364,7 +365,9 @@ def request_file(engine: Engine, config: ZenginConfig, debits: Debits) -> Reques
 
     def write() -> list[WrittenFile]:
         with engine.begin() as conn:
-            return write_pending(conn, config, now)
+            staged = stage_pending(conn, config)
+        with engine.begin() as conn:
+            return publish_staged(conn, config, staged, now)
 
     _, prepare_seconds = timed("request: prepare_requests", prepare)
     written, write_seconds = timed("request: write_pending", write)
