@@ -10,9 +10,9 @@ biller with the transfer channel and a 委託者 contract, ``N`` active mandates
 transfer bills due on a debit date ``D`` (3 bank business days ahead), bulk-inserted with
 ``executemany`` in one transaction. Then:
 
-1. request (timed): ``prepare_requests`` and ``write_pending`` for ``D`` in two transactions, as
-   ``gateway-admin zengin request`` does: one file of ``N`` debits into ``zengin.outbox``
-   (written, fsynced, renamed), checked by parsing it back;
+1. request (timed): ``prepare_requests``, ``stage_pending`` and ``publish_staged`` for ``D`` in
+   three transactions, as ``gateway-admin zengin request`` does: one file of ``N`` debits into
+   ``zengin.outbox`` (staged, fsynced, renamed), checked by parsing it back;
 2. raw items: the ``zengin_request_items`` rows it stored, read back and inserted again into an
    empty copy of the table (same columns, keys, unique constraints and foreign keys) with one
    ``executemany`` in one transaction;
@@ -370,7 +370,7 @@ def request_file(engine: Engine, config: ZenginConfig, debits: Debits) -> Reques
             return publish_staged(conn, config, staged, now)
 
     _, prepare_seconds = timed("request: prepare_requests", prepare)
-    written, write_seconds = timed("request: write_pending", write)
+    written, write_seconds = timed("request: stage + publish", write)
     if len(written) != 1:
         raise BenchFailure(f"request: {len(written)} files written, expected 1")
     (w,) = written
@@ -608,7 +608,7 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
             debits = set_up(engine, config, n, debit_date)
         say(f"set-up done in {debits.seconds:.1f}s")
 
-        say(f"request: prepare_requests + write_pending for {debit_date}")
+        say(f"request: prepare_requests + stage + publish for {debit_date}")
         request = request_file(engine, config.zengin, debits)
         checked.append(check_request(engine, request, debits))
         say(f"request: {n} records in {request.timed.seconds:.2f}s; {checked[-1]}")
@@ -737,7 +737,7 @@ def report(r: Result) -> str:
         f"  code:     {r.code}",
         f"  set-up:   {r.records} active mandates + open transfer bills due {r.debit_date}"
         f" (executemany, one transaction), {r.setup_seconds:.1f}s, not timed",
-        f"  request:  prepare_requests {r.request.prepare_seconds:.2f}s + write_pending"
+        f"  request:  prepare_requests {r.request.prepare_seconds:.2f}s + stage/publish"
         f" {r.request.write_seconds:.2f}s (two transactions, as gateway-admin zengin request);"
         f" {r.request.file.name}, {r.request.size:,} bytes",
         f"  bank:     simulators.zengin, mix {r.mix}, seed {r.seed}: debited {b.debited_count}"
