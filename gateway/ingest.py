@@ -3,7 +3,8 @@
 A message is first stored as received (``collection_messages``, unique on channel + event key +
 kind: a resend changes nothing), then applied through the state machine (gateway.ledger) and
 its outcome written in the same transaction: payments, refund cases, anomalies, the bill's new
-version and the outbox events. Links submit messages to a :class:`GroupCommitter`, so that all
+version and the outbox events. Links submit messages to a group committer
+(:class:`gateway.store.group.GroupCommitter`), so that all
 messages arriving while one commit runs go into the next one; files are applied whole.
 """
 
@@ -12,20 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from gateway import ids, ledger
 from gateway.chain_rules import ChainRules
 from gateway.clock import now as clock_now
 from gateway.clock import today as clock_today
-from gateway.infra.crashpoints import crash_point
 from gateway.model import (
     Anomaly,
     AnomalyKind,
@@ -44,6 +43,7 @@ from gateway.store import Store
 from gateway.store.billers import chain_rules_of
 from gateway.store.bills import BillMatch, lock_bills, slips_of_bills, update_bills
 from gateway.store.events import append_events
+from gateway.store.group import GroupCommitter
 from gateway.store.ledger import (
     close_refund_cases,
     insert_payments,
@@ -59,8 +59,6 @@ from gateway.store.ledger import (
 from gateway.views import payment_json, refund_case_json
 
 log = Logger()
-T = TypeVar("T")
-R = TypeVar("R")
 
 MESSAGES = Counter(
     "gateway_ingest_messages_total",
@@ -504,100 +502,10 @@ class Ingest:
         def apply_many(conn: Connection, group: list[Received]) -> list[str]:
             return self.apply_group(conn, group, clock_now(clock), clock_today(clock))
 
-        return GroupCommitter(store, desc, apply_many)
-
-
-class GroupCommitter(Generic[T, R]):
-    """Commits items in groups: everything submitted while one group's transaction runs goes
-    into the next transaction. ``apply(conn, items)`` handles a whole group at once; if it
-    raises, the group is rolled back to a savepoint and applied again one item at a time, each
-    in its own savepoint, so one bad item does not take the others down. If the commit itself
-    fails, or the connection is lost, every item of the group fails."""
-
-    def __init__(
-        self,
-        store: Store,
-        desc: str,
-        apply: Callable[[Connection, list[T]], list[R]],
-        max_group: int = 1000,
-    ) -> None:
-        self.store = store
-        self.desc = desc
-        self.apply = apply
-        self.max_group = max_group
-        self._queue: list[tuple[T, Deferred[R]]] = []
-        self._running = False
-
-    def submit(self, item: T) -> Deferred[R]:
-        d: Deferred[R] = Deferred()
-        self._queue.append((item, d))
-        self._kick()
-        return d
-
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
-    def _kick(self) -> None:
-        if self._running or not self._queue:
-            return
-        group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
-        self._running = True
-        GROUP_SIZE.observe(len(group))
-        items = [item for item, _ in group]
-
-        def done(results: list[R | Failure]) -> None:
-            for (_, d), result in zip(group, results, strict=True):
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    d.callback(result)
-
-        def failed(failure: Failure) -> None:
-            log.failure(
-                "{desc}: a group of {n} could not be committed",
-                failure,
-                desc=self.desc,
-                n=len(group),
-            )
-            for _, d in group:
-                d.errback(failure)
-
-        def next_group(_: object) -> None:
-            self._running = False
-            self._kick()
-
-        try:
-            d = self.store.run_interaction(self.desc, self._run_group, items)
-        except Exception:
-            failed(Failure())
-            next_group(None)
-            return
-        d.addCallbacks(done, failed)
-        d.addBoth(next_group)
-
-    def _run_group(self, conn: Connection, items: list[T]) -> list[R | Failure]:
-        whole = conn.begin_nested()
-        try:
-            results = self.apply(conn, items)
-        except Exception:
-            if conn.invalidated:  # the connection is lost, and the transaction with it: no
-                raise  # item can be applied on it; the whole group fails with the cause
-            whole.rollback()
-        else:
-            whole.commit()
-            crash_point("ingest.before_commit")  # a test-only switch: does nothing in production
-            return list(results)
-        one_by_one: list[R | Failure] = []
-        for item in items:
-            savepoint = conn.begin_nested()
-            try:
-                (result,) = self.apply(conn, [item])
-            except Exception:
-                savepoint.rollback()
-                one_by_one.append(Failure())
-            else:
-                savepoint.commit()
-                one_by_one.append(result)
-        crash_point("ingest.before_commit")
-        return one_by_one
+        return GroupCommitter(
+            store,
+            desc,
+            apply_many,
+            observe=GROUP_SIZE.observe,
+            before_commit="ingest.before_commit",
+        )

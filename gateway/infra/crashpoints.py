@@ -15,8 +15,8 @@ never fire and the test using it would prove nothing.
 
 The points:
 
-- ``ingest.before_commit``: a link's group commit (``gateway.ingest.GroupCommitter``) has made
-  every write of its group; the COMMIT is not sent yet.
+- ``ingest.before_commit``: a link's group commit (``gateway.store.group.GroupCommitter``, as
+  gateway.ingest sets it up) has made every write of its group; the COMMIT is not sent yet.
 - ``cvs.after_commit``: a 速報 of the CVS link is committed (``gateway.networks.cvs``); its
   ``AK 00`` is not written yet.
 - ``payout.after_file``: a payout file (総合振込) is in the outbox (``gateway.money.payouts``);

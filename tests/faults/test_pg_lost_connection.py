@@ -21,8 +21,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError
 from twisted.internet.defer import DeferredList
 
-from gateway.ingest import GroupCommitter
 from gateway.store import Store, create_db_engine
+from gateway.store.group import GroupCommitter
 from tests.conftest import on_postgres
 from tests.faults.pgproxy import PgProxy
 
