@@ -782,6 +782,18 @@ BAD: list[Any] = [
         "zengin.inbox",
         id="path-unknown-home",
     ),
+    # SO_REUSEPORT: a boolean, and only on a TCP endpoint
+    pytest.param(cfg(api={"reuse_port": "yes"}), "api.reuse_port", id="api-reuse-port-not-bool"),
+    pytest.param(
+        cfg(api={"listen": "unix:/run/gateway/api.sock", "reuse_port": True}),
+        "api.reuse_port",
+        id="api-reuse-port-unix",
+    ),
+    pytest.param(
+        cvs(link={"listen": "unix:/run/gateway/link.sock", **PEERS, "reuse_port": True}),
+        "cvs.link.reuse_port",
+        id="cvs-link-reuse-port-unix",
+    ),
 ]
 
 

@@ -249,7 +249,9 @@ def make_service(config: Config, reactor: Any) -> MultiService:
     watch_folders(folders(config))
     limits = http_limits(config.api)
     api = make_site(Router(routes, auth, limits, reactor), limits, reactor)
-    ListenerService("api", config.api.listen, api, reactor).setServiceParent(top)
+    ListenerService(
+        "api", config.api.listen, api, reactor, reuse_port=config.api.reuse_port
+    ).setServiceParent(top)
 
     # The networks, each as the registry (gateway.networks.registry) has it: its pollers and
     # watchers, then its listeners (which stop first), and what it adds to /readyz.

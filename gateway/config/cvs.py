@@ -112,8 +112,9 @@ def _cvs_agency(t: Table, agency_id: str, pull_key: str) -> CvsAgency:
             raise ConfigError(t.key("stamp_thresholds"), "two thresholds share a date")
 
     def link(s: Table) -> CvsLinkConfig:
+        listen = s.endpoint("listen", client=False)
         return CvsLinkConfig(
-            s.endpoint("listen", client=False),
+            listen,
             s.number("heartbeat_timeout", 60),
             peers=peer_names(s, "peers"),
             ca=s.path_value("ca", None) if "ca" in s.raw else None,
@@ -122,6 +123,7 @@ def _cvs_agency(t: Table, agency_id: str, pull_key: str) -> CvsAgency:
             handshake_timeout=at_most(
                 s, "handshake_timeout", s.number("handshake_timeout", 10.0), 300
             ),
+            reuse_port=s.reuse_port(listen),
         )
 
     def files(s: Table) -> CvsFilesConfig:

@@ -92,6 +92,7 @@ def _api(t: Table) -> ApiConfig:
         max_page_size=t.integer("max_page_size", 100, low=1, high=1000),
         # A revoked key works until its cache entry expires: a minute at most.
         auth_cache_seconds=float(t.integer("auth_cache_seconds", 10, low=0, high=60)),
+        reuse_port=t.reuse_port(listen),
         **_http_limits(t),
     )
 

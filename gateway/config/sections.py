@@ -48,6 +48,7 @@ class ApiConfig:
     request_burst: int = 100
     auth_failures_per_second: float = 1.0
     auth_failure_burst: int = 20
+    reuse_port: bool = False  # several daemons of one host on this port (SO_REUSEPORT)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class CvsLinkConfig:
     max_unacked: int = 100  # records in flight per connection; reading stops at this many
     max_connections: int = 4  # established connections (and, apart, handshakes in progress)
     handshake_timeout: float = 10.0  # seconds for a TLS handshake to complete
+    reuse_port: bool = False  # several daemons of one host on this port (SO_REUSEPORT)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from urllib.parse import SplitResult, urlsplit
 from twisted.internet.endpoints import clientFromString, serverFromString
 
 from gateway.errors import ConfigError
+from gateway.infra.listen import reuse_port_problem
 
 T = TypeVar("T")
 
@@ -112,6 +113,15 @@ class Table:
         port = getattr(endpoint, "_port", None)  # TCP endpoints: refuse what cannot be bound
         if isinstance(port, int) and not (1 if client else 0) <= port <= 65535:
             raise ConfigError(self.key(name), f"{value!r}: port {port} is out of range")
+        return value
+
+    def reuse_port(self, listen: str) -> bool:
+        """``reuse_port`` (default false): whether the ``listen`` endpoint read from this table
+        is shared with the host's other daemons (SO_REUSEPORT); only a ``tcp:``/``tcp6:`` one
+        can be."""
+        value = self.boolean("reuse_port", False)
+        if value and (problem := reuse_port_problem(listen)) is not None:
+            raise ConfigError(self.key("reuse_port"), problem)
         return value
 
     def table(self, name: str, required: bool = False) -> Table | None:

@@ -35,7 +35,7 @@ from OpenSSL import crypto
 from prometheus_client import Gauge
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import clientFromString, serverFromString, wrapClientTLS
+from twisted.internet.endpoints import clientFromString, wrapClientTLS
 from twisted.internet.interfaces import (
     IAcceptableCiphers,
     IListeningPort,
@@ -48,6 +48,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from gateway.errors import ConfigError
 from gateway.infra import safe_files
+from gateway.infra.listen import listen
 
 __all__ = [
     "CERTIFICATE_NOT_AFTER",
@@ -451,12 +452,14 @@ def listen_tls(
     description: str,
     factory: IProtocolFactory,
     options: IOpenSSLServerConnectionCreator,
+    *,
+    reuse_port: bool = False,
 ) -> Deferred[IListeningPort]:
-    """Listen on an endpoint string such as ``tcp:7001:interface=127.0.0.1`` with TLS around it."""
+    """Listen on an endpoint string such as ``tcp:7001:interface=127.0.0.1`` with TLS around it;
+    with ``reuse_port``, on a port other daemons of the host share (gateway.infra.listen)."""
     _refuse_tls_description(description)
-    endpoint = serverFromString(reactor, description)
     wrapped = TLSMemoryBIOFactory(options, False, factory)
-    return cast("Deferred[IListeningPort]", endpoint.listen(wrapped))
+    return listen(reactor, description, wrapped, reuse_port=reuse_port)
 
 
 def connect_tls_endpoint(

@@ -260,8 +260,10 @@ class CvsLinkListener(ListenerService):
                 max_connections=link.max_connections,
                 handshake_timeout=link.handshake_timeout,
                 state=self.state,
+                reuse_port=link.reuse_port,
             ),
             network.reactor,
+            reuse_port=link.reuse_port,
         )
 
     def prepare_reload(self, config: Config) -> Callable[[], str]:

@@ -597,8 +597,10 @@ def listen_cvs_link(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     state: LinkState | None = None,
+    reuse_port: bool = False,
 ) -> Deferred[IListeningPort]:
-    """Listen for the agency on ``description`` (e.g. ``tcp:7001``) with mutual TLS from ``tls``.
+    """Listen for the agency on ``description`` (e.g. ``tcp:7001``) with mutual TLS from ``tls``;
+    with ``reuse_port``, sharing the port with the host's other daemons (SO_REUSEPORT).
 
     Only a client whose certificate chains to ``tls.ca`` completes the handshake, and only one
     whose certificate names one of ``peers`` is read from; ``reactor`` is also the clock of the
@@ -619,4 +621,4 @@ def listen_cvs_link(
         state=state,
     )
     options = tls if isinstance(tls, ServerTLS) else server_options(tls)
-    return listen_tls(reactor, description, factory, options)
+    return listen_tls(reactor, description, factory, options, reuse_port=reuse_port)

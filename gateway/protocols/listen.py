@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from gateway.infra.listen import listen
 
 log = Logger()
 
@@ -26,7 +27,9 @@ def _exit_failure() -> None:
 
 
 class ListenerService(Service):
-    """Listens on a Twisted endpoint string; exposes the bound port (``tcp:0`` in tests).
+    """Listens on a Twisted endpoint string; exposes the bound port (``tcp:0`` in tests). With
+    ``reuse_port`` other daemons of the host may listen on the same port (a factory given as a
+    function listens by itself and is told so on its own).
 
     A listener that cannot bind stops the reactor: a daemon that is not listening where the
     operator said must not look healthy.
@@ -38,19 +41,23 @@ class ListenerService(Service):
         description: str,
         factory: IProtocolFactory | Callable[[], Deferred[IListeningPort]],
         reactor: IReactorCore,
+        *,
+        reuse_port: bool = False,
     ) -> None:
         self.name = name
         self.description = description
         self.factory = factory
         self.reactor = reactor
+        self.reuse_port = reuse_port  # share the port with other daemons (SO_REUSEPORT)
         self.port: IListeningPort | None = None
         self.listening: Deferred[IListeningPort] | None = None
 
     def startService(self) -> None:
         super().startService()
         if IProtocolFactory.providedBy(self.factory):
-            endpoint = serverFromString(self.reactor, self.description)
-            self.listening = endpoint.listen(self.factory)
+            self.listening = listen(
+                self.reactor, self.description, self.factory, reuse_port=self.reuse_port
+            )
         else:
             self.listening = self.factory()  # e.g. a TLS listener built by a network
 
