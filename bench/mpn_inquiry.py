@@ -554,10 +554,10 @@ class Direct:
 def direct_lookups(
     url: str, config: Config, bills: Bills, threads: int, n: int, seed: int
 ) -> Direct:
-    """``n`` 照会 of random bills answered by ``MpnNetwork._inquiry`` itself, the function the
-    daemon's ``mpn.inquiry`` store interaction runs (``payeasy_lookup``: the bill and its
-    biller's kana in one SELECT; then the 確認番号 guard's ``count_guard_attempt``, one
-    ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` per attempt, right ones included; then the
+    """``n`` 照会 of random bills answered by ``MpnNetwork._inquiry`` itself, the daemon's
+    ``mpn.inquiry`` group transaction for a group of one (``payeasy_lookups``: the bill and its
+    biller's kana in one SELECT; then the 確認番号 guard's ``count_guard_attempts``, one
+    ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, right attempts included; then the
     bill's state), each in its own transaction, through the gateway's engine
     (``create_db_engine``, pool of ``threads``), on ``threads`` threads. No link, no TLS, no
     framing, no reactor."""
@@ -685,7 +685,7 @@ def _cpu(cpu: Cpu | None, phase: Phase) -> str:
         f" ({1e6 * cpu.daemon / phase.count:.0f} µs per 照会), driver (center side)"
         f" {100 * cpu.driver / phase.seconds:.0f}%; {os.cpu_count()} CPUs;"
         f" mean store interaction {1000 * phase.store_seconds / max(phase.store_count, 1):.2f} ms"
-        f" ({phase.store_count} mpn.inquiry)"
+        f" ({phase.store_count} mpn.inquiry transactions, each a group of 照会)"
     )
 
 
@@ -717,8 +717,9 @@ def report(r: Result) -> str:
         f" {sat.rate:.1f}/s, send→answer p50 {sat.timing().percentile_ms(50):.1f} ms,"
         f" p99 {sat.timing().percentile_ms(99):.1f} ms",
         f"              {_cpu(sat.cpu, sat)}",
-        "  direct:     MpnNetwork._inquiry, the daemon's own store call (payeasy_lookup: one"
-        " SELECT; count_guard_attempt: one upsert), one transaction per 照会, create_db_engine;"
+        "  direct:     MpnNetwork._inquiry, the daemon's own store call for a group of one"
+        " (payeasy_lookups: one SELECT; count_guard_attempts: one upsert), one transaction per"
+        " 照会, create_db_engine;"
         " daemon stopped; 200 warm-up;"
         f" {one.timing.count} lookups: 1 thread {one.timing.rate:.1f}/s"
         f" (p50 {one.timing.percentile_ms(50):.2f} ms,"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Connection
 from twisted.application.service import IService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -65,12 +65,16 @@ from gateway.networks.mpn_payer import PayerAnswers, asks_for
 from gateway.protocols.mpn import MpnLink
 from gateway.store import Store
 from gateway.store.bills import BillMatch, Identifiers, match_payeasy_numbers
+from gateway.store.group import GroupCommitter
 from gateway.store.ledger import billers_by_codes, payments_by_keys
 from gateway.store.mpn import (
+    GuardKey,
     count_guard_attempt,
+    count_guard_attempts,
     day_counters,
     day_payments,
     payeasy_lookup,
+    payeasy_lookups,
     purge_guard_before,
     record_day_close,
 )
@@ -80,6 +84,11 @@ log = Logger()
 GUARD_REFUSALS = Counter(
     "gateway_mpn_guard_refusals_total",
     "照会 refused 1001 because the お客様番号 had too many wrong 確認番号 that day.",
+)
+INQUIRY_GROUP_SIZE = Histogram(
+    "gateway_mpn_inquiry_group_size",
+    "照会 answered together in one transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 CONFLICTING_RESENDS = Counter(
     "gateway_mpn_conflicting_resends_total",
@@ -107,6 +116,10 @@ class MpnNetwork:
         self.reactor = reactor
         self.close_state = CloseState()
         self.payers = PayerAnswers(self._guarded, self._store)
+        # 照会 that arrive together are answered in one transaction (one commit), set-based.
+        self.inquiries: GroupCommitter[Message, Message] = GroupCommitter(
+            store, "mpn.inquiry", self._inquiries, max_group=500, observe=INQUIRY_GROUP_SIZE.observe
+        )
 
     # -- answers --------------------------------------------------------------------------------
 
@@ -118,7 +131,7 @@ class MpnNetwork:
     def _answer(self, request: Message, source: str) -> Deferred[Message]:
         body = request.body
         if isinstance(body, Inquiry):
-            return self.store.run_interaction("mpn.inquiry", self._inquiry, request)
+            return self.inquiries.submit(request)
         if isinstance(body, PaymentNotice | ResendCheck):
             return self.store.run_interaction("mpn.payment", self._payment, request, source)
         if isinstance(body, Cancel):
@@ -142,11 +155,15 @@ class MpnNetwork:
     def _guarded(self, conn: Connection, key: Any, day: date, secret: str) -> str | None:
         """None when the key's 確認番号 is ``secret`` and the guard lets it through, else the
         refusal (``1001``): every attempt on a number is counted."""
-        wrong = not hmac.compare_digest(secret.encode(), str(key.confirmation_number).encode())
+        wrong = _wrong(key, secret)
         # The count returned by the one atomic statement decides, never a count read before.
         failures = count_guard_attempt(
             conn, key.institution_code, key.customer_number, day, wrong=wrong
         )
+        return self._judged(wrong, failures)
+
+    def _judged(self, wrong: bool, failures: int) -> str | None:
+        """The guard's decision on one attempt from the day's wrong count including it."""
         # A wrong one counted past the limit, or a right one once the limit is reached.
         if failures > self.config.guard_limit or (
             not wrong and failures >= self.config.guard_limit
@@ -162,14 +179,55 @@ class MpnNetwork:
         )
 
     def _inquiry(self, conn: Connection, request: Message) -> Message:
+        (answer,) = self._inquiries(conn, [request])
+        return answer
+
+    def _inquiries(self, conn: Connection, requests: list[Message]) -> list[Message]:
+        """The answers to a group of 照会 in one transaction, each as if answered alone in the
+        order given: one SELECT of every bill, one upsert of every guard count (each attempt
+        counted, in order: :func:`count_guard_attempts`). A payer number's is answered on its
+        own (gateway.networks.mpn_payer)."""
+        answers: list[Message | None] = [None] * len(requests)
+        plain: list[tuple[int, Message, Inquiry]] = []
+        for i, request in enumerate(requests):
+            body = request.body
+            assert isinstance(body, Inquiry)
+            if is_payer_number(body.key.customer_number):
+                answers[i] = self.payers.inquiry(conn, request)
+            else:
+                plain.append((i, request, body))
+        found = payeasy_lookups(
+            conn, {(b.key.institution_code, b.key.customer_number) for _, _, b in plain}
+        )
+        known: list[tuple[int, Message, Bill, str, bool]] = []
+        attempts: list[tuple[GuardKey, bool]] = []
+        for i, request, body in plain:
+            key = body.key
+            hit = found.get((key.institution_code, key.customer_number))
+            if hit is None:  # no such number: nothing to guard
+                answers[i] = response_for(request, "1001")
+                continue
+            bill, kana = hit
+            assert bill.payeasy is not None
+            wrong = _wrong(key, bill.payeasy.confirmation_number)
+            day = request.header.business_date
+            known.append((i, request, bill, kana, wrong))
+            attempts.append(((key.institution_code, key.customer_number, day), wrong))
+        counts = count_guard_attempts(conn, attempts)
+        for (i, request, bill, kana, wrong), failures in zip(known, counts, strict=True):
+            refusal = self._judged(wrong, failures)
+            answers[i] = (
+                response_for(request, refusal)
+                if refusal is not None
+                else self._bill_answer(request, bill, kana)
+            )
+        return [a for a in answers if a is not None]
+
+    def _bill_answer(self, request: Message, bill: Bill, kana: str) -> Message:
+        """A known bill's answer once its 確認番号 is let through: its state, else the amount."""
         body = request.body
         assert isinstance(body, Inquiry)
-        if is_payer_number(body.key.customer_number):
-            return self.payers.inquiry(conn, request)
         day = request.header.business_date
-        bill, kana, refusal = self._known_bill(conn, body.key, day)
-        if bill is None:
-            return response_for(request, refusal or "1001")
         if bill.status is BillStatus.CANCELLED:
             return response_for(request, "1005")
         if bill.status in (BillStatus.PAID, BillStatus.CONFIRMED):
@@ -295,6 +353,11 @@ class MpnNetwork:
 
     def business_date(self) -> date:
         return datetime.fromtimestamp(self.reactor.seconds(), JST).date()
+
+
+def _wrong(key: Any, secret: str) -> bool:
+    """Whether the key's 確認番号 is not ``secret`` (compared in constant time)."""
+    return not hmac.compare_digest(secret.encode(), str(key.confirmation_number).encode())
 
 
 def close_body(day: date, counters: tuple[int, int, int, int]) -> Close:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from gateway.model import Bill, Channel, Payment, PaymentStatus
@@ -40,6 +41,62 @@ def count_guard_attempt(
         .returning(mpn_guard.c.failures)
     )
     return int(conn.execute(stmt).scalar_one())
+
+
+GuardKey = tuple[str, str, date]  # (収納機関番号, お客様番号, business day)
+
+
+def count_guard_attempts(conn: Connection, attempts: Sequence[tuple[GuardKey, bool]]) -> list[int]:
+    """:func:`count_guard_attempt` for a group of attempts (``(key, wrong)`` in the order they
+    arrived), in one multi-row ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``; each
+    attempt's count as if they had been counted one after the other in that order.
+
+    One row per key, its wrong ones added at once (a row cannot be updated twice by one
+    statement); the keys in sorted order, so two groups lock their rows in the same order. The
+    statement returns each key's count after the whole group: the count before the group is that
+    less the group's wrong ones, and each attempt's is that plus the wrong ones up to it. The
+    rows stay locked until the group commits, so other attempts on these numbers queue behind it
+    as behind one attempt."""
+    if not attempts:
+        return []
+    added: dict[GuardKey, int] = {}
+    for key, wrong in attempts:
+        added[key] = added.get(key, 0) + (1 if wrong else 0)
+    insert = dialect_insert(conn, mpn_guard)
+    stmt = (
+        insert.values(
+            [
+                {
+                    "institution_code": institution,
+                    "customer_number": number,
+                    "business_date": day,
+                    "failures": added[(institution, number, day)],
+                }
+                for institution, number, day in sorted(added)
+            ]
+        )
+        .on_conflict_do_update(
+            index_elements=["institution_code", "customer_number", "business_date"],
+            set_={"failures": mpn_guard.c.failures + insert.excluded.failures},
+        )
+        .returning(
+            mpn_guard.c.institution_code,
+            mpn_guard.c.customer_number,
+            mpn_guard.c.business_date,
+            mpn_guard.c.failures,
+        )
+    )
+    after = {
+        (r.institution_code, r.customer_number, r.business_date): int(r.failures)
+        for r in conn.execute(stmt)
+    }
+    counted = {key: after[key] - add for key, add in added.items()}  # before the group
+    counts: list[int] = []
+    for key, wrong in attempts:
+        if wrong:
+            counted[key] += 1
+        counts.append(counted[key])
+    return counts
 
 
 def purge_guard_before(conn: Connection, day: date) -> int:
@@ -132,6 +189,37 @@ def payeasy_lookup(conn: Connection, institution: str, number: str) -> tuple[Bil
     if row is None:
         return None
     return _bill(row), row.biller_kana
+
+
+def payeasy_lookups(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[Bill, str]]:
+    """:func:`payeasy_lookup` for many (収納機関番号, お客様番号) at once, in one statement: the
+    bill and biller kana of each key that names a bill (a key of no bill is absent)."""
+    by_institution: dict[str, set[str]] = {}
+    for institution, number in keys:
+        by_institution.setdefault(institution, set()).add(number)
+    if not by_institution:
+        return {}
+    rows = conn.execute(
+        select(bills, billers.c.kana.label("biller_kana"))
+        .select_from(bills.join(billers, billers.c.biller_id == bills.c.biller_id))
+        .where(
+            or_(
+                *(
+                    and_(
+                        bills.c.payeasy_institution_code == institution,
+                        bills.c.payeasy_customer_number.in_(sorted(numbers)),
+                    )
+                    for institution, numbers in sorted(by_institution.items())
+                )
+            )
+        )
+    )
+    return {
+        (row.payeasy_institution_code, row.payeasy_customer_number): (_bill(row), row.biller_kana)
+        for row in rows
+    }
 
 
 def day_close_report(conn: Connection, first: date, last: date) -> list[dict[str, object]]:
