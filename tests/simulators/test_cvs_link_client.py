@@ -447,3 +447,55 @@ async def test_a_client_certificate_from_another_ca_gets_nothing_acknowledged(
     )
 
     await refused(certs, lambda d: start_agency_link(reactor, d, stranger, "gateway"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_two_links_share_a_port_with_reuse_port(certs: dict[str, Path]) -> None:
+    """``reuse_port`` (two daemons of one host): two TLS link listeners on one port, the kernel
+    spreads the agency's connections between them, and each record is acknowledged over mutual
+    TLS by the listener its connection reached."""
+    from twisted.internet import reactor  # noqa: TID251
+
+    from gateway.app.process import free_port
+
+    submitted: list[list[bytes]] = [[], []]
+
+    def submitter(k: int) -> Callable[[bytes, str], defer.Deferred[str]]:
+        def submit(record: bytes, source: str) -> defer.Deferred[str]:
+            submitted[k].append(record)
+            return defer.succeed("00")
+
+        return submit
+
+    description = f"tcp:{free_port()}:interface=127.0.0.1"
+    ports = [
+        await listen_cvs_link(
+            reactor,
+            description,
+            files_for(certs, "gateway"),
+            submitter(k),
+            60.0,
+            peers=[AGENCY],
+            max_connections=32,
+            reuse_port=True,
+        )
+        for k in (0, 1)
+    ]
+    assert ports[0].getHost() == ports[1].getHost()
+    links = [
+        start_agency_link(reactor, address(ports[0]), files_for(certs, "cvs-agency"), "gateway")
+        for _ in range(16)
+    ]
+    try:
+        sends = [link.send(record(n)) for n, link in enumerate(links)]
+        results = [await d.addTimeout(TIMEOUT, reactor) for d in sends]
+        assert results == ["00"] * 16
+        assert sorted(submitted[0] + submitted[1]) == sorted(record(n) for n in range(16))
+        # Both listeners took connections: 2 chances in 2**16 that the kernel gave all to one.
+        assert [gateway_connections(p) > 0 for p in ports] == [True, True]
+    finally:
+        for link in links:
+            await link.stop().addTimeout(TIMEOUT, reactor)
+        for p in ports:
+            await until(lambda p=p: gateway_connections(p) == 0, "the gateway to close")
+            await defer.maybeDeferred(p.stopListening)
