@@ -35,6 +35,7 @@ from gateway.store.notices import (
 )
 from gateway.store.notify import Finished, NewNotice, claim, finish, queue_notices
 from gateway.store.schema import metadata, notice_charges, notifications
+from tests.conftest import on_postgres
 
 NOW = datetime(2026, 12, 9, 1, 0, tzinfo=UTC)
 MINE = ("notification", "notice", "fallback", "notice_rules")
@@ -129,6 +130,25 @@ def test_a_notice_is_queued_once_and_claimed_by_its_medium(engine: Engine) -> No
         )
         (retry,) = claim(conn, NOW + timedelta(minutes=1), timedelta(seconds=30), 10, (Medium.SMS,))
         assert (retry.ref, retry.attempts) == ("1", 2)
+
+
+@pytest.mark.skipif(not on_postgres(), reason="SKIP LOCKED is PostgreSQL's (SQLite: one writer)")
+def test_two_daemons_claiming_at_once_take_different_notices(engine: Engine) -> None:
+    """Two daemons' sending rounds at the same moment (two connections, the first one's
+    transaction still open): the second skips what the first has locked and takes the rest, so
+    no notice is sent by both."""
+    queued = [NewNotice("acme", 1, Notice.PAGE, Medium.EMAIL, str(ref)) for ref in range(6)]
+    with engine.begin() as conn:
+        assert queue_notices(conn, queued, NOW) == 6
+    lease = timedelta(seconds=30)
+    with engine.connect() as a, engine.connect() as b, a.begin():
+        first = claim(a, NOW, lease, 3)
+        with b.begin():
+            second = claim(b, NOW, lease, 10)  # while the first daemon's rows are locked
+    assert (len(first), len(second)) == (3, 3)
+    assert {c.ref for c in first} | {c.ref for c in second} == {str(ref) for ref in range(6)}
+    with engine.begin() as conn:  # all six leased: nothing left for a third round
+        assert claim(conn, NOW, lease, 10) == []
 
 
 def test_opt_outs_are_per_customer_of_a_biller(engine: Engine) -> None:
