@@ -32,7 +32,7 @@ def reuse_port_problem(description: str) -> str | None:
     return None
 
 
-def _bound_socket(description: str) -> tuple[socket.socket, socket.AddressFamily, int]:
+def _bound_socket(description: str) -> tuple[socket.socket, socket.AddressFamily]:
     endpoint = serverFromString(None, description)
     if not isinstance(endpoint, TCP4ServerEndpoint | TCP6ServerEndpoint):
         raise ValueError(f"SO_REUSEPORT needs a tcp: or tcp6: endpoint, not {description!r}")
@@ -50,7 +50,7 @@ def _bound_socket(description: str) -> tuple[socket.socket, socket.AddressFamily
     except BaseException:
         sock.close()
         raise
-    return sock, family, endpoint._port
+    return sock, family
 
 
 def listen_reuse_port(
@@ -61,7 +61,7 @@ def listen_reuse_port(
     A failure to bind (another process holds the port without the option) is the Deferred's
     failure, as with an endpoint."""
     try:
-        sock, family, _ = _bound_socket(description)
+        sock, family = _bound_socket(description)
     except Exception:
         return fail()
     try:
