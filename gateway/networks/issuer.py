@@ -94,4 +94,5 @@ class Issuer:
 
     @staticmethod
     def human_readable(digits: str) -> str:
-        return barcode.parse(digits, ceiling=barcode.MAX_AMOUNT).human_readable()
+        barcode.parse(digits, ceiling=barcode.MAX_AMOUNT)  # refuses what is no barcode (memoized)
+        return barcode.human_readable(digits)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, tuple_, update
+from sqlalchemy import and_, func, or_, select, text, tuple_, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -22,6 +24,7 @@ from gateway.model import (
     Slip,
     Tax,
 )
+from gateway.store import many
 from gateway.store.copy import copy_rows
 from gateway.store.dialect import dialect_insert
 from gateway.store.schema import bill_slips, bills
@@ -44,7 +47,21 @@ class Identifiers:
     cvs_bill_key: str | None = None  # the slip's bill key (gateway.mappers.cvs.barcode)
 
 
-def _bill(row: Row) -> Bill:
+@lru_cache(maxsize=64)
+def _channels(stored: str) -> frozenset[Channel]:
+    """A bill's ``channels`` column (``"cvs,payeasy"``): few distinct values, parsed once."""
+    return frozenset(Channel(c) for c in stored.split(",") if c)
+
+
+@lru_cache(maxsize=16)
+def _named_row(keys: tuple[str, ...]) -> Any:
+    """A named tuple of a result's columns (:func:`lock_bills`): its attributes are read in C,
+    where a ``Row``'s go through SQLAlchemy's key lookup — most of the cost of :func:`_bill`."""
+    return namedtuple("NamedRow", keys, rename=True)
+
+
+def _bill(row: Any) -> Bill:
+    """The bill of a ``bills`` row (a ``Row``, or a :func:`_named_row` of one)."""
     slip = None
     if row.barcode is not None:
         slip = Slip(row.reissue, row.barcode, row.amount, row.due_date, bool(row.stamp))
@@ -60,7 +77,7 @@ def _bill(row: Row) -> Bill:
         bill_no=row.bill_no,
         amount=row.amount,
         due_date=row.due_date,
-        channels=frozenset(Channel(c) for c in row.channels.split(",") if c),
+        channels=_channels(row.channels),
         customer=Customer(
             row.customer_no,
             row.customer_name,
@@ -427,9 +444,10 @@ def lock_bills(
         .order_by(bills.c.id)
         .with_for_update()
     )
+    named = _named_row(tuple(rows.keys()))._make
     found: dict[tuple[str, str], tuple[int, Bill]] = {}
     for r in rows:
-        bill = (r.id, _bill(r))
+        bill = (r.id, _bill(named(r)))
         for match in matches:
             for key in match.keys_of(r):
                 found[key] = bill
@@ -474,27 +492,26 @@ def match_bill_ids(namespace: str, bill_ids: Mapping[str, int]) -> BillMatch:
 def slips_of_bills(conn: Connection, bill_ids: Sequence[int]) -> dict[int, list[Slip]]:
     found: dict[int, list[Slip]] = {bill_id: [] for bill_id in bill_ids}
     if bill_ids:
+        c = bill_slips.c
         rows = conn.execute(
-            select(bill_slips)
-            .where(bill_slips.c.bill_id.in_(list(bill_ids)))
-            .order_by(bill_slips.c.bill_id, bill_slips.c.reissue)
+            select(c.bill_id, c.reissue, c.barcode, c.amount, c.due_date, c.stamp)
+            .where(c.bill_id.in_(list(bill_ids)))
+            .order_by(c.bill_id, c.reissue)
         )
-        for r in rows:
-            found[r.bill_id].append(Slip(r.reissue, r.barcode, r.amount, r.due_date, bool(r.stamp)))
+        for bill_id, reissue, barcode, amount, due_date, stamp in rows:
+            found[bill_id].append(Slip(reissue, barcode, amount, due_date, bool(stamp)))
     return found
 
 
 def update_bills(conn: Connection, changed: Sequence[tuple[int, Bill]]) -> None:
     """Write new versions of bills the caller holds locked."""
     if changed:
-        conn.execute(
-            update(bills)
-            .where(bills.c.id == bindparam("b_id"))
-            .values({name: bindparam(f"b_{name}") for name in _state_values(changed[0][1])}),
-            [
-                {"b_id": bill_id, **{f"b_{k}": v for k, v in _state_values(bill).items()}}
-                for bill_id, bill in changed
-            ],
+        names = tuple(_state_values(changed[0][1]))
+        statement = many.update(conn.dialect, bills, names, ("id",))
+        many.run_many(
+            conn,
+            statement,
+            [(*_state_values(bill).values(), bill_id) for bill_id, bill in changed],
         )
 
 

@@ -19,7 +19,7 @@ from gateway.model import (
     RefundReason,
     RefundStatus,
 )
-from gateway.store.dialect import dialect_insert
+from gateway.store import many
 from gateway.store.schema import (
     anomalies,
     billers,
@@ -32,49 +32,60 @@ from gateway.store.schema import (
 MessageKey = tuple[str, str, str]  # channel, kind, event_key
 
 
+_MESSAGE_COLUMNS = (
+    "channel",
+    "kind",
+    "event_key",
+    "amount",
+    "paid_at",
+    "source",
+    "line",
+    "raw",
+    "received_at",
+    "outcome",
+)
+
+
 def record_messages(
     conn: Connection, received: Sequence[tuple[CollectionEvent, int | None]]
 ) -> dict[MessageKey, int]:
-    """Store messages as received, in one statement; returns the ids of those that were new
-    (a message already stored, or repeated inside ``received``, gets no id)."""
+    """Store messages as received, in one statement (a page of :data:`many.VALUES_PAGE`);
+    returns the ids of those that were new (a message already stored, or repeated inside
+    ``received``, gets no id)."""
     if not received:
         return {}
     rows = [
-        {
-            "channel": event.channel.value,
-            "kind": event.kind.value,
-            "event_key": event.event_key,
-            "amount": event.amount,
-            "paid_at": event.paid_at,
-            "source": event.source[:200],
-            "line": line,
-            "raw": event.raw,
-            "received_at": event.received_at,
-            "outcome": "received",
-        }
+        (
+            event.channel.value,
+            event.kind.value,
+            event.event_key,
+            event.amount,
+            event.paid_at,
+            event.source[:200],
+            line,
+            event.raw,
+            event.received_at,
+            "received",
+        )
         for event, line in received
     ]
     # A fixed order: two daemons inserting overlapping groups take the unique-index locks in
     # the same order, so they wait for each other instead of deadlocking.
-    rows.sort(key=lambda r: (r["channel"], r["kind"], r["event_key"]))
-    c = collection_messages.c
-    result = conn.execute(
-        dialect_insert(conn, collection_messages)
-        .on_conflict_do_nothing()
-        .returning(c.id, c.channel, c.kind, c.event_key),
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    inserted = many.insert_returning(
+        conn,
+        collection_messages,
+        _MESSAGE_COLUMNS,
         rows,
+        returning=("id", "channel", "kind", "event_key"),
+        on_conflict_do_nothing=True,
     )
-    return {(r.channel, r.kind, r.event_key): r.id for r in result}
+    return {(channel, kind, key): int(i) for i, channel, kind, key in inserted}
 
 
 def set_outcomes(conn: Connection, outcomes: Sequence[tuple[int, str]]) -> None:
-    if outcomes:
-        conn.execute(
-            update(collection_messages)
-            .where(collection_messages.c.id == bindparam("m_id"))
-            .values(outcome=bindparam("m_outcome")),
-            [{"m_id": i, "m_outcome": o} for i, o in outcomes],
-        )
+    statement = many.update(conn.dialect, collection_messages, ("outcome",), ("id",))
+    many.run_many(conn, statement, [(o, i) for i, o in outcomes])
 
 
 def _payment(row: Row[Any], bill_no: str | None) -> Payment:
@@ -128,53 +139,58 @@ def payments_by_keys(
     return found
 
 
+_PAYMENT_STATE = ("status", "late", "transfer_date", "confirmed_at", "voided_at")
+_PAYMENT_COLUMNS = (
+    "payment_id",
+    "biller_id",
+    "bill_id",
+    "channel",
+    "event_key",
+    "amount",
+    "paid_at",
+    "store",
+    "agency",
+    "chain_accepted",
+    "stamped",
+    "created_at",
+    *_PAYMENT_STATE,
+)
+
+
+def _payment_state(p: Payment) -> tuple[Any, ...]:
+    """The values of :data:`_PAYMENT_STATE`: what a message may change of a payment."""
+    return (p.status.value, p.late, p.transfer_date, p.confirmed_at, p.voided_at)
+
+
 def insert_payments(conn: Connection, new: Sequence[tuple[Payment, int | None]]) -> None:
-    if new:
-        conn.execute(
-            payments.insert(),
-            [
-                {
-                    "payment_id": p.payment_id,
-                    "biller_id": p.biller_id or None,
-                    "bill_id": bill_id,
-                    "channel": p.channel.value,
-                    "event_key": p.event_key,
-                    "amount": p.amount,
-                    "paid_at": p.paid_at,
-                    "store": p.store,
-                    "agency": p.agency,
-                    "chain_accepted": p.chain_accepted,
-                    "stamped": p.stamped,
-                    "created_at": p.created_at,
-                    **_payment_state(p),
-                }
-                for p, bill_id in new
-            ],
-        )
-
-
-def _payment_state(p: Payment) -> dict[str, Any]:
-    return {
-        "status": p.status.value,
-        "late": p.late,
-        "transfer_date": p.transfer_date,
-        "confirmed_at": p.confirmed_at,
-        "voided_at": p.voided_at,
-    }
+    statement = many.insert(conn.dialect, payments, _PAYMENT_COLUMNS)
+    many.run_many(
+        conn,
+        statement,
+        [
+            (
+                p.payment_id,
+                p.biller_id or None,
+                bill_id,
+                p.channel.value,
+                p.event_key,
+                p.amount,
+                p.paid_at,
+                p.store,
+                p.agency,
+                p.chain_accepted,
+                p.stamped,
+                p.created_at,
+                *_payment_state(p),
+            )
+            for p, bill_id in new
+        ],
+    )
 
 
 def update_payments(conn: Connection, changed: Sequence[Payment]) -> None:
-    if changed:
-        state = ["status", "late", "transfer_date", "confirmed_at", "voided_at"]
-        conn.execute(
-            update(payments)
-            .where(payments.c.payment_id == bindparam("p_id"))
-            .values({name: bindparam(f"p_{name}") for name in state}),
-            [
-                {"p_id": p.payment_id, **{f"p_{k}": v for k, v in _payment_state(p).items()}}
-                for p in changed
-            ],
-        )
+    statement = many.update(conn.dialect, payments, _PAYMENT_STATE, ("payment_id",))
+    many.run_many(conn, statement, [(*_payment_state(p), p.payment_id) for p in changed])
 
 
 def open_refund_cases(conn: Connection, cases: Sequence[tuple[RefundCase, int | None]]) -> None:

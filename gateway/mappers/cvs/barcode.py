@@ -140,10 +140,17 @@ class Barcode:
 
     def human_readable(self) -> str:
         """The line printed under the symbol: ``(91)CCCCCC-F…F-R-YYMMDD-S-AAAAAA-C``."""
-        return (
-            f"({AI}){self.company_code}-{self.free_field}-{self.reissue}-{self.due_text}"
-            f"-{1 if self.stamp else 0}-{self.amount:06d}-{self.check_digit}"
-        )
+        return human_readable(self.digits)
+
+
+def human_readable(digits: str) -> str:
+    """The line printed under the symbol of a barcode's 44 digits, as they are (the caller has
+    parsed them): the fields cut apart, nothing recomputed (the ingest renders one per
+    payment event)."""
+    return (
+        f"({digits[0:2]}){digits[2:8]}-{digits[8:29]}-{digits[29]}-{digits[30:36]}"
+        f"-{digits[36]}-{digits[37:43]}-{digits[43]}"
+    )
 
 
 def build(
