@@ -434,6 +434,15 @@ class Daemon:
             raise BenchFailure("the daemon is not running")
         return self.process.pid
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user + system) the daemon has used so far; None without /proc."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        fields = stat.rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 

@@ -399,6 +399,7 @@ class Result:
     batched: Timing
     durability: str
     stored: str
+    daemon_cpu_us_per_bill: float | None
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -415,6 +416,9 @@ class Result:
             "raw_rows_per_s": round(self.raw.rate, 1),
             "ratio_api_raw": round(self.api.rate / self.raw.rate, 3),
             "batched_rows_per_s": round(self.batched.rate, 1),
+            "daemon_cpu_us_per_bill": (
+                None if self.daemon_cpu_us_per_bill is None else round(self.daemon_cpu_us_per_bill)
+            ),
         }
 
 
@@ -443,10 +447,18 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
 
         with gateway.daemon() as daemon:
             say(f"daemon ready; {args.clients} clients, {args.warmup} warm-up + {args.bills} bills")
+            cpu_before = daemon.cpu_seconds()
             try:
                 api = run_concurrently(args.clients, args.warmup, args.bills, load.session)
             except BenchFailure as e:
                 raise BenchFailure(f"{e}\n--- daemon log ---\n{daemon.log_tail()}") from e
+            cpu_after = daemon.cpu_seconds()
+            # per bill answered, warm-up included (the CPU is read around the whole phase)
+            cpu_us = (
+                None
+                if cpu_before is None or cpu_after is None
+                else 1e6 * (cpu_after - cpu_before) / (args.warmup + args.bills)
+            )
             code = daemon.stop()
             how = "cleanly, on SIGTERM" if daemon.stopped_cleanly() else f"exit {code}"
             say(f"daemon stopped ({how}); {load.connections} connections used")
@@ -484,6 +496,7 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
         batched,
         durability,
         stored,
+        cpu_us,
     )
 
 
@@ -531,6 +544,7 @@ def report(r: Result) -> str:
             "  batched:  the same INSERT, every row in one executemany, one transaction",
             f"  wall:     API {r.api.seconds:.2f}s, raw {r.raw.seconds:.2f}s,"
             f" batched {r.batched.seconds:.2f}s",
+            f"  CPU:      daemon {f['daemon_cpu_us_per_bill']} µs per bill (warm-up included)",
             "",
             head,
             "-" * len(head),

@@ -137,9 +137,13 @@ def chain_rules_of(conn: Connection, biller_ids: Sequence[str]) -> dict[str, Cha
 def active_biller(conn: Connection, biller_id: str) -> Biller:
     """The biller, to issue a bill for: :class:`InvalidRequest` naming ``biller`` when the
     operator suspended it (its watched folder's file is refused with that reason)."""
-    biller = get_biller(conn, biller_id)
+    return ensure_active(get_biller(conn, biller_id))
+
+
+def ensure_active(biller: Biller) -> Biller:
+    """``biller``, or :class:`InvalidRequest` as :func:`active_biller` refuses a suspended one."""
     if biller.suspended_at is not None:
-        why = f"{biller_id} is suspended: no new bill until the operator resumes it"
+        why = f"{biller.biller_id} is suspended: no new bill until the operator resumes it"
         raise InvalidRequest([FieldError("biller", why)], title="The biller is suspended")
     return biller
 

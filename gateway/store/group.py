@@ -12,12 +12,13 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gateway.infra.crashpoints import crash_point
-from gateway.store import Store
+from gateway.store import Store, _retryable
 
 __all__ = ["GroupCommitter"]
 
@@ -36,10 +37,16 @@ class GroupCommitter(Generic[T, R]):
     so one bad item does not take the others down. With ``apply_one(conn, item)`` every item
     runs in its own savepoint from the start (for items whose refusal is an ordinary outcome,
     as a merchant's request). If the commit itself fails, or the connection is lost, every item
-    of the group fails.
+    of the group fails; an error the database asks to retry (deadlock, serialization failure)
+    in an item runs the whole group again (gateway.store.Store._run).
 
-    ``observe`` is given each group's size (a metric); ``before_commit`` names the crash point
-    (gateway.infra.crashpoints) passed when the group is written and its COMMIT not yet sent."""
+    ``observe`` is given each group's size (a metric); ``finish(conn)`` runs once the items
+    are applied, in the group's transaction (writes shared by the group, as the outbox events
+    of bill creations: one lock of the biller row per group, held only up to the commit);
+    ``before_commit`` names the crash point (gateway.infra.crashpoints) passed when the group
+    is written and its COMMIT not yet sent. ``concurrency``: how many groups may run at once
+    (1: the next group gathers while one commits; more on PostgreSQL, where a group's time is
+    mostly round trips to the server and the store has several connections)."""
 
     def __init__(
         self,
@@ -51,6 +58,8 @@ class GroupCommitter(Generic[T, R]):
         apply_one: Callable[[Connection, T], R] | None = None,
         observe: Callable[[int], object] | None = None,
         before_commit: str | None = None,
+        finish: Callable[[Connection], object] | None = None,
+        concurrency: int = 1,
     ) -> None:
         if (apply is None) == (apply_one is None):
             raise TypeError("GroupCommitter needs exactly one of apply and apply_one")
@@ -61,8 +70,10 @@ class GroupCommitter(Generic[T, R]):
         self.max_group = max_group
         self.observe = observe
         self.before_commit = before_commit
+        self.finish = finish
+        self.concurrency = concurrency
         self._queue: list[tuple[T, Deferred[R]]] = []
-        self._running = False
+        self._running = 0  # groups whose transaction runs
 
     def submit(self, item: T) -> Deferred[R]:
         d: Deferred[R] = Deferred()
@@ -75,10 +86,12 @@ class GroupCommitter(Generic[T, R]):
         return len(self._queue)
 
     def _kick(self) -> None:
-        if self._running or not self._queue:
-            return
+        while self._running < self.concurrency and self._queue:
+            self._start()
+
+    def _start(self) -> None:
         group, self._queue = self._queue[: self.max_group], self._queue[self.max_group :]
-        self._running = True
+        self._running += 1
         if self.observe is not None:
             self.observe(len(group))
         items = [item for item, _ in group]
@@ -101,14 +114,14 @@ class GroupCommitter(Generic[T, R]):
                 d.errback(failure)
 
         def next_group(_: object) -> None:
-            self._running = False
+            self._running -= 1
             self._kick()
 
         try:
             d = self.store.run_interaction(self.desc, self._run_group, items)
         except Exception:
             failed(Failure())
-            next_group(None)
+            self._running -= 1  # the caller's loop goes on with what is left
             return
         d.addCallbacks(done, failed)
         d.addBoth(next_group)
@@ -124,22 +137,25 @@ class GroupCommitter(Generic[T, R]):
                 whole.rollback()
             else:
                 whole.commit()
-                self._before_commit()
+                self._finish(conn)
                 return list(results)
         one_by_one: list[R | Failure] = []
         for item in items:
             savepoint = conn.begin_nested()
             try:
                 result = self._apply_one(conn, item)
-            except Exception:
-                if conn.invalidated:
+            except Exception as e:
+                if conn.invalidated or (isinstance(e, DBAPIError) and _retryable(e)):
+                    # the connection is lost, or the database asks for the transaction again
+                    # (a deadlock, a serialization failure): the whole group fails or is
+                    # retried (Store._run), not this item alone
                     raise
                 savepoint.rollback()
                 one_by_one.append(Failure())
             else:
                 savepoint.commit()
                 one_by_one.append(result)
-        self._before_commit()
+        self._finish(conn)
         return one_by_one
 
     def _apply_one(self, conn: Connection, item: T) -> R:
@@ -149,6 +165,8 @@ class GroupCommitter(Generic[T, R]):
         (result,) = self.apply(conn, [item])
         return result
 
-    def _before_commit(self) -> None:
+    def _finish(self, conn: Connection) -> None:
+        if self.finish is not None:
+            self.finish(conn)  # raising, it fails (or retries) the whole group
         if self.before_commit is not None:
             crash_point(self.before_commit)  # a test-only switch: does nothing in production

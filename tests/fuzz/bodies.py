@@ -49,6 +49,8 @@ class _Stored(Exception):
 
 
 class _Store:
+    dialect = "sqlite"
+
     async def run_interaction(self, *args: object, **kwargs: object) -> NoReturn:
         raise _Stored
 
@@ -116,5 +118,5 @@ def bills_csv(data: bytes) -> None:
     except InvalidRequest as e:
         assert e.errors, "InvalidRequest without a field"
         return
-    assert len(checked.rows) + len({row for row, _, _ in checked.errors}) == checked.total
+    assert checked.passed + len({row for row, _, _ in checked.errors}) == checked.total
     bill_files.write_csv(bill_files.ERROR_COLUMNS, checked.errors, checked.encoding)
