@@ -17,6 +17,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import time
@@ -116,17 +117,19 @@ class Upload:
     rows: int
     seconds: float  # POST, first byte sent to the answer read
     store_seconds: float  # of which the daemon's bills.batch transaction
+    cpu_seconds: float | None  # the daemon's CPU (user + system, every thread) for the POST
     result_seconds: float  # GET result.csv
     batch_id: str
     result: list[dict[str, str]]
 
 
-def post_file(gateway: Gateway, data: bytes, rows: int) -> Upload:
+def post_file(gateway: Gateway, data: bytes, rows: int, pid: int) -> Upload:
     conn = HTTPConnection("127.0.0.1", gateway.api_port, timeout=600)
     auth = {"Authorization": f"Bearer {gateway.api_key}"}
     try:
         conn.connect()
         before = scrape_batch_seconds(gateway.metrics_port)
+        cpu0 = cpu_seconds(pid)
         t0 = time.perf_counter()
         conn.request(
             "POST", "/v1/bills/batch", body=data, headers={**auth, "Content-Type": "text/csv"}
@@ -134,6 +137,7 @@ def post_file(gateway: Gateway, data: bytes, rows: int) -> Upload:
         response = conn.getresponse()
         body = response.read()
         seconds = time.perf_counter() - t0
+        cpu1 = cpu_seconds(pid)
         store = scrape_batch_seconds(gateway.metrics_port) - before
         if response.status != 201:
             raise BenchFailure(f"{rows} rows: HTTP {response.status}: {body[:600]!r}")
@@ -151,7 +155,8 @@ def post_file(gateway: Gateway, data: bytes, rows: int) -> Upload:
     finally:
         conn.close()
     parsed = list(csv.DictReader(io.StringIO(result[3:].decode(), newline="")))
-    return Upload(rows, seconds, store, result_seconds, summary["batch_id"], parsed)
+    cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    return Upload(rows, seconds, store, cpu, result_seconds, summary["batch_id"], parsed)
 
 
 # --- checks ---------------------------------------------------------------------------------------
@@ -254,11 +259,22 @@ def raw_rows(
     return rows
 
 
-def raw_insert(engine: Engine, rows: list[dict[str, Any]]) -> float:
-    t0 = time.perf_counter()
+def raw_insert(engine: Engine, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """(seconds, this process's CPU seconds) of the one executemany and its commit."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with engine.begin() as conn:
         conn.execute(bills.insert(), rows)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - cpu0
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """A process's CPU seconds so far (user + system, every thread), None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mib(pid: int) -> float | None:
@@ -309,6 +325,7 @@ class Result:
     backend: str
     uploads: list[Upload]
     raw: dict[int, float]
+    raw_cpu: dict[int, float]  # CPU seconds of the raw insert (this process: SQLite's work too)
     warmup: int
     durability: str
     stored: str
@@ -322,6 +339,9 @@ class Result:
             out[f"result_csv_s_{u.rows}"] = round(u.result_seconds, 3)
             out[f"raw_s_{u.rows}"] = round(self.raw[u.rows], 3)
             out[f"ratio_api_raw_{u.rows}"] = round(u.seconds / self.raw[u.rows], 2)
+            if u.cpu_seconds is not None:
+                out[f"daemon_cpu_us_per_row_{u.rows}"] = round(1e6 * u.cpu_seconds / u.rows)
+                out[f"raw_cpu_us_per_row_{u.rows}"] = round(1e6 * self.raw_cpu[u.rows] / u.rows)
         out["daemon_peak_rss_mib"] = self.peak_rss_mib
         return out
 
@@ -340,11 +360,11 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     with gateway.daemon() as daemon:
         try:
             if warm is not None:
-                post_file(gateway, warm, args.warmup)
+                post_file(gateway, warm, args.warmup, daemon.pid)
             for n in sizes:
                 spy = PySpy(daemon.pid, args.py_spy) if args.py_spy and n == sizes[-1] else None
                 try:
-                    upload = post_file(gateway, files[n][0], n)
+                    upload = post_file(gateway, files[n][0], n, daemon.pid)
                 finally:
                     if spy is not None:
                         spy.stop()
@@ -363,10 +383,10 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
         say(stored)
         with engine.connect() as conn:
             biller = get_biller(conn, BILLER_ID)
-        raw = {}
+        raw, raw_cpu = {}, {}
         for k, n in enumerate(sizes):
             rows = raw_rows(config, biller, today, files[n][1], RAW_SERIAL_BASE + k * 1_000_000)
-            raw[n] = raw_insert(engine, rows)
+            raw[n], raw_cpu[n] = raw_insert(engine, rows)
             say(f"raw: {n:,} bills rows in one executemany: {raw[n]:.3f}s")
         with engine.connect() as conn:
             count = conn.execute(
@@ -377,12 +397,20 @@ def run(args: argparse.Namespace, db: ScratchDatabase, workdir: Path) -> Result:
     finally:
         engine.dispose()
     return Result(
-        db.backend, uploads, raw, args.warmup, durability_settings(db.url), stored, peak_rss
+        db.backend,
+        uploads,
+        raw,
+        raw_cpu,
+        args.warmup,
+        durability_settings(db.url),
+        stored,
+        peak_rss,
     )
 
 
 def report(r: Result) -> str:
     header = ("rows", "API s", "bills/s", "store s", "result.csv s", "raw s", "API/raw")
+    header += ("CPU µs/row", "raw CPU µs/row")
     lines = [header]
     for u in r.uploads:
         lines.append(
@@ -394,6 +422,8 @@ def report(r: Result) -> str:
                 f"{u.result_seconds:.3f}",
                 f"{r.raw[u.rows]:.3f}",
                 f"{u.seconds / r.raw[u.rows]:.2f}",
+                "-" if u.cpu_seconds is None else f"{1e6 * u.cpu_seconds / u.rows:,.0f}",
+                f"{1e6 * r.raw_cpu[u.rows] / u.rows:,.0f}",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -412,6 +442,8 @@ def report(r: Result) -> str:
             " transaction, daemon stopped: no slips, events, batch rows, HTTP or checks",
             f"  checked:  {r.stored}",
             f"  memory:   the daemon's peak RSS {r.peak_rss_mib} MiB (VmHWM)",
+            "  CPU:      the daemon's CPU for the POST (every thread, /proc), per row; raw: this"
+            " process's CPU for the executemany and commit (SQLite's work included)",
             "",
             *table,
             "",

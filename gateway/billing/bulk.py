@@ -1,34 +1,40 @@
 """Bulk registration (spec/merchant-api.md, "Bulk registration"): a CSV file of bills, all or none.
 
 The same file comes through ``POST /v1/bills/batch`` or the biller's watched folder. It is read
-and every row checked with the rules of ``POST /v1/bills`` (the same function,
+as a stream (bytes or a seekable binary file, decoded a block at a time, never held as text or
+rows) and every row checked with the rules of ``POST /v1/bills`` (the same function,
 :func:`gateway.billing.bills.parse_bill_request`) on a worker thread, so that a large file does
-not hold up the reactor. Then one store interaction checks what needs the database (the biller's
-channels, the bill_nos it has already) and, when no row is wrong, stores every new bill
-set-based (:func:`gateway.store.bills.insert_bills`), the batch and its rows, and each bill's
-``bill.created`` event: one commit for the whole file. With any bad row nothing is stored and
-every bad row and field is named (``row 12: amount``; the header is row 1).
+not hold up the reactor. Then one store interaction reads the rows that passed again,
+:data:`INSERT_CHUNK` at a time, checks what needs the database (the biller's channels, the
+bill_nos it has already) and, while no row is wrong, stores each chunk's new bills set-based
+(:func:`gateway.store.bills.insert_bills`); then the batch and its rows, and each bill's
+``bill.created`` event (spooled to a temporary file meanwhile): one commit for the whole file.
+With any bad row the transaction is rolled back, so nothing is stored, and every bad row and
+field is named (``row 12: amount``; the header is row 1).
 
 A row whose ``bill_no`` the biller already has with identical fields is counted as ``existing``
 (as ``POST /v1/bills`` answers 200 for it); with different fields it is an error of that row.
 
 A caller that shows the work as it goes (the console's upload: gateway.billing.console_bulk)
 passes ``progress``, told ``("check", rows checked, rows)`` while the rows are checked and
-``("store", bills stored, new bills)`` while they are stored, and may choose the ``batch_id``
+``("store", rows stored, rows that passed)`` while they are stored, and may choose the ``batch_id``
 and pass an ``audit`` hook, called in the file's transaction with its summary.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from typing import Any, TypeVar
+from itertools import islice
+from typing import IO, Any, TypeVar
 
 from prometheus_client import Counter
 from sqlalchemy.engine import Connection
@@ -47,15 +53,17 @@ from gateway.mappers.bills_csv import (
     RESULT_COLUMNS,
     SHIFT_JIS,
     UTF8,
+    BillRows,
     bill_document,
-    read_bill_file,
+    csv_lines,
+    open_bill_file,
     write_csv,
 )
 from gateway.model import Bill, BillTerms, Channel, EventType, Outcome
-from gateway.store.batches import Batch, BatchItem, batch_bills, insert_batch
+from gateway.store.batches import Batch, BatchItem, batch_bills_page, get_batch, insert_batch
 from gateway.store.billers import active_biller, get_biller
 from gateway.store.bills import Identifiers, NewBill, find_bills, insert_bills
-from gateway.store.events import append_events, event_json
+from gateway.store.events import append_event_chunks, event_json
 from gateway.store.idempotency import IdempotencyClaim, StoredResponse, run_idempotent
 from gateway.store.notify import queue_bill_emails
 
@@ -63,7 +71,8 @@ T = TypeVar("T")
 
 MAX_ROWS = 100_000  # bill rows in one file (spec)
 MAX_BYTES = 64 * 1024 * 1024  # as the API's limit for a text/csv body (spec)
-INSERT_CHUNK = 5000  # new bills built and inserted at a time (all in the one transaction)
+INSERT_CHUNK = 2000  # rows read, checked and stored at a time (all in the one transaction)
+RESULT_CHUNK = 5000  # rows of a result file read and written at a time
 BILL_CREATED = EventType.BILL_CREATED.value
 BATCH_ID = r"bat_[0-9a-f]{24}"
 
@@ -112,10 +121,12 @@ class RowTerms:
 
 @dataclass(frozen=True)
 class CheckedFile:
-    """A file read and checked row by row (what needs no database)."""
+    """A file read and checked row by row (what needs no database). The rows that passed are
+    not kept: the store reads them again from the file (:func:`passed_rows`), a chunk at a
+    time, so a large file is never held as rows."""
 
     encoding: str
-    rows: tuple[RowTerms, ...]  # the rows that passed
+    passed: int  # rows that passed
     errors: tuple[tuple[int, str, str], ...]  # (row, column, message) of the others
     total: int  # bill rows in the file
 
@@ -130,8 +141,32 @@ def _refused(errors: Sequence[tuple[int, str, str]]) -> InvalidRequest:
     )
 
 
+def _stream(data: bytes | IO[bytes]) -> IO[bytes]:
+    return io.BytesIO(data) if isinstance(data, bytes) else data
+
+
+def _size(stream: IO[bytes]) -> int:
+    size = stream.seek(0, io.SEEK_END)
+    stream.seek(0)
+    return size
+
+
+def _too_many_rows(count: int) -> InvalidRequest:
+    return InvalidRequest(
+        [
+            FieldError(
+                "body",
+                f"the file has {count:,} bill rows; at most {MAX_ROWS:,} in one file: split it",
+            )
+        ],
+        Refusal.TOO_LARGE,
+        "Payload too large",
+        detail=f"at most {MAX_ROWS:,} bill rows in one file",
+    )
+
+
 def check_file(
-    data: bytes,
+    data: bytes | IO[bytes],
     charset: str | None,
     *,
     limits: Mapping[Channel, int],
@@ -140,19 +175,74 @@ def check_file(
     source: str = "file",
     progress: Progress | None = None,
 ) -> CheckedFile:
-    """Read a bulk file and check each row as ``POST /v1/bills`` checks a body, plus a bill_no
-    twice in the file. Raises :class:`InvalidRequest` when the file cannot be read as bills at
-    all: a charset the gateway does not read (:attr:`Refusal.UNSUPPORTED_ENCODING`), more than
-    :data:`MAX_BYTES` or :data:`MAX_ROWS` rows (:attr:`Refusal.TOO_LARGE`), or its encoding,
-    its header or no bill rows (:attr:`Refusal.INVALID`)."""
-    if len(data) > MAX_BYTES:
+    """Read a bulk file (bytes, or a seekable binary file: read as a stream, never whole) and
+    check each row as ``POST /v1/bills`` checks a body, plus a bill_no twice in the file.
+    Raises :class:`InvalidRequest` when the file cannot be read as bills at all: a charset the
+    gateway does not read (:attr:`Refusal.UNSUPPORTED_ENCODING`), more than :data:`MAX_BYTES`
+    or :data:`MAX_ROWS` rows (:attr:`Refusal.TOO_LARGE`), or its encoding, its header, a record
+    that is not CSV or no bill rows (:attr:`Refusal.INVALID`)."""
+    stream = _stream(data)
+    size = _size(stream)
+    if size > MAX_BYTES:
         raise InvalidRequest(
-            [FieldError("body", f"the file has {len(data):,} bytes; at most {MAX_BYTES:,}")],
+            [FieldError("body", f"the file has {size:,} bytes; at most {MAX_BYTES:,}")],
             Refusal.TOO_LARGE,
             "Payload too large",
         )
+    # ``of`` for the progress: the file's lines, a bound known before reading it (rows are
+    # counted as they are read; a record may span lines).
+    lines = _count_lines(stream) if progress is not None else 0
+    opened = _open(stream, charset, source)
+    passed = 0
+    errors: list[tuple[int, str, str]] = []
+    first_row: dict[str, int] = {}
+    total = 0
     try:
-        bill_file = read_bill_file(data, charset, source)
+        for row in opened.rows:
+            if progress is not None and total % PROGRESS_EVERY == 0:
+                progress("check", total, max(lines - 1, total))
+            total += 1
+            if total > MAX_ROWS:
+                continue  # counted, for the refusal to say how many
+            bill_no = row.cells.get("bill_no")
+            if bill_no is not None:
+                first = first_row.setdefault(bill_no, row.row)
+                if first != row.row:
+                    errors.append((row.row, "bill_no", f"{bill_no} is also on row {first}"))
+                    continue
+            if row.problem is not None:
+                errors.append((row.row, "row", row.problem))
+                continue
+            try:
+                parse_bill_request(
+                    bill_document(row.cells), limits=limits, today=today, max_due_days=max_due_days
+                )
+            except InvalidRequest as e:
+                errors += [(row.row, _column(f.field), f.message) for f in e.errors]
+                continue
+            passed += 1
+    except FileErrors as e:
+        raise _refused([(r.record, r.field, r.reason) for r in e.errors]) from None
+    if total > MAX_ROWS:
+        raise _too_many_rows(total)
+    if not total:
+        raise _refused([(2, "row", "no bills: the file has a header row and nothing after it")])
+    if progress is not None:
+        progress("check", total, total)
+    return CheckedFile(opened.encoding, passed, tuple(errors), total)
+
+
+def _count_lines(stream: IO[bytes]) -> int:
+    lines = 1
+    while block := stream.read(1 << 20):
+        lines += block.count(b"\n")
+    stream.seek(0)
+    return lines
+
+
+def _open(stream: IO[bytes], charset: str | None, source: str) -> BillRows:
+    try:
+        return open_bill_file(stream, charset, source)
     except ValueError as e:
         raise InvalidRequest(
             [FieldError("Content-Type", f"{e}; send charset=utf-8 or charset=shift_jis")],
@@ -161,47 +251,39 @@ def check_file(
         ) from None
     except FileErrors as e:
         raise _refused([(r.record, r.field, r.reason) for r in e.errors]) from None
-    if len(bill_file.rows) > MAX_ROWS:
-        raise InvalidRequest(
-            [
-                FieldError(
-                    "body",
-                    f"the file has {len(bill_file.rows):,} bill rows; at most {MAX_ROWS:,}"
-                    " in one file: split it",
-                )
-            ],
-            Refusal.TOO_LARGE,
-            "Payload too large",
-            detail=f"at most {MAX_ROWS:,} bill rows in one file",
+
+
+def passed_rows(
+    stream: IO[bytes],
+    checked: CheckedFile,
+    *,
+    limits: Mapping[Channel, int],
+    today: date,
+    max_due_days: int,
+) -> Iterator[RowTerms]:
+    """The rows of a checked file that passed (:func:`check_file`), read again from the file,
+    with their terms, in the file's order."""
+    bad = {row for row, _, _ in checked.errors}
+    for row in open_bill_file(stream, checked.encoding).rows:
+        if row.row in bad:
+            continue
+        terms = parse_bill_request(
+            bill_document(row.cells), limits=limits, today=today, max_due_days=max_due_days
         )
-    if not bill_file.rows:
-        raise _refused([(2, "row", "no bills: the file has a header row and nothing after it")])
-    passed: list[RowTerms] = []
-    errors: list[tuple[int, str, str]] = []
-    first_row: dict[str, int] = {}
-    for done, row in enumerate(bill_file.rows):
-        if progress is not None and done % PROGRESS_EVERY == 0:
-            progress("check", done, len(bill_file.rows))
-        bill_no = row.cells.get("bill_no")
-        if bill_no is not None:
-            first = first_row.setdefault(bill_no, row.row)
-            if first != row.row:
-                errors.append((row.row, "bill_no", f"{bill_no} is also on row {first}"))
-                continue
-        if row.problem is not None:
-            errors.append((row.row, "row", row.problem))
-            continue
-        try:
-            terms = parse_bill_request(
-                bill_document(row.cells), limits=limits, today=today, max_due_days=max_due_days
-            )
-        except InvalidRequest as e:
-            errors += [(row.row, _column(f.field), f.message) for f in e.errors]
-            continue
-        passed.append(RowTerms(row.row, terms, terms.fingerprint()))
-    if progress is not None:
-        progress("check", len(bill_file.rows), len(bill_file.rows))
-    return CheckedFile(bill_file.encoding, tuple(passed), tuple(errors), len(bill_file.rows))
+        yield RowTerms(row.row, terms, terms.fingerprint())
+
+
+def _chunks(rows: Iterator[RowTerms], size: int) -> Iterator[list[RowTerms]]:
+    while chunk := list(islice(rows, size)):
+        yield chunk
+
+
+def _spooled_events(spool: IO[bytes]) -> Iterator[list[tuple[str, str, str]]]:
+    """The events of a file's new bills, from the spool its transaction wrote (one JSON a
+    line), :data:`INSERT_CHUNK` at a time, each with its new event_id."""
+    lines = (line.decode().rstrip("\n") for line in spool)
+    while chunk := list(islice(lines, INSERT_CHUNK)):
+        yield [("evt_" + secrets.token_hex(12), BILL_CREATED, data) for data in chunk]
 
 
 def _dumps(doc: Mapping[str, Any]) -> str:
@@ -240,7 +322,7 @@ class BulkService:
     async def register(
         self,
         biller_id: str,
-        data: bytes,
+        data: bytes | IO[bytes],
         charset: str | None,
         claim: IdempotencyClaim | None,
         source: str = "api",
@@ -249,34 +331,33 @@ class BulkService:
         progress: Progress | None = None,
         audit: BatchAudit | None = None,
     ) -> StoredResponse:
-        """Register a whole file: the summary (created), or :class:`InvalidRequest`."""
+        """Register a whole file (bytes, or a seekable binary file, read as a stream): the
+        summary (created), or :class:`InvalidRequest`."""
         clock = self.bills.clock
         today = clock_today(clock)
         origin = "inbox" if source.startswith("inbox") else "api"
+        stream = _stream(data)
+        rules: dict[str, Any] = {
+            "limits": self.bills.issuer.channel_limits(),
+            "today": today,
+            "max_due_days": self.config.bills.max_due_days,
+        }
         try:
             checked = await self._in_thread(
-                partial(
-                    check_file,
-                    data,
-                    charset,
-                    limits=self.bills.issuer.channel_limits(),
-                    today=today,
-                    max_due_days=self.config.bills.max_due_days,
-                    source=source,
-                    progress=progress,
-                )
+                partial(check_file, stream, charset, source=source, progress=progress, **rules)
             )
             now = clock_now(clock)
             batch_id = batch_id or self.new_batch_id()
+            store = partial(
+                self._store, biller_id, stream, checked, rules, batch_id, source, now, progress
+            )
             stored = await self.store.run_interaction(
                 "bills.batch",
                 run_idempotent,
                 claim,
                 now,
                 self.config.api.idempotency_ttl,
-                partial(
-                    self._store, biller_id, checked, batch_id, source, today, now, progress, audit
-                ),
+                partial(store, audit),
             )
         except InvalidRequest:
             FILES.labels(origin, "refused").inc()
@@ -291,31 +372,39 @@ class BulkService:
     def _store(
         self,
         biller_id: str,
+        stream: IO[bytes],
         checked: CheckedFile,
+        rules: Mapping[str, Any],
         batch_id: str,
         source: str,
-        today: date,
         now: datetime,
         progress: Progress | None,
         audit: BatchAudit | None,
         conn: Connection,
     ) -> StoredResponse:
+        """The file's one transaction. The rows that passed are read again from the file and
+        checked against the database, a chunk at a time; while no row of the file is wrong,
+        each chunk's new bills are stored at once, their events' JSON spooled to a temporary
+        file. Any wrong row (found before or here) stops the storing, the rest is still checked
+        for the refusal to name every error, and raising rolls back whatever was stored: the
+        file is stored whole or not at all. The events go last (their seqs lock the biller's
+        row until the commit), read back from the spool a chunk at a time."""
+        today: date = rules["today"]
         biller = active_biller(conn, biller_id)  # none for a suspended biller
         errors = list(checked.errors)
-        for r in checked.rows:
-            refused = biller_channel_error(biller, r.terms.channels)
-            if refused is not None:
-                errors.append((r.row, "channels", refused))
-            else:
-                refusals = self.bills.issuer.refusals(biller, r.terms) + due_window_refusals(
-                    biller, r.terms.channels, r.terms.due_date, today
-                )
-                errors += [(r.row, _column(e.field), e.message) for e in refusals]
+        issuer = self.bills.issuer
+        event_doc = self.bills.event_doc
+        want_mail = self.config.mail is not None
         items: list[BatchItem] = []
-        new_rows: list[RowTerms] = []
+        mail: list[tuple[str, int]] = []
+        raced: list[RowTerms] = []
+        created = 0
+        done = 0
 
-        def sort_out(rows: Sequence[RowTerms]) -> None:
-            """An existing bill_no: the same bill (a replay) or an error of the row."""
+        def sort_out(rows: Sequence[RowTerms]) -> list[RowTerms]:
+            """The rows whose bill_no is new; an existing one is the same bill (a replay) or
+            an error of the row."""
+            new_rows = []
             found = find_bills(conn, biller_id, [r.terms.bill_no for r in rows])
             for r in rows:
                 hit = found.get(r.terms.bill_no)
@@ -327,68 +416,75 @@ class BulkService:
                     errors.append(
                         (r.row, "bill_no", f"{r.terms.bill_no} exists already with other fields")
                     )
-
-        sort_out(checked.rows)
-        if errors:
-            raise _refused(errors)
-        issuer = self.bills.issuer
-        event_doc = self.bills.event_doc
-        want_mail = self.config.mail is not None
+            return new_rows
 
         def identify(serial: int, terms: BillTerms) -> Identifiers:
             return issuer.identify(biller, serial, terms, today)
 
-        # In chunks, keeping of each new bill only its event's JSON: a 100,000-row file would
-        # otherwise hold every Bill, row and document at once.
-        new_events: list[tuple[str, str, str]] = []
-        mail: list[tuple[str, int]] = []
-        raced: list[RowTerms] = []
-        to_insert, new_rows = new_rows, []
-        for start in range(0, len(to_insert), INSERT_CHUNK):
-            chunk = to_insert[start : start + INSERT_CHUNK]
-            news = [
-                NewBill(
-                    biller_id,
-                    r.terms,
-                    self.bills.stored_token(biller_id, r.terms.bill_no),
-                    r.fingerprint,
-                )
-                for r in chunk
-            ]
-            for r, stored in zip(chunk, insert_bills(conn, news, now, identify), strict=True):
-                if stored is None:
-                    raced.append(r)  # stored by a concurrent request since we looked
-                    continue
-                serial, bill = stored
-                items.append(BatchItem(r.row, serial, True))
-                event_id = "evt_" + secrets.token_hex(12)
-                new_events.append((event_id, BILL_CREATED, event_json({"bill": event_doc(bill)})))
-                if want_mail and bill.customer.email:
-                    mail.append((biller_id, serial))
-            if progress is not None:
-                progress("store", start + len(chunk), len(to_insert))
-        if raced:
-            sort_out(raced)
-            if errors or new_rows:
-                raise _refused(
-                    errors or [(r.row, "bill_no", "changed concurrently") for r in new_rows]
-                )
-        items.sort(key=lambda item: item.row)
-        batch = Batch(
-            batch_id,
-            biller_id,
-            source,
-            checked.encoding,
-            len(items),
-            len(new_events),
-            len(items) - len(new_events),
-            now,
-        )
-        insert_batch(conn, batch, items)
-        if mail:
-            queue_bill_emails(conn, mail, now)
-        # Last: it locks the biller's row for the events' seq until the commit.
-        append_events(conn, biller_id, new_events, now)
+        with tempfile.TemporaryFile() as spool:
+            for chunk in _chunks(passed_rows(stream, checked, **rules), INSERT_CHUNK):
+                for r in chunk:
+                    refused = biller_channel_error(biller, r.terms.channels)
+                    if refused is not None:
+                        errors.append((r.row, "channels", refused))
+                    else:
+                        refusals = issuer.refusals(biller, r.terms) + due_window_refusals(
+                            biller, r.terms.channels, r.terms.due_date, today
+                        )
+                        errors += [(r.row, _column(e.field), e.message) for e in refusals]
+                new_rows = sort_out(chunk)
+                done += len(chunk)
+                if errors:
+                    continue  # the file will be refused: nothing more is stored
+                news = [
+                    NewBill(
+                        biller_id,
+                        r.terms,
+                        self.bills.stored_token(biller_id, r.terms.bill_no),
+                        r.fingerprint,
+                    )
+                    for r in new_rows
+                ]
+                lines = []
+                for r, stored in zip(
+                    new_rows, insert_bills(conn, news, now, identify), strict=True
+                ):
+                    if stored is None:
+                        raced.append(r)  # stored by a concurrent request since we looked
+                        continue
+                    serial, bill = stored
+                    items.append(BatchItem(r.row, serial, True))
+                    lines.append(event_json({"bill": event_doc(bill)}))
+                    if want_mail and bill.customer.email:
+                        mail.append((biller_id, serial))
+                created += len(lines)
+                if lines:
+                    spool.write(("\n".join(lines) + "\n").encode())
+                if progress is not None:
+                    progress("store", done, checked.passed)
+            if raced and not errors:
+                still_new = sort_out(raced)
+                if still_new and not errors:
+                    errors = [(r.row, "bill_no", "changed concurrently") for r in still_new]
+            if errors:
+                raise _refused(errors)
+            items.sort(key=lambda item: item.row)
+            batch = Batch(
+                batch_id,
+                biller_id,
+                source,
+                checked.encoding,
+                len(items),
+                created,
+                len(items) - created,
+                now,
+            )
+            insert_batch(conn, batch, items)
+            if mail:
+                queue_bill_emails(conn, mail, now)
+            # Last: it locks the biller's row for the events' seq until the commit.
+            spool.seek(0)
+            append_event_chunks(conn, biller_id, created, _spooled_events(spool), now)
         summary = {
             "batch_id": batch_id,
             "rows": batch.rows,
@@ -407,15 +503,26 @@ class BulkService:
 
         One row per bill row of the file, in its order: the bill as ``GET /v1/bills/{bill_no}``
         shows it now, and whether this file created it or found it (``created``, ``existing``).
+        Read and written :data:`RESULT_CHUNK` rows at a time: only the file's bytes are held
+        whole, never its bills.
         """
-        found = await self.store.run_interaction(
-            "bills.batch.result", batch_bills, biller_id, batch_id
+        batch = await self.store.run_interaction(
+            "bills.batch.result", get_batch, biller_id, batch_id
         )
-        if found is None:
+        if batch is None:
             raise NotFound(f"batch {batch_id}")
-        batch, rows = found
         chosen = encoding or batch.encoding
-        return await self._in_thread(partial(self._result, rows, chosen)), chosen
+        parts = [write_csv(RESULT_COLUMNS, (), chosen)]
+        after = 0
+        while True:
+            rows = await self.store.run_interaction(
+                "bills.batch.result", batch_bills_page, batch_id, after, RESULT_CHUNK
+            )
+            if rows:
+                parts.append(await self._in_thread(partial(self._result, rows, chosen)))
+                after = rows[-1][0].row
+            if len(rows) < RESULT_CHUNK:
+                return b"".join(parts), chosen
 
     def _result(self, rows: Sequence[tuple[BatchItem, Bill]], encoding: str) -> bytes:
         render = self.bills.render
@@ -439,7 +546,7 @@ class BulkService:
                 doc["page_url"],
             ]
 
-        return write_csv(RESULT_COLUMNS, (line(i, b) for i, b in rows), encoding)
+        return csv_lines((line(i, b) for i, b in rows), encoding)
 
     # --- the watched folder (gateway.protocols.bill_inbox, wired by gateway.app.service) ------
 

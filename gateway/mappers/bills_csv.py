@@ -21,9 +21,9 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from gateway.errors import FileErrors, RecordError
 from gateway.mappers import csv_cells
@@ -65,6 +65,7 @@ _CHARSETS = {
     "ms932": SHIFT_JIS,
 }
 _CODEC = {UTF8: "utf-8-sig", SHIFT_JIS: "cp932"}
+_BLOCK = 1 << 20  # bytes read at a time to find a file's encoding
 
 CHANNEL_SEPARATORS = re.compile(r"[;\s]+")  # "cvs;payeasy", "cvs payeasy", "cvs; payeasy"
 _DIGITS = re.compile(r"[0-9]+")
@@ -127,8 +128,50 @@ def decode(data: bytes, charset: str | None, source: str = "file") -> tuple[str,
 def read_bill_file(data: bytes, charset: str | None = None, source: str = "file") -> BillFile:
     """Decode and split a bulk file. Raises :class:`FileErrors` when it has no usable header,
     :class:`ValueError` for a ``charset`` the gateway does not read."""
-    text, encoding = decode(data, charset, source)
-    records = csv.reader(io.StringIO(text, newline=""))
+    opened = open_bill_file(io.BytesIO(data), charset, source)
+    return BillFile(opened.encoding, opened.columns, tuple(opened.rows))
+
+
+@dataclass(frozen=True)
+class BillRows:
+    """A bulk file opened for reading row by row (:func:`open_bill_file`)."""
+
+    encoding: str  # UTF8 or SHIFT_JIS, as read
+    columns: tuple[str, ...]  # the header's columns, in the file's order
+    rows: Iterator[CsvRow]  # read as they are asked for; FileErrors for a record not CSV
+
+
+def sniff_encoding(stream: IO[bytes], charset: str | None, source: str = "file") -> str:
+    """The file's encoding (as :func:`decode` chooses it), read block by block from the start of
+    ``stream`` without holding its text. Raises as :func:`decode` does."""
+    encoding = charset_name(charset) if charset else None
+    if charset and encoding is None:
+        raise ValueError(f"charset {charset!r} is not utf-8 or shift_jis")
+    for name in [encoding] if encoding else [UTF8, SHIFT_JIS]:
+        stream.seek(0)
+        decoder = codecs.getincrementaldecoder(_CODEC[name])()
+        try:
+            while block := stream.read(_BLOCK):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            continue
+        return name
+    stream.seek(0)
+    decode(stream.read(), charset, source)  # refused: the error as a whole-file decode names it
+    raise AssertionError("a file that decodes block by block decodes whole")  # pragma: no cover
+
+
+def open_bill_file(stream: IO[bytes], charset: str | None = None, source: str = "file") -> BillRows:
+    """:func:`read_bill_file` of a seekable binary file, its rows read as they are iterated (one
+    block of text at a time): a large file is never held whole, as bytes, text or rows. The
+    encoding is found first (one pass over the file), then the header read; both raise as
+    :func:`read_bill_file` does, a record not readable as CSV raises :class:`FileErrors` when
+    its row is reached. Reading again needs another call (the stream is read from its start)."""
+    encoding = sniff_encoding(stream, charset, source)
+    stream.seek(0)
+    text = io.TextIOWrapper(stream, _CODEC[encoding], newline="")
+    records = csv.reader(text)
     try:
         header = next(records, None)
         while header is not None and not any(c.strip() for c in header):
@@ -147,11 +190,28 @@ def read_bill_file(data: bytes, charset: str | None = None, source: str = "file"
                 ],
             )
         columns = _header(header, source)
-        rows = _rows(records, columns)
     except csv.Error as e:
-        line = records.line_num
-        raise FileErrors(source, [_error(line, "row", "", f"not readable as CSV: {e}")]) from None
-    return BillFile(encoding, columns, tuple(rows))
+        text.detach()
+        raise FileErrors(source, [_csv_error(records.line_num, e)]) from None
+    except BaseException:
+        text.detach()
+        raise
+    return BillRows(encoding, columns, _read_rows(text, records, columns, source))
+
+
+def _csv_error(line: int, e: csv.Error) -> RecordError:
+    return _error(line, "row", "", f"not readable as CSV: {e}")
+
+
+def _read_rows(
+    text: io.TextIOWrapper, records: Any, columns: tuple[str, ...], source: str
+) -> Iterator[CsvRow]:
+    try:
+        yield from _rows(records, columns)
+    except csv.Error as e:
+        raise FileErrors(source, [_csv_error(records.line_num, e)]) from None
+    finally:
+        text.detach()  # the caller's stream stays open
 
 
 def _header(cells: Sequence[str], source: str) -> tuple[str, ...]:
@@ -176,8 +236,7 @@ def _header(cells: Sequence[str], source: str) -> tuple[str, ...]:
     return names
 
 
-def _rows(records: Iterable[list[str]], columns: tuple[str, ...]) -> list[CsvRow]:
-    rows = []
+def _rows(records: Iterable[list[str]], columns: tuple[str, ...]) -> Iterator[CsvRow]:
     width = len(columns)
     for row_no, cells in enumerate(records, 2):
         trimmed = [c.strip() for c in cells]
@@ -188,8 +247,7 @@ def _rows(records: Iterable[list[str]], columns: tuple[str, ...]) -> list[CsvRow
             used = len(trimmed) - next(i for i, c in enumerate(reversed(trimmed)) if c)
             problem = f"the row has {used} cells; the header has {width}"
         values = {name: cell for name, cell in zip(columns, trimmed, strict=False) if cell}
-        rows.append(CsvRow(row_no, values, problem))
-    return rows
+        yield CsvRow(row_no, values, problem)
 
 
 def bill_document(cells: dict[str, str]) -> dict[str, Any]:
@@ -256,11 +314,16 @@ def write_csv(header: Sequence[str], rows: Iterable[Sequence[object]], encoding:
     """CRLF lines; UTF-8 with a BOM (Excel then reads it as UTF-8), or Shift_JIS (CP932) with
     what it cannot encode replaced by ``?``. A text cell a spreadsheet would run as a formula
     (a bill_no ``=HYPERLINK(...)``, or a message quoting it) gets a leading ``'``
-    (:mod:`gateway.mappers.csv_cells`); int cells (row numbers, amounts) are written as they are."""
+    (:mod:`gateway.mappers.csv_cells`); int cells (row numbers, amounts) are written as they are.
+    A large file may be written in parts: this with no rows, then :func:`csv_lines` of each."""
+    head = csv_lines([header], encoding) + csv_lines(rows, encoding)
+    return codecs.BOM_UTF8 + head if encoding != SHIFT_JIS else head
+
+
+def csv_lines(rows: Iterable[Sequence[object]], encoding: str) -> bytes:
+    """Rows of a file :func:`write_csv` writes, after its header (no BOM)."""
     out = io.StringIO(newline="")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    writer.writerows(csv_cells.cells(row) for row in rows)
+    csv.writer(out, lineterminator="\r\n").writerows(csv_cells.cells(row) for row in rows)
     if encoding == SHIFT_JIS:
         return out.getvalue().encode("cp932", errors="replace")
-    return codecs.BOM_UTF8 + out.getvalue().encode("utf-8")
+    return out.getvalue().encode("utf-8")

@@ -90,10 +90,20 @@ def batch_bills(
     batch = get_batch(conn, biller_id, batch_id)
     if batch is None:
         return None
-    rows = conn.execute(
+    return batch, batch_bills_page(conn, batch_id, 0, None)
+
+
+def batch_bills_page(
+    conn: Connection, batch_id: str, after_row: int, limit: int | None
+) -> list[tuple[BatchItem, Bill]]:
+    """Of a batch (the caller found it is the biller's: :func:`get_batch`), the rows after
+    ``after_row`` in the file's order, at most ``limit``, each with its bill as it is now."""
+    query = (
         select(bill_batch_items.c.row_no, bill_batch_items.c.created, bills)
         .join(bills, bills.c.id == bill_batch_items.c.bill_id)
-        .where(bill_batch_items.c.batch_id == batch_id)
+        .where(bill_batch_items.c.batch_id == batch_id, bill_batch_items.c.row_no > after_row)
         .order_by(bill_batch_items.c.row_no)
     )
-    return batch, [(BatchItem(r.row_no, r.id, bool(r.created)), _bill(r)) for r in rows]
+    if limit is not None:
+        query = query.limit(limit)
+    return [(BatchItem(r.row_no, r.id, bool(r.created)), _bill(r)) for r in conn.execute(query)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -78,29 +78,62 @@ def append_events(
     webhook delivery in this process is woken at once, and on PostgreSQL a ``NOTIFY
     gateway_outbox`` (one per transaction) wakes the other daemons' delivery.
     """
-    if not new:
+    if len(new) == 1:
+        last = _reserve_seqs(conn, biller_id, 1)
+        conn.execute(events.insert().values(**_event_row(biller_id, last, now, *new[0])))
+        raise_signal(conn, OUTBOX)
+        return last
+    return append_event_chunks(conn, biller_id, len(new), [new], now)
+
+
+def append_event_chunks(
+    conn: Connection,
+    biller_id: str,
+    count: int,
+    chunks: Iterable[Sequence[tuple[str, str, Mapping[str, Any] | str]]],
+    now: datetime,
+) -> int:
+    """:func:`append_events` of ``count`` events given a chunk at a time (bulk registration
+    reads them back from a spool): the seqs of all are reserved at once, each chunk is one
+    statement. ``chunks`` must hold exactly ``count`` events."""
+    if not count:
         return 0
+    last = _reserve_seqs(conn, biller_id, count)
+    seq = last - count + 1
+    for chunk in chunks:
+        rows = [_event_row(biller_id, seq + i, now, *event) for i, event in enumerate(chunk)]
+        seq += len(rows)
+        copy_rows(conn, events, rows)  # PostgreSQL: COPY; elsewhere executemany
+    if seq != last + 1:
+        raise ValueError(f"{count} events announced, {seq - (last - count + 1)} given")
+    raise_signal(conn, OUTBOX)
+    return last
+
+
+def _reserve_seqs(conn: Connection, biller_id: str, count: int) -> int:
+    """The last of ``count`` new seqs of the biller's events; locks its row until the commit."""
     last = conn.execute(
         update(billers)
         .where(billers.c.biller_id == biller_id)
-        .values(last_event_seq=billers.c.last_event_seq + len(new))
+        .values(last_event_seq=billers.c.last_event_seq + count)
         .returning(billers.c.last_event_seq)
     ).scalar_one()
-    first = int(last) - len(new) + 1
-    rows = [
-        {
-            "event_id": event_id,
-            "biller_id": biller_id,
-            "seq": first + i,
-            "type": str(type),  # an EventType is stored as its value
-            "created_at": now,
-            "data": data if isinstance(data, str) else event_json(data),
-        }
-        for i, (event_id, type, data) in enumerate(new)
-    ]
-    if len(rows) == 1:
-        conn.execute(events.insert().values(**rows[0]))
-    else:
-        copy_rows(conn, events, rows)  # PostgreSQL: COPY; elsewhere executemany
-    raise_signal(conn, OUTBOX)
     return int(last)
+
+
+def _event_row(
+    biller_id: str,
+    seq: int,
+    now: datetime,
+    event_id: str,
+    type: str,
+    data: Mapping[str, Any] | str,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "biller_id": biller_id,
+        "seq": seq,
+        "type": str(type),  # an EventType is stored as its value
+        "created_at": now,
+        "data": data if isinstance(data, str) else event_json(data),
+    }

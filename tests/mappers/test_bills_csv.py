@@ -197,3 +197,40 @@ def test_row_numbers_count_every_record(lines: list[str]) -> None:
     f = read_bill_file(text.encode())
     numbers = [r.row for r in f.rows]
     assert numbers == sorted(set(numbers)) and all(2 <= n <= len(lines) + 1 for n in numbers)
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 7, 64])
+@pytest.mark.parametrize(
+    ("data", "charset"),
+    [
+        (codecs.BOM_UTF8 + TEXT.encode(), None),  # a BOM, then characters of 3 bytes
+        (TEXT.encode("cp932"), None),  # Shift_JIS, found after UTF-8 fails
+        (TEXT.encode("cp932"), "shift_jis"),
+        (TEXT.encode() + b"X,1,2026-12-15,cvs,\xff\r\n", None),  # neither: refused
+        (TEXT.encode() + b"X,1,2026-12-15,cvs,\x82\r\n", "utf-8"),  # not the named charset
+        (TEXT.encode() + b'X,"a"b,\r\n"unterminated,\r\n', None),  # quotes cut over lines
+    ],
+)
+def test_a_file_read_as_a_stream_reads_as_a_whole_decode_does(
+    monkeypatch: pytest.MonkeyPatch, block: int, data: bytes, charset: str | None
+) -> None:
+    """The encoding is found block by block (issue 18: a large file is never held as text):
+    a character cut by a block's end, a BOM, a bad byte late in the file, give what decoding
+    the whole file gives."""
+    from gateway.mappers import bills_csv
+
+    def whole() -> object:
+        try:
+            text, encoding = decode(data, charset)
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+            return encoding, len(rows)
+        except FileErrors as e:
+            return [(x.record, x.field, x.value, x.reason) for x in e.errors]
+
+    monkeypatch.setattr(bills_csv, "_BLOCK", block)
+    try:
+        opened = bills_csv.open_bill_file(io.BytesIO(data), charset)
+        got: object = (opened.encoding, 1 + len(list(opened.rows)))
+    except FileErrors as e:
+        got = [(x.record, x.field, x.value, x.reason) for x in e.errors]
+    assert got == whole()
