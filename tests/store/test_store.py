@@ -186,3 +186,24 @@ async def test_concurrent_writers_get_gap_free_seq_in_commit_order(engine, migra
     assert sorted(e.data["i"] for e in final) == list(range(120))
     for snapshot in observed:  # each reader saw a prefix: no gap, ever
         assert snapshot == list(range(1, len(snapshot) + 1))
+
+
+def test_list_events_decodes_only_the_types_asked(engine) -> None:  # type: ignore[no-untyped-def]
+    """A reader that walks every event but looks into a few (the notice job) gets every event
+    in seq order, the data of the types it asked for, and empty data for the rest."""
+    with engine.begin() as conn:  # the fixture's biller acme
+        for i, type_ in enumerate(["payment.preliminary", "bill.created", "payment.confirmed"]):
+            append_event(
+                conn, biller_id="acme", event_id=f"evt_{i}", type=type_, data={"i": i}, now=NOW
+            )
+    with engine.begin() as conn:
+        every = list_events(conn, "acme", 0, 10)
+        some = list_events(conn, "acme", 0, 10, decode=frozenset({"bill.created"}))
+        none = list_events(conn, "acme", 0, 10, decode=frozenset())
+    assert [e.data for e in every] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert [(e.seq, e.type, e.data) for e in some] == [
+        (1, "payment.preliminary", {}),
+        (2, "bill.created", {"i": 1}),
+        (3, "payment.confirmed", {}),
+    ]
+    assert [e.seq for e in none] == [1, 2, 3] and all(e.data == {} for e in none)
