@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import ClassVar
 
@@ -49,4 +50,18 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"configuration error: {e}") from None
     # SIGHUP reads the file again: new TLS files and peer names (gateway.app.reload).
     Reloader(options["config"], service, reactor).setServiceParent(service)
+    reactor.callWhenRunning(freeze_startup_heap)
     return service
+
+
+def freeze_startup_heap() -> None:
+    """Tune the garbage collector for a daemon that allocates per record: what start-up built
+    (modules, schema, compiled statements, config) lives as long as the process, so it is moved
+    out of the collector's sight (``gc.freeze``), and the youngest generation is collected every
+    50,000 allocations instead of 700, so that a group of a thousand 速報 is not interrupted by
+    dozens of collections of objects that are still in use. Cyclic garbage waits a little
+    longer; reference counting frees the rest at once. bench/cvs_ingest.py: daemon CPU per
+    record 360–374 µs before, 306–318 µs after (bench/README.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
