@@ -323,14 +323,15 @@ def insert_bills(
         )
         bills_made.append((serial, bill))
     if not _copied(conn, rows):
-        # One prepared INSERT for every row (SQLite: the driver's executemany, its loop in C),
-        # then which of the reserved serials made it: no other insert can have taken one.
-        conn.execute(
-            dialect_insert(conn, bills).on_conflict_do_nothing(
-                index_elements=["biller_id", "bill_no"]
-            ),
-            rows,
-        )
+        # One prepared INSERT for every row, the driver's executemany (gateway.store.many: no
+        # statement compiled nor row processed by SQLAlchemy per call), then which of the
+        # reserved serials made it: no other insert can have taken one.
+        names = tuple(rows[0])
+        plain = many.insert(conn.dialect, bills, names)
+        quote = conn.dialect.identifier_preparer.quote
+        skip = f" ON CONFLICT ({quote('biller_id')}, {quote('bill_no')}) DO NOTHING"
+        statement = many.Many(plain.sql + skip, plain.processors, plain.width)
+        many.run_many(conn, statement, [tuple(row[n] for n in names) for row in rows])
     inserted = set(
         conn.execute(
             select(bills.c.id).where(bills.c.id >= serials[0], bills.c.id <= serials[-1])

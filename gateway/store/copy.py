@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
+from gateway.store import many
+
 _CHUNK = 10_000
 
 
@@ -21,12 +23,16 @@ def copy_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]])
     """Insert ``rows`` (all with the keys of the first) into ``table``."""
     if not rows:
         return
+    names = tuple(rows[0])
     if conn.dialect.name != "postgresql":
+        # One executemany of the driver per chunk (gateway.store.many: the statement written
+        # once, each value through its column type's bind processor, as COPY below does).
+        statement = many.insert(conn.dialect, table, names)
         for start in range(0, len(rows), _CHUNK):  # (bounds what the driver call holds at once)
-            conn.execute(table.insert(), rows[start : start + _CHUNK])
+            chunk = rows[start : start + _CHUNK]
+            many.run_many(conn, statement, [tuple(row[n] for n in names) for row in chunk])
         return
     dialect = conn.dialect
-    names = list(rows[0])
     processors = [
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
     ]
