@@ -1,7 +1,7 @@
 #!/bin/sh
 # Every row of issue 18's table at its full size, on SQLite and on PostgreSQL, one run each,
 # one after the other: each benchmark appends its JSON line to OUT, and bench/table.py prints
-# the table from it. About 35 minutes on the project's 2-core machine; run it on a quiet one.
+# the table from it (bench/scale.py's 1, 2 and 4 daemons included). About 40 minutes on the project's 2-core machine; run it on a quiet one.
 #
 #   sh bench/issue18.sh [OUT]            # default OUT: bench-issue18.jsonl in the current dir
 #   .venv/bin/python bench/table.py OUT
@@ -21,5 +21,6 @@ for url in sqlite "$PG"; do
 done
 $PY bench/mpn_inquiry.py --database-url "$PG" --bills 1000000 --rate 500 --seconds 20
 $PY bench/settlement.py --database-url "$PG" --billers 1000 --payments 1000000
+$PY bench/scale.py --database-url "$PG"
 $PY bench/settlement.py --database-url sqlite:// --billers 1000 --payments 1000000
 $PY bench/table.py "$OUT"
