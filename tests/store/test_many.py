@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from gateway.model import Channel
 from gateway.store import create_db_engine, many
 from gateway.store.billers import create_biller
+from gateway.store.ledger import _MESSAGE_COLUMNS
 from gateway.store.schema import collection_messages, payments
 
 JST = timezone(timedelta(hours=9))
@@ -121,18 +122,7 @@ def message(n: int, kind: str = "preliminary") -> tuple[object, ...]:
     return ("cvs", kind, f"key-{n}", 1000, NOW, "link:test", None, b"raw", NOW, "received")
 
 
-NAMES = (
-    "channel",
-    "kind",
-    "event_key",
-    "amount",
-    "paid_at",
-    "source",
-    "line",
-    "raw",
-    "received_at",
-    "outcome",
-)
+NAMES = _MESSAGE_COLUMNS  # the columns the ledger writes a message with
 
 
 def test_insert_returning_skips_conflicts_and_pages(
