@@ -91,7 +91,8 @@ def table(lines: list[str]) -> str:
     for line in lines:
         if line.strip():
             run = json.loads(line)
-            last[(run["bench"], run["backend"])] = run
+            if run.get("bench") in ROWS:  # others (scale.py, grown.py) have tables of their own
+                last[(run["bench"], run.get("backend", ""))] = run
     out = ["| path (bench) | backend | figures |", "|---|---|---|"]
     for bench, (label, show) in ROWS.items():
         for backend in ("sqlite", "postgresql"):

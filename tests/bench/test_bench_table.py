@@ -44,6 +44,7 @@ def test_the_last_run_of_each_path_and_backend_is_shown() -> None:
                 "daemon_peak_rss_mib": 180.2,
             }
         ),
+        json.dumps({"bench": "scale", "link_per_s_1": 2427.9}),  # no backend: not in this table
         "",
     ]
     out = table(lines).splitlines()
